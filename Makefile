@@ -1,0 +1,42 @@
+# GradeFlow: every target sets up what it needs by itself.
+#   make demo     run a whole sample exam day through Airflow on the embedded stack
+#   make test     run the test suite (unit, integration, end-to-end) on the embedded stack
+#   make airflow  Airflow standalone (UI on http://localhost:8080) on the embedded stack
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint airflow stack-up stack-down lock bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	touch $@
+
+demo: venv
+	$(PY) -m devstack.demo
+
+test: venv
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+airflow: venv
+	$(PY) -m devstack.airflow_local
+
+stack-up: venv
+	$(PY) -m devstack.stack up
+
+stack-down: venv
+	$(PY) -m devstack.stack down
+
+lock: venv
+	$(VENV)/bin/uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --no-header
+
+clean: stack-down
+	rm -rf .devstack demo-output

@@ -1,0 +1,107 @@
+"""Factory: four DAGs per institution in include/institutions.yaml, on the institution's own clock.
+
+    <id>__ingest   every 15 min, 08:00-17:45 local   sweep incoming/ into Postgres
+    <id>__prepare  18:00 local                         cut-off sweep, FIFO, rule grading, Batch API files
+    <id>__grade    20:00 local                         submit batches, wait deferred, collect results
+    <id>__publish  06:00 local, next morning           GX gate, release, Parquet export
+
+Wiring only: every task calls a function of gradeflow.tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
+
+from gradeflow import tasks
+from gradeflow.config import BATCH_API_POOL, Institution, load_institutions
+from gradeflow.dag_defaults import DEFAULT_ARGS, tags
+from gradeflow.waiting import WaitForBatchOperator
+
+POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
+RERUN = (
+    "\n\n**Rerun**: clearing any task or the whole run is safe (every step is idempotent). To work on "
+    "another day, trigger with the `exam_day` param (`YYYY-MM-DD`); to regrade, use `gradeflow__admin_rerun`."
+)
+DOCS = {
+    "ingest": "Sweeps `incoming/{p}/<day>/` (exams, then submissions in arrival order) into Postgres: every "
+              "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, originals "
+              "archived under `archive/{p}/`, a file dropped twice loaded once. Contract: docs/file-contract.md.",
+    "prepare": "The 18:00 cut-off for the day: a final ingest sweep, submissions numbered first-in-first-out, "
+               "objective answers graded by rule, free-text answers merged (identical answers once) into "
+               "Batch API requests within the token budget, JSONL input files written to `batches/{p}/<day>/`.",
+    "grade": "Submits the day's batch jobs (a job already submitted is reattached, never paid twice), waits "
+             "for each batch deferred (no worker held), then collects results by `custom_id`: grades for "
+             "good lines, human review for failed, refused, cut or missing ones; tokens and cost recorded.",
+    "publish": "For the previous day's exams: Great Expectations suites (`expectations/`) check one outcome "
+               "per answer, scores in range and conservation. Only if they pass is the day released (one "
+               "transaction, a new version only if grades changed) and exported to "
+               "`releases/{p}/<day>/results-v<N>.parquet`. A failed gate releases nothing and fails here.",
+}
+
+
+def _params() -> dict:
+    return {"exam_day": Param("", type="string", pattern=r"^(\d{4}-\d{2}-\d{2})?$", title="Exam day",
+                              description="Leave empty for the scheduled day; YYYY-MM-DD to (re)run another day.")}
+
+
+def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta) -> DAG:
+    doc = f"# {inst.name}: {stage}\n\n{DOCS[stage].format(p=inst.s3_prefix)}\n\nTime zone: `{inst.timezone}`." + RERUN
+    return DAG(
+        dag_id=f"{inst.id}__{stage}",
+        description=f"{stage} for {inst.name} ({inst.timezone})",
+        doc_md=doc,
+        schedule=CronTriggerTimetable(cron, timezone=inst.timezone),
+        start_date=pendulum.datetime(2026, 1, 1, tz=inst.timezone),
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timeout,
+        default_args=DEFAULT_ARGS,
+        tags=tags(stage, inst.id),
+        params=_params(),
+    )
+
+
+def ingest_dag(inst: Institution) -> DAG:
+    with _dag(inst, "ingest", "*/15 8-17 * * *", timedelta(minutes=30)) as dag:
+        task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+    return dag
+
+
+def prepare_dag(inst: Institution) -> DAG:
+    with _dag(inst, "prepare", "0 18 * * *", timedelta(hours=2)) as dag:
+        sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+        order = task(task_id="order_submissions")(tasks.order_submissions)(institution_id=inst.id)
+        rules = task(task_id="grade_by_rule")(tasks.grade_by_rule)(institution_id=inst.id)
+        batches = task(task_id="build_batches")(tasks.build_batches)(institution_id=inst.id)
+        sweep >> order >> rules >> batches
+    return dag
+
+
+def grade_dag(inst: Institution) -> DAG:
+    with _dag(inst, "grade", "0 20 * * *", timedelta(hours=11)) as dag:
+        jobs = task(task_id="submit_batches", pool=BATCH_API_POOL)(tasks.submit_batches)(institution_id=inst.id)
+        waits = WaitForBatchOperator.partial(
+            task_id="wait_for_batch", poll_interval=POLL_SECONDS, wait_timeout=10 * 3600,
+            execution_timeout=timedelta(hours=10, minutes=30), retries=0,
+        ).expand(job=jobs)
+        collect = task(task_id="collect_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
+            institution_id=inst.id)
+        waits >> collect
+    return dag
+
+
+def publish_dag(inst: Institution) -> DAG:
+    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2)) as dag:
+        gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
+        task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
+    return dag
+
+
+for _inst in load_institutions():
+    for _factory in (ingest_dag, prepare_dag, grade_dag, publish_dag):
+        _built = _factory(_inst)
+        globals()[_built.dag_id] = _built

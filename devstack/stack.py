@@ -1,0 +1,258 @@
+"""The embedded stack: PostgreSQL (pgserver), S3 (moto server) and the Batch API emulator.
+
+One call starts all three on localhost and records them in `<state dir>/stack.json`; one call
+stops them. `env()` gives the environment (Airflow connections as AIRFLOW_CONN_* variables and
+Airflow's own settings) that the demo, the tests and `make airflow` use, so the DAGs run against
+the embedded stack exactly as they would against real services.
+
+    python -m devstack.stack up      # start (or reuse) the stack in .devstack/
+    python -m devstack.stack env     # print `export` lines for a shell
+    python -m devstack.stack down    # stop it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".devstack"
+PG_USER = "postgres"
+GRADEFLOW_DB = "gradeflow"
+AIRFLOW_DB = "airflow"
+BUCKET = "gradeflow"
+EMULATOR_KEY = "sk-emulator-not-a-secret"
+
+
+@dataclass
+class StackInfo:
+    """Where the running services listen, and their process ids."""
+
+    state_dir: str
+    pg_port: int
+    s3_port: int
+    openai_port: int
+    s3_pid: int
+    openai_pid: int
+
+    @property
+    def pg_data(self) -> Path:
+        return Path(self.state_dir) / "pgdata"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_port(port: int, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start listening on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def _pg_run_as() -> dict:
+    """PostgreSQL refuses to run as root: run its binaries as the 'pgserver' user, as pgserver does."""
+    if os.geteuid() != 0:
+        return {}
+    from pgserver.utils import ensure_user_exists
+
+    ensure_user_exists("pgserver")
+    return {"user": "pgserver"}
+
+
+def _start_postgres(pg_data: Path, port: int) -> None:
+    import pgserver
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    run_as = _pg_run_as()
+    pg_data.mkdir(parents=True, exist_ok=True)
+    if run_as:
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+        ensure_prefix_permissions(pg_data)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o555)
+        os.chown(pg_data, *_uid_gid("pgserver"))
+    if not (pg_data / "PG_VERSION").exists():
+        pgserver.initdb(["--auth=trust", "--encoding=utf8", "-U", PG_USER], pgdata=pg_data, **run_as)
+    opts = f"-h 127.0.0.1 -p {port} -k {pg_data}"
+    pgserver.pg_ctl(["-w", "-o", opts, "-l", str(pg_data / "log"), "start"], pgdata=pg_data, timeout=60, **run_as)
+    for database in (GRADEFLOW_DB, AIRFLOW_DB):
+        _create_database(port, database)
+
+
+def _uid_gid(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _create_database(port: int, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, dbname="postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')  # name is one of our constants, not input
+
+
+def _spawn(args: list[str], log_path: Path) -> int:
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        args, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+    )
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _pg_running(pg_data: Path) -> bool:
+    pid_file = pg_data / "postmaster.pid"
+    return pid_file.exists() and _alive(int(pid_file.read_text().split()[0]))
+
+
+def status(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo | None:
+    """The running stack recorded in state_dir, or None when any part of it is down."""
+    path = Path(state_dir) / "stack.json"
+    if not path.exists():
+        return None
+    info = StackInfo(**json.loads(path.read_text()))
+    if _pg_running(info.pg_data) and _alive(info.s3_pid) and _alive(info.openai_pid):
+        return info
+    return None
+
+
+def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) -> StackInfo:
+    """Start PostgreSQL, the S3 server and the Batch API emulator (or reuse the running ones)."""
+    state_dir = Path(state_dir).resolve()
+    running = status(state_dir)
+    if running:
+        return running
+    down(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    info = StackInfo(str(state_dir), _free_port(), _free_port(), _free_port(), 0, 0)
+    _start_postgres(info.pg_data, info.pg_port)
+    info.s3_pid = _spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(info.s3_port)], state_dir / "s3.log"
+    )
+    info.openai_pid = _spawn(
+        [sys.executable, "-m", "devstack.batch_emulator", "--host", "127.0.0.1", "--port", str(info.openai_port),
+         "--timing-scale", str(emulator_timing_scale)],
+        state_dir / "batch_emulator.log",
+    )
+    _wait_port(info.s3_port, "moto S3 server")
+    _wait_port(info.openai_port, "Batch API emulator")
+    (state_dir / "stack.json").write_text(json.dumps(asdict(info), indent=2))
+    _ensure_bucket(info)
+    return info
+
+
+def _ensure_bucket(info: StackInfo) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", **s3_client_kwargs(info))
+    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BUCKET)
+
+
+def s3_client_kwargs(info: StackInfo) -> dict:
+    """Keyword arguments for a boto3 S3 client on the embedded S3 server."""
+    return {
+        "endpoint_url": f"http://127.0.0.1:{info.s3_port}",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",  # noqa: S106 - moto's dummy credentials
+        "region_name": "us-east-1",
+    }
+
+
+def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Stop whatever part of the stack recorded in state_dir is still running."""
+    path = Path(state_dir) / "stack.json"
+    if path.exists():
+        info = StackInfo(**json.loads(path.read_text()))
+        for pid in (info.s3_pid, info.openai_pid):
+            if pid and _alive(pid):
+                os.killpg(pid, 15)
+        path.unlink()
+    pg_data = Path(state_dir) / "pgdata"
+    if _pg_running(pg_data):
+        import pgserver
+
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_data, timeout=60, **_pg_run_as())
+
+
+def env(info: StackInfo) -> dict[str, str]:
+    """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders."""
+    s3 = s3_client_kwargs(info)
+    airflow_home = Path(info.state_dir) / "airflow"
+    return {
+        "AIRFLOW_CONN_GRADEFLOW_DB": json.dumps({
+            "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
+            "login": PG_USER, "schema": GRADEFLOW_DB,
+        }),
+        "AIRFLOW_CONN_GRADEFLOW_S3": json.dumps({
+            "conn_type": "aws", "login": s3["aws_access_key_id"], "password": s3["aws_secret_access_key"],
+            "extra": {"endpoint_url": s3["endpoint_url"], "region_name": s3["region_name"]},
+        }),
+        "AIRFLOW_CONN_GRADEFLOW_OPENAI": json.dumps({
+            "conn_type": "openai", "host": f"http://127.0.0.1:{info.openai_port}/v1", "password": EMULATOR_KEY,
+        }),
+        "GRADEFLOW_BUCKET": BUCKET,
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
+            f"postgresql+psycopg://{PG_USER}@127.0.0.1:{info.pg_port}/{quote(AIRFLOW_DB)}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: up | down | env | status."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "env", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    if args.command == "down":
+        down(args.state_dir)
+        print("embedded stack stopped")
+        return 0
+    info = up(args.state_dir) if args.command in ("up", "env") else status(args.state_dir)
+    if info is None:
+        print("embedded stack is not running")
+        return 1
+    if args.command == "env":
+        for key, value in env(info).items():
+            print(f"export {key}={shlex.quote(value)}")
+    else:
+        print(f"PostgreSQL 127.0.0.1:{info.pg_port}  S3 http://127.0.0.1:{info.s3_port}  "
+              f"Batch API http://127.0.0.1:{info.openai_port}/v1  (state in {info.state_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+INSERT INTO questions (institution_id, exam_id, question_id, position, qtype, max_points, prompt,
+                       options, answer_key, tolerance, rubric, reference_answer)
+VALUES (%(inst)s, %(exam_id)s, %(question_id)s, %(position)s, %(qtype)s, %(max_points)s, %(prompt)s,
+        %(options)s, %(answer_key)s, %(tolerance)s, %(rubric)s, %(reference_answer)s);

@@ -1,0 +1,1 @@
+SELECT exam_id, question_id FROM questions WHERE institution_id = %(inst)s;

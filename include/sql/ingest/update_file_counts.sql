@@ -1,0 +1,4 @@
+UPDATE ingested_files
+   SET rows_total = %(total)s, rows_loaded = %(loaded)s, rows_rejected = %(rejected)s,
+       rows_duplicate = %(duplicate)s, rejects_key = %(rejects_key)s, status = %(status)s
+ WHERE file_id = %(file_id)s AND institution_id = %(inst)s;

@@ -1,0 +1,17 @@
+-- Fan each graded model request out to every answer it stands for (identical answers were merged).
+INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, model,
+                    job_id, custom_id, attempt, version, rationale, confidence)
+SELECT r.institution_id, a.submission_id, a.question_id, a.exam_day,
+       least(greatest(r.score, 0), q.max_points), q.max_points, 'llm', j.model,
+       r.job_id, r.custom_id, r.attempt, %(version)s, r.rationale, r.confidence
+  FROM llm_requests r
+  JOIN answers a ON a.institution_id = r.institution_id AND a.exam_day = r.exam_day AND a.exam_id = r.exam_id
+                AND a.question_id = r.question_id AND a.answer_sha256 = r.answer_sha256
+  JOIN questions q ON q.institution_id = a.institution_id AND q.exam_id = a.exam_id AND q.question_id = a.question_id
+  LEFT JOIN batch_jobs j ON j.job_id = r.job_id AND j.institution_id = r.institution_id
+ WHERE r.institution_id = %(inst)s AND r.exam_day = %(day)s AND r.status = 'graded' AND r.version = %(version)s
+   AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = a.institution_id
+                      AND g.submission_id = a.submission_id AND g.question_id = a.question_id AND g.is_current)
+   AND NOT EXISTS (SELECT 1 FROM review_queue v WHERE v.institution_id = a.institution_id
+                      AND v.submission_id = a.submission_id AND v.question_id = a.question_id AND v.resolved_at IS NULL)
+ON CONFLICT (institution_id, submission_id, question_id) WHERE is_current DO NOTHING;

@@ -1,0 +1,2 @@
+UPDATE llm_requests SET job_id = %(job_id)s, status = 'queued', attempt = attempt + 1
+ WHERE institution_id = %(inst)s AND custom_id = ANY(%(custom_ids)s) AND status = 'pending';

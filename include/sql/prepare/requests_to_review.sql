@@ -1,0 +1,14 @@
+-- Send every answer behind these model requests to human review, with the reason.
+WITH req AS (
+    UPDATE llm_requests SET status = %(status)s, error = %(reason)s
+     WHERE institution_id = %(inst)s AND custom_id = ANY(%(custom_ids)s)
+    RETURNING custom_id, exam_day, exam_id, question_id, answer_sha256
+)
+INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason, detail, custom_id)
+SELECT %(inst)s, a.submission_id, a.question_id, a.exam_day, %(status)s, %(reason)s, req.custom_id
+  FROM req
+  JOIN answers a ON a.institution_id = %(inst)s AND a.exam_day = req.exam_day AND a.exam_id = req.exam_id
+                AND a.question_id = req.question_id AND a.answer_sha256 = req.answer_sha256
+ WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = %(inst)s AND g.submission_id = a.submission_id
+                      AND g.question_id = a.question_id AND g.is_current)
+ON CONFLICT (institution_id, submission_id, question_id) WHERE resolved_at IS NULL DO NOTHING;

@@ -1,0 +1,16 @@
+-- The day's counts for reports: submissions, answers, outcomes, rejects, released version.
+SELECT
+  (SELECT count(*) FROM submissions WHERE institution_id = %(inst)s AND exam_day = %(day)s) AS submissions,
+  (SELECT count(*) FROM answers WHERE institution_id = %(inst)s AND exam_day = %(day)s) AS answers,
+  (SELECT count(*) FROM grades WHERE institution_id = %(inst)s AND exam_day = %(day)s AND is_current
+      AND grader = 'rule') AS graded_rule,
+  (SELECT count(*) FROM grades WHERE institution_id = %(inst)s AND exam_day = %(day)s AND is_current
+      AND grader = 'llm') AS graded_llm,
+  (SELECT count(*) FROM grades WHERE institution_id = %(inst)s AND exam_day = %(day)s AND is_current
+      AND grader = 'human') AS graded_human,
+  (SELECT count(*) FROM review_queue WHERE institution_id = %(inst)s AND exam_day = %(day)s
+      AND resolved_at IS NULL) AS in_review,
+  (SELECT count(*) FROM rejected_rows WHERE institution_id = %(inst)s AND exam_day = %(day)s) AS rejected_rows,
+  (SELECT max(version) FROM releases WHERE institution_id = %(inst)s AND exam_day = %(day)s) AS released_version,
+  (SELECT coalesce(sum(cost_usd), 0)::float8 FROM batch_jobs WHERE institution_id = %(inst)s
+      AND exam_day = %(day)s) AS cost_usd;

@@ -1,0 +1,1 @@
+SELECT count(*) AS answers FROM rerun_scope;

@@ -1,0 +1,1 @@
+"""GradeFlow: overnight exam grading on Airflow (ingest, rules, Batch API, validation, publish)."""

@@ -1,0 +1,177 @@
+"""Batch API requests and results, as pure functions: custom_id, request lines, result parsing.
+
+- A custom_id is deterministic (same work, same id: results can be matched after any crash) and
+  opaque (a keyed hash: no student identity, nothing readable).
+- The fixed part of the prompt (instructions, rubric, question) comes first and the student's
+  answer last, as JSON data in its own message (prompt caching; never instructions).
+- Results are joined on custom_id, never by position; both error shapes are read; a model score
+  is checked against the schema and clamped to the question's range, and anything doubtful goes
+  to human review instead of crashing the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from string import Template
+from typing import Any
+
+from gradeflow.config import PROMPTS_DIR
+
+CUSTOM_ID_PREFIX = "gf1-"
+BATCH_ENDPOINT = "/v1/chat/completions"
+MAX_OUTPUT_TOKENS = 400
+GRADE_SCHEMA: dict[str, Any] = {
+    "name": "grade",
+    "strict": True,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "score": {"type": "number", "description": "points awarded, 0..max_points"},
+            "rationale": {"type": "string"},
+            "confidence": {"type": "number", "description": "0..1"},
+        },
+        "required": ["score", "rationale", "confidence"],
+        "additionalProperties": False,
+    },
+}
+
+
+def custom_id(institution_id: str, exam_day: str, exam_id: str, question_id: str, answer_sha256: str,
+              version: int = 1) -> str:
+    """The deterministic, opaque id of one unit of model work (a distinct answer to a question).
+
+    The grading version is part of it, so an admin regrade is new work with new ids.
+    """
+    material = "\x1f".join([institution_id, str(exam_day), exam_id, question_id, answer_sha256, str(version)])
+    return CUSTOM_ID_PREFIX + hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+@lru_cache(maxsize=8)
+def _template(qtype: str) -> Template:
+    return Template((PROMPTS_DIR / f"{qtype}.md").read_text())
+
+
+def system_prompt(question: dict) -> str:
+    """Instructions + question + rubric + reference answer for this question type."""
+    points = float(question["max_points"])
+    return _template(question["qtype"]).substitute(
+        question=question.get("prompt") or "",
+        rubric=question["rubric"],
+        reference_answer=question["reference_answer"],
+        max_points=f"{points:g}",
+    )
+
+
+def build_request(cid: str, model: str, question: dict, answer_text: str) -> dict:
+    """One JSONL line of a batch input file."""
+    return {
+        "custom_id": cid,
+        "method": "POST",
+        "url": BATCH_ENDPOINT,
+        "body": {
+            "model": model,
+            "temperature": 0,
+            "max_completion_tokens": MAX_OUTPUT_TOKENS,
+            "messages": [
+                {"role": "system", "content": system_prompt(question)},
+                {"role": "user", "content": json.dumps({"student_answer": answer_text}, ensure_ascii=False)},
+            ],
+            "response_format": {"type": "json_schema", "json_schema": GRADE_SCHEMA},
+        },
+    }
+
+
+def estimate_tokens(request: dict) -> int:
+    """A cheap upper-ish estimate of a request's tokens (about 4 characters a token) plus its output cap."""
+    chars = sum(len(m["content"]) for m in request["body"]["messages"])
+    return chars // 4 + 16 + MAX_OUTPUT_TOKENS
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """One result line, judged: a usable grade, or the reason it goes to human review."""
+
+    custom_id: str
+    ok: bool
+    score: float | None = None
+    raw_score: float | None = None
+    rationale: str | None = None
+    confidence: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+    retryable: bool = False
+
+
+RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"})
+
+
+def _error_result(cid: str, code: str, message: str, usage: dict | None = None) -> LineResult:
+    usage = usage or {}
+    return LineResult(cid, False, error=f"{code}: {message}"[:500], retryable=code in RETRYABLE_CODES,
+                      input_tokens=int(usage.get("prompt_tokens") or 0),
+                      output_tokens=int(usage.get("completion_tokens") or 0))
+
+
+def parse_line(line: dict, max_points: float) -> LineResult:
+    """Judge one output- or error-file line (both error shapes) for a question worth max_points."""
+    cid = str(line.get("custom_id"))
+    response = line.get("response")
+    if line.get("error") and not response:
+        err = line["error"] or {}
+        return _error_result(cid, str(err.get("code") or "error"), str(err.get("message") or ""))
+    if not isinstance(response, dict):
+        return _error_result(cid, "malformed_line", "no response and no error")
+    body = response.get("body") or {}
+    if response.get("status_code") != 200:
+        err = body.get("error") or {}
+        code = str(err.get("code") or err.get("type") or f"http_{response.get('status_code')}")
+        if response.get("status_code", 0) >= 500:
+            code = "server_error" if code.startswith("http_") else code
+        return _error_result(cid, code, str(err.get("message") or ""))
+    return _parse_completion(cid, body, max_points)
+
+
+def _parse_completion(cid: str, body: dict, max_points: float) -> LineResult:
+    usage = body.get("usage") or {}
+    choices = body.get("choices") or []
+    if not choices:
+        return _error_result(cid, "no_choices", "the completion has no choices", usage)
+    choice = choices[0]
+    message = choice.get("message") or {}
+    if message.get("refusal"):
+        return _error_result(cid, "refusal", str(message["refusal"]), usage)
+    if choice.get("finish_reason") == "length":
+        return _error_result(cid, "truncated", "output cut at the token limit (finish_reason=length)", usage)
+    try:
+        payload = json.loads(message.get("content") or "")
+    except json.JSONDecodeError as exc:
+        return _error_result(cid, "invalid_json", f"model output is not JSON: {exc.msg}", usage)
+    problem = _schema_problem(payload)
+    if problem:
+        return _error_result(cid, "schema_mismatch", problem, usage)
+    raw = float(payload["score"])
+    score = min(max(raw, 0.0), float(max_points))
+    return LineResult(cid, True, score=score, raw_score=raw, rationale=payload["rationale"][:2000],
+                      confidence=min(max(float(payload["confidence"]), 0.0), 1.0),
+                      input_tokens=int(usage.get("prompt_tokens") or 0),
+                      output_tokens=int(usage.get("completion_tokens") or 0))
+
+
+def _schema_problem(payload: object) -> str | None:
+    if not isinstance(payload, dict):
+        return "model output is not a JSON object"
+    props = GRADE_SCHEMA["schema"]["properties"]
+    if set(payload) != set(props):
+        return f"expected exactly the keys {sorted(props)}, got {sorted(payload)}"
+    for key in ("score", "confidence"):
+        value = payload[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{key} is not a finite number"
+    if not isinstance(payload["rationale"], str):
+        return "rationale is not a string"
+    return None

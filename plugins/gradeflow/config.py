@@ -1,0 +1,122 @@
+"""Typed configuration: the tenants, connection ids, bucket and project paths.
+
+Read from files beside the code and from environment variables only, so importing this module
+is cheap and safe at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INCLUDE_DIR = PROJECT_ROOT / "include"
+SQL_DIR = INCLUDE_DIR / "sql"
+PROMPTS_DIR = INCLUDE_DIR / "prompts"
+INSTITUTIONS_FILE = Path(os.environ.get("GRADEFLOW_INSTITUTIONS", INCLUDE_DIR / "institutions.yaml"))
+
+# Only connection ids live in code; their values come from AIRFLOW_CONN_* or a secrets backend.
+POSTGRES_CONN_ID = "gradeflow_db"
+AWS_CONN_ID = "gradeflow_s3"
+OPENAI_CONN_ID = "gradeflow_openai"
+BATCH_API_POOL = "openai_batch_api"
+
+RULE_TYPES = frozenset({"multiple_choice", "true_false", "numeric"})
+FREE_TEXT_TYPES = frozenset({"short_answer", "essay"})
+QUESTION_TYPES = RULE_TYPES | FREE_TEXT_TYPES
+
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
+_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def bucket() -> str:
+    """The S3 bucket that holds incoming, archive, batch, rejects and release objects."""
+    return os.environ.get("GRADEFLOW_BUCKET", "gradeflow")
+
+
+@dataclass(frozen=True)
+class Institution:
+    """One tenant: its DAGs, schedules, S3 prefix, model and nightly token budget."""
+
+    id: str
+    name: str
+    timezone: str
+    s3_prefix: str
+    model: str = "gpt-4.1-mini"
+    daily_token_budget: int = 2_000_000
+    price_input_per_mtok: float = 0.20
+    price_output_per_mtok: float = 0.80
+    max_requests_per_batch: int = 50_000
+    max_attempts: int = 2
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The institution's time zone; every schedule and exam day is in it."""
+        return ZoneInfo(self.timezone)
+
+    def key(self, area: str, exam_day: date | str, *parts: str) -> str:
+        """An S3 key under this institution's prefix, e.g. key("archive", day, sha, name)."""
+        return "/".join([area, self.s3_prefix, str(exam_day), *parts])
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        """Batch price of the given tokens for this institution's model."""
+        return round(
+            input_tokens * self.price_input_per_mtok / 1e6 + output_tokens * self.price_output_per_mtok / 1e6, 6
+        )
+
+
+class ConfigError(ValueError):
+    """The institutions file is wrong; the message names the entry and the field."""
+
+
+def _parse_institution(index: int, raw: dict) -> Institution:
+    where = f"{INSTITUTIONS_FILE.name}: institutions[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    known = set(Institution.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+    for field in ("id", "name", "timezone"):
+        if not raw.get(field):
+            raise ConfigError(f"{where}: field '{field}' is required")
+    if not _ID_RE.match(str(raw["id"])):
+        raise ConfigError(f"{where}: field 'id' must match {_ID_RE.pattern}, got {raw['id']!r}")
+    raw = {"s3_prefix": raw["id"], **raw}
+    if not _PREFIX_RE.match(str(raw["s3_prefix"])):
+        raise ConfigError(f"{where}: field 's3_prefix' must match {_PREFIX_RE.pattern}")
+    try:
+        ZoneInfo(raw["timezone"])
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{where}: field 'timezone' is not an IANA time zone: {raw['timezone']!r}") from exc
+    return Institution(**raw)
+
+
+@lru_cache(maxsize=4)
+def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
+    """All tenants, sorted by id, validated (unique ids and prefixes, real time zones)."""
+    path = Path(path or INSTITUTIONS_FILE)
+    data = yaml.safe_load(path.read_text()) or {}
+    items = [_parse_institution(i, raw) for i, raw in enumerate(data.get("institutions") or [])]
+    for attr in ("id", "s3_prefix"):
+        values = [getattr(inst, attr) for inst in items]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise ConfigError(f"{path.name}: duplicate {attr}: {dupes}")
+    return tuple(sorted(items, key=lambda inst: inst.id))
+
+
+def get_institution(institution_id: str) -> Institution:
+    """The tenant with this id, or a ConfigError naming the known ids."""
+    for inst in load_institutions():
+        if inst.id == institution_id:
+            return inst
+    known = [inst.id for inst in load_institutions()]
+    raise ConfigError(f"unknown institution {institution_id!r}; known: {known}")

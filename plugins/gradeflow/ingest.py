@@ -1,0 +1,249 @@
+"""Ingest: sweep an institution's incoming/ prefix into Postgres, file by file, in arrival order.
+
+For each file: checksum; a file whose bytes were loaded before is recorded as a duplicate; exam
+definitions are validated whole; submission rows are validated one by one, good rows staged with
+COPY and upserted, bad rows written to `rejected_rows` and a rejects CSV. Only after the database
+commit is the original copied to archive/ and removed from incoming/, so a crash at any point
+loses nothing and a rerun loads nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from gradeflow import db, storage
+from gradeflow.config import Institution
+from gradeflow.contract import (
+    AnswerRow,
+    FileRejected,
+    IncomingPath,
+    Reject,
+    answer_sha256,
+    parse_exam,
+    parse_incoming_key,
+    validate_submissions,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What one sweep did, in counts (logged and returned to Airflow as a small manifest)."""
+
+    institution: str
+    files_seen: int = 0
+    files_loaded: int = 0
+    files_duplicate: int = 0
+    files_rejected: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Outcome:
+    status: str  # loaded | rejected | duplicate
+    total: int = 0
+    loaded: int = 0
+    duplicate: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def ingest_institution(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
+    """Load every file waiting under incoming/<prefix>/; one bad file never stops the others.
+
+    Files that failed for an unexpected reason (not bad content) are listed in `failed` and stay
+    in incoming/ for the next sweep; the caller decides whether that fails the task.
+    """
+    report = IngestReport(inst.id)
+    objects = storage.list_objects(s3, f"incoming/{inst.s3_prefix}/")
+    # Exam definitions first, so submissions in the same drop can refer to them.
+    ordered = sorted(objects, key=lambda o: (not o.key.endswith(".json") or "/exams/" not in o.key,
+                                             o.last_modified, o.key))
+    for number, obj in enumerate(ordered, start=1):
+        report.files_seen += 1
+        parsed = parse_incoming_key(obj.key)
+        try:
+            outcome = _ingest_file(inst, conn, s3, obj, parsed)
+        except Exception:
+            conn.rollback()
+            log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", obj.key)
+            report.failed.append(obj.key)
+            continue
+        _count(report, outcome)
+        log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered), obj.key,
+                 outcome.status, outcome.total, outcome.loaded, len(outcome.rejects), outcome.duplicate)
+    log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
+             "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
+             report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
+             report.rows_duplicate)
+    return report
+
+
+def _count(report: IngestReport, outcome: _Outcome) -> None:
+    setattr(report, f"files_{outcome.status}", getattr(report, f"files_{outcome.status}") + 1)
+    report.rows_loaded += outcome.loaded
+    report.rows_rejected += len(outcome.rejects)
+    report.rows_duplicate += outcome.duplicate
+
+
+def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
+                 parsed: IncomingPath | None) -> _Outcome:
+    data = storage.read_bytes(s3, obj.key)
+    sha = hashlib.sha256(data).hexdigest()
+    name = obj.key.rsplit("/", 1)[-1]
+    day = parsed.exam_day if parsed else None
+    archived_key = inst.key("archive", day or "undated", sha, name)
+    file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
+                "last_modified": obj.last_modified, "kind": parsed.kind if parsed else "unknown",
+                "status": "loaded", "duplicate_of": None, "archived_key": None}
+    with conn.transaction():
+        earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha})
+        if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
+            file_id, outcome = earlier[0]["file_id"], _Outcome(earlier[0]["status"])  # archive step was cut off
+        elif earlier:
+            outcome = _Outcome("duplicate")
+            file_id = _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": earlier[0]["file_id"]})
+        elif parsed is None or parsed.kind == "unknown":
+            file_id = _insert_file(conn, {**file_row, "day": day or _today(inst), "status": "rejected"})
+            outcome = _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+        else:
+            file_id = _insert_file(conn, file_row)
+            loader = _load_exam if parsed.kind == "exam" else _load_submissions
+            outcome = loader(inst, conn, parsed, file_id, name, data)
+        rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"] or _today(inst), name, outcome)
+        db.execute(conn, "ingest/update_file_counts", {
+            "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
+            "rejected": len(outcome.rejects), "duplicate": outcome.duplicate, "rejects_key": rejects_key,
+            "status": outcome.status})
+    storage.archive(s3, obj.key, archived_key)
+    with conn.transaction():
+        db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
+    return outcome
+
+
+def _today(inst: Institution):
+    from datetime import datetime
+
+    return datetime.now(inst.tz).date()
+
+
+def _path_problem(key: str) -> str:
+    return ("not a recognised path: expected incoming/<institution>/<YYYY-MM-DD>/exams/<exam_id>.json or "
+            f"incoming/<institution>/<YYYY-MM-DD>/submissions/<name>.csv|.jsonl|.parquet, got {key!r}")
+
+
+def _insert_file(conn: psycopg.Connection, row: dict) -> int:
+    return db.fetch_all(conn, "ingest/insert_file", row)[0]["file_id"]
+
+
+def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: int, day, name: str,
+                    outcome: _Outcome) -> str | None:
+    """Write the rejects to rejected_rows and to a CSV beside the archive; return its key."""
+    if not outcome.rejects:
+        return None
+    with conn.cursor() as cur:
+        cur.executemany(db.sql("ingest/insert_reject"), [
+            {"inst": inst.id, "day": day, "file_id": file_id, **asdict(r)} for r in outcome.rejects])
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["file", "row", "field", "value", "reason"])
+    writer.writerows([r.file, r.row, r.field, r.value, r.reason] for r in outcome.rejects)
+    key = inst.key("rejects", day, f"{name}.rejects.csv")
+    storage.write_bytes(s3, key, buf.getvalue().encode(), "text/csv")
+    return key
+
+
+def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
+               data: bytes) -> _Outcome:
+    exam, rejects = parse_exam(name, data)
+    if exam is None:
+        return _Outcome("rejected", total=1, rejects=rejects)
+    sha = hashlib.sha256(json.dumps(asdict(exam), sort_keys=True).encode()).hexdigest()
+    found = db.fetch_all(conn, "ingest/find_exam", {"inst": inst.id, "exam_id": exam.exam_id})
+    if found and found[0]["definition_sha256"] == sha:
+        return _Outcome("loaded", total=1, duplicate=1)
+    if found and found[0]["has_answers"]:
+        reason = "this exam already has answers and its definition changed; regrade through the admin rerun DAG"
+        return _Outcome("rejected", total=1, rejects=[Reject(name, None, "exam_id", exam.exam_id, reason)])
+    from psycopg.types.json import Jsonb
+
+    db.execute(conn, "ingest/upsert_exam", {"inst": inst.id, "exam_id": exam.exam_id, "day": parsed.exam_day,
+                                            "title": exam.title, "sha": sha, "file_id": file_id})
+    db.execute(conn, "ingest/delete_questions", {"inst": inst.id, "exam_id": exam.exam_id})
+    with conn.cursor() as cur:
+        cur.executemany(db.sql("ingest/insert_question"), [
+            {**q, "inst": inst.id, "exam_id": exam.exam_id, "options": Jsonb(q["options"]),
+             "answer_key": Jsonb(q["answer_key"])} for q in exam.questions])
+    return _Outcome("loaded", total=1, loaded=1)
+
+
+def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, set[str]]:
+    known: dict[str, set[str]] = {}
+    for row in db.fetch_all(conn, "ingest/known_questions", {"inst": inst.id}):
+        known.setdefault(row["exam_id"], set()).add(row["question_id"])
+    return known
+
+
+def _in_file_conflicts(name: str, rows: list[AnswerRow]) -> tuple[list[AnswerRow], list[Reject]]:
+    """Rows that give one submission_id to two students or exams within the same file."""
+    first: dict[str, AnswerRow] = {}
+    good, rejects = [], []
+    for row in rows:
+        seen = first.setdefault(row.submission_id, row)
+        if (seen.student_id, seen.exam_id) != (row.student_id, row.exam_id):
+            field_name = "student_id" if seen.student_id != row.student_id else "exam_id"
+            rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
+                                  f"submission {row.submission_id!r} belongs to another {field_name} "
+                                  f"on row {seen.row}"))
+        else:
+            good.append(row)
+    return good, rejects
+
+
+def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
+                      name: str, data: bytes) -> _Outcome:
+    try:
+        rows, rejects = validate_submissions(name, data, _known_questions(inst, conn))
+    except FileRejected as exc:
+        return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
+    rows, conflicts = _in_file_conflicts(name, rows)
+    rejects += conflicts
+    total = len(rows) + len(rejects)
+    _stage_rows(conn, rows)
+    params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
+    clashes = db.fetch_all(conn, "ingest/reject_conflicting_rows", params)
+    for c in clashes:
+        rejects.append(Reject(name, c["row_number"], "submission_id", c["submission_id"],
+                              f"already loaded for student {c['loaded_student_id']!r}, exam {c['loaded_exam_id']!r}"))
+    db.execute(conn, "ingest/insert_submissions", params)
+    loaded = db.execute(conn, "ingest/insert_answers", params)
+    rejects.sort(key=lambda r: r.row or 0)
+    duplicate = len(rows) - len(clashes) - loaded
+    return _Outcome("loaded", total=total, loaded=loaded, duplicate=duplicate, rejects=rejects)
+
+
+def _stage_rows(conn: psycopg.Connection, rows: list[AnswerRow]) -> None:
+    """COPY the validated rows into a transaction-scoped staging table."""
+    db.execute(conn, "ingest/create_stage")
+    with conn.cursor() as cur, cur.copy(
+        "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
+        " answer_sha256, submitted_at) FROM STDIN"
+    ) as copy:
+        for r in rows:
+            copy.write_row((r.row, r.submission_id, r.student_id, r.exam_id, r.question_id, r.answer,
+                            answer_sha256(r.answer), r.submitted_at))

@@ -1,0 +1,62 @@
+"""S3 access through Airflow's S3Hook (connection `gradeflow_s3`): list, read, write, archive.
+
+Keys are always built from an Institution (`Institution.key`), so one institution's code path
+never lists or writes under another's prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from gradeflow.config import AWS_CONN_ID, bucket
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """One listed object: its key, size and arrival time."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
+def client() -> S3Client:
+    """A boto3 S3 client built by S3Hook from the Airflow connection (endpoint_url honoured)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
+
+
+def list_objects(s3: S3Client, prefix: str) -> list[S3Object]:
+    """Every object under prefix, in arrival order (LastModified, then key)."""
+    found: list[S3Object] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket(), Prefix=prefix):
+        for item in page.get("Contents", []):
+            found.append(S3Object(item["Key"], item["Size"], item["LastModified"]))
+    return sorted(found, key=lambda obj: (obj.last_modified, obj.key))
+
+
+def read_bytes(s3: S3Client, key: str) -> bytes:
+    """The whole object."""
+    return s3.get_object(Bucket=bucket(), Key=key)["Body"].read()
+
+
+def write_bytes(s3: S3Client, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    """Write (or overwrite) one object; overwriting the same key keeps reruns idempotent."""
+    s3.put_object(Bucket=bucket(), Key=key, Body=data, ContentType=content_type)
+
+
+def exists(s3: S3Client, key: str) -> bool:
+    """Whether the key exists."""
+    return bool(s3.list_objects_v2(Bucket=bucket(), Prefix=key, MaxKeys=1).get("KeyCount"))
+
+
+def archive(s3: S3Client, key: str, archived_key: str) -> None:
+    """Copy the original to its archive key, then remove it from incoming (copy first: nothing lost)."""
+    s3.copy_object(Bucket=bucket(), Key=archived_key, CopySource={"Bucket": bucket(), "Key": key})
+    s3.delete_object(Bucket=bucket(), Key=key)

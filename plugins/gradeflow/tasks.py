@@ -1,0 +1,164 @@
+"""Task callables: what each Airflow task does, given its institution and its run's context.
+
+Each opens its own connections (from Airflow connection ids), works on one institution and one
+exam day, and returns a small JSON manifest of counts for XCom; results live in Postgres and S3.
+The exam day comes from the run's logical date in the institution's time zone (or the
+`exam_day` param of a manual run), never from the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from typing import Any
+
+from gradeflow import db
+from gradeflow.config import Institution, get_institution
+
+log = logging.getLogger(__name__)
+
+
+def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0) -> date:
+    """The exam day a run works on: its `exam_day` param, else its logical date (local) minus days_back."""
+    override = (context.get("params") or {}).get("exam_day")
+    if override:
+        return date.fromisoformat(override)
+    dag_run = context["dag_run"]
+    when = getattr(dag_run, "logical_date", None) or dag_run.run_after
+    return when.astimezone(inst.tz).date() - timedelta(days=days_back)
+
+
+_MIGRATED: set[str] = set()
+
+
+def open_db():
+    """A connection to GradeFlow's database, migrated to the current schema (once per process)."""
+    conn = db.connect()
+    if conn.info.dsn not in _MIGRATED:
+        db.migrate(conn)
+        _MIGRATED.add(conn.info.dsn)
+    return conn
+
+
+def ingest_files(institution_id: str, **context: Any) -> dict:
+    """Sweep the institution's incoming/ files into Postgres; fail (after the others) if any file errored."""
+    from gradeflow import storage
+    from gradeflow.ingest import ingest_institution
+
+    inst = get_institution(institution_id)
+    with open_db() as conn:
+        report = ingest_institution(inst, conn, storage.client())
+    if report.failed:
+        raise RuntimeError(f"{len(report.failed)} file(s) could not be ingested and stay in incoming/ for the "
+                           f"next sweep (see the log above): {report.failed}")
+    return report.as_dict()
+
+
+def order_submissions(institution_id: str, **context: Any) -> dict:
+    """Number the exam day's submissions first-in-first-out."""
+    from gradeflow import prepare
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    with open_db() as conn:
+        return {"exam_day": str(day), "ordered": prepare.order_submissions(conn, inst, day)}
+
+
+def grade_by_rule(institution_id: str, **context: Any) -> dict:
+    """Grade the exam day's objective answers by rule."""
+    from gradeflow import prepare
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    with open_db() as conn:
+        return {"exam_day": str(day), "graded": prepare.grade_by_rule(conn, inst, day)}
+
+
+def build_batches(institution_id: str, **context: Any) -> dict:
+    """Write the exam day's Batch API input files and jobs."""
+    from dataclasses import asdict
+
+    from gradeflow import prepare, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    with open_db() as conn:
+        return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(), inst, day))}
+
+
+def submit_batches(institution_id: str, **context: Any) -> list[dict]:
+    """Submit (or reattach) the exam day's jobs; return one small manifest per job to wait on."""
+    from gradeflow import grading, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    with open_db() as conn:
+        job_ids = grading.submit_jobs(conn, storage.client(), grading.openai_client(), inst, day)
+        return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
+
+
+def collect_results(institution_id: str, **context: Any) -> dict:
+    """Collect every finished job of the exam day; fail if some are still running (they stay open)."""
+    from gradeflow import grading
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    client = grading.openai_client()
+    totals: dict[str, Any] = {"exam_day": str(day), "jobs": 0, "collected": 0, "still_running": []}
+    with open_db() as conn:
+        for job in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": day}):
+            if not job["openai_batch_id"]:
+                continue
+            report = grading.collect_job(conn, client, inst, job["job_id"])
+            totals["jobs"] += 1
+            totals["collected"] += int(report.collected)
+            if not report.collected:
+                totals["still_running"].append(job["openai_batch_id"])
+            for key in ("lines_ok", "lines_failed", "lines_missing", "answers_graded", "answers_to_review",
+                        "input_tokens", "output_tokens", "cost_usd"):
+                totals[key] = totals.get(key, 0) + getattr(report, key)
+    log.info("Collect %s %s: %s", inst.id, day, totals)
+    if totals["still_running"]:
+        raise RuntimeError(f"batches still running, not collected yet: {totals['still_running']}")
+    return totals
+
+
+def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
+    """Run the release gate for the exam day; fail the task (nothing released) if it does not pass."""
+    from gradeflow import publish
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst, days_back)
+    with open_db() as conn:
+        gate = publish.validate(conn, inst, day)
+    if not gate.success:
+        raise publish.ReleaseBlocked(f"release gate failed for {inst.id} {day}; nothing released. "
+                                     + "; ".join(gate.failures))
+    return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
+
+
+def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
+    """Release the validated state (one transaction) and export it to S3 as Parquet."""
+    from gradeflow import publish, storage
+
+    inst = get_institution(institution_id)
+    day = date.fromisoformat(gate["exam_day"])
+    with open_db() as conn:
+        released = publish.release(conn, inst, day, gate["validation_id"])
+        key = publish.export(conn, storage.client(), inst, day, released["release_id"])
+        counts = publish.day_counts(conn, inst, day)
+    return {"exam_day": str(day), "version": released["version"], "new": released["new"], "export_key": key,
+            **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
+
+
+def reset_for_rerun(**context: Any) -> dict:
+    """Admin rerun, step 1: validate the form, record the audit line, supersede the scope's grades."""
+    from gradeflow.rerun import RerunRequest, reset_scope
+
+    dag_run = context["dag_run"]
+    requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"
+    request = RerunRequest.from_params(dict(context["params"]), requested_by)
+    inst = get_institution(request.institution)
+    with open_db() as conn:
+        result = reset_scope(conn, inst, request)
+    return {"institution": inst.id, "exam_day": str(request.exam_day), "stage": request.stage, **result}

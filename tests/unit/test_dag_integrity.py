@@ -1,0 +1,127 @@
+"""DagBag integrity and policy: every DAG imports, documents itself and follows the house defaults."""
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gradeflow.config import load_institutions
+from gradeflow.dag_defaults import OWNER
+
+STAGES = ("ingest", "prepare", "grade", "publish")
+
+
+@pytest.fixture(scope="module")
+def dagbag(project_root, tmp_path_factory):
+    import os
+
+    os.environ.setdefault("AIRFLOW_HOME", str(tmp_path_factory.mktemp("airflow_home")))
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(project_root / "dags"))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_four_dags_per_institution_plus_admin(dagbag):
+    insts = load_institutions()
+    expected = {f"{i.id}__{s}" for i in insts for s in STAGES} | {"gradeflow__admin_rerun"}
+    assert set(dagbag.dags) == expected
+
+
+def test_every_dag_follows_policy(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.doc_md and len(dag.doc_md) > 80, dag.dag_id
+        assert dag.description, dag.dag_id
+        assert "gradeflow" in dag.tags and any(t.startswith("stage:") for t in dag.tags), dag.dag_id
+        assert dag.max_active_runs == 1 and dag.dagrun_timeout is not None, dag.dag_id
+        assert dag.catchup is False, dag.dag_id
+        for task in dag.tasks:
+            assert task.owner == OWNER, (dag.dag_id, task.task_id)
+            assert task.execution_timeout is not None, (dag.dag_id, task.task_id)
+            assert task.on_failure_callback, (dag.dag_id, task.task_id)
+            if task.task_id not in ("wait_for_batch", "validate_grades") and dag.dag_id != "gradeflow__admin_rerun":
+                assert task.retries >= 1, (dag.dag_id, task.task_id)
+
+
+def test_institution_tag_matches_dag(dagbag):
+    for inst in load_institutions():
+        for stage in STAGES:
+            dag = dagbag.dags[f"{inst.id}__{stage}"]
+            assert f"institution:{inst.id}" in dag.tags and f"stage:{stage}" in dag.tags
+
+
+def _next_runs(dag, after: datetime, count: int) -> list[datetime]:
+    from airflow.serialization.serialized_objects import coerce_to_core_timetable
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)  # what the scheduler computes with
+    restriction = TimeRestriction(earliest=after, latest=None, catchup=True)
+    runs, last = [], None
+    for _ in range(count):
+        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)
+        runs.append(info.run_after)
+        last = DataInterval(info.run_after, info.run_after)
+    return runs
+
+
+@pytest.mark.parametrize(("stage", "hour"), [("prepare", 18), ("grade", 20), ("publish", 6)])
+def test_schedules_stay_local_across_dst(dagbag, stage, hour):
+    """America/New_York leaves DST on 2026-11-01: 18:00 local is 22:00 UTC before and 23:00 UTC after."""
+    ny = dagbag.dags[f"northfield__{stage}"]
+    runs = _next_runs(ny, datetime(2026, 10, 30, 12, tzinfo=ZoneInfo("UTC")), 4)
+    local = [r.astimezone(ZoneInfo("America/New_York")) for r in runs]
+    assert [t.hour for t in local] == [hour] * 4
+    assert [t.minute for t in local] == [0] * 4
+    utc_hours = {r.astimezone(ZoneInfo("UTC")).hour for r in runs}
+    assert len(utc_hours) == 2, "the UTC hour must move when New York leaves daylight saving"
+    assert all(b - a in (timedelta(hours=24), timedelta(hours=25)) for a, b in zip(runs, runs[1:], strict=False))
+
+
+def test_kolkata_has_no_dst(dagbag):
+    runs = _next_runs(dagbag.dags["lakeshore__prepare"], datetime(2026, 3, 27, tzinfo=ZoneInfo("UTC")), 5)
+    assert {r.astimezone(ZoneInfo("UTC")).strftime("%H:%M") for r in runs} == {"12:30"}
+
+
+def test_berlin_spring_forward(dagbag):
+    runs = _next_runs(dagbag.dags["rheinwald__publish"], datetime(2026, 3, 27, tzinfo=ZoneInfo("UTC")), 4)
+    assert [r.astimezone(ZoneInfo("Europe/Berlin")).hour for r in runs] == [6] * 4
+    assert {r.astimezone(ZoneInfo("UTC")).hour for r in runs} == {5, 4}
+
+
+def test_ingest_runs_every_15_minutes_in_the_local_day(dagbag):
+    runs = _next_runs(dagbag.dags["lakeshore__ingest"], datetime(2026, 11, 23, 0, tzinfo=ZoneInfo("UTC")), 41)
+    local = [r.astimezone(ZoneInfo("Asia/Kolkata")) for r in runs]
+    assert local[0].strftime("%H:%M") == "08:00" and local[39].strftime("%H:%M") == "17:45"
+    assert local[40].strftime("%d %H:%M") == "24 08:00"
+
+
+def test_exam_day_comes_from_logical_date_in_local_time():
+    from types import SimpleNamespace
+
+    from gradeflow.config import get_institution
+    from gradeflow.tasks import exam_day_for
+
+    ny = get_institution("northfield")
+    # 06:00 New York on 24 Nov is 11:00 UTC: publish works on the 23rd.
+    run = SimpleNamespace(logical_date=datetime(2026, 11, 24, 11, tzinfo=ZoneInfo("UTC")), run_after=None)
+    assert str(exam_day_for({"dag_run": run, "params": {}}, ny, days_back=1)) == "2026-11-23"
+    # 18:00 New York on 23 Nov is 23:00 UTC on the 23rd; 20:00 is 01:00 UTC on the 24th.
+    run = SimpleNamespace(logical_date=datetime(2026, 11, 24, 1, tzinfo=ZoneInfo("UTC")), run_after=None)
+    assert str(exam_day_for({"dag_run": run, "params": {}}, ny)) == "2026-11-23"
+    manual = SimpleNamespace(logical_date=None, run_after=datetime(2026, 11, 25, 3, tzinfo=ZoneInfo("UTC")))
+    assert str(exam_day_for({"dag_run": manual, "params": {"exam_day": "2026-11-20"}}, ny)) == "2026-11-20"
+    assert str(exam_day_for({"dag_run": manual, "params": {"exam_day": ""}}, ny)) == "2026-11-24"
+
+
+def test_admin_form_is_typed_and_safe(dagbag):
+    dag = dagbag.dags["gradeflow__admin_rerun"]
+    params = dag.params
+    assert params["dry_run"] is True
+    schema = {k: params.get_param(k).schema for k in params}
+    assert schema["institution"]["enum"] == [i.id for i in load_institutions()]
+    assert set(schema["stage"]["enum"]) == {"prepare", "grade", "publish"}
+    assert set(schema["scope"]["enum"]) == {"day", "question", "student"}
+    assert schema["reason"]["minLength"] == 10 and "pattern" in schema["exam_day"]
