@@ -199,7 +199,12 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
     if _pg_running(pg_data):
         import pgserver
 
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_data, timeout=60, **_pg_run_as())
+        try:
+            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg_data, timeout=60, **_pg_run_as())
+        except subprocess.CalledProcessError:  # already shutting down, or pg_ctl lost it: stop the postmaster
+            pid = int((pg_data / "postmaster.pid").read_text().split()[0])
+            if _alive(pid):
+                os.kill(pid, 15)
 
 
 def env(info: StackInfo) -> dict[str, str]:

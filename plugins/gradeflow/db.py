@@ -24,12 +24,14 @@ _MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
 
 
 def connect(conn_id: str = POSTGRES_CONN_ID) -> psycopg.Connection:
-    """A psycopg 3 connection to GradeFlow's database, from the Airflow connection `conn_id`."""
+    """An autocommit psycopg 3 connection to GradeFlow's database, from the Airflow connection `conn_id`."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    # Autocommit: each `with conn.transaction()` block is then a real transaction (not a savepoint
+    # inside an implicit one), so what the code commits is durable before it archives or submits.
+    conn.autocommit = True
     conn.execute("SELECT set_config('statement_timeout', %s, false)", (STATEMENT_TIMEOUT,))
-    conn.commit()
     return conn
 
 

@@ -56,7 +56,7 @@ class IngestReport:
 
 @dataclass
 class _Outcome:
-    status: str  # loaded | rejected | duplicate
+    status: str  # loaded | rejected | duplicate | resumed (only the archive step was left)
     total: int = 0
     loaded: int = 0
     duplicate: int = 0
@@ -95,6 +95,8 @@ def ingest_institution(inst: Institution, conn: psycopg.Connection, s3) -> Inges
 
 
 def _count(report: IngestReport, outcome: _Outcome) -> None:
+    if outcome.status == "resumed":
+        return
     setattr(report, f"files_{outcome.status}", getattr(report, f"files_{outcome.status}") + 1)
     report.rows_loaded += outcome.loaded
     report.rows_rejected += len(outcome.rejects)
@@ -106,34 +108,42 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
     data = storage.read_bytes(s3, obj.key)
     sha = hashlib.sha256(data).hexdigest()
     name = obj.key.rsplit("/", 1)[-1]
-    day = parsed.exam_day if parsed else None
-    archived_key = inst.key("archive", day or "undated", sha, name)
+    day = parsed.exam_day if parsed else _today(inst)
+    archived_key = inst.key("archive", day, sha, name)
     file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
                 "last_modified": obj.last_modified, "kind": parsed.kind if parsed else "unknown",
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
     with conn.transaction():
         earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha})
         if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
-            file_id, outcome = earlier[0]["file_id"], _Outcome(earlier[0]["status"])  # archive step was cut off
-        elif earlier:
-            outcome = _Outcome("duplicate")
-            file_id = _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": earlier[0]["file_id"]})
-        elif parsed is None or parsed.kind == "unknown":
-            file_id = _insert_file(conn, {**file_row, "day": day or _today(inst), "status": "rejected"})
-            outcome = _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+            # Loaded and committed before, but the archive step was cut off: only finish archiving.
+            file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
-            file_id = _insert_file(conn, file_row)
-            loader = _load_exam if parsed.kind == "exam" else _load_submissions
-            outcome = loader(inst, conn, parsed, file_id, name, data)
-        rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"] or _today(inst), name, outcome)
-        db.execute(conn, "ingest/update_file_counts", {
-            "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
-            "rejected": len(outcome.rejects), "duplicate": outcome.duplicate, "rejects_key": rejects_key,
-            "status": outcome.status})
+            file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
+            rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name, outcome)
+            db.execute(conn, "ingest/update_file_counts", {
+                "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
+                "rejected": len(outcome.rejects), "duplicate": outcome.duplicate, "rejects_key": rejects_key,
+                "status": outcome.status})
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage.S3Object,
+                       parsed: IncomingPath | None, data: bytes, file_row: dict, earlier: list[dict]):
+    """Record the file and load it, or record why it is a duplicate or cannot be read."""
+    name = file_row["name"]
+    if earlier:
+        return _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": earlier[0]["file_id"]}), \
+            _Outcome("duplicate")
+    if parsed is None or parsed.kind == "unknown":
+        file_id = _insert_file(conn, {**file_row, "status": "rejected"})
+        return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+    file_id = _insert_file(conn, file_row)
+    loader = _load_exam if parsed.kind == "exam" else _load_submissions
+    return file_id, loader(inst, conn, parsed, file_id, name, data)
 
 
 def _today(inst: Institution):
@@ -172,14 +182,14 @@ def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath
                data: bytes) -> _Outcome:
     exam, rejects = parse_exam(name, data)
     if exam is None:
-        return _Outcome("rejected", total=1, rejects=rejects)
+        return _Outcome("rejected", rejects=rejects)
     sha = hashlib.sha256(json.dumps(asdict(exam), sort_keys=True).encode()).hexdigest()
     found = db.fetch_all(conn, "ingest/find_exam", {"inst": inst.id, "exam_id": exam.exam_id})
     if found and found[0]["definition_sha256"] == sha:
-        return _Outcome("loaded", total=1, duplicate=1)
+        return _Outcome("loaded")  # the same definition again: nothing changes
     if found and found[0]["has_answers"]:
         reason = "this exam already has answers and its definition changed; regrade through the admin rerun DAG"
-        return _Outcome("rejected", total=1, rejects=[Reject(name, None, "exam_id", exam.exam_id, reason)])
+        return _Outcome("rejected", rejects=[Reject(name, None, "exam_id", exam.exam_id, reason)])
     from psycopg.types.json import Jsonb
 
     db.execute(conn, "ingest/upsert_exam", {"inst": inst.id, "exam_id": exam.exam_id, "day": parsed.exam_day,
@@ -189,7 +199,7 @@ def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath
         cur.executemany(db.sql("ingest/insert_question"), [
             {**q, "inst": inst.id, "exam_id": exam.exam_id, "options": Jsonb(q["options"]),
              "answer_key": Jsonb(q["answer_key"])} for q in exam.questions])
-    return _Outcome("loaded", total=1, loaded=1)
+    return _Outcome("loaded")  # counts are of answer rows; the exam is counted as a file
 
 
 def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, set[str]]:
@@ -199,19 +209,26 @@ def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, s
     return known
 
 
-def _in_file_conflicts(name: str, rows: list[AnswerRow]) -> tuple[list[AnswerRow], list[Reject]]:
-    """Rows that give one submission_id to two students or exams within the same file."""
-    first: dict[str, AnswerRow] = {}
+def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
+                   rows: list[AnswerRow]) -> tuple[list[AnswerRow], list[Reject]]:
+    """Rows that give a submission_id to another student or exam than it already has.
+
+    An already loaded submission wins; within the file, its first row does.
+    """
+    ids = sorted({r.submission_id for r in rows})
+    owner: dict[str, tuple[str, str, str]] = {
+        r["submission_id"]: (r["student_id"], r["exam_id"], "already loaded")
+        for r in db.fetch_all(conn, "ingest/loaded_submissions", {"inst": inst.id, "ids": ids})}
     good, rejects = [], []
     for row in rows:
-        seen = first.setdefault(row.submission_id, row)
-        if (seen.student_id, seen.exam_id) != (row.student_id, row.exam_id):
-            field_name = "student_id" if seen.student_id != row.student_id else "exam_id"
-            rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
-                                  f"submission {row.submission_id!r} belongs to another {field_name} "
-                                  f"on row {seen.row}"))
-        else:
+        student, exam, where = owner.setdefault(row.submission_id, (row.student_id, row.exam_id, f"row {row.row}"))
+        if (student, exam) == (row.student_id, row.exam_id):
             good.append(row)
+            continue
+        field_name = "student_id" if student != row.student_id else "exam_id"
+        rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
+                              f"submission {row.submission_id!r} belongs to student {student!r}, exam {exam!r} "
+                              f"({where})"))
     return good, rejects
 
 
@@ -221,19 +238,14 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
         rows, rejects = validate_submissions(name, data, _known_questions(inst, conn))
     except FileRejected as exc:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
-    rows, conflicts = _in_file_conflicts(name, rows)
-    rejects += conflicts
     total = len(rows) + len(rejects)
+    rows, clashes = _clashing_rows(conn, inst, name, rows)
+    rejects = sorted(rejects + clashes, key=lambda r: r.row or 0)
     _stage_rows(conn, rows)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
-    clashes = db.fetch_all(conn, "ingest/reject_conflicting_rows", params)
-    for c in clashes:
-        rejects.append(Reject(name, c["row_number"], "submission_id", c["submission_id"],
-                              f"already loaded for student {c['loaded_student_id']!r}, exam {c['loaded_exam_id']!r}"))
     db.execute(conn, "ingest/insert_submissions", params)
     loaded = db.execute(conn, "ingest/insert_answers", params)
-    rejects.sort(key=lambda r: r.row or 0)
-    duplicate = len(rows) - len(clashes) - loaded
+    duplicate = len(rows) - loaded
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=duplicate, rejects=rejects)
 
 

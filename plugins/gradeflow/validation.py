@@ -1,0 +1,311 @@
+"""The release gate: Great Expectations suites over one institution's exam day.
+
+Two suites, kept as data in expectations/ and loaded at run time:
+
+* ``grades`` checks the row-level frame of answers and their outcomes (one row per received answer);
+* ``day_summary`` checks the day's conservation summary (one row per institution and day).
+
+Both run on an ephemeral GX context with a pandas data source, a dataframe asset and a
+whole-dataframe batch definition, created with unique names on every call. The institution the
+rows must belong to is a suite parameter (``expected_institutions``) supplied at run time, so the
+suite file stays the same for every institution.
+
+Great Expectations is imported inside the functions only: it takes seconds to import, and Airflow
+parses the DAG files that import this module's siblings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from great_expectations import ExpectationSuite
+    from great_expectations.core import ExpectationSuiteValidationResult
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+    from great_expectations.data_context import AbstractDataContext
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+DEFAULT_EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+
+ANSWER_COLUMNS = ("institution", "exam_day", "submission_id", "question_id", "max_points", "grade_count",
+                  "in_review", "score", "grader")
+SUMMARY_COUNTS = ("answers", "graded_rule", "graded_llm", "graded_human", "in_review")
+INSTITUTION_PARAMETER = "expected_institutions"
+_SAMPLE_SIZE = 3
+# BASIC gives unexpected_count and a few sample values; SUMMARY would also compute per-value counts.
+_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": _SAMPLE_SIZE}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one expectation: which suite, which check, on which column(s), and what was seen."""
+
+    suite: str
+    expectation: str
+    column: str | None
+    success: bool
+    unexpected_count: int | None
+    details: str
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """The outcome of the release gate over one day: it passes only if every check passed."""
+
+    success: bool
+    results: tuple[CheckResult, ...]
+
+    def failures(self) -> tuple[CheckResult, ...]:
+        """The checks that failed, in suite order."""
+        return tuple(r for r in self.results if not r.success)
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable form, for storing in Postgres and logging."""
+        return {
+            "success": self.success,
+            "checks": len(self.results),
+            "failed": len(self.failures()),
+            "results": [asdict(r) for r in self.results],
+        }
+
+
+def _quiet_gx() -> None:
+    """Opt out of GX usage analytics for this process unless the environment already says otherwise.
+
+    GX 1.24.1 ships no analytics client (only the documented switch is left), so this is belt and braces
+    for other versions; the context config below also sets ``analytics_enabled=False``.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+def load_suite(name: str, expectations_dir: Path | None = None) -> ExpectationSuite:
+    """Load the suite ``<expectations_dir>/<name>.json`` (default: the repo's expectations/ folder).
+
+    Raises ValueError when the file's suite name differs from ``name`` or when any expectation in it
+    is invalid: GX's ExpectationSuite would otherwise log the bad one and silently drop it, which
+    would quietly remove a guard from the release gate.
+    """
+    _quiet_gx()
+    import great_expectations as gx
+    from great_expectations.core.expectation_suite import expectationSuiteSchema
+
+    path = (expectations_dir or DEFAULT_EXPECTATIONS_DIR) / f"{name}.json"
+    document = json.loads(path.read_text(encoding="utf-8"))
+    data = expectationSuiteSchema.load(document)
+    if data.get("name") != name:
+        raise ValueError(f"{path}: suite is named {data.get('name')!r}, expected {name!r}")
+    for index, config in enumerate(data.get("expectations", [])):
+        _check_expectation(path, index, config)
+    suite = gx.ExpectationSuite(**data)
+    if len(suite.expectations) != len(data.get("expectations", [])):
+        raise ValueError(f"{path}: GX dropped {len(data['expectations']) - len(suite.expectations)} expectation(s)")
+    return suite
+
+
+def _check_expectation(path: Path, index: int, config: ExpectationConfiguration) -> None:
+    """Raise ValueError naming the expectation when GX cannot build it from its configuration."""
+    try:
+        config.to_domain_obj()
+    except Exception as exc:
+        raise ValueError(f"{path}: expectation #{index} ({config.type}) is invalid: {exc}") from exc
+
+
+def prepare_answers(answers: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the answers frame with the helper column ``outcomes`` = grade_count + in_review.
+
+    Null stays null (and fails the suite's not-null check) rather than being guessed as 0. An empty
+    frame without columns (a day with no answers) gets the expected columns, so it validates as the
+    empty day it is; GX would otherwise fail every check on the missing columns. A non-empty frame
+    missing a column is a programming error: ValueError.
+    """
+    import pandas as pd
+
+    frame = answers.copy()
+    if frame.empty:
+        frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *ANSWER_COLUMNS])))
+    _require_columns("answers", frame, ANSWER_COLUMNS)
+    grade_count = pd.to_numeric(frame["grade_count"]).astype("float64")
+    in_review = frame["in_review"].astype("boolean").astype("Float64").astype("float64")
+    frame["outcomes"] = grade_count + in_review
+    for column in ("max_points", "score"):
+        frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    return frame
+
+
+def _require_columns(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """Raise ValueError naming the columns ``frame`` lacks."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the {name} frame lacks column(s) {', '.join(missing)}")
+
+
+def prepare_summary(summary: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the summary with the helper columns ``accounted`` and ``answer_rows``.
+
+    ``accounted`` = graded_rule + graded_llm + graded_human + in_review; ``answer_rows`` = the number of
+    distinct (submission_id, question_id) in the row-level frame, so the two frames are tied together.
+    """
+    import pandas as pd
+
+    _require_columns("summary", summary, SUMMARY_COUNTS)
+    frame = summary.copy()
+    counts = {column: pd.to_numeric(frame[column]) for column in SUMMARY_COUNTS}
+    frame["accounted"] = counts["graded_rule"] + counts["graded_llm"] + counts["graded_human"] + counts["in_review"]
+    keys = [c for c in ("submission_id", "question_id") if c in answers.columns]
+    frame["answer_rows"] = len(answers[keys].drop_duplicates()) if len(keys) == 2 else len(answers)
+    return frame
+
+
+def _ephemeral_context() -> AbstractDataContext:
+    """An in-memory GX context without analytics, progress bars or a temporary data docs site.
+
+    The default ephemeral config would allocate a temporary data docs folder; progress bars default to
+    on and are only turned off through the context's ``progress_bars`` config.
+    """
+    _quiet_gx()
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _run_suite(context: AbstractDataContext, suite: ExpectationSuite, frame: pd.DataFrame,
+               parameters: dict[str, Any]) -> ExpectationSuiteValidationResult:
+    """Validate one dataframe against one suite through a uniquely named pandas datasource."""
+    token = uuid.uuid4().hex
+    datasource = context.data_sources.add_pandas(name=f"gradeflow_{suite.name}_{token}")
+    asset = datasource.add_dataframe_asset(name=f"{suite.name}_frame")
+    batch_definition = asset.add_batch_definition_whole_dataframe(name=f"{suite.name}_whole")
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite, result_format=_RESULT_FORMAT, expectation_parameters=parameters or None)
+
+
+def _suite_order(suite: ExpectationSuite) -> dict[str, int]:
+    """Give each expectation an id (if it has none) and return id -> position in the suite.
+
+    GX returns results in the order its metric graph resolves them, not in suite order.
+    """
+    order = {}
+    for position, expectation in enumerate(suite.expectations):
+        if expectation.id is None:
+            expectation.id = str(uuid.uuid4())
+        order[expectation.id] = position
+    return order
+
+
+def _columns(kwargs: dict) -> str | None:
+    """The column(s) an expectation looks at: "col", "col_a,col_b", or None for table-level checks."""
+    if kwargs.get("column"):
+        return str(kwargs["column"])
+    if kwargs.get("column_A") and kwargs.get("column_B"):
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    if kwargs.get("column_list"):
+        return ",".join(str(c) for c in kwargs["column_list"])
+    return None
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """repr of a value (numpy scalars turned into plain Python first), cut to ``limit`` characters."""
+    text = repr(_plain(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain(value: Any) -> Any:
+    """Recursively turn numpy scalars and tuples into plain Python values for readable text."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _exception_message(info: dict | None) -> str | None:
+    """The error message of a result that could not be evaluated, or None.
+
+    GX reports an expectation's own error flat ({"raised_exception": ..., "exception_message": ...}),
+    but a failed metric (a missing column, say) as a dict of such dicts keyed by metric id.
+    """
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return str(info.get("exception_message")) if info.get("raised_exception") else None
+    messages = [str(v.get("exception_message")) for v in info.values()
+                if isinstance(v, dict) and v.get("raised_exception")]
+    return "; ".join(dict.fromkeys(messages)) or None
+
+
+def _describe(result: ExpectationValidationResult) -> str:
+    """Short human text for one result: what was observed, and which promise the check guards."""
+    error = _exception_message(result.exception_info)
+    stats = result.result or {}
+    if error is not None:
+        seen = f"could not be evaluated: {error if len(error) <= 200 else error[:197] + '...'}"
+    elif stats.get("unexpected_count") is not None:
+        seen = f"{stats['unexpected_count']} of {stats.get('element_count')} rows unexpected"
+        if stats["unexpected_count"]:
+            seen += f", e.g. {_short(stats.get('partial_unexpected_list', [])[:_SAMPLE_SIZE])}"
+    else:
+        seen = f"observed {_short(stats.get('observed_value'))}"
+    notes = (result.expectation_config.meta or {}).get("notes")
+    return f"{seen}; guards: {notes}" if notes else seen
+
+
+def _check_results(suite: ExpectationSuite, validation: ExpectationSuiteValidationResult,
+                   order: dict[str, int]) -> list[CheckResult]:
+    """Turn a GX suite validation result into CheckResults in suite order (``order``: id -> position)."""
+    results = sorted(validation.results, key=lambda r: order.get(r.expectation_config.id, len(order)))
+    checks = []
+    for result in results:
+        config = result.expectation_config
+        raised = _exception_message(result.exception_info) is not None
+        unexpected = (result.result or {}).get("unexpected_count")
+        checks.append(CheckResult(
+            suite=suite.name,
+            expectation=config.type,
+            column=_columns(config.kwargs),
+            success=bool(result.success) and not raised,
+            unexpected_count=None if unexpected is None else int(unexpected),
+            details=_describe(result),
+        ))
+    return checks
+
+
+def validate_day(answers: pd.DataFrame, summary: pd.DataFrame, *, institution: str,
+                 expectations_dir: Path | None = None) -> ValidationOutcome:
+    """Run the ``grades`` and ``day_summary`` suites over one institution's exam day.
+
+    ``answers`` has one row per received answer with its outcome; ``summary`` has the day's
+    conservation counts. An empty day (no answers, all counts zero) passes: nothing to release is not
+    a failure. The institution check takes ``institution`` through the suite parameter
+    ``expected_institutions``.
+    """
+    grades_suite = load_suite("grades", expectations_dir)
+    summary_suite = load_suite("day_summary", expectations_dir)
+    grades_order, summary_order = _suite_order(grades_suite), _suite_order(summary_suite)
+    context = _ephemeral_context()
+    parameters = {INSTITUTION_PARAMETER: [institution]}
+    grades = _run_suite(context, grades_suite, prepare_answers(answers), parameters)
+    day = _run_suite(context, summary_suite, prepare_summary(summary, answers), parameters)
+    results = tuple(_check_results(grades_suite, grades, grades_order)
+                    + _check_results(summary_suite, day, summary_order))
+    return ValidationOutcome(success=all(r.success for r in results), results=results)

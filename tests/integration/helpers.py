@@ -1,0 +1,53 @@
+"""Small builders shared by the integration tests: exam files and submission rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+DAY = "2026-11-23"
+EXAM = {
+    "exam_id": "bio-101",
+    "title": "Biology 101",
+    "questions": [
+        {"question_id": "q1", "type": "multiple_choice", "max_points": 1, "options": ["A", "B", "C"],
+         "answer_key": "B", "prompt": "Which organelle makes ATP? A nucleus B mitochondrion C ribosome"},
+        {"question_id": "q2", "type": "true_false", "max_points": 1, "answer_key": False,
+         "prompt": "DNA is single-stranded."},
+        {"question_id": "q3", "type": "numeric", "max_points": 2, "answer_key": 46, "tolerance": 0,
+         "prompt": "How many chromosomes does a human body cell have?"},
+        {"question_id": "q4", "type": "short_answer", "max_points": 3, "prompt": "What does the mitochondrion do?",
+         "rubric": "One point each for ATP, cellular respiration and energy.",
+         "reference_answer": "The mitochondrion produces ATP through cellular respiration, supplying energy."},
+    ],
+}
+COLUMNS = ["submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at"]
+
+
+def exam_bytes(exam: dict | None = None) -> bytes:
+    return json.dumps(exam or EXAM).encode()
+
+
+def answers_for(submission_id: str, student_id: str, q4: str = "It makes ATP by cellular respiration",
+                minute: int = 0, q1: str = "B") -> list[dict]:
+    stamp = f"{DAY}T10:{minute:02d}:00-05:00"
+    values = {"q1": q1, "q2": "false", "q3": "46", "q4": q4}
+    return [{"submission_id": submission_id, "student_id": student_id, "exam_id": "bio-101", "question_id": q,
+             "answer": a, "submitted_at": stamp} for q, a in values.items()]
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode()
+
+
+def put(s3, key: str, data: bytes) -> None:
+    s3.put_object(Bucket="gradeflow", Key=key, Body=data)
+
+
+def keys(s3, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="gradeflow", Prefix=prefix).get("Contents", []))

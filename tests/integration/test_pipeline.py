@@ -1,0 +1,174 @@
+"""Prepare, grade and publish against the real stack: Postgres, S3 and the Batch API emulator via the SDK."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import date
+
+import pyarrow.parquet as pq
+import pytest
+
+from gradeflow import grading, prepare, publish
+from gradeflow.config import get_institution
+from gradeflow.ingest import ingest_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+
+NORTH = get_institution("northfield")
+EXAM_DAY = date.fromisoformat(DAY)
+GOOD = "The mitochondrion produces ATP through cellular respiration, supplying energy."
+
+
+def _load(conn, s3, rows):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+
+
+def _prepare(conn, s3):
+    prepare.order_submissions(conn, NORTH, EXAM_DAY)
+    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
+    return prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
+
+
+def _wait(client, conn, timeout=30):
+    deadline = time.monotonic() + timeout
+    for job in conn.execute("SELECT openai_batch_id FROM batch_jobs WHERE openai_batch_id IS NOT NULL").fetchall():
+        while client.batches.retrieve(job[0]).status not in grading.TERMINAL:
+            assert time.monotonic() < deadline, "batch did not finish"
+            time.sleep(0.1)
+
+
+def _grade(conn, s3, client):
+    job_ids = grading.submit_jobs(conn, s3, client, NORTH, EXAM_DAY)
+    _wait(client, conn)
+    return [grading.collect_job(conn, client, NORTH, j) for j in job_ids]
+
+
+def _counts(conn):
+    return publish.day_counts(conn, NORTH, EXAM_DAY)
+
+
+def test_whole_day_conserves_every_answer_and_releases_once(conn, s3, emulator, openai_client):
+    rows = (answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "it makes atp") +
+            answers_for("s3", "st3", "It makes ATP", q1="C") + answers_for("s4", "st4", ""))
+    _load(conn, s3, rows)
+    plan = _prepare(conn, s3)
+    # s2 and s3 gave the same answer (case and spaces differ): merged into one request; s4's empty one scored by rule.
+    assert (plan.answers, plan.distinct_requests, plan.jobs_written) == (3, 2, 1)
+    reports = _grade(conn, s3, openai_client)
+    assert reports[0].lines_ok == 2 and reports[0].answers_graded == 3 and reports[0].input_tokens > 0
+    counts = _counts(conn)
+    assert (counts["answers"], counts["graded_rule"], counts["graded_llm"], counts["in_review"]) == (16, 13, 3, 0)
+    assert counts["answers"] == counts["graded_rule"] + counts["graded_llm"] + counts["in_review"]
+    scores = dict(conn.execute("SELECT submission_id, score FROM grades WHERE question_id = 'q4'").fetchall())
+    assert scores["s2"] == scores["s3"] and scores["s1"] > scores["s2"] > scores["s4"] == 0
+
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    assert gate.success, gate.failures
+    released = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
+    assert table.num_rows == 16 and set(table.column("institution_id").to_pylist()) == {"northfield"}
+    assert key == f"releases/northfield/{DAY}/results-v1.parquet"
+
+    again = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    assert again["new"] is False and again["version"] == 1
+
+
+def test_rerunning_every_step_changes_nothing_and_pays_once(conn, s3, emulator, openai_client):
+    _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
+    _prepare(conn, s3)
+    first = _grade(conn, s3, openai_client)
+    snapshot = conn.execute("SELECT count(*), sum(score) FROM grades").fetchone()
+    second_plan = _prepare(conn, s3)
+    second = _grade(conn, s3, openai_client)
+    assert second_plan.jobs_written == 0 and second == [] and len(first) == 1
+    assert conn.execute("SELECT count(*), sum(score) FROM grades").fetchone() == snapshot
+    assert emulator.stats()["batches_created"] == 1
+
+
+def test_reattaches_to_a_batch_whose_id_was_lost(conn, s3, emulator, openai_client):
+    """A crash after batches.create and before the id was saved: the rerun finds it by fingerprint."""
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
+    conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")
+    conn.commit()
+    reports = _grade(conn, s3, openai_client)
+    assert emulator.stats()["batches_created"] == 1 and reports[0].lines_ok == 1
+
+
+@pytest.mark.parametrize(("faults", "reason"), [
+    ({"malformed_json_every": 1}, "truncated"),
+    ({"refusal_every": 1}, "refusal"),
+    ({"error_line_every": 1}, "server_error"),
+    ({"fail_validation": True}, "batch failed"),
+    ({"all_fail": True}, "server_error"),
+    ({"expire_after_fraction": 0.0}, "batch_expired"),
+])
+def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_client, faults, reason):
+    emulator.faults(**faults)
+    _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
+    _prepare(conn, s3)
+    reports = _grade(conn, s3, openai_client)
+    assert reports[0].collected and reports[0].lines_ok == 0
+    counts = _counts(conn)
+    assert counts["in_review"] == 2 and counts["graded_llm"] == 0
+    assert counts["answers"] == counts["graded_rule"] + counts["in_review"]
+    details = [r[0] for r in conn.execute("SELECT detail FROM review_queue").fetchall()]
+    assert all(reason in d for d in details), details
+    assert publish.validate(conn, NORTH, EXAM_DAY).success  # review is accounted for: the day can still release
+
+
+def test_out_of_range_model_score_is_clamped(conn, s3, emulator, openai_client):
+    emulator.faults(out_of_range_every=1)
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    score, raw = conn.execute("SELECT score, raw_score FROM llm_requests").fetchone()
+    assert float(score) == 3.0 and float(raw) > 3.0
+
+
+def test_partial_expiry_keeps_finished_lines(conn, s3, emulator, openai_client):
+    emulator.faults(expire_after_fraction=0.5)
+    rows = [r for i in range(4) for r in answers_for(f"s{i}", f"st{i}", f"answer number {i} about ATP")]
+    _load(conn, s3, rows)
+    _prepare(conn, s3)
+    report = _grade(conn, s3, openai_client)[0]
+    assert report.batch_status == "expired" and report.lines_ok == 2 and report.lines_failed == 2
+    assert _counts(conn)["graded_llm"] == 2 and _counts(conn)["in_review"] == 2
+
+
+def test_publish_blocks_while_work_is_unfinished(conn, s3, emulator, openai_client):
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)  # batches written, never graded
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    assert not gate.success and any("outcomes" in f or "accounted" in f for f in gate.failures)
+    with pytest.raises(publish.ReleaseBlocked):
+        publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 0
+
+
+def test_over_budget_work_waits_in_review(conn, s3, emulator, openai_client):
+    from dataclasses import replace
+
+    poor = replace(NORTH, daily_token_budget=1)
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    prepare.order_submissions(conn, poor, EXAM_DAY)
+    prepare.grade_by_rule(conn, poor, EXAM_DAY)
+    plan = prepare.build_batches(conn, s3, poor, EXAM_DAY)
+    assert plan.jobs_written == 0 and plan.requests_over_budget == 1
+    assert conn.execute("SELECT reason FROM review_queue").fetchone()[0] == "over_budget"
+
+
+def test_batch_input_has_no_student_identity(conn, s3, emulator, openai_client):
+    _load(conn, s3, answers_for("sub-secret-1", "student-secret-42", GOOD))
+    _prepare(conn, s3)
+    key = conn.execute("SELECT input_key FROM batch_jobs").fetchone()[0]
+    body = s3.get_object(Bucket="gradeflow", Key=key)["Body"].read().decode()
+    assert "student-secret-42" not in body and "sub-secret-1" not in body
+    line = json.loads(body.splitlines()[0])
+    assert line["custom_id"].startswith("gf1-")
