@@ -38,7 +38,6 @@ def prepare_environment(info: stack.StackInfo) -> None:
     """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool."""
     os.environ.update(stack.env(info))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
-    sys.path[:0] = [str(stack.PROJECT_ROOT / "plugins")]
     airflow = [sys.executable, "-m", "airflow"]
     started = time.monotonic()
     subprocess.run([*airflow, "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
@@ -141,6 +140,22 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
     print(f"Wrote {output / 'summary.json'} and {output / 'releases'}/")
 
 
+def _close_airflow_connections() -> None:
+    """Release Airflow's pooled metadata connections before the database stops under them."""
+    if "airflow.settings" in sys.modules:
+        sys.modules["airflow.settings"].dispose_orm()
+
+
+def set_faults(info: stack.StackInfo, faults: dict) -> None:
+    """Make the emulator misbehave the way real batches sometimes do, so the demo shows review routing."""
+    import httpx
+
+    httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/faults", json=faults, timeout=10).raise_for_status()
+
+
+DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit non-zero if any DAG run failed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=stack.DEFAULT_STATE_DIR)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--keep", action="store_true", help="keep the embedded stack running afterwards")
+    parser.add_argument("--faults", type=json.loads, default=DEMO_FAULTS,
+                        help="Batch API emulator fault knobs as JSON ('{}' for none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.monotonic()
     info = stack.up(args.state_dir, emulator_timing_scale=0.05)
     try:
         reset_data(info)
+        set_faults(info, args.faults)
         prepare_environment(info)
         from gradeflow.config import get_institution, load_institutions
 
@@ -166,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         states = run_day(args.day, insts)
         summary = summarise(info, args.day, insts, args.output)
     finally:
+        _close_airflow_connections()
         if not args.keep:
             stack.down(args.state_dir)
     _print_summary(summary, states, time.monotonic() - started, args.output)
