@@ -156,6 +156,19 @@ def set_faults(info: stack.StackInfo, faults: dict) -> None:
 DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997}
 
 
+def _drop_only(args: argparse.Namespace) -> int:
+    info = stack.status(args.state_dir)
+    if info is None:
+        raise SystemExit("the embedded stack is not running: start it with `make airflow` or `make stack-up`")
+    from gradeflow.config import load_institutions
+
+    manifest = drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day",
+                               list(load_institutions()))
+    print(json.dumps({k: {f: v[f] for f in ("exams", "submissions", "answers", "bad_rows")}
+                      for k, v in manifest.items()}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit non-zero if any DAG run failed."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,11 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=stack.DEFAULT_STATE_DIR)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--keep", action="store_true", help="keep the embedded stack running afterwards")
+    parser.add_argument("--drop-only", action="store_true",
+                        help="only generate the sample day and drop it into the running stack's S3 (for make airflow)")
     parser.add_argument("--faults", type=json.loads, default=DEMO_FAULTS,
                         help="Batch API emulator fault knobs as JSON ('{}' for none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.monotonic()
+    if args.drop_only:
+        return _drop_only(args)
     info = stack.up(args.state_dir, emulator_timing_scale=0.05)
     try:
         reset_data(info)

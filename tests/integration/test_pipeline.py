@@ -172,3 +172,9 @@ def test_batch_input_has_no_student_identity(conn, s3, emulator, openai_client):
     assert "student-secret-42" not in body and "sub-secret-1" not in body
     line = json.loads(body.splitlines()[0])
     assert line["custom_id"].startswith("gf1-")
+    # Round trip: the opaque id leads back to exactly the answers it stands for, and only through our DB.
+    back = conn.execute(
+        "SELECT a.submission_id, a.question_id FROM llm_requests r JOIN answers a ON a.institution_id = "
+        "r.institution_id AND a.question_id = r.question_id AND a.answer_sha256 = r.answer_sha256 "
+        "WHERE r.custom_id = %s", (line["custom_id"],)).fetchall()
+    assert back == [("sub-secret-1", "q4")]
