@@ -178,3 +178,38 @@ def test_batch_input_has_no_student_identity(conn, s3, emulator, openai_client):
         "r.institution_id AND a.question_id = r.question_id AND a.answer_sha256 = r.answer_sha256 "
         "WHERE r.custom_id = %s", (line["custom_id"],)).fetchall()
     assert back == [("sub-secret-1", "q4")]
+
+
+def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai_client):
+    """Same exam id, submission ids and answers at two institutions: each night sees only its own."""
+    lake = get_institution("lakeshore")
+    rows_north = answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy")
+    rows_lake = answers_for("s1", "other-student", "nothing relevant")
+    for prefix, rows in (("northfield", rows_north), ("lakeshore", rows_lake)):
+        put(s3, f"incoming/{prefix}/{DAY}/exams/bio-101.json", exam_bytes())
+        put(s3, f"incoming/{prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
+    for inst in (NORTH, lake):
+        ingest_institution(inst, conn, s3)
+        prepare.order_submissions(conn, inst, EXAM_DAY)
+        prepare.grade_by_rule(conn, inst, EXAM_DAY)
+        prepare.build_batches(conn, s3, inst, EXAM_DAY)
+        job_ids = grading.submit_jobs(conn, s3, openai_client, inst, EXAM_DAY)
+        _wait(openai_client, conn)
+        for job_id in job_ids:
+            grading.collect_job(conn, openai_client, inst, job_id)
+        gate = publish.validate(conn, inst, EXAM_DAY)
+        assert gate.success, gate.failures
+        released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)
+        publish.export(conn, s3, inst, EXAM_DAY, released["release_id"])
+    per_inst = dict(conn.execute("SELECT institution_id, count(*) FROM release_results GROUP BY 1").fetchall())
+    assert per_inst == {"northfield": 8, "lakeshore": 4}
+    students = {r[0] for r in conn.execute(
+        "SELECT DISTINCT student_id FROM release_results WHERE institution_id = 'lakeshore'")}
+    assert students == {"other-student"}
+    for prefix, expected in (("northfield", {"st1", "st2"}), ("lakeshore", {"other-student"})):
+        body = s3.get_object(Bucket="gradeflow", Key=f"releases/{prefix}/{DAY}/results-v1.parquet")["Body"].read()
+        table = pq.read_table(io.BytesIO(body))
+        assert set(table.column("student_id").to_pylist()) == expected
+        assert set(table.column("institution_id").to_pylist()) == {prefix}
+    lake_grade = conn.execute("SELECT score FROM grades WHERE institution_id = 'lakeshore' AND question_id = 'q4'")
+    assert float(lake_grade.fetchone()[0]) == 0.0  # its own (off-topic) answer, not northfield's good one
