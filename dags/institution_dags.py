@@ -35,7 +35,9 @@ DOCS = {
                "Batch API requests within the token budget, JSONL input files written to `batches/{p}/<day>/`.",
     "grade": "Submits the day's batch jobs (a job already submitted is reattached, never paid twice), waits "
              "for each batch deferred (no worker held), then collects results by `custom_id`: grades for "
-             "good lines, human review for failed, refused, cut or missing ones; tokens and cost recorded.",
+             "good lines, human review for refused, cut or unparseable ones; lines that expired, were "
+             "cancelled or hit a server error go once more in a second wave (only those lines), then to "
+             "review. Tokens and cost are recorded per line, job and attempt.",
     "publish": "For the previous day's exams: Great Expectations suites (`expectations/`) check one outcome "
                "per answer, scores in range and conservation. Only if they pass is the day released (one "
                "transaction, a new version only if grades changed) and exported to "
@@ -91,6 +93,16 @@ def grade_dag(inst: Institution) -> DAG:
         collect = task(task_id="collect_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
             institution_id=inst.id)
         waits >> collect
+        # One more wave with only the lines that expired, were cancelled or hit a server error.
+        retry = task(task_id="resubmit_failed", pool=BATCH_API_POOL)(tasks.resubmit_failed)(institution_id=inst.id)
+        collect >> retry
+        retry_waits = WaitForBatchOperator.partial(
+            task_id="wait_for_retry", poll_interval=POLL_SECONDS, wait_timeout=8 * 3600,
+            execution_timeout=timedelta(hours=8, minutes=30), retries=0,
+        ).expand(job=retry)
+        final = task(task_id="collect_retry_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
+            institution_id=inst.id, final=True)
+        retry_waits >> final
     return dag
 
 

@@ -110,6 +110,7 @@ class CollectReport:
     lines_ok: int = 0
     lines_failed: int = 0
     lines_missing: int = 0
+    lines_requeued: int = 0
     answers_graded: int = 0
     answers_to_review: int = 0
     input_tokens: int = 0
@@ -133,17 +134,26 @@ def _read_jsonl(client: OpenAI, file_id: str | None) -> dict[str, dict]:
     return lines
 
 
-def _batch_failure(remote: Any) -> str:
+RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
+
+
+def _batch_failure(remote: Any) -> tuple[str, bool]:
+    """Why lines of this batch have no result, and whether sending them again can help."""
     errors = getattr(remote, "errors", None)
     data = getattr(errors, "data", None) or []
     if data:
         first = data[0]
-        return f"batch {remote.status}: {first.code}: {first.message}"
-    return f"batch {remote.status} without a result for this line"
+        return f"batch {remote.status}: {first.code}: {first.message}", first.code in RETRYABLE_BATCH_CODES
+    return f"batch {remote.status} without a result for this line", remote.status in ("expired", "cancelled")
 
 
-def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int) -> CollectReport:
-    """Collect one finished job's results into grades and review, in one transaction."""
+def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int,
+                allow_retry: bool = True) -> CollectReport:
+    """Collect one finished job's results into grades and review, in one transaction.
+
+    With allow_retry, lines that failed for a passing reason and have attempts left go back to
+    pending for the next wave; without it (the last wave) every failure goes to review.
+    """
     job = get_job(conn, inst, job_id)
     remote = client.batches.retrieve(job["openai_batch_id"])
     report = CollectReport(job_id, remote.status)
@@ -157,7 +167,11 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
     lines.update(_read_jsonl(client, remote.output_file_id))
     requests = db.fetch_all(conn, "grade/job_requests", {"inst": inst.id, "job_id": job_id})
     with conn.transaction():
-        failures = _apply_lines(conn, inst, requests, lines, report, _batch_failure(remote))
+        failures, retries = _apply_lines(conn, inst, requests, lines, report, *_batch_failure(remote),
+                                         allow_retry=allow_retry)
+        for reason, cids in retries.items():
+            report.lines_requeued += db.execute(conn, "grade/requeue_requests",
+                                                {"inst": inst.id, "custom_ids": cids, "reason": reason})
         day = job["exam_day"]
         version = grading_version(conn, inst, day)
         report.answers_graded = db.execute(conn, "prepare/apply_llm_grades",
@@ -170,10 +184,11 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
                                                     "input_tokens": report.input_tokens,
                                                     "output_tokens": report.output_tokens})
     report.collected = True
-    log.info("Job %s (batch %s, %s): %d lines ok, %d failed, %d missing; %d answers graded, %d to review; "
-             "tokens in %d out %d, $%.4f", job_id, remote.id, remote.status, report.lines_ok, report.lines_failed,
-             report.lines_missing, report.answers_graded, report.answers_to_review, report.input_tokens,
-             report.output_tokens, report.cost_usd)
+    log.info("Job %s (batch %s, %s): %d lines ok, %d failed, %d missing, %d requeued for another attempt; "
+             "%d answers graded, %d to review; tokens in %d out %d, $%.4f", job_id, remote.id, remote.status,
+             report.lines_ok, report.lines_failed, report.lines_missing, report.lines_requeued,
+             report.answers_graded, report.answers_to_review, report.input_tokens, report.output_tokens,
+             report.cost_usd)
     return report
 
 
@@ -190,16 +205,23 @@ def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remo
 
 
 def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dict], lines: dict[str, dict],
-                 report: CollectReport, missing_reason: str) -> dict[str, list[str]]:
-    """Record each request's result; return the failed custom_ids grouped by reason."""
+                 report: CollectReport, missing_reason: str, missing_retryable: bool, allow_retry: bool = True):
+    """Record each request's result; return the custom_ids for review and for another attempt, by reason.
+
+    A line that failed for a passing reason is sent again (only that line) while it has attempts
+    left; every other failure, and the last attempt's, goes to human review.
+    """
     failures: dict[str, list[str]] = {}
+    retries: dict[str, list[str]] = {}
     for req in requests:
         if req["status"] != "queued":
             continue
+        may_retry = allow_retry and req["attempt"] < inst.max_attempts
         line = lines.get(req["custom_id"])
         if line is None:
             report.lines_missing += 1
-            failures.setdefault(missing_reason, []).append(req["custom_id"])
+            target = retries if missing_retryable and may_retry else failures
+            target.setdefault(missing_reason, []).append(req["custom_id"])
             continue
         result = batch.parse_line(line, float(req["max_points"]))
         report.input_tokens += result.input_tokens
@@ -212,5 +234,6 @@ def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dic
         else:
             report.lines_failed += 1
             db.execute(conn, "grade/record_llm_failure", params)
-            failures.setdefault(f"model line failed: {result.error}", []).append(req["custom_id"])
-    return failures
+            target = retries if result.retryable and may_retry else failures
+            target.setdefault(f"model line failed: {result.error}", []).append(req["custom_id"])
+    return failures, retries

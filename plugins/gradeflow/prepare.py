@@ -157,13 +157,15 @@ def _write_job(conn: psycopg.Connection, s3, inst: Institution, day: date, chunk
                lines: dict[str, dict]) -> int:
     """Write one JSONL input file and its batch_jobs row; the fingerprint makes a rerun find it again."""
     ids = [r["custom_id"] for r in chunk]
-    fingerprint = hashlib.sha256("\n".join([inst.id, str(day), inst.model, *ids]).encode()).hexdigest()
+    attempt = max(r["attempt"] for r in chunk) + 1  # a retry wave is new work: a new fingerprint
+    work = [f"{r['custom_id']}@{r['attempt'] + 1}" for r in chunk]
+    fingerprint = hashlib.sha256("\n".join([inst.id, str(day), inst.model, *work]).encode()).hexdigest()
     key = inst.key("batches", day, f"{fingerprint[:20]}.jsonl")
     body = "".join(json.dumps(lines[cid], ensure_ascii=False) + "\n" for cid in ids)
     storage.write_bytes(s3, key, body.encode(), "application/jsonl")
     with conn.transaction():
         job_id = db.fetch_all(conn, "prepare/insert_batch_job", {
-            "inst": inst.id, "day": day, "fingerprint": fingerprint, "attempt": 1, "model": inst.model,
+            "inst": inst.id, "day": day, "fingerprint": fingerprint, "attempt": attempt, "model": inst.model,
             "input_key": key, "request_count": len(ids),
             "est_input_tokens": sum(r["est_tokens"] for r in chunk)})[0]["job_id"]
         db.execute(conn, "prepare/queue_requests", {"job_id": job_id, "inst": inst.id, "custom_ids": ids})

@@ -97,8 +97,11 @@ def submit_batches(institution_id: str, **context: Any) -> list[dict]:
         return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
 
 
-def collect_results(institution_id: str, **context: Any) -> dict:
-    """Collect every finished job of the exam day; fail if some are still running (they stay open)."""
+def collect_results(institution_id: str, final: bool = False, **context: Any) -> dict:
+    """Collect every finished job of the exam day; fail if some are still running (they stay open).
+
+    `final` marks the last wave: failures then go to human review instead of another attempt.
+    """
     from gradeflow import grading
 
     inst = get_institution(institution_id)
@@ -109,18 +112,34 @@ def collect_results(institution_id: str, **context: Any) -> dict:
         for job in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": day}):
             if not job["openai_batch_id"]:
                 continue
-            report = grading.collect_job(conn, client, inst, job["job_id"])
+            report = grading.collect_job(conn, client, inst, job["job_id"], allow_retry=not final)
             totals["jobs"] += 1
             totals["collected"] += int(report.collected)
             if not report.collected:
                 totals["still_running"].append(job["openai_batch_id"])
-            for key in ("lines_ok", "lines_failed", "lines_missing", "answers_graded", "answers_to_review",
+            for key in ("lines_ok", "lines_failed", "lines_missing", "lines_requeued", "answers_graded",
+                        "answers_to_review",
                         "input_tokens", "output_tokens", "cost_usd"):
                 totals[key] = totals.get(key, 0) + getattr(report, key)
     log.info("Collect %s %s: %s", inst.id, day, totals)
     if totals["still_running"]:
         raise RuntimeError(f"batches still running, not collected yet: {totals['still_running']}")
     return totals
+
+
+def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
+    """Second wave: write and submit a new batch with only the lines that did not finish."""
+    from gradeflow import grading, prepare, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    s3 = storage.client()
+    with open_db() as conn:
+        plan = prepare.build_batches(conn, s3, inst, day)
+        log.info("Retry wave for %s %s: %d request(s) in %d job(s)", inst.id, day, plan.requests_queued,
+                 plan.jobs_written)
+        job_ids = grading.submit_jobs(conn, s3, grading.openai_client(), inst, day)
+        return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
 
 
 def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:

@@ -41,10 +41,16 @@ def _wait(client, conn, timeout=30):
             time.sleep(0.1)
 
 
-def _grade(conn, s3, client):
-    job_ids = grading.submit_jobs(conn, s3, client, NORTH, EXAM_DAY)
-    _wait(client, conn)
-    return [grading.collect_job(conn, client, NORTH, j) for j in job_ids]
+def _grade(conn, s3, client, inst=NORTH):
+    """What the grade DAG does: submit, wait, collect; then one retry wave with only unfinished lines."""
+    reports = []
+    for final in (False, True):
+        if final:
+            prepare.build_batches(conn, s3, inst, EXAM_DAY)
+        job_ids = grading.submit_jobs(conn, s3, client, inst, EXAM_DAY)
+        _wait(client, conn)
+        reports += [grading.collect_job(conn, client, inst, j, allow_retry=not final) for j in job_ids]
+    return reports
 
 
 def _counts(conn):
@@ -84,7 +90,7 @@ def test_rerunning_every_step_changes_nothing_and_pays_once(conn, s3, emulator, 
     first = _grade(conn, s3, openai_client)
     snapshot = conn.execute("SELECT count(*), sum(score) FROM grades").fetchone()
     second_plan = _prepare(conn, s3)
-    second = _grade(conn, s3, openai_client)
+    second = [r for r in _grade(conn, s3, openai_client) if r.lines_ok or r.lines_failed]
     assert second_plan.jobs_written == 0 and second == [] and len(first) == 1
     assert conn.execute("SELECT count(*), sum(score) FROM grades").fetchone() == snapshot
     assert emulator.stats()["batches_created"] == 1
@@ -114,7 +120,7 @@ def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_cl
     _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
     _prepare(conn, s3)
     reports = _grade(conn, s3, openai_client)
-    assert reports[0].collected and reports[0].lines_ok == 0
+    assert all(r.collected for r in reports) and sum(r.lines_ok for r in reports) == 0
     counts = _counts(conn)
     assert counts["in_review"] == 2 and counts["graded_llm"] == 0
     assert counts["answers"] == counts["graded_rule"] + counts["in_review"]
@@ -132,14 +138,20 @@ def test_out_of_range_model_score_is_clamped(conn, s3, emulator, openai_client):
     assert float(score) == 3.0 and float(raw) > 3.0
 
 
-def test_partial_expiry_keeps_finished_lines(conn, s3, emulator, openai_client):
+def test_partial_expiry_keeps_finished_lines_and_resends_only_the_rest(conn, s3, emulator, openai_client):
     emulator.faults(expire_after_fraction=0.5)
     rows = [r for i in range(4) for r in answers_for(f"s{i}", f"st{i}", f"answer number {i} about ATP")]
     _load(conn, s3, rows)
     _prepare(conn, s3)
-    report = _grade(conn, s3, openai_client)[0]
-    assert report.batch_status == "expired" and report.lines_ok == 2 and report.lines_failed == 2
-    assert _counts(conn)["graded_llm"] == 2 and _counts(conn)["in_review"] == 2
+    first, retry = _grade(conn, s3, openai_client)
+    assert first.batch_status == "expired" and (first.lines_ok, first.lines_failed, first.lines_requeued) == (2, 2, 2)
+    # The second wave carries only the two lines that did not run, and it too expires half-way.
+    assert retry.batch_status == "expired" and (retry.lines_ok, retry.lines_failed, retry.lines_requeued) == (1, 1, 0)
+    sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id")]
+    assert sizes == [4, 2] and emulator.stats()["batches_created"] == 2
+    assert _counts(conn)["graded_llm"] == 3 and _counts(conn)["in_review"] == 1
+    attempts = dict(conn.execute("SELECT status, max(attempt) FROM llm_requests GROUP BY status").fetchall())
+    assert attempts == {"graded": 2, "review": 2}
 
 
 def test_publish_blocks_while_work_is_unfinished(conn, s3, emulator, openai_client):
