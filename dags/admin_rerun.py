@@ -26,7 +26,8 @@ and every request is written to `audit_log` (who, when, why, what it changed).
 |---|---|
 | institution | whose exam day |
 | exam_day | `YYYY-MM-DD`, the institution's local exam day |
-| stage | where to start: `prepare` (regrade, then grade and publish), `grade`, or `publish` only |
+| stage | `prepare`: regrade the scope (supersede its grades, new version), then grade and publish; \
+`grade`: resume grading (submit, collect, retry what is pending) and publish; `publish`: republish only |
 | scope | `day` (every answer), `question` (`scope_value` = `question_id` or `exam_id/question_id`), \
 `student` (`scope_value` = `student_id`) |
 | reason | why (kept in the audit log) |
@@ -35,7 +36,9 @@ and every request is written to `audit_log` (who, when, why, what it changed).
 Example: `{"institution": "northfield", "exam_day": "2026-11-23", "stage": "prepare", "scope": "question",
 "scope_value": "bio-101/q4", "reason": "rubric for q4 was corrected by the examiner", "dry_run": false}`
 
-Refused while a batch of that day may still deliver (wait for `<id>__grade` to collect it).
+A regrade is refused while a batch of that day may still deliver (wait for `<id>__grade` to collect
+it); work written but not yet sent is withdrawn, so nothing is paid for twice. Clearing
+`reset_for_rerun` is safe: each run resets once.
 """
 
 INSTITUTIONS = [inst.id for inst in load_institutions()]

@@ -76,7 +76,10 @@ def ingest_dag(inst: Institution) -> DAG:
 def prepare_dag(inst: Institution) -> DAG:
     with _dag(inst, "prepare", "0 18 * * *", timedelta(hours=2)) as dag:
         sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
-        order = task(task_id="order_submissions")(tasks.order_submissions)(institution_id=inst.id)
+        # A file the sweep could not load stays in incoming/ and fails the sweep, visibly; the
+        # night's grading of everything that did load goes on regardless.
+        order = task(task_id="order_submissions", trigger_rule=TriggerRule.ALL_DONE)(tasks.order_submissions)(
+            institution_id=inst.id)
         rules = task(task_id="grade_by_rule")(tasks.grade_by_rule)(institution_id=inst.id)
         batches = task(task_id="build_batches")(tasks.build_batches)(institution_id=inst.id)
         sweep >> order >> rules >> batches

@@ -97,8 +97,11 @@ def _check_answer_key(qtype: str, q: dict, where: str, problems: list[tuple[str,
         letters = key if isinstance(key, list) else [key]
         if not letters or not all(isinstance(k, str) and k.strip() for k in letters):
             problems.append((f"{where}.answer_key", "must be an option letter or a list of letters"))
+            return
         options = q.get("options")
-        if options is not None and not set(letters) <= set(map(str, options)):
+        if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
+            problems.append((f"{where}.options", "must be a list of option letters"))
+        elif options is not None and not set(letters) <= set(options):
             problems.append((f"{where}.answer_key", f"{key!r} is not among options {options!r}"))
     elif qtype == "true_false" and not isinstance(key, bool):
         problems.append((f"{where}.answer_key", "must be true or false"))
@@ -134,6 +137,9 @@ def _check_question(index: int, q: object, seen: set[str], problems: list[tuple[
         for name in ("rubric", "reference_answer"):
             if not isinstance(q.get(name), str) or not q[name].strip():
                 problems.append((f"{where}.{name}", f"required for {qtype}"))
+    for name in ("prompt", "rubric", "reference_answer"):
+        if q.get(name) is not None and not _clean_text(q[name]):
+            problems.append((f"{where}.{name}", "must be text without NUL characters or broken Unicode"))
     return {
         "question_id": qid, "position": index + 1, "qtype": qtype, "max_points": points,
         "prompt": str(q.get("prompt") or ""), "options": q.get("options"), "answer_key": q.get("answer_key"),
@@ -168,7 +174,21 @@ def parse_exam(file_name: str, data: bytes) -> tuple[ExamDefinition | None, list
 
 # ---------------------------------------------------------------- submission files
 
+def _clean_text(value: object) -> bool:
+    """Text PostgreSQL can store: a str with no NUL character and no lone surrogate."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _rows_csv(data: bytes) -> Iterator[dict]:
+    # Python's csv caps a field at 128 KiB and would reject the whole file; the per-row
+    # MAX_ANSWER_CHARS check is the limit that applies, with a reason naming the row.
+    csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
     text = data.decode("utf-8-sig")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     missing = [c for c in SUBMISSION_COLUMNS if c not in (reader.fieldnames or [])]
@@ -246,6 +266,9 @@ def validate_row(file_name: str, row_number: int, raw: dict, questions: dict[str
         value = _text(raw.get(fld))
         return Reject(file_name, row_number, fld, value[:200], reason)
 
+    for fld in SUBMISSION_COLUMNS:
+        if raw.get(fld) is not None and not isinstance(raw.get(fld), datetime) and not _clean_text(_text(raw[fld])):
+            return Reject(file_name, row_number, fld, None, "contains a NUL character or broken Unicode")
     for fld in ("submission_id", "student_id", "exam_id", "question_id"):
         value = _text(raw.get(fld)).strip()
         if not value:

@@ -114,7 +114,7 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
                 "last_modified": obj.last_modified, "kind": parsed.kind if parsed else "unknown",
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
     with conn.transaction():
-        earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha})
+        earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha, "key": obj.key})
         if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
             # Loaded and committed before, but the archive step was cut off: only finish archiving.
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
@@ -173,7 +173,7 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     writer = csv.writer(buf)
     writer.writerow(["file", "row", "field", "value", "reason"])
     writer.writerows([r.file, r.row, r.field, r.value, r.reason] for r in outcome.rejects)
-    key = inst.key("rejects", day, f"{name}.rejects.csv")
+    key = inst.key("rejects", day, f"{name}.{file_id}.rejects.csv")  # one report per drop, never overwritten
     storage.write_bytes(s3, key, buf.getvalue().encode(), "text/csv")
     return key
 
@@ -211,24 +211,36 @@ def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, s
 
 def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
                    rows: list[AnswerRow]) -> tuple[list[AnswerRow], list[Reject]]:
-    """Rows that give a submission_id to another student or exam than it already has.
+    """Rows that contradict what is already known: a submission_id given to another student or
+    exam, or a second, different answer to the same question of the same submission.
 
-    An already loaded submission wins; within the file, its first row does.
+    What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
+    harmless duplicate, counted later by the upsert.
     """
     ids = sorted({r.submission_id for r in rows})
     owner: dict[str, tuple[str, str, str]] = {
         r["submission_id"]: (r["student_id"], r["exam_id"], "already loaded")
         for r in db.fetch_all(conn, "ingest/loaded_submissions", {"inst": inst.id, "ids": ids})}
+    answered: dict[tuple[str, str], tuple[str, str]] = {
+        (r["submission_id"], r["question_id"]): (r["answer_sha256"], f"{r['file_name']} row {r['source_row']}")
+        for r in db.fetch_all(conn, "ingest/loaded_answers", {"inst": inst.id, "ids": ids})}
     good, rejects = [], []
     for row in rows:
         student, exam, where = owner.setdefault(row.submission_id, (row.student_id, row.exam_id, f"row {row.row}"))
-        if (student, exam) == (row.student_id, row.exam_id):
-            good.append(row)
+        if (student, exam) != (row.student_id, row.exam_id):
+            field_name = "student_id" if student != row.student_id else "exam_id"
+            rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
+                                  f"submission {row.submission_id!r} belongs to student {student!r}, exam {exam!r} "
+                                  f"({where})"))
             continue
-        field_name = "student_id" if student != row.student_id else "exam_id"
-        rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
-                              f"submission {row.submission_id!r} belongs to student {student!r}, exam {exam!r} "
-                              f"({where})"))
+        sha, first = answered.setdefault((row.submission_id, row.question_id),
+                                         (answer_sha256(row.answer), f"{name} row {row.row}"))
+        if sha != answer_sha256(row.answer):
+            rejects.append(Reject(name, row.row, "answer", row.answer[:200],
+                                  f"a different answer to {row.question_id!r} of this submission was loaded "
+                                  f"first ({first}); the first one stands"))
+            continue
+        good.append(row)
     return good, rejects
 
 

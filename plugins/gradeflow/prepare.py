@@ -108,6 +108,7 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) ->
     human review with reason `over_budget`.
     """
     plan = BatchPlan()
+    order_submissions(conn, inst, day)  # answers that arrived after the cut-off get their place in line too
     answers = [a for a in _ungraded(conn, inst, day, FREE_TEXT_TYPES) if a["answer_text"].strip()]
     version = grading_version(conn, inst, day)
     groups = _group_answers(inst, day, answers, version)

@@ -95,6 +95,8 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
 def release(conn: psycopg.Connection, inst: Institution, day: date, validation_id: int) -> dict:
     """Publish the validated state as a new release version, in one transaction (or reuse the last one)."""
     with conn.transaction():
+        # One snapshot for the check and the copy: what is released is exactly what was validated.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"release:{inst.id}:{day}",))
         gate = db.fetch_all(conn, "publish/get_validation", {"inst": inst.id, "day": day,
                                                              "validation_id": validation_id})

@@ -44,9 +44,10 @@ class RerunRequest:
     reason: str
     requested_by: str
     dry_run: bool
+    run_id: str = ""
 
     @classmethod
-    def from_params(cls, params: dict, requested_by: str) -> RerunRequest:
+    def from_params(cls, params: dict, requested_by: str, run_id: str = "") -> RerunRequest:
         """Check the form beyond what its JSON schema can say (dates, scope values)."""
         day = str(params.get("exam_day", ""))
         if not re.match(DAY_PATTERN, day):
@@ -59,16 +60,31 @@ class RerunRequest:
         reason = str(params.get("reason") or "").strip()
         if len(reason) < 10:
             raise ValueError("reason must say why, in at least 10 characters")
-        return cls(str(params["institution"]), date.fromisoformat(day), str(params.get("stage", "prepare")),
-                   scope, value, reason, requested_by, bool(params.get("dry_run", True)))
+        stage = str(params.get("stage", "prepare"))
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        return cls(str(params["institution"]), date.fromisoformat(day), stage, scope, value, reason, requested_by,
+                   bool(params.get("dry_run", True)), run_id)
 
 
 def reset_scope(conn: psycopg.Connection, inst: Institution, request: RerunRequest) -> dict:
-    """Supersede the scope's grades and reviews and raise the version (or only count, on a dry run)."""
-    params = {"inst": inst.id, "day": request.exam_day, "scope": request.scope, "value": request.scope_value}
+    """Supersede the scope's grades and reviews and raise the version (or only count, on a dry run).
+
+    Only a rerun from `prepare` regrades; from `grade` or `publish` it resumes those stages and
+    changes no grade. Clearing the task that called this is safe: a run resets once.
+    """
+    params = {"inst": inst.id, "day": request.exam_day, "scope": request.scope, "value": request.scope_value,
+              "run_id": request.run_id}
+    regrade = request.stage == "prepare" and not request.dry_run
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"rerun:{inst.id}:{request.exam_day}",))
+        if request.run_id:
+            done = db.fetch_all(conn, "rerun/find_run", params)
+            if done:
+                log.info("Rerun run %s already recorded; not resetting again", request.run_id)
+                return done[0]["details"]
         inflight = db.fetch_all(conn, "rerun/inflight_jobs", params)
-        if inflight and request.stage != "publish":
+        if inflight and regrade:
             ids = ", ".join(f"{j['openai_batch_id']} ({j['status']})" for j in inflight)
             raise RerunRefused(f"{inst.id} {request.exam_day} has batches that may still deliver: {ids}. "
                                "Wait for the grade DAG to collect them, then rerun.")
@@ -76,14 +92,15 @@ def reset_scope(conn: psycopg.Connection, inst: Institution, request: RerunReque
         answers = db.fetch_all(conn, "rerun/count_scope", params)[0]["answers"]
         version = grading_version(conn, inst, request.exam_day)
         result = {"answers_in_scope": answers, "old_version": version, "new_version": version,
-                  "grades_superseded": 0, "reviews_closed": 0, "dry_run": request.dry_run}
-        if request.stage != "publish" and not request.dry_run:
+                  "grades_superseded": 0, "reviews_closed": 0, "requests_withdrawn": 0, "dry_run": request.dry_run}
+        if regrade:
             result["grades_superseded"] = db.execute(conn, "rerun/supersede_grades", params)
             result["reviews_closed"] = db.execute(conn, "rerun/resolve_reviews", params)
+            result["requests_withdrawn"] = db.execute(conn, "rerun/retire_unsubmitted", params)
             result["new_version"] = version + 1
-        db.audit(conn, request.requested_by, "rerun_dry_run" if request.dry_run else "rerun_reset", inst.id,
-                 request.exam_day, {**asdict(request), "exam_day": str(request.exam_day),
-                                    "version": result["new_version"], **result})
+        action = "rerun_dry_run" if request.dry_run else "rerun_reset" if regrade else "rerun_resume"
+        details = {**asdict(request), "exam_day": str(request.exam_day), "version": result["new_version"], **result}
+        db.audit(conn, request.requested_by, action, inst.id, request.exam_day, details)
     log.info("Rerun %s %s from %s, scope %s %r: %s", inst.id, request.exam_day, request.stage, request.scope,
              request.scope_value, result)
-    return result
+    return details

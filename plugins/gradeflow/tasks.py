@@ -176,8 +176,8 @@ def reset_for_rerun(**context: Any) -> dict:
 
     dag_run = context["dag_run"]
     requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"
-    request = RerunRequest.from_params(dict(context["params"]), requested_by)
+    request = RerunRequest.from_params(dict(context["params"]), requested_by, run_id=dag_run.run_id)
     inst = get_institution(request.institution)
     with open_db() as conn:
         result = reset_scope(conn, inst, request)
-    return {"institution": inst.id, "exam_day": str(request.exam_day), "stage": request.stage, **result}
+    return {**result, "institution": inst.id, "exam_day": str(request.exam_day), "stage": request.stage}

@@ -1,8 +1,8 @@
 """Waiting on a batch without holding a worker: a deferrable operator and its async trigger.
 
 The provider's OpenAIBatchTrigger polls with the synchronous SDK inside the triggerer's event
-loop, which stalls every other trigger while it waits on the network. This trigger uses the SDK's
-AsyncOpenAI and the async connection lookup, so it never blocks the loop.
+loop, which stalls every other trigger while it waits on the network. This trigger gets an
+AsyncOpenAI client from the same hook (`OpenAIHook.aget_conn`), so it never blocks the loop.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ class BatchStatusTrigger(BaseTrigger):
             "poll_interval": self.poll_interval, "timeout": self.timeout})
 
     async def _client(self):
-        from airflow.sdk.bases.hook import BaseHook
-        from openai import AsyncOpenAI
+        """The same client the hook builds for submitting (base_url, organization, auth type), async."""
+        from airflow.providers.openai.hooks.openai import OpenAIHook
 
-        conn = await BaseHook.aget_connection(self.conn_id)
-        return AsyncOpenAI(api_key=conn.password, base_url=conn.host or None)
+        return await OpenAIHook(conn_id=self.conn_id).aget_conn()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await self._client()

@@ -39,7 +39,7 @@ def test_good_and_bad_rows_are_split_and_reported(conn, s3):
     assert [(r[0], r[1], r[2]) for r in rejects] == [
         ("morning.csv", 6, "student_id"), ("morning.csv", 9, "question_id"), ("morning.csv", 10, "submitted_at")]
     assert all(r[3] for r in rejects)
-    report_key = f"rejects/northfield/{DAY}/morning.csv.rejects.csv"
+    [report_key] = keys(s3, f"rejects/northfield/{DAY}/morning.csv.")
     body = s3.get_object(Bucket="gradeflow", Key=report_key)["Body"].read().decode()
     lines = list(csv.DictReader(io.StringIO(body)))
     assert [(x["file"], x["row"], x["field"]) for x in lines] == [(r[0], str(r[1]), r[2]) for r in rejects]
@@ -123,3 +123,40 @@ def test_isolation_one_institution_never_reads_another_prefix(conn, s3):
     assert _count(conn, "answers", "northfield") == 4
     assert all(k.startswith("archive/lakeshore/") or k.startswith("archive/northfield/") for k in keys(s3, "archive/"))
     assert len(keys(s3, "rejects/lakeshore/")) == 1 and keys(s3, "rejects/northfield/") == []
+
+
+def test_a_file_refused_for_its_missing_exam_loads_when_sent_again_after_the_exam(conn, s3):
+    data = csv_bytes(answers_for("s1", "st1"))
+    put(s3, f"incoming/northfield/{DAY}/submissions/early.csv", data)
+    first = _ingest(conn, s3)
+    assert first.rows_rejected == 4 and first.rows_loaded == 0
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/early.csv", data)
+    second = _ingest(conn, s3)
+    assert second.rows_loaded == 4 and second.files_duplicate == 0 and _count(conn, "answers") == 4
+    assert len(keys(s3, f"rejects/northfield/{DAY}/")) == 1  # the first drop's report stays
+
+
+def test_a_different_second_answer_is_rejected_with_the_one_that_stands(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    rows = answers_for("s1", "st1") + [{**answers_for("s1", "st1")[0], "answer": "C"}]
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    report = _ingest(conn, s3)
+    later = [{**answers_for("s1", "st1")[0], "answer": "A"}, answers_for("s1", "st1")[1]]
+    put(s3, f"incoming/northfield/{DAY}/submissions/b.csv", csv_bytes(later))
+    second = _ingest(conn, s3)
+    assert (report.rows_loaded, report.rows_rejected) == (4, 1)
+    assert (second.rows_loaded, second.rows_duplicate, second.rows_rejected) == (0, 1, 1)
+    reasons = [r[0] for r in conn.execute("SELECT reason FROM rejected_rows ORDER BY reject_id")]
+    assert "a.csv row 1" in reasons[0] and "a.csv row 1" in reasons[1]
+    assert conn.execute("SELECT answer_text FROM answers WHERE question_id = 'q1'").fetchone()[0] == "B"
+
+
+def test_same_name_twice_keeps_both_reject_reports(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    bad = answers_for("s1", "")
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(bad[:2]))
+    _ingest(conn, s3)
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(bad[2:]))
+    _ingest(conn, s3)
+    assert len(keys(s3, f"rejects/northfield/{DAY}/a.csv.")) == 2

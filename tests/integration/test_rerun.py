@@ -67,3 +67,43 @@ def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_clie
     with pytest.raises(RerunRefused, match="may still deliver"):
         reset_scope(conn, NORTH, _request())
     assert prepare.grading_version(conn, get_institution("northfield"), EXAM_DAY) == 1
+
+
+def test_rerun_from_grade_or_publish_changes_no_grade(conn, s3, emulator, openai_client):
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    before = conn.execute("SELECT grade_id FROM grades WHERE is_current ORDER BY 1").fetchall()
+    for stage in ("grade", "publish"):
+        result = reset_scope(conn, NORTH, _request(stage=stage, scope="day", scope_value=""))
+        assert result["grades_superseded"] == 0 and result["new_version"] == 1
+    assert conn.execute("SELECT grade_id FROM grades WHERE is_current ORDER BY 1").fetchall() == before
+    assert publish.validate(conn, NORTH, EXAM_DAY).success
+
+
+def test_rerun_before_submission_withdraws_the_old_work(conn, s3, emulator, openai_client):
+    from gradeflow import grading
+
+    _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
+    _prepare(conn, s3)  # v1 job written, not submitted
+    result = reset_scope(conn, NORTH, _request())
+    assert result["requests_withdrawn"] == 2
+    _prepare(conn, s3)  # v2 job
+    grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
+    assert emulator.stats()["batches_created"] == 1, "the withdrawn v1 job must never be sent"
+    _grade(conn, s3, openai_client)
+    assert publish.validate(conn, NORTH, EXAM_DAY).success
+
+
+def test_clearing_the_reset_task_does_not_reset_twice(conn, s3, emulator, openai_client):
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    request = RerunRequest.from_params(
+        {"institution": "northfield", "exam_day": str(EXAM_DAY), "stage": "prepare", "scope": "day",
+         "scope_value": "", "reason": "re-marking after a complaint", "dry_run": False},
+        requested_by="admin", run_id="manual__2026-11-24T09:00:00")
+    first = reset_scope(conn, NORTH, request)
+    again = reset_scope(conn, NORTH, request)
+    assert first["new_version"] == again["new_version"] == 2 and first["grades_superseded"] == 4
+    assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 1

@@ -116,3 +116,36 @@ def test_unreadable_files():
         validate_submissions("x.parquet", b"not parquet", QUESTIONS)
     with pytest.raises(FileRejected, match="UTF-8"):
         validate_submissions("x.csv", HEADER.encode() + b"\xff\xfe,\n", QUESTIONS)
+
+
+def test_nul_bytes_and_broken_unicode_are_row_rejects_not_crashes():
+    lines = [
+        json.dumps({"submission_id": "s1", "student_id": "a", "exam_id": "bio", "question_id": "q1",
+                    "answer": "B\x00", "submitted_at": "2026-11-23T10:00:00+01:00"}),
+        '{"submission_id": "s2", "student_id": "b", "exam_id": "bio", "question_id": "q1", '
+        '"answer": "\\ud800", "submitted_at": "2026-11-23T10:00:00+01:00"}',
+        json.dumps({"submission_id": "s3", "student_id": "c", "exam_id": "bio", "question_id": "q1",
+                    "answer": "B", "submitted_at": "2026-11-23T10:00:00+01:00"}),
+    ]
+    good, rejects = validate_submissions("x.jsonl", "\n".join(lines).encode(), QUESTIONS)
+    assert [g.submission_id for g in good] == ["s3"]
+    assert [(r.row, r.field) for r in rejects] == [(1, "answer"), (2, "answer")]
+
+
+def test_csv_answer_longer_than_the_csv_module_default_is_a_row_reject():
+    data = (HEADER + "s1,st1,bio,q2," + "x" * 140_000 + ",2026-11-23T10:00:00Z\n"
+            + "s2,st2,bio,q1,B,2026-11-23T10:00:00Z\n").encode()
+    good, rejects = validate_submissions("big.csv", data, QUESTIONS)
+    assert [g.submission_id for g in good] == ["s2"] and [(r.row, r.field) for r in rejects] == [(1, "answer")]
+
+
+@pytest.mark.parametrize(("question", "field"), [
+    ({"options": 5}, "questions[0].options"),
+    ({"answer_key": [["B"]]}, "questions[0].answer_key"),
+    ({"prompt": "bad\x00prompt"}, "questions[0].prompt"),
+])
+def test_exam_shapes_that_used_to_crash_are_named(question, field):
+    bad = json.loads(_exam())
+    bad["questions"][0].update(question)
+    exam, rejects = parse_exam("bio.json", json.dumps(bad).encode())
+    assert exam is None and field in {r.field for r in rejects}

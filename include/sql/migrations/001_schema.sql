@@ -30,8 +30,9 @@ CREATE TABLE ingested_files (
     rejects_key     text,
     ingested_at     timestamptz NOT NULL DEFAULT now()
 );
--- A file's bytes are loaded once per institution, whatever its name.
-CREATE UNIQUE INDEX ingested_files_once ON ingested_files (institution_id, sha256) WHERE status <> 'duplicate';
+-- A file's bytes load cleanly once per institution, whatever its name (a file with rejects may be re-sent).
+CREATE UNIQUE INDEX ingested_files_once ON ingested_files (institution_id, sha256)
+    WHERE status = 'loaded' AND rows_rejected = 0;
 
 CREATE TABLE exams (
     institution_id    text NOT NULL REFERENCES institutions,
@@ -148,7 +149,7 @@ CREATE TABLE llm_requests (
     est_tokens       integer NOT NULL,
     job_id           bigint REFERENCES batch_jobs,
     status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'queued', 'graded', 'review', 'over_budget')),
+                     CHECK (status IN ('pending', 'queued', 'graded', 'review', 'over_budget', 'superseded')),
     attempt          integer NOT NULL DEFAULT 0,
     score            numeric,
     raw_score        numeric,
