@@ -120,6 +120,7 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
             file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
+            outcome.rejects = _new_rejects(conn, inst, sha, file_id, outcome.rejects)
             rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name, outcome)
             db.execute(conn, "ingest/update_file_counts", {
                 "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
@@ -129,6 +130,16 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id: int,
+                 rejects: list[Reject]) -> list[Reject]:
+    """Drop the rejects already reported for the same bytes: a re-sent file reports only what is new."""
+    if not rejects:
+        return rejects
+    seen = {(r["row_number"], r["field"], r["reason"])
+            for r in db.fetch_all(conn, "ingest/earlier_rejects", {"inst": inst.id, "sha": sha, "file_id": file_id})}
+    return [r for r in rejects if (r.row, r.field, r.reason) not in seen]
 
 
 def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage.S3Object,

@@ -160,3 +160,18 @@ def test_same_name_twice_keeps_both_reject_reports(conn, s3):
     put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(bad[2:]))
     _ingest(conn, s3)
     assert len(keys(s3, f"rejects/northfield/{DAY}/a.csv.")) == 2
+
+
+def test_resent_file_with_bad_rows_reports_each_reject_once(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    rows = answers_for("s1", "st1")
+    rows[1] = {**rows[1], "question_id": "q9"}
+    rows[2] = {**rows[2], "submitted_at": "soon"}
+    data = csv_bytes(rows)
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", data)
+    first = _ingest(conn, s3)
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.resend.csv", data)
+    second = _ingest(conn, s3)
+    assert (first.rows_loaded, first.rows_rejected) == (2, 2)
+    assert (second.rows_loaded, second.rows_rejected, second.rows_duplicate) == (0, 0, 2)
+    assert _count(conn, "rejected_rows") == 2 and _count(conn, "answers") == 2

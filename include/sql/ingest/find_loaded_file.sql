@@ -1,9 +1,13 @@
 -- An earlier load of the same bytes that counts: one whose archive step was cut off (same key, to be
--- resumed), or one that loaded cleanly (a duplicate drop). A file that had rejects is processed
--- again, so rows refused for a reason that has since gone (e.g. the exam arrived later) can load.
-SELECT file_id, s3_key, status, archived_key
-  FROM ingested_files
- WHERE institution_id = %(inst)s AND sha256 = %(sha)s AND status <> 'duplicate'
-   AND ((archived_key IS NULL AND s3_key = %(key)s) OR (status = 'loaded' AND rows_rejected = 0))
- ORDER BY (archived_key IS NULL) DESC, file_id
+-- resumed), or one whose outcome cannot change (a duplicate drop). A file with rows refused because
+-- their exam or question was unknown is processed again when re-sent: the definition may have
+-- arrived since, and those rows can load now.
+SELECT f.file_id, f.s3_key, f.status, f.archived_key
+  FROM ingested_files f
+ WHERE f.institution_id = %(inst)s AND f.sha256 = %(sha)s AND f.status <> 'duplicate'
+   AND ((f.archived_key IS NULL AND f.s3_key = %(key)s)
+        OR (f.status = 'loaded'
+            AND NOT EXISTS (SELECT 1 FROM rejected_rows r WHERE r.institution_id = f.institution_id
+                               AND r.file_id = f.file_id AND r.field IN ('exam_id', 'question_id'))))
+ ORDER BY (f.archived_key IS NULL) DESC, f.file_id
  LIMIT 1;
