@@ -126,3 +126,9 @@ def test_admin_form_is_typed_and_safe(dagbag):
     assert set(schema["stage"]["enum"]) == {"prepare", "grade", "publish"}
     assert set(schema["scope"]["enum"]) == {"day", "question", "student"}
     assert schema["reason"]["minLength"] == 10 and "pattern" in schema["exam_day"]
+
+
+def test_dag_catalogue_is_up_to_date(dagbag):
+    from devstack.dag_catalogue import CATALOGUE, render
+
+    assert CATALOGUE.read_text() == render(dagbag.dags), "run: .venv/bin/python -m devstack.dag_catalogue"
