@@ -22,6 +22,7 @@ from typing import Any
 from gradeflow.config import PROMPTS_DIR
 
 CUSTOM_ID_PREFIX = "gf1-"
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})  # a batch that will not change
 BATCH_ENDPOINT = "/v1/chat/completions"
 MAX_OUTPUT_TOKENS = 400
 GRADE_SCHEMA: dict[str, Any] = {

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+TERMINAL = batch.TERMINAL_STATUSES
 COMPLETION_WINDOW = "24h"
 REATTACH_SCAN_LIMIT = 1000  # how many recent batches to look through for a lost batch id
 

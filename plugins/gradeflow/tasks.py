@@ -86,15 +86,22 @@ def build_batches(institution_id: str, **context: Any) -> dict:
         return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(), inst, day))}
 
 
+def _submit(conn, inst: Institution, day: date, s3) -> list[dict]:
+    """Submit (or reattach) the day's open jobs; one small manifest per job for the deferred waits."""
+    from gradeflow import grading
+
+    job_ids = grading.submit_jobs(conn, s3, grading.openai_client(), inst, day)
+    return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
+
+
 def submit_batches(institution_id: str, **context: Any) -> list[dict]:
     """Submit (or reattach) the exam day's jobs; return one small manifest per job to wait on."""
-    from gradeflow import grading, storage
+    from gradeflow import storage
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
     with open_db() as conn:
-        job_ids = grading.submit_jobs(conn, storage.client(), grading.openai_client(), inst, day)
-        return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
+        return _submit(conn, inst, day, storage.client())
 
 
 def collect_results(institution_id: str, final: bool = False, **context: Any) -> dict:
@@ -129,7 +136,7 @@ def collect_results(institution_id: str, final: bool = False, **context: Any) ->
 
 def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
     """Second wave: write and submit a new batch with only the lines that did not finish."""
-    from gradeflow import grading, prepare, storage
+    from gradeflow import prepare, storage
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
@@ -138,8 +145,7 @@ def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
         plan = prepare.build_batches(conn, s3, inst, day)
         log.info("Retry wave for %s %s: %d request(s) in %d job(s)", inst.id, day, plan.requests_queued,
                  plan.jobs_written)
-        job_ids = grading.submit_jobs(conn, s3, grading.openai_client(), inst, day)
-        return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
+        return _submit(conn, inst, day, s3)
 
 
 def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:

@@ -15,9 +15,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from gradeflow.batch import TERMINAL_STATUSES as TERMINAL
 from gradeflow.config import OPENAI_CONN_ID
-
-TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 
 class BatchStatusTrigger(BaseTrigger):
