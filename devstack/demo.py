@@ -110,7 +110,9 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
             summary.setdefault(inst.id, {})[str(day)] = {
                 "submissions": counts["submissions"], "answers": counts["answers"],
                 "graded_rule": counts["graded_rule"], "graded_llm": counts["graded_llm"],
-                "in_review": counts["in_review"], "rejected_rows": counts["rejected_rows"],
+                "in_review": counts["in_review"], "deferred": counts["deferred"],
+                "pending_model": counts["pending_model"], "received": counts["received"],
+                "rejected_rows": counts["rejected_rows"],
                 "released": counts["released_version"] is not None,
                 "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4)}
             _copy_releases(s3, inst, day, output)
@@ -129,11 +131,12 @@ def _copy_releases(s3, inst, day: date, output: Path) -> None:
 def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float, output: Path) -> None:
     print("\nGradeFlow demo: one exam day through Airflow on the embedded stack\n")
     print(f"{'institution':<12} {'day':<10} {'subm':>5} {'answers':>7} {'rule':>5} {'llm':>5} {'review':>6} "
-          f"{'rejected':>8} {'released':>8}")
+          f"{'waiting':>7} {'rejected':>8} {'released':>8}")
     for inst, days in summary.items():
         for day, c in days.items():
             print(f"{inst:<12} {day:<10} {c['submissions']:>5} {c['answers']:>7} {c['graded_rule']:>5} "
-                  f"{c['graded_llm']:>5} {c['in_review']:>6} {c['rejected_rows']:>8} "
+                  f"{c['graded_llm']:>5} {c['in_review']:>6} "
+                  f"{c['deferred'] + c['pending_model'] + c['received']:>7} {c['rejected_rows']:>8} "
                   f"{'v' + str(c['release_version']) if c['released'] else 'no':>8}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")

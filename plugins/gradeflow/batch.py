@@ -106,6 +106,7 @@ class LineResult:
     output_tokens: int = 0
     error: str | None = None
     retryable: bool = False
+    code: str | None = None  # the error code, e.g. refusal, invalid_json, server_error (None when ok)
 
 
 RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"})
@@ -113,7 +114,7 @@ RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error",
 
 def _error_result(cid: str, code: str, message: str, usage: dict | None = None) -> LineResult:
     usage = usage or {}
-    return LineResult(cid, False, error=f"{code}: {message}"[:500], retryable=code in RETRYABLE_CODES,
+    return LineResult(cid, False, error=f"{code}: {message}"[:500], retryable=code in RETRYABLE_CODES, code=code,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0))
 

@@ -86,9 +86,19 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
                 "upsert_institution",
                 {"id": inst.id, "name": inst.name, "tz": inst.timezone, "prefix": inst.s3_prefix, "model": inst.model},
             )
+        _sync_review_reasons(conn)
     if applied_now:
         log.info("Applied %d migration(s): %s", len(applied_now), ", ".join(applied_now))
     return applied_now
+
+
+def _sync_review_reasons(conn: psycopg.Connection) -> None:
+    """Keep the review_reasons table equal to the closed set in gradeflow.lifecycle (the one source)."""
+    from gradeflow.lifecycle import REVIEW_REASONS
+
+    with conn.cursor() as cur:
+        cur.executemany(sql("upsert_review_reason"),
+                        [{"code": code, "description": text} for code, text in REVIEW_REASONS.items()])
 
 
 def audit(conn: psycopg.Connection, actor: str, action: str, institution_id: str | None,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from gradeflow import batch, db, storage
+from gradeflow import batch, db, lifecycle, storage
 from gradeflow.config import OPENAI_CONN_ID, Institution
 from gradeflow.prepare import grading_version
 
@@ -147,6 +147,11 @@ def _batch_failure(remote: Any) -> tuple[str, bool]:
     return f"batch {remote.status} without a result for this line", remote.status in ("expired", "cancelled")
 
 
+def _review_reason_missing(retryable: bool) -> str:
+    """A line with no result that will not be sent again: out of attempts, or the batch cannot succeed."""
+    return "attempts_exhausted" if retryable else "batch_failed"
+
+
 def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int,
                 allow_retry: bool = True) -> CollectReport:
     """Collect one finished job's results into grades and review, in one transaction.
@@ -169,16 +174,13 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
     with conn.transaction():
         failures, retries = _apply_lines(conn, inst, requests, lines, report, *_batch_failure(remote),
                                          allow_retry=allow_retry)
-        for reason, cids in retries.items():
-            report.lines_requeued += db.execute(conn, "grade/requeue_requests",
-                                                {"inst": inst.id, "custom_ids": cids, "reason": reason})
+        for detail, cids in retries.items():
+            report.lines_requeued += lifecycle.requeue(conn, inst, cids, detail)
         day = job["exam_day"]
         version = grading_version(conn, inst, day)
-        report.answers_graded = db.execute(conn, "prepare/apply_llm_grades",
-                                           {"inst": inst.id, "day": day, "version": version})
-        for reason, cids in failures.items():
-            report.answers_to_review += db.execute(conn, "prepare/requests_to_review", {
-                "inst": inst.id, "custom_ids": cids, "status": "review", "reason": reason})
+        report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version)
+        for (reason, detail), cids in failures.items():
+            report.answers_to_review += lifecycle.to_review(conn, inst, cids, reason, detail)
         report.cost_usd = inst.cost_usd(report.input_tokens, report.output_tokens)
         db.execute(conn, "grade/record_collected", {"inst": inst.id, "job_id": job_id, "cost_usd": report.cost_usd,
                                                     "input_tokens": report.input_tokens,
@@ -206,12 +208,12 @@ def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remo
 
 def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dict], lines: dict[str, dict],
                  report: CollectReport, missing_reason: str, missing_retryable: bool, allow_retry: bool = True):
-    """Record each request's result; return the custom_ids for review and for another attempt, by reason.
+    """Record each request's result; return the custom_ids for review (by reason and detail) and for another attempt.
 
     A line that failed for a passing reason is sent again (only that line) while it has attempts
     left; every other failure, and the last attempt's, goes to human review.
     """
-    failures: dict[str, list[str]] = {}
+    failures: dict[tuple[str, str], list[str]] = {}
     retries: dict[str, list[str]] = {}
     for req in requests:
         if req["status"] != "queued":
@@ -220,8 +222,11 @@ def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dic
         line = lines.get(req["custom_id"])
         if line is None:
             report.lines_missing += 1
-            target = retries if missing_retryable and may_retry else failures
-            target.setdefault(missing_reason, []).append(req["custom_id"])
+            if missing_retryable and may_retry:
+                retries.setdefault(missing_reason, []).append(req["custom_id"])
+            else:
+                key = (_review_reason_missing(missing_retryable), missing_reason)
+                failures.setdefault(key, []).append(req["custom_id"])
             continue
         result = batch.parse_line(line, float(req["max_points"]))
         report.input_tokens += result.input_tokens
@@ -234,6 +239,10 @@ def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dic
         else:
             report.lines_failed += 1
             db.execute(conn, "grade/record_llm_failure", params)
-            target = retries if result.retryable and may_retry else failures
-            target.setdefault(f"model line failed: {result.error}", []).append(req["custom_id"])
+            detail = f"model line failed: {result.error}"
+            if result.retryable and may_retry:
+                retries.setdefault(detail, []).append(req["custom_id"])
+            else:
+                key = (lifecycle.review_reason_for(result.code or "", result.retryable), detail)
+                failures.setdefault(key, []).append(req["custom_id"])
     return failures, retries

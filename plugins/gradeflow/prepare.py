@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import batch, db, rules, storage
+from gradeflow import batch, db, lifecycle, rules, storage
 from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class BatchPlan:
     new_requests: int = 0
     jobs_written: int = 0
     requests_queued: int = 0
-    requests_over_budget: int = 0
+    requests_deferred: int = 0
     est_tokens_queued: int = 0
 
 
@@ -104,8 +104,8 @@ def _insert_requests(conn: psycopg.Connection, inst: Institution, day: date, gro
 def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) -> BatchPlan:
     """Group the day's free-text answers into model requests and write Batch API input files to S3.
 
-    Requests over the institution's daily token budget are not sent: their answers wait in
-    human review with reason `over_budget`.
+    Requests over the institution's daily token budget are not sent: they are deferred
+    (reason `deferred_budget`) to the next night, never sent to human review for that.
     """
     plan = BatchPlan()
     order_submissions(conn, inst, day)  # answers that arrived after the cut-off get their place in line too
@@ -115,14 +115,14 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) ->
     plan.answers, plan.distinct_requests = len(answers), len(groups)
     with conn.transaction():
         plan.new_requests, lines = _insert_requests(conn, inst, day, groups, version)
-        db.execute(conn, "prepare/apply_llm_grades", {"inst": inst.id, "day": day, "version": version})
-        db.execute(conn, "prepare/fanout_review", {"inst": inst.id, "day": day, "version": version})
+        lifecycle.apply_model_grades(conn, inst, day, version)
+        lifecycle.fan_out_reviews(conn, inst, day, version)
     params = {"inst": inst.id, "day": day, "version": version}
     pending = [r for r in db.fetch_all(conn, "prepare/pending_requests", params) if r["custom_id"] in lines]
     within, over = _apply_budget(conn, inst, day, pending)
     if over:
-        _to_review(conn, inst, over, "over_budget", "over the institution's daily token budget")
-        plan.requests_over_budget = len(over)
+        with conn.transaction():
+            plan.requests_deferred = lifecycle.defer(conn, inst, [r["custom_id"] for r in over], "deferred_budget")
     for start in range(0, len(within), inst.max_requests_per_batch):
         chunk = within[start:start + inst.max_requests_per_batch]
         _write_job(conn, s3, inst, day, chunk, lines)
@@ -130,9 +130,9 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) ->
         plan.requests_queued += len(chunk)
         plan.est_tokens_queued += sum(r["est_tokens"] for r in chunk)
     log.info("Batches for %s %s: %d free-text answers -> %d distinct requests (%d new); %d job(s) written "
-             "with %d requests (~%d tokens); %d over budget", inst.id, day, plan.answers, plan.distinct_requests,
-             plan.new_requests, plan.jobs_written, plan.requests_queued, plan.est_tokens_queued,
-             plan.requests_over_budget)
+             "with %d requests (~%d tokens); %d deferred (over budget)", inst.id, day, plan.answers,
+             plan.distinct_requests, plan.new_requests, plan.jobs_written, plan.requests_queued, plan.est_tokens_queued,
+             plan.requests_deferred)
     return plan
 
 
@@ -146,12 +146,6 @@ def _apply_budget(conn: psycopg.Connection, inst: Institution, day: date, pendin
         else:
             over.append(req)
     return within, over
-
-
-def _to_review(conn: psycopg.Connection, inst: Institution, requests: list[dict], status: str, reason: str) -> None:
-    with conn.transaction():
-        db.execute(conn, "prepare/requests_to_review", {
-            "inst": inst.id, "custom_ids": [r["custom_id"] for r in requests], "status": status, "reason": reason})
 
 
 def _write_job(conn: psycopg.Connection, s3, inst: Institution, day: date, chunk: list[dict],
@@ -169,5 +163,5 @@ def _write_job(conn: psycopg.Connection, s3, inst: Institution, day: date, chunk
             "inst": inst.id, "day": day, "fingerprint": fingerprint, "attempt": attempt, "model": inst.model,
             "input_key": key, "request_count": len(ids),
             "est_input_tokens": sum(r["est_tokens"] for r in chunk)})[0]["job_id"]
-        db.execute(conn, "prepare/queue_requests", {"job_id": job_id, "inst": inst.id, "custom_ids": ids})
+        lifecycle.queue(conn, inst, job_id, ids)
     return job_id

@@ -40,14 +40,15 @@ def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> pd.
 
     rows = db.fetch_all(conn, "publish/answer_states", {"inst": inst.id, "day": day})
     columns = ["institution", "exam_day", "submission_id", "question_id", "max_points", "grade_count",
-               "in_review", "score", "grader", "grade_id"]
+               "in_review", "waiting", "state", "pending_reason", "review_reason", "score", "grader", "grade_id"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def fingerprint(states: pd.DataFrame) -> str:
     """Identity of the exact outcome state of a day (which grade, which review, for every answer)."""
     digest = hashlib.sha256()
-    for row in states[["submission_id", "question_id", "grade_id", "in_review"]].itertuples(index=False):
+    for row in states[["submission_id", "question_id", "grade_id", "state", "pending_reason",
+                       "review_reason"]].itertuples(index=False):
         digest.update(repr(tuple(row)).encode())
     return digest.hexdigest()
 
@@ -56,7 +57,9 @@ def summary_frame(counts: dict, inst: Institution, day: date) -> pd.DataFrame:
     """The conservation summary row the day_summary suite checks."""
     import pandas as pd
 
-    keys = ("answers", "graded_rule", "graded_llm", "graded_human", "in_review")
+    from gradeflow.validation import SUMMARY_COUNTS
+
+    keys = SUMMARY_COUNTS
     return pd.DataFrame([{"institution": inst.id, "exam_day": str(day), **{k: int(counts[k]) for k in keys}}])
 
 
@@ -78,16 +81,19 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
 
     states = answer_states(conn, inst, day)
     counts = day_counts(conn, inst, day)
-    outcome = validate_day(states.drop(columns=["grade_id"]), summary_frame(counts, inst, day), institution=inst.id)
+    frame = states.drop(columns=["grade_id", "state", "pending_reason", "review_reason"])
+    outcome = validate_day(frame, summary_frame(counts, inst, day), institution=inst.id)
     fp = fingerprint(states)
     with conn.transaction():
         validation_id = db.fetch_all(conn, "publish/insert_validation", {
             "inst": inst.id, "day": day, "success": outcome.success, "results": Jsonb(outcome.to_dict()),
             "fingerprint": fp})[0]["validation_id"]
     failures = [f"{f.suite}.{f.expectation}({f.column or ''}): {f.details}" for f in outcome.failures()]
-    log.info("Release gate %s %s: %s over %d answers (%d rule, %d model, %d human, %d in review)%s", inst.id, day,
+    log.info("Release gate %s %s: %s over %d answers (%d rule, %d model, %d human, %d in review, %d deferred, "
+             "%d pending the model, %d received)%s", inst.id, day,
              "PASSED" if outcome.success else "FAILED", counts["answers"], counts["graded_rule"],
-             counts["graded_llm"], counts["graded_human"], counts["in_review"],
+             counts["graded_llm"], counts["graded_human"], counts["in_review"], counts["deferred"],
+             counts["pending_model"], counts["received"],
              "" if outcome.success else "; failures: " + "; ".join(failures))
     return GateResult(validation_id, outcome.success, fp, failures)
 
@@ -149,5 +155,6 @@ def _release_schema():
         ("institution_id", pa.string()), ("exam_day", pa.date32()), ("version", pa.int32()),
         ("exam_id", pa.string()), ("submission_id", pa.string()), ("student_id", pa.string()),
         ("question_id", pa.string()), ("status", pa.string()), ("score", pa.float64()),
-        ("max_points", pa.float64()), ("grader", pa.string()),
+        ("max_points", pa.float64()), ("grader", pa.string()), ("pending_reason", pa.string()),
+        ("review_reason", pa.string()),
     ])

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 DEFAULT_EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
 
 ANSWER_COLUMNS = ("institution", "exam_day", "submission_id", "question_id", "max_points", "grade_count",
-                  "in_review", "score", "grader")
-SUMMARY_COUNTS = ("answers", "graded_rule", "graded_llm", "graded_human", "in_review")
+                  "in_review", "waiting", "score", "grader")
+# The states of an answer's life (docs/answer-lifecycle.md); conservation: answers = the sum of the others.
+SUMMARY_COUNTS = ("answers", "graded_rule", "graded_llm", "graded_human", "in_review", "deferred", "pending_model",
+                  "received")
 INSTITUTION_PARAMETER = "expected_institutions"
 _SAMPLE_SIZE = 3
 # BASIC gives unexpected_count and a few sample values; SUMMARY would also compute per-value counts.
@@ -117,7 +119,7 @@ def _check_expectation(path: Path, index: int, config: ExpectationConfiguration)
 
 
 def prepare_answers(answers: pd.DataFrame) -> pd.DataFrame:
-    """A copy of the answers frame with the helper column ``outcomes`` = grade_count + in_review.
+    """A copy of the answers frame with the helper column ``outcomes`` = grade_count + in_review + waiting.
 
     Null stays null (and fails the suite's not-null check) rather than being guessed as 0. An empty
     frame without columns (a day with no answers) gets the expected columns, so it validates as the
@@ -132,7 +134,8 @@ def prepare_answers(answers: pd.DataFrame) -> pd.DataFrame:
     _require_columns("answers", frame, ANSWER_COLUMNS)
     grade_count = pd.to_numeric(frame["grade_count"]).astype("float64")
     in_review = frame["in_review"].astype("boolean").astype("Float64").astype("float64")
-    frame["outcomes"] = grade_count + in_review
+    waiting = frame["waiting"].astype("boolean").astype("Float64").astype("float64")
+    frame["outcomes"] = grade_count + in_review + waiting
     for column in ("max_points", "score"):
         frame[column] = pd.to_numeric(frame[column]).astype("float64")
     return frame
@@ -148,7 +151,8 @@ def _require_columns(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -
 def prepare_summary(summary: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     """A copy of the summary with the helper columns ``accounted`` and ``answer_rows``.
 
-    ``accounted`` = graded_rule + graded_llm + graded_human + in_review; ``answer_rows`` = the number of
+    ``accounted`` = the sum of every state's count (graded by rule, model or human, in review, deferred,
+    pending the model, received); ``answer_rows`` = the number of
     distinct (submission_id, question_id) in the row-level frame, so the two frames are tied together.
     """
     import pandas as pd
@@ -156,7 +160,7 @@ def prepare_summary(summary: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFram
     _require_columns("summary", summary, SUMMARY_COUNTS)
     frame = summary.copy()
     counts = {column: pd.to_numeric(frame[column]) for column in SUMMARY_COUNTS}
-    frame["accounted"] = counts["graded_rule"] + counts["graded_llm"] + counts["graded_human"] + counts["in_review"]
+    frame["accounted"] = sum(counts[column] for column in SUMMARY_COUNTS if column != "answers")
     keys = [c for c in ("submission_id", "question_id") if c in answers.columns]
     frame["answer_rows"] = len(answers[keys].drop_duplicates()) if len(keys) == 2 else len(answers)
     return frame

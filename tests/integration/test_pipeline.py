@@ -107,15 +107,15 @@ def test_reattaches_to_a_batch_whose_id_was_lost(conn, s3, emulator, openai_clie
     assert emulator.stats()["batches_created"] == 1 and reports[0].lines_ok == 1
 
 
-@pytest.mark.parametrize(("faults", "reason"), [
-    ({"malformed_json_every": 1}, "truncated"),
-    ({"refusal_every": 1}, "refusal"),
-    ({"error_line_every": 1}, "server_error"),
-    ({"fail_validation": True}, "batch failed"),
-    ({"all_fail": True}, "server_error"),
-    ({"expire_after_fraction": 0.0}, "batch_expired"),
+@pytest.mark.parametrize(("faults", "reason", "code"), [
+    ({"malformed_json_every": 1}, "truncated", "truncated"),
+    ({"refusal_every": 1}, "refusal", "refused"),
+    ({"error_line_every": 1}, "server_error", "attempts_exhausted"),
+    ({"fail_validation": True}, "batch failed", "batch_failed"),
+    ({"all_fail": True}, "server_error", "attempts_exhausted"),
+    ({"expire_after_fraction": 0.0}, "batch_expired", "attempts_exhausted"),
 ])
-def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_client, faults, reason):
+def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_client, faults, reason, code):
     emulator.faults(**faults)
     _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
     _prepare(conn, s3)
@@ -126,6 +126,8 @@ def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_cl
     assert counts["answers"] == counts["graded_rule"] + counts["in_review"]
     details = [r[0] for r in conn.execute("SELECT detail FROM review_queue").fetchall()]
     assert all(reason in d for d in details), details
+    # The reason is a code from the closed set; the detail keeps what the API said.
+    assert {r[0] for r in conn.execute("SELECT reason FROM review_queue")} == {code}
     assert publish.validate(conn, NORTH, EXAM_DAY).success  # review is accounted for: the day can still release
 
 
@@ -154,9 +156,30 @@ def test_partial_expiry_keeps_finished_lines_and_resends_only_the_rest(conn, s3,
     assert attempts == {"graded": 2, "review": 2}
 
 
-def test_publish_blocks_while_work_is_unfinished(conn, s3, emulator, openai_client):
+def test_unfinished_model_work_is_released_as_pending_then_a_new_version(conn, s3, emulator, openai_client):
     _load(conn, s3, answers_for("s1", "st1", GOOD))
-    _prepare(conn, s3)  # batches written, never graded
+    _prepare(conn, s3)  # batches written, not graded yet at release time
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    assert gate.success, gate.failures
+    first = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    pending = conn.execute("SELECT pending_reason, count(*) FROM release_results WHERE release_id = %s "
+                           "AND status = 'pending' GROUP BY 1", (first["release_id"],)).fetchall()
+    assert pending == [("pending_model", 1)]
+    _grade(conn, s3, openai_client)
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    second = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    assert second["version"] == first["version"] + 1
+    assert conn.execute("SELECT count(*) FROM release_results WHERE release_id = %s AND status = 'pending'",
+                        (second["release_id"],)).fetchone()[0] == 0
+
+
+def test_a_corrupt_state_blocks_the_release(conn, s3, emulator, openai_client):
+    """An answer counted twice (graded and in review at once) fails the gate: nothing is released."""
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                 "SELECT institution_id, submission_id, question_id, exam_day, 'manual' FROM grades LIMIT 1")
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     assert not gate.success and any("outcomes" in f or "accounted" in f for f in gate.failures)
     with pytest.raises(publish.ReleaseBlocked):
@@ -164,7 +187,7 @@ def test_publish_blocks_while_work_is_unfinished(conn, s3, emulator, openai_clie
     assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 0
 
 
-def test_over_budget_work_waits_in_review(conn, s3, emulator, openai_client):
+def test_over_budget_work_is_deferred_not_reviewed(conn, s3, emulator, openai_client):
     from dataclasses import replace
 
     poor = replace(NORTH, daily_token_budget=1)
@@ -172,8 +195,12 @@ def test_over_budget_work_waits_in_review(conn, s3, emulator, openai_client):
     prepare.order_submissions(conn, poor, EXAM_DAY)
     prepare.grade_by_rule(conn, poor, EXAM_DAY)
     plan = prepare.build_batches(conn, s3, poor, EXAM_DAY)
-    assert plan.jobs_written == 0 and plan.requests_over_budget == 1
-    assert conn.execute("SELECT reason FROM review_queue").fetchone()[0] == "over_budget"
+    assert plan.jobs_written == 0 and plan.requests_deferred == 1
+    assert conn.execute("SELECT count(*) FROM review_queue").fetchone()[0] == 0
+    counts = publish.day_counts(conn, poor, EXAM_DAY)
+    assert counts["deferred"] == 1 and counts["in_review"] == 0
+    states = dict(conn.execute("SELECT state, count(*) FROM answer_lifecycle GROUP BY 1").fetchall())
+    assert states == {"graded": counts["graded_rule"], "deferred": 1}
 
 
 def test_batch_input_has_no_student_identity(conn, s3, emulator, openai_client):

@@ -17,17 +17,18 @@ from gradeflow.validation import (
 INST = "north"
 DAY = "2026-11-23"
 COLUMNS = ["institution", "exam_day", "submission_id", "question_id", "max_points", "grade_count", "in_review",
-           "score", "grader"]
+           "waiting", "score", "grader"]
 
 
 def _row(submission, question, *, grader="rule", score=1.0, max_points=2.0, grade_count=None, in_review=None,
-         institution=INST):
-    """One answer row; a grader means one current grade, no grader means waiting in review."""
+         waiting=False, institution=INST):
+    """One answer row; a grader means one current grade, no grader means in review (or waiting, if asked)."""
     graded = grader is not None
     return {
         "institution": institution, "exam_day": DAY, "submission_id": submission, "question_id": question,
         "max_points": max_points, "grade_count": (1 if graded else 0) if grade_count is None else grade_count,
-        "in_review": (not graded) if in_review is None else in_review,
+        "in_review": (not graded and not waiting) if in_review is None else in_review,
+        "waiting": waiting,
         "score": score if graded else math.nan, "grader": grader,
     }
 
@@ -49,6 +50,9 @@ def summary_for(answers: pd.DataFrame, /, **overrides) -> pd.DataFrame:
         "graded_llm": int((answers["grader"] == "llm").sum()),
         "graded_human": int((answers["grader"] == "human").sum()),
         "in_review": int(answers["in_review"].astype(bool).sum()),
+        "deferred": 0,
+        "pending_model": int(answers["waiting"].astype(bool).sum()),
+        "received": 0,
     }
     return pd.DataFrame([{"institution": INST, "exam_day": DAY, **counts, **overrides}])
 
@@ -64,6 +68,15 @@ def test_good_day_passes():
     assert outcome.failures() == ()
     assert {r.suite for r in outcome.results} == {"grades", "day_summary"}
     assert all(isinstance(r, CheckResult) and r.success for r in outcome.results)
+
+
+def test_waiting_answers_are_accounted_once():
+    """Deferred, pending-model and received answers count as one outcome each, never beside a grade."""
+    answers = pd.concat([good_answers(), pd.DataFrame([_row("s3", "q1", grader=None, waiting=True)])],
+                        ignore_index=True)
+    assert validate_day(answers, summary_for(answers), institution=INST).success
+    answers.loc[0, "waiting"] = True  # graded and waiting: counted twice
+    assert OUTCOMES in failed(validate_day(answers, summary_for(answers), institution=INST))
 
 
 def test_results_follow_suite_order():

@@ -1,5 +1,5 @@
 SELECT institution_id, exam_day, version, exam_id, submission_id, student_id, question_id, status,
-       score::float8 AS score, max_points::float8 AS max_points, grader
+       score::float8 AS score, max_points::float8 AS max_points, grader, pending_reason, review_reason
   FROM release_results
  WHERE release_id = %(release_id)s AND institution_id = %(inst)s
  ORDER BY exam_id, submission_id, question_id;

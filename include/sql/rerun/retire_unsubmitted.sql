@@ -7,4 +7,4 @@ WITH jobs AS (
 )
 UPDATE llm_requests r SET status = 'superseded'
  WHERE r.institution_id = %(inst)s AND r.exam_day = %(day)s
-   AND (r.status = 'pending' OR (r.status = 'queued' AND r.job_id IN (SELECT job_id FROM jobs)));
+   AND (r.status IN ('pending', 'deferred') OR (r.status = 'queued' AND r.job_id IN (SELECT job_id FROM jobs)));

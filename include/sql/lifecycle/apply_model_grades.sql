@@ -1,4 +1,4 @@
--- Fan each graded model request out to every answer it stands for (identical answers were merged).
+-- Transition queued -> graded (llm): fan each graded model request out to every answer it stands for.
 INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, model,
                     job_id, custom_id, attempt, version, rationale, confidence)
 SELECT r.institution_id, a.submission_id, a.question_id, a.exam_day,

@@ -1,0 +1,119 @@
+"""An answer's life: one state machine, and the only code that moves model work between its states.
+
+Every answer is in exactly one state (the view `answer_lifecycle`, docs/answer-lifecycle.md):
+
+    received ──► queued ──► graded (rule | llm | human)
+       │           │  ▲
+       │           │  └── requeue (a passing failure, attempts left) / undefer (a new night)
+       │           ├──► deferred   (over tonight's budget or the API's enqueued-token cap)
+       │           └──► in_review  (a reason from REVIEW_REASONS) ──► graded (human)
+       └──► graded (rule): objective questions and empty answers, at prepare
+
+Model work is held per distinct answer (`llm_requests`, identical answers merged); an answer's state
+follows its request: graded requests fan out to grades, reviewed ones to the review queue. Callers
+(prepare, grading, review ingest, reruns) never update those statuses themselves: they call these
+functions, inside their own transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gradeflow import db
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    import psycopg
+
+    from gradeflow.config import Institution
+
+STATES = ("received", "queued", "deferred", "in_review", "graded")
+GRADERS = ("rule", "llm", "human")
+# Why an answer waits for a human: a closed set (table review_reasons holds the same codes and their meaning).
+REVIEW_REASONS = {
+    "low_confidence": "the model's confidence is below the institution's min_confidence",
+    "score_out_of_range": "the model's raw score is outside [0, max_points]; the clamped score is a suggestion",
+    "refused": "the model refused to grade the answer",
+    "truncated": "the model's output was cut at the token limit (finish_reason=length)",
+    "unparseable": "the model's output is not the JSON the grading schema asks for",
+    "invalid_request": "the Batch API rejected the line's input (a 4xx error): sending it again cannot help",
+    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, server error) "
+                          "on every allowed attempt",
+    "batch_failed": "the whole batch failed for a reason that sending it again cannot fix",
+    "manual": "an admin or reviewer asked for a human grade",
+}
+# Why a released answer is still pending (release_results.pending_reason).
+PENDING_REASONS = ("in_review", "deferred_budget", "deferred_cap", "pending_model", "received")
+DEFER_REASONS = ("deferred_budget", "deferred_cap")
+
+# Result-line error codes (gradeflow.batch) and the review reason they lead to when not retried.
+_CODE_REASONS = {
+    "refusal": "refused",
+    "truncated": "truncated",
+    "invalid_json": "unparseable",
+    "schema_mismatch": "unparseable",
+    "no_choices": "unparseable",
+    "malformed_line": "unparseable",
+    "score_out_of_range": "score_out_of_range",
+    "low_confidence": "low_confidence",
+}
+
+
+def review_reason_for(code: str, retryable: bool) -> str:
+    """The review reason for a model line that failed with `code` and will not be sent again."""
+    if retryable:
+        return "attempts_exhausted"
+    return _CODE_REASONS.get(code, "invalid_request")
+
+
+def _check_reason(reason: str, allowed) -> None:
+    if reason not in allowed:
+        raise ValueError(f"unknown reason {reason!r}; allowed: {sorted(allowed)}")
+
+
+def to_review(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str,
+              detail: str | None = None) -> int:
+    """Model requests -> in_review (every answer they stand for); return the answers queued for review."""
+    _check_reason(reason, REVIEW_REASONS)
+    if not custom_ids:
+        return 0
+    return db.execute(conn, "lifecycle/to_review", {"inst": inst.id, "custom_ids": list(custom_ids),
+                                                    "reason": reason, "detail": (detail or reason)[:2000]})
+
+
+def defer(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str) -> int:
+    """Pending model requests -> deferred (they go first in the next night's work); return how many."""
+    _check_reason(reason, DEFER_REASONS)
+    if not custom_ids:
+        return 0
+    return db.execute(conn, "lifecycle/defer", {"inst": inst.id, "custom_ids": list(custom_ids), "reason": reason})
+
+
+def undefer(conn: psycopg.Connection, inst: Institution, custom_ids: list[str]) -> int:
+    """Deferred model requests -> pending again (a new night takes them first); return how many."""
+    if not custom_ids:
+        return 0
+    return db.execute(conn, "lifecycle/undefer", {"inst": inst.id, "custom_ids": list(custom_ids)})
+
+
+def queue(conn: psycopg.Connection, inst: Institution, job_id: int, custom_ids: list[str]) -> int:
+    """Pending model requests -> queued in batch job `job_id` (one more attempt each)."""
+    return db.execute(conn, "lifecycle/queue", {"job_id": job_id, "inst": inst.id, "custom_ids": list(custom_ids)})
+
+
+def requeue(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str) -> int:
+    """Queued requests whose line failed for a passing reason -> pending, for the next wave."""
+    if not custom_ids:
+        return 0
+    return db.execute(conn, "lifecycle/requeue", {"inst": inst.id, "custom_ids": list(custom_ids), "reason": reason})
+
+
+def apply_model_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
+    """Graded model requests -> an `llm` grade for every answer they stand for; return the answers graded."""
+    return db.execute(conn, "lifecycle/apply_model_grades", {"inst": inst.id, "day": day, "version": version})
+
+
+def fan_out_reviews(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
+    """Answers identical to one whose request is in review join it there (merged work is reviewed once)."""
+    return db.execute(conn, "lifecycle/fan_out_reviews", {"inst": inst.id, "day": day, "version": version})
