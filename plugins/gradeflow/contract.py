@@ -2,6 +2,11 @@
 
 Pure functions, no I/O: they take bytes and return good records plus rejects that name the file,
 the row and the field, so that one bad row never costs the good rows beside it.
+
+The rule they enforce: every value from outside is checked for type, finiteness, range and
+storability here, before anything reaches the database. A bad value is a named reject of its row
+(or of its exam file), never a failed file or task. The checks of one column live in one function
+(`check_text`, `check_timestamp`), so that a vectorised reader can call them column by column.
 """
 
 from __future__ import annotations
@@ -10,31 +15,45 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import PurePosixPath
 
-from gradeflow.config import FREE_TEXT_TYPES, QUESTION_TYPES, RULE_TYPES
+from gradeflow.exam_contract import ExamDefinition as ExamDefinition  # re-exported: the contract's one entry
+from gradeflow.exam_contract import clean_text
+from gradeflow.exam_contract import parse_exam as parse_exam
 
 SUBMISSION_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at")
+ID_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id")
 SUBMISSION_SUFFIXES = (".csv", ".jsonl", ".parquet")
 MAX_ANSWER_CHARS = 20_000
 MAX_ID_CHARS = 128
-_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# submitted_at: an instant in this range, with an offset PostgreSQL can store (|offset| < 16 h).
+EARLIEST_SUBMISSION = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_SUBMISSION = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
+MAX_CSV_RESYNCS = 1_000  # broken quotes a CSV may have before its rest is rejected as one row
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
 class Reject:
-    """Why one row (or, with row None, the whole file) was not loaded."""
+    """Why one row (or, with row None, the whole file) was not loaded.
+
+    `waits` marks a refusal that can change later (the row's exam or question is not known yet, or
+    its exam file was rejected): such rows are read again when the file is re-sent.
+    """
 
     file: str
     row: int | None
     field: str | None
     value: str | None
     reason: str
+    waits: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,163 +99,311 @@ def answer_sha256(text: str) -> str:
     return hashlib.sha256(normalise_answer(text).encode()).hexdigest()
 
 
-# ---------------------------------------------------------------- exam definitions
-
-@dataclass
-class ExamDefinition:
-    """A validated exam: id, title and its questions as dicts ready for the questions table."""
-
-    exam_id: str
-    title: str
-    questions: list[dict] = field(default_factory=list)
-
-
-def _check_answer_key(qtype: str, q: dict, where: str, problems: list[tuple[str, str]]) -> None:
-    key = q.get("answer_key")
-    if qtype == "multiple_choice":
-        letters = key if isinstance(key, list) else [key]
-        if not letters or not all(isinstance(k, str) and k.strip() for k in letters):
-            problems.append((f"{where}.answer_key", "must be an option letter or a list of letters"))
-            return
-        options = q.get("options")
-        if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
-            problems.append((f"{where}.options", "must be a list of option letters"))
-        elif options is not None and not set(letters) <= set(options):
-            problems.append((f"{where}.answer_key", f"{key!r} is not among options {options!r}"))
-    elif qtype == "true_false" and not isinstance(key, bool):
-        problems.append((f"{where}.answer_key", "must be true or false"))
-    elif qtype == "numeric":
-        if isinstance(key, bool) or not isinstance(key, (int, float)):
-            problems.append((f"{where}.answer_key", "must be a number"))
-        tol = q.get("tolerance", 0)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0:
-            problems.append((f"{where}.tolerance", "must be a number >= 0"))
-
-
-def _check_question(index: int, q: object, seen: set[str], problems: list[tuple[str, str]]) -> dict | None:
-    where = f"questions[{index}]"
-    if not isinstance(q, dict):
-        problems.append((where, "must be an object"))
+def shown(value: object, limit: int = 200) -> str | None:
+    """A value as it may be written into a report or the rejected_rows table: storable text
+    (NUL and broken Unicode escaped), cut to `limit` characters."""
+    if value is None:
         return None
-    qid = q.get("question_id")
-    if not isinstance(qid, str) or not _ID_RE.match(qid):
-        problems.append((f"{where}.question_id", "required, [A-Za-z0-9._-]{1,64}"))
-    elif qid in seen:
-        problems.append((f"{where}.question_id", f"duplicate question_id {qid!r}"))
-    seen.add(str(qid))
-    qtype = q.get("type")
-    if qtype not in QUESTION_TYPES:
-        problems.append((f"{where}.type", f"must be one of {sorted(QUESTION_TYPES)}"))
-        return None
-    points = q.get("max_points")
-    if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
-        problems.append((f"{where}.max_points", "required, a number > 0"))
-    if qtype in RULE_TYPES:
-        _check_answer_key(qtype, q, where, problems)
-    if qtype in FREE_TEXT_TYPES:
-        for name in ("rubric", "reference_answer"):
-            if not isinstance(q.get(name), str) or not q[name].strip():
-                problems.append((f"{where}.{name}", f"required for {qtype}"))
-    for name in ("prompt", "rubric", "reference_answer"):
-        if q.get(name) is not None and not _clean_text(q[name]):
-            problems.append((f"{where}.{name}", "must be text without NUL characters or broken Unicode"))
-    return {
-        "question_id": qid, "position": index + 1, "qtype": qtype, "max_points": points,
-        "prompt": str(q.get("prompt") or ""), "options": q.get("options"), "answer_key": q.get("answer_key"),
-        "tolerance": q.get("tolerance", 0) if qtype == "numeric" else 0,
-        "rubric": q.get("rubric"), "reference_answer": q.get("reference_answer"),
-    }
+    if not isinstance(value, str):
+        value = repr(value)
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
-def parse_exam(file_name: str, data: bytes) -> tuple[ExamDefinition | None, list[Reject]]:
-    """Validate an exam definition. Any problem rejects the whole exam (it cannot be half-known)."""
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return None, [Reject(file_name, None, None, None, f"not a UTF-8 JSON document: {exc}")]
-    if not isinstance(doc, dict):
-        return None, [Reject(file_name, None, None, None, "the exam definition must be a JSON object")]
-    problems: list[tuple[str, str]] = []
-    exam_id = doc.get("exam_id")
-    if not isinstance(exam_id, str) or not _ID_RE.match(exam_id):
-        problems.append(("exam_id", "required, [A-Za-z0-9._-]{1,64}"))
-    questions = doc.get("questions")
-    if not isinstance(questions, list) or not questions:
-        problems.append(("questions", "required, a non-empty list"))
-        questions = []
-    seen: set[str] = set()
-    parsed = [_check_question(i, q, seen, problems) for i, q in enumerate(questions)]
-    if problems:
-        return None, [Reject(file_name, None, fld, None, reason) for fld, reason in problems]
-    title = str(doc.get("title") or exam_id)
-    return ExamDefinition(exam_id, title, [q for q in parsed if q is not None]), []
+# ---------------------------------------------------------------- reading rows
+
+@dataclass(frozen=True)
+class BadRow:
+    """A row that could not be read as a record (broken quoting, wrong field count, not JSON)."""
+
+    reason: str
+    value: str | None = None
+    field: str | None = None
 
 
-# ---------------------------------------------------------------- submission files
-
-def _clean_text(value: object) -> bool:
-    """Text PostgreSQL can store: a str with no NUL character and no lone surrogate."""
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+class JsonNumber(str):
+    """A number in a JSON line, kept exactly as written (it is loaded as that text)."""
 
 
-def _rows_csv(data: bytes) -> Iterator[dict]:
+@dataclass(frozen=True)
+class NonFinite:
+    """NaN or Infinity in a JSON line (not JSON, but Python's parser accepts it)."""
+
+    token: str
+
+
+def _check_header(names: list[str], where: str) -> None:
+    counts = {n: names.count(n) for n in names}
+    doubled = [n for n, c in counts.items() if c > 1]
+    if doubled:
+        name = doubled[0]
+        places = [str(i + 1) for i, n in enumerate(names) if n == name]
+        raise FileRejected(f"column {name!r} appears {counts[name]} times in the {where} (columns "
+                           f"{', '.join(places)}); each column must appear once (which one holds the data?)")
+    missing = [c for c in SUBMISSION_COLUMNS if c not in names]
+    if missing:
+        raise FileRejected(f"missing column(s) {missing}; the {where} has {names}")
+
+
+def _csv_error(exc: csv.Error, first: int, line: int) -> str:
+    if "unexpected end of data" in str(exc):
+        return (f"a quoted field opens in this row (line {first + 1} of the file) and is never closed; "
+                f"the row is rejected and reading resumes at line {first + 2}")
+    return f"broken CSV quoting in this row (line {line} of the file): {exc}; reading resumes at line {first + 2}"
+
+
+def _rows_csv(text: str) -> Iterator[dict | BadRow]:
+    """Rows of a CSV file as dicts by header name; a record that cannot be read is a BadRow.
+
+    An unbalanced quote would swallow the following lines into one field: the record where it
+    opened is rejected (named by its line) and reading starts again at the line after it, so the
+    rows around it still load. The same happens to a record spanning several lines whose field
+    count is wrong. After MAX_CSV_RESYNCS such restarts, the rest of the file is one reject.
+    """
     # Python's csv caps a field at 128 KiB and would reject the whole file; the per-row
     # MAX_ANSWER_CHARS check is the limit that applies, with a reason naming the row.
     csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
-    text = data.decode("utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in SUBMISSION_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise FileRejected(f"missing column(s) {missing}; the header has {reader.fieldnames}")
-    yield from reader
+    lines = io.StringIO(text, newline="").readlines()  # ends lines at \n, \r\n or \r only
+    header: list[str] | None = None
+    pos, resyncs = 0, 0
+    while pos < len(lines):
+        reader = csv.reader(lines[pos:], strict=True)
+        for record, first, last, error in _records(reader, pos):
+            if header is None:
+                if error:
+                    raise FileRejected(f"the header row cannot be read: {error}")
+                if record:  # blank lines before the header are skipped
+                    _check_header(record, "header")
+                    header = record
+                continue
+            if not error and not record:
+                continue  # a blank line is not a row
+            if not error and len(record) == len(header):
+                yield dict(zip(header, record, strict=True))
+                continue
+            if not error:
+                error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
+                if last - first <= 1:  # a short or long row on one line: nothing else was swallowed
+                    yield BadRow(error, shown(",".join(record)))
+                    continue
+                error += f"; it spans lines {first + 1}-{last}, so reading resumes at line {first + 2}"
+            resyncs += 1
+            if resyncs > MAX_CSV_RESYNCS:
+                yield BadRow(f"more than {MAX_CSV_RESYNCS} rows with broken quoting; the rest of the file from "
+                             f"line {first + 1} is not read", shown(lines[first]))
+                return
+            yield BadRow(error, shown(lines[first]))
+            pos = first + 1
+            break
+        else:
+            break
+    if header is None:
+        raise FileRejected("the file has no header row (it holds only blank lines)")
 
 
-def _rows_jsonl(data: bytes) -> Iterator[dict | str]:
-    text = data.decode("utf-8")
-    for line in text.splitlines():
-        if not line.strip():
+def _records(reader, pos: int) -> Iterator[tuple[list[str], int, int, str | None]]:
+    """(fields, first line index, line index after it, error) per record of a strict csv reader."""
+    while True:
+        first = pos + reader.line_num
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield [], first, pos + reader.line_num, _csv_error(exc, first, pos + reader.line_num)
+            return
+        yield record, first, pos + reader.line_num, None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    doubled = sorted({k for k in keys if keys.count(k) > 1})
+    if doubled:
+        raise _DuplicateKey(doubled[0])
+    return dict(pairs)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _rows_jsonl(text: str) -> Iterator[dict | BadRow]:
+    # Only \n (and \r\n) end a line: U+2028, U+0085 and friends are valid inside a JSON string.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if not line.strip(" \t\r"):
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield f"not valid JSON: {exc.msg}"
+            obj = json.loads(line, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=NonFinite,
+                             object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            yield BadRow(f"key {exc.args[0]!r} appears more than once in this line's object", shown(line),
+                         field=shown(exc.args[0]))
             continue
-        yield obj if isinstance(obj, dict) else "each line must be a JSON object"
+        except json.JSONDecodeError as exc:
+            yield BadRow(f"not valid JSON: {exc.msg} (column {exc.colno})", shown(line))
+            continue
+        except (ValueError, RecursionError) as exc:  # e.g. nesting too deep
+            yield BadRow(f"not readable JSON: {type(exc).__name__}", shown(line))
+            continue
+        yield obj if isinstance(obj, dict) else BadRow("each line must be a JSON object", shown(line))
 
 
-def _rows_parquet(data: bytes) -> Iterator[dict]:
+def _column_values(column) -> list:
+    """Python values of one Arrow column; a value Python cannot represent becomes a BadRow."""
+    try:
+        return column.to_pylist()
+    except (ValueError, OverflowError, ArithmeticError):
+        values = []
+        for item in column:
+            try:
+                values.append(item.as_py())
+            except (ValueError, OverflowError, ArithmeticError) as exc:
+                values.append(BadRow(f"a {column.type} value Python cannot read: {exc}"))
+        return values
+
+
+def _rows_parquet(data: bytes) -> Iterator[dict | BadRow]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        names = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise FileRejected(f"not a readable Parquet file: {exc}") from exc
-    missing = [c for c in SUBMISSION_COLUMNS if c not in table.column_names]
-    if missing:
-        raise FileRejected(f"missing column(s) {missing}; the file has {table.column_names}")
-    for batch in table.select(list(SUBMISSION_COLUMNS)).to_batches(max_chunksize=10_000):
-        yield from batch.to_pylist()
-
-
-def read_rows(file_name: str, data: bytes) -> Iterator[dict | str]:
-    """Raw rows of a submissions file by its suffix; a str item is a row that could not be parsed."""
-    suffix = PurePosixPath(file_name).suffix.lower()
-    readers = {".csv": _rows_csv, ".jsonl": _rows_jsonl, ".parquet": _rows_parquet}
-    if suffix not in readers:
-        raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
+    _check_header(names, "file's schema")
     try:
-        yield from readers[suffix](data)
+        for batch in parquet.iter_batches(batch_size=10_000, columns=list(SUBMISSION_COLUMNS)):
+            columns = {name: _column_values(batch.column(name)) for name in SUBMISSION_COLUMNS}
+            for i in range(batch.num_rows):
+                yield {name: values[i] for name, values in columns.items()}
+    except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # corrupt pages, unsupported encodings
+        raise FileRejected(f"not a readable Parquet file: {exc}") from exc
+
+
+def read_rows(file_name: str, data: bytes) -> Iterator[dict | BadRow]:
+    """Raw rows of a submissions file by its suffix; a BadRow item is a row that could not be parsed."""
+    suffix = PurePosixPath(file_name).suffix.lower()
+    if suffix not in SUBMISSION_SUFFIXES:
+        raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
+    if not data:
+        raise FileRejected("the file is empty (0 bytes)")
+    if suffix == ".parquet":
+        yield from _rows_parquet(data)
+        return
+    try:
+        text = data.decode("utf-8-sig")  # a UTF-8 byte order mark is accepted and dropped
     except UnicodeDecodeError as exc:
         raise FileRejected(f"not UTF-8 text: {exc}") from exc
-    except csv.Error as exc:
-        raise FileRejected(f"not a readable CSV file: {exc}") from exc
+    if not text.strip():
+        raise FileRejected("the file holds no data (only a byte order mark or blank space)")
+    yield from (_rows_csv(text) if suffix == ".csv" else _rows_jsonl(text))
 
+
+# ---------------------------------------------------------------- checking values
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one value is refused."""
+
+    reason: str
+
+
+_KINDS = {dict: "an object", list: "a list", tuple: "a list", set: "a set"}
+
+
+def as_text(value: object) -> str | None | Problem:
+    """A scalar value as the text it is loaded as; None when absent; a Problem when it is not text.
+
+    Numbers are accepted as the digits they were written with (JSON) or as Python writes them
+    (Parquet); bytes are decoded as UTF-8 when they are valid UTF-8; booleans read `true`/`false`.
+    Objects, lists, NaN/Infinity and bytes that are not UTF-8 are refused, naming their type.
+    """
+    if value is None or isinstance(value, str):
+        return None if value is None else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None  # Parquet's (pandas') marker for a missing value in a float column
+        return repr(value) if math.isfinite(value) else Problem(f"{value} is not a finite number")
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else Problem(f"{value} is not a finite number")
+    if isinstance(value, NonFinite):
+        return Problem(f"{value.token} is not a finite number")
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return Problem("a binary value that is not UTF-8 text")
+    if isinstance(value, BadRow):
+        return Problem(value.reason)
+    kind = _KINDS.get(type(value), f"a {type(value).__name__} value")
+    return Problem(f"must be text, got {kind}")
+
+
+def check_text(column: str, value: object) -> str | Problem:
+    """One text column of a submission row: type, storability and length (ids trimmed and required)."""
+    text = as_text(value)
+    if isinstance(text, Problem):
+        return text
+    text = text or ""
+    if not clean_text(text):
+        return Problem("contains a NUL character or broken Unicode")
+    if column == "answer":
+        if len(text) > MAX_ANSWER_CHARS:
+            return Problem(f"longer than {MAX_ANSWER_CHARS} characters ({len(text)})")
+        return text
+    text = text.strip()
+    if not text:
+        return Problem("required, is empty")
+    if len(text) > MAX_ID_CHARS:
+        return Problem(f"longer than {MAX_ID_CHARS} characters")
+    return text
+
+
+def check_timestamp(value: object) -> datetime | Problem:
+    """`submitted_at`: an ISO 8601 instant with a UTC offset PostgreSQL can store, in range; in UTC."""
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, date):
+        return Problem("a date without a time and UTC offset")
+    else:
+        text = as_text(value)
+        if isinstance(text, Problem):
+            return text
+        if not text or not text.strip():
+            return Problem("required, is empty")
+        if not clean_text(text):
+            return Problem("contains a NUL character or broken Unicode")
+        try:
+            stamp = datetime.fromisoformat(text.strip())
+        except ValueError:
+            return Problem("not an ISO 8601 timestamp")
+    offset = stamp.utcoffset()
+    if offset is None:
+        return Problem("has no UTC offset (e.g. +05:30)")
+    if abs(offset) > MAX_UTC_OFFSET:
+        return Problem(f"UTC offset {_offset_text(offset)} is out of range (-15:59 to +15:59)")
+    try:
+        utc = stamp.astimezone(UTC)
+    except OverflowError:
+        return Problem("out of range (before year 1 or after 9999 in UTC)")
+    if not EARLIEST_SUBMISSION <= utc < LATEST_SUBMISSION:
+        return Problem(f"out of range: {utc.isoformat()} is not between {EARLIEST_SUBMISSION:%Y-%m-%d} and "
+                       f"{LATEST_SUBMISSION:%Y-%m-%d} (UTC)")
+    return utc
+
+
+def _offset_text(offset: timedelta) -> str:
+    sign = "-" if offset < timedelta(0) else "+"
+    minutes = int(abs(offset).total_seconds()) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+# ---------------------------------------------------------------- submission rows
 
 @dataclass(frozen=True)
 class AnswerRow:
@@ -251,53 +418,61 @@ class AnswerRow:
     submitted_at: datetime
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN from Parquet/pandas
-        return ""
-    return str(value).strip() if not isinstance(value, str) else value
+def validate_row(file_name: str, row_number: int, raw: dict, questions: dict[str, set[str]],
+                 rejected_exams: dict[str, str] | None = None) -> AnswerRow | Reject:
+    """Check one row against the contract and the known exams (exam_id -> its question ids).
 
-
-def validate_row(file_name: str, row_number: int, raw: dict, questions: dict[str, set[str]]) -> AnswerRow | Reject:
-    """Check one row against the contract and the known exams (exam_id -> its question ids)."""
-
-    def bad(fld: str, reason: str) -> Reject:
-        value = _text(raw.get(fld))
-        return Reject(file_name, row_number, fld, value[:200], reason)
-
-    for fld in SUBMISSION_COLUMNS:
-        if raw.get(fld) is not None and not isinstance(raw.get(fld), datetime) and not _clean_text(_text(raw[fld])):
-            return Reject(file_name, row_number, fld, None, "contains a NUL character or broken Unicode")
-    for fld in ("submission_id", "student_id", "exam_id", "question_id"):
-        value = _text(raw.get(fld)).strip()
-        if not value:
-            return bad(fld, "required, is empty")
-        if len(value) > MAX_ID_CHARS:
-            return bad(fld, f"longer than {MAX_ID_CHARS} characters")
-    exam_id = _text(raw["exam_id"]).strip()
+    `rejected_exams` maps an exam id whose file was rejected to why, so that its answers say so.
+    """
+    values: dict[str, object] = {}
+    for column in SUBMISSION_COLUMNS:
+        raw_value = raw.get(column)
+        value = check_timestamp(raw_value) if column == "submitted_at" else check_text(column, raw_value)
+        if isinstance(value, Problem):
+            return Reject(file_name, row_number, column, shown(as_text_or_repr(raw_value)), value.reason)
+        values[column] = value
+    exam_id, question_id = values["exam_id"], values["question_id"]
     if exam_id not in questions:
-        return bad("exam_id", "unknown exam: no definition under exams/ for it")
-    question_id = _text(raw["question_id"]).strip()
+        why = (rejected_exams or {}).get(exam_id)
+        reason = (f"exam {exam_id!r} is not defined: its file {why}" if why
+                  else "unknown exam: no definition under exams/ for it")
+        return Reject(file_name, row_number, "exam_id", exam_id, reason, waits=True)
     if question_id not in questions[exam_id]:
-        return bad("question_id", f"not a question of exam {exam_id!r}")
-    answer = _text(raw.get("answer"))
-    if len(answer) > MAX_ANSWER_CHARS:
-        return Reject(file_name, row_number, "answer", answer[:80] + "…",
-                      f"longer than {MAX_ANSWER_CHARS} characters ({len(answer)})")
-    stamp = raw.get("submitted_at")
-    try:
-        submitted_at = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(_text(stamp).strip())
-    except ValueError:
-        return bad("submitted_at", "not an ISO 8601 timestamp")
-    if submitted_at.tzinfo is None:
-        return bad("submitted_at", "has no UTC offset (e.g. +05:30)")
-    return AnswerRow(row_number, _text(raw["submission_id"]).strip(), _text(raw["student_id"]).strip(),
-                     exam_id, question_id, answer, submitted_at)
+        return Reject(file_name, row_number, "question_id", question_id,
+                      f"not a question of exam {exam_id!r}", waits=True)
+    return AnswerRow(row_number, **values)
 
 
-def validate_submissions(file_name: str, data: bytes,
-                         questions: dict[str, set[str]]) -> tuple[list[AnswerRow], list[Reject]]:
+def as_text_or_repr(value: object) -> str | None:
+    """The value as text for a report: its text when it has one, else its JSON form (cut short)."""
+    text = as_text(value)
+    if not isinstance(text, Problem):
+        return text
+    if isinstance(value, BadRow):
+        return value.value
+    return _json_form(value, 0)
+
+
+def _json_form(value: object, depth: int) -> str:
+    if depth > 4:
+        return "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:10]
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)}: {_json_form(v, depth + 1)}"
+                               for k, v in items) + (", …}" if len(value) > 10 else "}")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_json_form(v, depth + 1) for v in value[:10]) + (", …]" if len(value) > 10 else "]")
+    if isinstance(value, JsonNumber | NonFinite):
+        return str(value) if isinstance(value, JsonNumber) else value.token
+    if isinstance(value, str):
+        return json.dumps(value[:200], ensure_ascii=False)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value)[:200]
+
+
+def validate_submissions(file_name: str, data: bytes, questions: dict[str, set[str]],
+                         rejected_exams: dict[str, str] | None = None) -> tuple[list[AnswerRow], list[Reject]]:
     """All rows of a submissions file: the good ones and a reject for each bad one.
 
     Raises FileRejected when the file as a whole cannot be read.
@@ -305,9 +480,9 @@ def validate_submissions(file_name: str, data: bytes,
     good: list[AnswerRow] = []
     rejects: list[Reject] = []
     for number, raw in enumerate(read_rows(file_name, data), start=1):
-        if isinstance(raw, str):
-            rejects.append(Reject(file_name, number, None, None, raw))
+        if isinstance(raw, BadRow):
+            rejects.append(Reject(file_name, number, raw.field, raw.value, raw.reason))
             continue
-        result = validate_row(file_name, number, raw, questions)
+        result = validate_row(file_name, number, raw, questions, rejected_exams)
         (rejects if isinstance(result, Reject) else good).append(result)
     return good, rejects

@@ -5,6 +5,12 @@ definitions are validated whole; submission rows are validated one by one, good 
 COPY and upserted, bad rows written to `rejected_rows` and a rejects CSV. Only after the database
 commit is the original copied to archive/ and removed from incoming/, so a crash at any point
 loses nothing and a rerun loads nothing twice.
+
+A re-sent file counts as already loaded only for the rows that actually loaded: rows refused for a
+reason that can change (an unknown exam or question) are read again, rows loaded before are counted
+as duplicates and rejects already reported are not reported twice. One sweep per institution runs
+at a time (an advisory lock, waited on for a bounded time), and every decision on a file is written
+to the audit log.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ import hashlib
 import io
 import json
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +36,7 @@ from gradeflow.contract import (
     answer_sha256,
     parse_exam,
     parse_incoming_key,
+    shown,
     validate_submissions,
 )
 
@@ -34,6 +44,14 @@ if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+
+INGEST_LOCK_CLASS = 0x696E_6773  # "ings": with hashtext(institution_id), one sweep per institution
+LOCK_WAIT_SECONDS = 30.0         # how long a sweep waits for another sweep of the same institution
+FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: no silent waits on rows
+
+
+class IngestBusy(RuntimeError):
+    """Another session holds the institution's ingest lock; the message names its backend."""
 
 
 @dataclass
@@ -59,8 +77,15 @@ class _Outcome:
     status: str  # loaded | rejected | duplicate | resumed (only the archive step was left)
     total: int = 0
     loaded: int = 0
-    duplicate: int = 0
+    duplicate: int = 0  # rows loaded before, or refused and reported before, by an earlier drop
     rejects: list[Reject] = field(default_factory=list)
+    waiting: int = 0  # rows refused for a reason that can change (read again when the file is re-sent)
+    duplicate_of: int | None = None
+    note: str | None = None
+
+    @property
+    def row_rejects(self) -> int:
+        return sum(1 for r in self.rejects if r.row is not None)
 
 
 def ingest_institution(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
@@ -69,6 +94,45 @@ def ingest_institution(inst: Institution, conn: psycopg.Connection, s3) -> Inges
     Files that failed for an unexpected reason (not bad content) are listed in `failed` and stay
     in incoming/ for the next sweep; the caller decides whether that fails the task.
     """
+    with _sweep_lock(inst, conn):
+        return _sweep(inst, conn, s3)
+
+
+@contextmanager
+def _sweep_lock(inst: Institution, conn: psycopg.Connection) -> Iterator[None]:
+    """Hold the institution's session-level advisory lock for one sweep, waiting at most LOCK_WAIT_SECONDS.
+
+    A session-level lock is released when its connection ends, so a killed worker frees it as soon
+    as Postgres notices; until then the next sweep fails fast with the blocking backend's pid and
+    state instead of waiting silently on its row locks.
+    """
+    from psycopg.pq import TransactionStatus
+
+    params = {"cls": INGEST_LOCK_CLASS, "inst": inst.id}
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while not db.fetch_all(conn, "ingest/try_lock", params)[0]["locked"]:
+        if time.monotonic() >= deadline:
+            raise IngestBusy(_busy_message(inst, conn, params))
+        time.sleep(min(1.0, max(0.05, LOCK_WAIT_SECONDS / 20)))
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            if conn.info.transaction_status != TransactionStatus.IDLE:  # leave a failed transaction first
+                conn.rollback()
+            db.fetch_all(conn, "ingest/unlock", params)
+
+
+def _busy_message(inst: Institution, conn: psycopg.Connection, params: dict) -> str:
+    holders = db.fetch_all(conn, "ingest/lock_holders", params)
+    who = "; ".join(f"backend pid {h['pid']} ({h['application_name'] or 'no application name'}, {h['state']}"
+                    f" since {h['state_change']}, user {h['usename']}, query: {shown(h['query'], 120)!r})"
+                    for h in holders) or "a backend that has just ended"
+    return (f"another ingest of {inst.id} holds its lock after {LOCK_WAIT_SECONDS:g} s: {who}. If that backend is "
+            "left over from a killed task, end it with SELECT pg_terminate_backend(<pid>); the next sweep then runs")
+
+
+def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
     report = IngestReport(inst.id)
     objects = storage.list_objects(s3, f"incoming/{inst.s3_prefix}/")
     # Exam definitions first, so submissions in the same drop can refer to them.
@@ -86,7 +150,7 @@ def ingest_institution(inst: Institution, conn: psycopg.Connection, s3) -> Inges
             continue
         _count(report, outcome)
         log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered), obj.key,
-                 outcome.status, outcome.total, outcome.loaded, len(outcome.rejects), outcome.duplicate)
+                 outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
     log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
              "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
              report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
@@ -99,7 +163,7 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
         return
     setattr(report, f"files_{outcome.status}", getattr(report, f"files_{outcome.status}") + 1)
     report.rows_loaded += outcome.loaded
-    report.rows_rejected += len(outcome.rejects)
+    report.rows_rejected += outcome.row_rejects
     report.rows_duplicate += outcome.duplicate
 
 
@@ -114,22 +178,58 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
                 "last_modified": obj.last_modified, "kind": parsed.kind if parsed else "unknown",
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
     with conn.transaction():
+        db.fetch_all(conn, "ingest/set_lock_timeout", {"timeout": FILE_LOCK_TIMEOUT})
         earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha, "key": obj.key})
         if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
             # Loaded and committed before, but the archive step was cut off: only finish archiving.
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
             file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
-            outcome.rejects = _new_rejects(conn, inst, sha, file_id, outcome.rejects)
+            _settle_resend(conn, inst, file_row, file_id, outcome)
             rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name, outcome)
             db.execute(conn, "ingest/update_file_counts", {
                 "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
-                "rejected": len(outcome.rejects), "duplicate": outcome.duplicate, "rejects_key": rejects_key,
-                "status": outcome.status})
+                "rejected": outcome.row_rejects, "duplicate": outcome.duplicate, "waiting": outcome.waiting,
+                "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
+            _audit(conn, inst, file_row, file_id, outcome, rejects_key)
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+def _settle_resend(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int,
+                   outcome: _Outcome) -> None:
+    """Account for an earlier drop of the same bytes: rejects it reported are not reported again
+    (their rows count as duplicates), and a drop that changes nothing is a duplicate of the first.
+
+    `waiting` is counted before that filter: it says whether these bytes may still load rows later.
+    """
+    if outcome.status == "duplicate":
+        return
+    outcome.waiting = sum(1 for r in outcome.rejects if r.row is not None and r.waits)
+    before = outcome.row_rejects
+    outcome.rejects = _new_rejects(conn, inst, file_row["sha"], file_id, outcome.rejects)
+    outcome.duplicate += before - outcome.row_rejects
+    first = db.fetch_all(conn, "ingest/first_drop", {"inst": inst.id, "sha": file_row["sha"], "file_id": file_id})
+    if first and file_row["kind"] == "submissions" and outcome.status == "loaded" and not outcome.loaded \
+            and not outcome.rejects:
+        outcome.status, outcome.duplicate_of = "duplicate", first[0]["file_id"]
+
+
+def _audit(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int, outcome: _Outcome,
+           rejects_key: str | None) -> None:
+    """One audit line per decision on a file: loaded, partly loaded, rejected or duplicate."""
+    decision = outcome.status
+    if decision == "loaded" and outcome.row_rejects:
+        decision = "partly_loaded"
+    file_reasons = [f"{r.field + ': ' if r.field else ''}{r.reason}" for r in outcome.rejects if r.row is None]
+    db.audit(conn, "ingest", f"file_{decision}", inst.id, file_row["day"], {
+        "file": file_row["name"], "key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id,
+        "kind": file_row["kind"], "rows_total": outcome.total, "rows_loaded": outcome.loaded,
+        "rows_duplicate": outcome.duplicate, "rows_rejected": outcome.row_rejects, "rows_waiting": outcome.waiting,
+        "duplicate_of": outcome.duplicate_of, "rejects_key": rejects_key, "note": outcome.note,
+        "reasons": file_reasons[:20]})
 
 
 def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id: int,
@@ -146,9 +246,11 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
                        parsed: IncomingPath | None, data: bytes, file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     name = file_row["name"]
-    if earlier:
-        return _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": earlier[0]["file_id"]}), \
-            _Outcome("duplicate")
+    if earlier:  # every row of these bytes was loaded or refused for good by an earlier drop
+        first = earlier[0]
+        outcome = _Outcome("duplicate", total=first["rows_total"], duplicate=first["rows_total"],
+                           duplicate_of=first["file_id"])
+        return _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": first["file_id"]}), outcome
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
@@ -172,6 +274,17 @@ def _insert_file(conn: psycopg.Connection, row: dict) -> int:
     return db.fetch_all(conn, "ingest/insert_file", row)[0]["file_id"]
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def report_cell(value: object) -> object:
+    """A value made safe for a spreadsheet (OWASP CSV injection): text that starts like a formula
+    gets a leading single quote. Only the CSV report is changed; the database keeps the raw value."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: int, day, name: str,
                     outcome: _Outcome) -> str | None:
     """Write the rejects to rejected_rows and to a CSV beside the archive; return its key."""
@@ -183,7 +296,7 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["file", "row", "field", "value", "reason"])
-    writer.writerows([r.file, r.row, r.field, r.value, r.reason] for r in outcome.rejects)
+    writer.writerows([report_cell(c) for c in (r.file, r.row, r.field, r.value, r.reason)] for r in outcome.rejects)
     key = inst.key("rejects", day, f"{name}.{file_id}.rejects.csv")  # one report per drop, never overwritten
     storage.write_bytes(s3, key, buf.getvalue().encode(), "text/csv")
     return key
@@ -197,7 +310,7 @@ def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath
     sha = hashlib.sha256(json.dumps(asdict(exam), sort_keys=True).encode()).hexdigest()
     found = db.fetch_all(conn, "ingest/find_exam", {"inst": inst.id, "exam_id": exam.exam_id})
     if found and found[0]["definition_sha256"] == sha:
-        return _Outcome("loaded")  # the same definition again: nothing changes
+        return _Outcome("loaded", note=f"exam {exam.exam_id} unchanged")  # the same definition again
     if found and found[0]["has_answers"]:
         reason = "this exam already has answers and its definition changed; regrade through the admin rerun DAG"
         return _Outcome("rejected", rejects=[Reject(name, None, "exam_id", exam.exam_id, reason)])
@@ -210,7 +323,8 @@ def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath
         cur.executemany(db.sql("ingest/insert_question"), [
             {**q, "inst": inst.id, "exam_id": exam.exam_id, "options": Jsonb(q["options"]),
              "answer_key": Jsonb(q["answer_key"])} for q in exam.questions])
-    return _Outcome("loaded")  # counts are of answer rows; the exam is counted as a file
+    note = f"exam {exam.exam_id} {'redefined (it had no answers yet)' if found else 'defined'}"
+    return _Outcome("loaded", note=note)  # counts are of answer rows; the exam is counted as a file
 
 
 def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, set[str]]:
@@ -218,6 +332,13 @@ def _known_questions(inst: Institution, conn: psycopg.Connection) -> dict[str, s
     for row in db.fetch_all(conn, "ingest/known_questions", {"inst": inst.id}):
         known.setdefault(row["exam_id"], set()).add(row["question_id"])
     return known
+
+
+def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, str]:
+    """exam_id -> why its file `<exam_id>.json` was rejected (the latest rejection with a reason)."""
+    return {row["file_name"].removesuffix(".json"):
+            f"{row['file_name']} was rejected: {row['field'] + ': ' if row['field'] else ''}{row['reason']}"
+            for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
 def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
@@ -257,8 +378,9 @@ def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
                       name: str, data: bytes) -> _Outcome:
+    known = _known_questions(inst, conn)
     try:
-        rows, rejects = validate_submissions(name, data, _known_questions(inst, conn))
+        rows, rejects = validate_submissions(name, data, known, _rejected_exams(inst, conn))
     except FileRejected as exc:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     total = len(rows) + len(rejects)

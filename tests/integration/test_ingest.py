@@ -94,9 +94,13 @@ def test_bad_exam_definition_rejects_its_answers_with_a_reason(conn, s3):
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", __import__("json").dumps(bad).encode())
     put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(answers_for("s1", "st1")))
     report = _ingest(conn, s3)
-    assert report.rows_loaded == 0 and report.rows_rejected == 5
+    # The exam's problem rejects its file (counted in files_rejected), its answers are 4 row rejects.
+    assert report.rows_loaded == 0 and report.rows_rejected == 4 and report.files_rejected == 1
     fields = {r[0] for r in conn.execute("SELECT field FROM rejected_rows")}
     assert fields == {"questions[3].rubric", "exam_id"}
+    reasons = {r[0] for r in conn.execute("SELECT reason FROM rejected_rows WHERE row_number IS NOT NULL")}
+    assert reasons == {"exam 'bio-101' is not defined: its file bio-101.json was rejected: "
+                       "questions[3].rubric: required"}
 
 
 def test_crash_between_commit_and_archive_loses_nothing_and_loads_nothing_twice(conn, s3):
@@ -173,5 +177,5 @@ def test_resent_file_with_bad_rows_reports_each_reject_once(conn, s3):
     put(s3, f"incoming/northfield/{DAY}/submissions/a.resend.csv", data)
     second = _ingest(conn, s3)
     assert (first.rows_loaded, first.rows_rejected) == (2, 2)
-    assert (second.rows_loaded, second.rows_rejected, second.rows_duplicate) == (0, 0, 2)
+    assert (second.rows_loaded, second.rows_rejected, second.rows_duplicate) == (0, 0, 4)  # reported before
     assert _count(conn, "rejected_rows") == 2 and _count(conn, "answers") == 2

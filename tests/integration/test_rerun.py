@@ -54,7 +54,7 @@ def test_regrade_one_question_is_a_new_version_and_a_new_release(conn, s3, emula
     current = conn.execute("SELECT version, count(*) FROM grades WHERE is_current GROUP BY version ORDER BY 1")
     assert current.fetchall() == [(1, 6), (2, 2)]
     assert conn.execute("SELECT count(*) FROM grades WHERE NOT is_current").fetchone()[0] == 2
-    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY audit_id")]
+    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE actor <> 'ingest' ORDER BY audit_id")]
     assert actions == ["rerun_dry_run", "rerun_reset"]
 
 
@@ -107,4 +107,4 @@ def test_clearing_the_reset_task_does_not_reset_twice(conn, s3, emulator, openai
     first = reset_scope(conn, NORTH, request)
     again = reset_scope(conn, NORTH, request)
     assert first["new_version"] == again["new_version"] == 2 and first["grades_superseded"] == 4
-    assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM audit_log WHERE actor <> 'ingest'").fetchone()[0] == 1
