@@ -65,3 +65,12 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
 def _all_keys(s3):
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket="gradeflow")
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_the_demo_leaves_the_daily_report_with_airflow_timings(day_through_airflow):
+    out, _ = day_through_airflow
+    page = (out / "reports" / "northfield" / DAY / "report-v1.html").read_text()
+    assert 'id="plot-timings"' in page and 'id="plot-states"' in page
+    # The stage runs' times come from Airflow's own records of this day's DAG runs.
+    for stage in ("ingest (success)", "prepare (success)", "grade (success)", "publish (running"):
+        assert stage in page, stage
