@@ -2,8 +2,8 @@
 
 `reports/<prefix>/<day>/report-v<N>.html` (N = the released version; `report-unreleased.html` while
 nothing is released) holds the day's counts and plots of the score distribution per question,
-the answer states (rule / model / human / in review / pending), review reasons, tokens and cost
-(estimated against actual), stage timings and model-vs-human agreement. No external resource:
+the answer states (rule / model / human / in review / deferred / pending model / received), review
+reasons, tokens and cost (estimated against actual), stage timings and model-vs-human agreement. No external resource:
 inline CSS, plots as inline SVG, each with a <title>, so the page opens from a mail or a bucket.
 Every figure is read through include/sql/report/ (states, reasons, scores, tokens, milestones) or
 publish.day_counts, with bind parameters, for this one institution only.
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("ingest", "prepare", "grade", "publish")
 STATE_COLOURS = {"rule": "#4e79a7", "model": "#59a14f", "human": "#b07aa1", "in review": "#f28e2b",
-                 "pending": "#e15759"}
+                 "deferred": "#edc948", "pending model": "#76b7b2", "received": "#e15759"}
 BINS = ("<20%", "20-40%", "40-60%", "60-80%", "80-100%")
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
@@ -252,6 +252,7 @@ def render(data: ReportData) -> str:
     tiles = [("submissions", c["submissions"]), ("answers", c["answers"]), ("rejected rows", c["rejected_rows"]),
              ("graded by rule", c["graded_rule"]), ("graded by model", c["graded_llm"]),
              ("graded by human", c["graded_human"]), ("in review", c["in_review"]),
+             ("deferred", c.get("deferred", 0)), ("pending model", c.get("pending_model", 0)),
              ("release", f"v{version}" if version else "none"), ("cost", f"${float(c['cost_usd']):,.4f}")]
     parts = [
         f"<h1>{escape(inst.name)}: exam day {data.day}</h1>",
@@ -273,8 +274,10 @@ def _states_section(data: ReportData) -> str:
     items = [(s["state"], s["answers"], STATE_COLOURS.get(s["state"], "#999")) for s in data.states]
     total = sum(v for _, v, _ in items) or 1
     rows = [[label, value, f"{100 * value / total:.1f} %"] for label, value, _ in items]
-    return ("<h2>Answer states</h2>" + hbar_chart("plot-states", "Answers by state: rule, model, human, in review, "
-                                                  "pending", items) + _table(["state", "answers", "share"], rows))
+    title = "Answers by state: graded by rule, model or human; in review; deferred; pending model; received"
+    return ("<h2>Answer states</h2>" + hbar_chart("plot-states", title, items)
+            + '<p class="meta">States as in docs/answer-lifecycle.md.</p>'
+            + _table(["state", "answers", "share"], rows))
 
 
 def _scores_section(data: ReportData) -> str:
@@ -301,7 +304,8 @@ def _reasons_section(data: ReportData) -> str:
     top = data.reasons[:10]
     rest = sum(r["answers"] for r in data.reasons[10:])
     items = [(r["reason"], r["answers"], "#f28e2b") for r in top] + ([("other", rest, "#bbb")] if rest else [])
-    return "<h2>Review reasons</h2>" + hbar_chart("plot-reasons", "Answers in review by reason", items)
+    return ("<h2>Review reasons</h2>" + hbar_chart("plot-reasons", "Answers in review by reason", items)
+            + _table(["reason", "meaning", "answers"], [[r["reason"], r["description"], r["answers"]] for r in top]))
 
 
 def _tokens_section(data: ReportData) -> str:

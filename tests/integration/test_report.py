@@ -52,8 +52,11 @@ def test_report_is_written_self_contained_with_every_plot(conn, s3, emulator, op
         svg = re.search(rf'<svg class="plot" id="{plot}"[^>]*><title>([^<]+)</title>', page)
         assert svg and svg.group(1).strip(), f"plot {plot} missing or untitled"
     counts = publish.day_counts(conn, NORTH, EXAM_DAY)
+    states = report.gather(conn, NORTH, EXAM_DAY).states
+    assert sum(s["answers"] for s in states) == counts["answers"]  # every answer in exactly one drawn state
+    assert {s["state"] for s in states} >= {"rule", "model", "in review"}
     assert f"<b>{counts['answers']}</b>answers" in page and f"<b>{counts['submissions']}</b>submissions" in page
-    assert "released as v1" in page and "refus" in page.lower()  # the emulator's refusals are a review reason
+    assert "released as v1" in page and "<td>refused</td>" in page  # the emulator's refusals: a review reason
     assert "prepare (success)" in page and "batch job 1 (attempt 1)" in page
     assert "No human grades yet" in page
 

@@ -1,17 +1,16 @@
--- The day's answers by state, for the daily report: graded by rule / model / human, in review, pending.
--- "pending" is every answer with neither a current grade nor an open review (queued for the model,
--- deferred, or not graded yet). Adapt the CASE when the answer states change; the report shows what it returns.
-SELECT CASE WHEN g.grader = 'rule' THEN 'rule'
-            WHEN g.grader = 'llm' THEN 'model'
-            WHEN g.grader = 'human' THEN 'human'
-            WHEN r.review_id IS NOT NULL THEN 'in review'
-            ELSE 'pending' END AS state,
+-- The day's answers by state for the daily report, from the view answer_lifecycle (docs/answer-lifecycle.md):
+-- graded by rule / model / human, in review, deferred (to the next night), pending model, received.
+-- The report draws whatever states this returns, in this order.
+SELECT CASE WHEN state = 'graded' AND grader = 'rule' THEN 'rule'
+            WHEN state = 'graded' AND grader = 'llm' THEN 'model'
+            WHEN state = 'graded' AND grader = 'human' THEN 'human'
+            WHEN state = 'in_review' THEN 'in review'
+            WHEN state = 'deferred' THEN 'deferred'
+            WHEN state = 'queued' THEN 'pending model'
+            ELSE state END AS state,
        count(*)::int AS answers
-  FROM answers a
-  LEFT JOIN grades g ON g.institution_id = a.institution_id AND g.submission_id = a.submission_id
-                    AND g.question_id = a.question_id AND g.is_current
-  LEFT JOIN review_queue r ON r.institution_id = a.institution_id AND r.submission_id = a.submission_id
-                          AND r.question_id = a.question_id AND r.resolved_at IS NULL
- WHERE a.institution_id = %(inst)s AND a.exam_day = %(day)s
+  FROM answer_lifecycle
+ WHERE institution_id = %(inst)s AND exam_day = %(day)s
  GROUP BY 1
- ORDER BY 1;
+ ORDER BY min(CASE state WHEN 'graded' THEN 0 WHEN 'in_review' THEN 1 WHEN 'deferred' THEN 2
+                         WHEN 'queued' THEN 3 ELSE 4 END), 1;
