@@ -97,11 +97,12 @@ def write_report(conn: psycopg.Connection, s3, inst: Institution, day: date,
 # --- Airflow's record of the day's runs ------------------------------------------------------------
 
 def airflow_stage_timings(context: dict[str, Any], inst: Institution, day: date) -> list[dict]:
-    """The DAG runs of the day's stages from Airflow's metadata, asked through the Task SDK's supervisor.
+    """How long each task of the day's stage runs took, from Airflow's metadata (through the Task SDK).
 
-    For each stage, the last run before this publish run whose logical date falls on `day` (local),
-    plus this publish run so far. Best effort: outside a task, or if Airflow cannot say, it returns
-    what it has (the report still shows GradeFlow's own milestones).
+    For ingest, prepare and grade: the last run before this publish run whose logical date falls on
+    `day` (local); then this publish run's finished tasks. One dict per task instance: stage, run_id,
+    run_state, task (with [map index]), state, seconds. Best effort: outside a task, or if Airflow
+    cannot say, it returns what it has (the report still shows GradeFlow's own step times).
     """
     try:
         from airflow.sdk.execution_time import task_runner
@@ -110,22 +111,30 @@ def airflow_stage_timings(context: dict[str, Any], inst: Institution, day: date)
         return []
     run = context.get("dag_run")
     anchor = getattr(run, "logical_date", None) or getattr(run, "run_after", None)
-    rows: list[dict] = []
+    runs = []
     for stage in STAGES[:-1]:
         try:
             found = task_runner.SUPERVISOR_COMMS.send(
                 GetPreviousDagRun(dag_id=f"{inst.id}__{stage}", logical_date=anchor)).dag_run
-        except Exception as exc:  # noqa: BLE001 - timings are optional; the report must still be written
-            log.warning("No Airflow run timings for %s__%s: %s", inst.id, stage, exc)
+        except Exception as exc:  # timings are optional; the report must still be written
+            log.warning("No Airflow run found for %s__%s: %s", inst.id, stage, exc)
             continue
         when = found and (found.logical_date or found.run_after)
-        if found and found.start_date and when.astimezone(inst.tz).date() == day:
-            state = str(getattr(found.state, "value", found.state))
-            rows.append({"stage": stage, "run_id": found.run_id, "state": state, "started": found.start_date,
-                         "finished": found.end_date})
-    if run is not None and getattr(run, "start_date", None):
-        rows.append({"stage": "publish", "run_id": run.run_id, "state": "running (this run)",
-                     "started": run.start_date, "finished": datetime.now(ZoneInfo("UTC"))})
+        if found and when.astimezone(inst.tz).date() == day:
+            runs.append((stage, found.run_id, str(getattr(found.state, "value", found.state))))
+    if run is not None:
+        runs.append(("publish", run.run_id, "running"))
+    rows: list[dict] = []
+    for stage, run_id, run_state in runs:
+        try:
+            crumbs = task_runner.RuntimeTaskInstance.get_task_breadcrumbs(f"{inst.id}__{stage}", run_id)
+            for c in crumbs:
+                index = c.get("map_index")
+                task_id = c["task_id"] + (f"[{index}]" if index is not None and index >= 0 else "")
+                rows.append({"stage": stage, "run_id": run_id, "run_state": run_state, "task": task_id,
+                             "state": str(c.get("state")), "seconds": float(c.get("duration") or 0.0)})
+        except Exception as exc:  # as above: optional
+            log.warning("No Airflow task timings for %s__%s %s: %s", inst.id, stage, run_id, exc)
     return rows
 
 
@@ -135,6 +144,14 @@ def _svg(title: str, width: int, height: int, body: list[str], plot_id: str) -> 
     return (f'<svg class="plot" id="{plot_id}" xmlns="http://www.w3.org/2000/svg" role="img" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-label="{escape(title)}">'
             f"<title>{escape(title)}</title>{''.join(body)}</svg>")
+
+
+def _compact(value: float) -> str:
+    """An axis label that fits: 917,574 -> 918k, 2,500,000 -> 2.5M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return _fmt(value)
 
 
 def _fmt(value: float) -> str:
@@ -168,7 +185,7 @@ def column_chart(plot_id: str, title: str, labels: list[str], series: list[tuple
     bar_w = group_w * 0.8 / max(len(series), 1)
     plot_h = height - bottom - top
     body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 2}" y2="{top + plot_h}" stroke="#888"/>',
-            f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="small">{_fmt(peak)}</text>',
+            f'<text x="{left - 4}" y="{top + 8}" text-anchor="end" class="small">{_compact(peak)}</text>',
             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" class="small">0</text>']
     for g, label in enumerate(labels):
         x0 = left + g * group_w + group_w * 0.1
@@ -220,7 +237,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .tile b{display:block;font-size:20px}.grid{display:flex;flex-wrap:wrap;gap:12px}
 .q{border:1px solid #eee;border-radius:6px;padding:6px}.q h3{font-size:12px;margin:0 0 4px;font-weight:600}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}.note{color:#666;font-style:italic}
+th{background:#f2f2f2}td:first-child,th:first-child,td.t{text-align:left}.note{color:#666;font-style:italic}
 svg text{font-size:12px;fill:#333}svg text.small{font-size:10px}
 .released{color:#1a7f37;font-weight:600}.unreleased{color:#b42318;font-weight:600}
 """
@@ -228,8 +245,14 @@ svg text{font-size:12px;fill:#333}svg text.small{font-size:10px}
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _td(value: Any) -> str:
+    """A cell: text left-aligned, numbers right-aligned."""
+    cls = ' class="t"' if isinstance(value, str) else ""
+    return f"<td{cls}>{escape(_cell(value))}</td>"
 
 
 def _cell(value: Any) -> str:
@@ -332,20 +355,32 @@ def _tokens_section(data: ReportData) -> str:
 
 
 def _timings_section(data: ReportData) -> str:
-    rows = [(f"{t['stage']} ({t['state']})", t["started"], t["finished"] or t["started"], "#4e79a7")
-            for t in data.timings]
-    rows += [(m["step"], m["started"], m["finished"], "#9c755f") for m in data.milestones if m["started"]]
-    if not rows:
-        return "<h2>Stage timings</h2><p class=\"note\">Nothing ran for this day yet.</p>"
-    chart = timeline_chart("plot-timings", "Stage timings: Airflow DAG runs (blue) and GradeFlow steps (brown)",
-                           rows, data.inst.tz)
-    table = _table(["step", "start (local)", "end (local)", "seconds"],
-                   [[label, f"{t0.astimezone(data.inst.tz):%Y-%m-%d %H:%M:%S}",
-                     f"{t1.astimezone(data.inst.tz):%Y-%m-%d %H:%M:%S}", round((t1 - t0).total_seconds(), 1)]
-                    for label, t0, t1, _ in rows])
-    source = ("" if data.timings else '<p class="note">No Airflow run timings (the report was written outside '
-              "a publish run); GradeFlow's own records only.</p>")
-    return "<h2>Stage timings</h2>" + chart + source + table
+    parts = ["<h2>Stage timings</h2>"]
+    if data.timings:
+        colours = dict(zip(STAGES, PALETTE, strict=False))
+        items = [(f"{t['stage']} · {t['task']}", t["seconds"], colours.get(t["stage"], "#999")) for t in data.timings]
+        parts.append(hbar_chart("plot-task-durations", "Airflow task durations of the day's runs, in seconds",
+                                items, " s"))
+        stages: dict[tuple, list[float]] = {}
+        for t in data.timings:
+            stages.setdefault((t["stage"], t["run_id"], t["run_state"]), []).append(t["seconds"])
+        parts.append(_table(["stage", "Airflow run", "run state", "tasks", "task seconds (sum)"],
+                            [[s, r, st, len(v), round(sum(v), 1)] for (s, r, st), v in stages.items()]))
+    else:
+        parts.append('<p class="note">No Airflow task timings (the report was written outside a publish run, '
+                     "or Airflow had none for this day).</p>")
+    rows = [(m["step"], m["started"], m["finished"], "#9c755f") for m in data.milestones if m["started"]]
+    if rows:
+        parts.append("<p>GradeFlow's own steps, from its records (local time):</p>")
+        parts.append(timeline_chart("plot-timings", "GradeFlow steps of the day over time (local time)", rows,
+                                    data.inst.tz))
+        parts.append(_table(["step", "start (local)", "end (local)", "seconds"],
+                            [[label, f"{t0.astimezone(data.inst.tz):%Y-%m-%d %H:%M:%S}",
+                              f"{t1.astimezone(data.inst.tz):%Y-%m-%d %H:%M:%S}", round((t1 - t0).total_seconds(), 1)]
+                             for label, t0, t1, _ in rows]))
+    elif not data.timings:
+        parts.append('<p class="note">Nothing ran for this day yet.</p>')
+    return "".join(parts)
 
 
 def _agreement_section(data: ReportData) -> str:

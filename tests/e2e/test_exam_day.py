@@ -70,7 +70,8 @@ def _all_keys(s3):
 def test_the_demo_leaves_the_daily_report_with_airflow_timings(day_through_airflow):
     out, _ = day_through_airflow
     page = (out / "reports" / "northfield" / DAY / "report-v1.html").read_text()
-    assert 'id="plot-timings"' in page and 'id="plot-states"' in page
-    # The stage runs' times come from Airflow's own records of this day's DAG runs.
-    for stage in ("ingest (success)", "prepare (success)", "grade (success)", "publish (running"):
-        assert stage in page, stage
+    assert 'id="plot-states"' in page and 'id="plot-timings"' in page and 'id="plot-task-durations"' in page
+    # Task durations come from Airflow's own records of this day's four DAG runs.
+    for task in ("ingest · ingest_files", "prepare · build_batches", "grade · wait_for_batch[0]",
+                 "grade · collect_results", "publish · validate_grades", "publish · publish_release"):
+        assert task in page, task

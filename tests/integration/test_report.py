@@ -6,8 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,7 +15,7 @@ from gradeflow.config import get_institution
 from .helpers import answers_for
 from .test_pipeline import EXAM_DAY, GOOD, NORTH, _grade, _load, _prepare
 
-PLOTS = ("plot-states", "plot-scores-0", "plot-reasons", "plot-tokens", "plot-timings")
+PLOTS = ("plot-states", "plot-scores-0", "plot-reasons", "plot-tokens", "plot-task-durations", "plot-timings")
 
 
 def _released_day(conn, s3, emulator, openai_client):
@@ -34,15 +32,15 @@ def _released_day(conn, s3, emulator, openai_client):
     publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
 
 
-def _fake_airflow_timings():
-    start = datetime(2026, 11, 23, 23, 0, tzinfo=ZoneInfo("UTC"))
-    return [{"stage": "prepare", "run_id": "scheduled__x", "state": "success", "started": start,
-             "finished": start + timedelta(minutes=3)}]
+def _airflow_timings():
+    """What airflow_stage_timings returns inside a publish run (a test has no Airflow run to ask)."""
+    return [{"stage": "prepare", "run_id": "scheduled__x", "run_state": "success", "task": t, "state": "success",
+             "seconds": s} for t, s in (("ingest_files", 3.5), ("grade_by_rule", 1.2), ("build_batches", 4.0))]
 
 
 def test_report_is_written_self_contained_with_every_plot(conn, s3, emulator, openai_client):
     _released_day(conn, s3, emulator, openai_client)
-    key = report.write_report(conn, s3, NORTH, EXAM_DAY, _fake_airflow_timings())
+    key = report.write_report(conn, s3, NORTH, EXAM_DAY, _airflow_timings())
     assert key == f"reports/northfield/{EXAM_DAY}/report-v1.html"
     page = s3.get_object(Bucket="gradeflow", Key=key)["Body"].read().decode()
     # Self-contained: nothing fetched from anywhere.
@@ -56,8 +54,8 @@ def test_report_is_written_self_contained_with_every_plot(conn, s3, emulator, op
     assert sum(s["answers"] for s in states) == counts["answers"]  # every answer in exactly one drawn state
     assert {s["state"] for s in states} >= {"rule", "model", "in review"}
     assert f"<b>{counts['answers']}</b>answers" in page and f"<b>{counts['submissions']}</b>submissions" in page
-    assert "released as v1" in page and "<td>refused</td>" in page  # the emulator's refusals: a review reason
-    assert "prepare (success)" in page and "batch job 1 (attempt 1)" in page
+    assert "released as v1" in page and ">refused</td>" in page  # the emulator's refusals: a review reason
+    assert "prepare · build_batches" in page and "batch job 1 (attempt 1)" in page
     assert "No human grades yet" in page
 
 
@@ -97,7 +95,7 @@ def test_report_renders_in_headless_chromium(conn, s3, emulator, openai_client, 
 
     chromium = _chromium()
     _released_day(conn, s3, emulator, openai_client)
-    key = report.write_report(conn, s3, NORTH, EXAM_DAY, _fake_airflow_timings())
+    key = report.write_report(conn, s3, NORTH, EXAM_DAY, _airflow_timings())
     html = tmp_path / "report.html"
     html.write_bytes(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read())
     shot = tmp_path / "shot.png"
