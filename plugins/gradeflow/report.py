@@ -62,19 +62,24 @@ def agreement_rows(conn: psycopg.Connection, inst: Institution, day: date) -> li
 
 
 def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list[dict] | None = None) -> ReportData:
-    """Read the day's figures for one institution (every query bound to its id and day)."""
+    """Read the day's figures for one institution (every query bound to its id and day).
+
+    One snapshot (repeatable read, read only): the counts and the plots add up even while a rerun writes.
+    """
     from gradeflow import publish
 
     params = {"inst": inst.id, "day": day}
-    return ReportData(
-        inst=inst, day=day, counts=publish.day_counts(conn, inst, day),
-        states=db.fetch_all(conn, "report/answer_states", params),
-        reasons=db.fetch_all(conn, "report/review_reasons", params),
-        scores=db.fetch_all(conn, "report/score_distribution", params),
-        jobs=db.fetch_all(conn, "report/batch_jobs", params),
-        request_tokens=db.fetch_all(conn, "report/request_tokens", params),
-        milestones=db.fetch_all(conn, "report/milestones", params),
-        timings=list(timings or []), agreement=agreement_rows(conn, inst, day))
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return ReportData(
+            inst=inst, day=day, counts=publish.day_counts(conn, inst, day),
+            states=db.fetch_all(conn, "report/answer_states", params),
+            reasons=db.fetch_all(conn, "report/review_reasons", params),
+            scores=db.fetch_all(conn, "report/score_distribution", params),
+            jobs=db.fetch_all(conn, "report/batch_jobs", params),
+            request_tokens=db.fetch_all(conn, "report/request_tokens", params),
+            milestones=db.fetch_all(conn, "report/milestones", params),
+            timings=list(timings or []), agreement=agreement_rows(conn, inst, day))
 
 
 def report_key(inst: Institution, day: date, version: int | None) -> str:
