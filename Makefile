@@ -36,7 +36,7 @@ stack-down: venv
 	$(PY) -m devstack.stack down
 
 lock: venv
-	$(VENV)/bin/uv pip compile requirements.txt -o requirements.lock --python-version 3.11 --no-header
+	$(VENV)/bin/uv pip compile requirements-dev.txt -o requirements.lock --python-version 3.11 --no-header
 
 clean: stack-down
 	rm -rf .devstack demo-output

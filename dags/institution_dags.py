@@ -43,6 +43,9 @@ DOCS = {
                "transaction, a new version only if grades changed) and exported to "
                "`releases/{p}/<day>/results-v<N>.parquet`. A failed gate releases nothing and fails here.",
 }
+REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer states, review reasons, tokens "
+              "and cost, stage timings, agreement) to `reports/<prefix>/<day>/report-v<N>.html`. A teardown: it "
+              "runs after a failed gate too, and its own failure does not fail the run.")
 
 
 def _params() -> dict:
@@ -112,7 +115,11 @@ def grade_dag(inst: Institution) -> DAG:
 def publish_dag(inst: Institution) -> DAG:
     with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2)) as dag:
         gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
-        task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
+        released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
+        # A teardown: runs whether or not the day was released, and its failure never fails the run.
+        report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(
+            tasks.write_report)(institution_id=inst.id)
+        released >> report.as_teardown()
     return dag
 
 

@@ -4,8 +4,8 @@ Starts the stack (PostgreSQL, S3, Batch API emulator), prepares Airflow's metada
 generates a realistic day for every sample institution and drops it into S3, then runs each
 institution's DAGs with `dag.test()` at their scheduled local times: ingest (17:45), prepare
 (18:00), grade (20:00) and publish (06:00 the next morning). It prints a summary per institution
-and leaves `demo-output/summary.json` and a copy of every exported release under
-`demo-output/releases/<institution>/<exam day>/`.
+and leaves `demo-output/summary.json`, a copy of every exported release under
+`demo-output/releases/<institution>/<exam day>/` and the daily HTML reports under `demo-output/reports/`.
 
     python -m devstack.demo [--day 2026-11-23] [--submissions 300] [--institutions a,b] [--keep]
                             [--state-dir .devstack] [--output demo-output]
@@ -116,13 +116,15 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "released": counts["released_version"] is not None,
                 "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4)}
             _copy_releases(s3, inst, day, output)
+            _copy_releases(s3, inst, day, output, area="reports")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def _copy_releases(s3, inst, day: date, output: Path) -> None:
-    prefix = inst.key("releases", day) + "/"
-    target = output / "releases" / inst.id / str(day)
+def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") -> None:
+    """Copy the day's objects under <area>/<prefix>/<day>/ (releases or reports) to <output>/<area>/<inst>/<day>/."""
+    prefix = inst.key(area, day) + "/"
+    target = output / area / inst.id / str(day)
     target.mkdir(parents=True, exist_ok=True)
     for item in s3.list_objects_v2(Bucket=stack.BUCKET, Prefix=prefix).get("Contents", []):
         s3.download_file(stack.BUCKET, item["Key"], str(target / item["Key"].rsplit("/", 1)[-1]))
@@ -140,7 +142,7 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                   f"{'v' + str(c['release_version']) if c['released'] else 'no':>8}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
-    print(f"Wrote {output / 'summary.json'} and {output / 'releases'}/")
+    print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/")
 
 
 def _close_airflow_connections() -> None:

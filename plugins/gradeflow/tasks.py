@@ -176,6 +176,18 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
 
 
+def write_report(institution_id: str, **context: Any) -> dict:
+    """Write the day's HTML report to reports/<prefix>/<day>/ (after the release, whether or not it passed)."""
+    from gradeflow import report, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst, days_back=1)
+    timings = report.airflow_stage_timings(context, inst, day)
+    with open_db() as conn:
+        key = report.write_report(conn, storage.client(), inst, day, timings)
+    return {"exam_day": str(day), "report_key": key, "airflow_runs_timed": len(timings)}
+
+
 def reset_for_rerun(**context: Any) -> dict:
     """Admin rerun, step 1: validate the form, record the audit line, supersede the scope's grades."""
     from gradeflow.rerun import RerunRequest, reset_scope

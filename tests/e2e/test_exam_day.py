@@ -65,3 +65,13 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
 def _all_keys(s3):
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket="gradeflow")
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_the_demo_leaves_the_daily_report_with_airflow_timings(day_through_airflow):
+    out, _ = day_through_airflow
+    page = (out / "reports" / "northfield" / DAY / "report-v1.html").read_text()
+    assert 'id="plot-states"' in page and 'id="plot-timings"' in page and 'id="plot-task-durations"' in page
+    # Task durations come from Airflow's own records of this day's four DAG runs.
+    for task in ("ingest · ingest_files", "prepare · build_batches", "grade · wait_for_batch[0]",
+                 "grade · collect_results", "publish · validate_grades", "publish · publish_release"):
+        assert task in page, task

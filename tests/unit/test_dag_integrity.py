@@ -132,3 +132,17 @@ def test_dag_catalogue_is_up_to_date(dagbag):
     from devstack.dag_catalogue import CATALOGUE, render
 
     assert CATALOGUE.read_text() == render(dagbag.dags), "run: .venv/bin/python -m devstack.dag_catalogue"
+
+
+def test_the_report_is_a_teardown_after_the_release(dagbag):
+    """write_report runs whether or not the gate passed, retries, and cannot turn a failed release green
+    or a released day red: the run's state comes from publish_release alone."""
+    for inst in load_institutions():
+        dag = dagbag.dags[f"{inst.id}__publish"]
+        report = dag.get_task("write_report")
+        assert report.is_teardown and report.upstream_task_ids == {"publish_release"}
+        assert report.trigger_rule == "all_done_setup_success" and report.retries >= 1
+        assert not report.on_failure_fail_dagrun
+        leaves = [t.task_id for t in dag.tasks if not t.is_teardown and all(
+            dag.get_task(d).is_teardown for d in t.downstream_task_ids)]
+        assert leaves == ["publish_release"]

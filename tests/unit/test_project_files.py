@@ -1,44 +1,178 @@
-"""The files a user meets first: docker-compose.yaml, .env.example, requirements, prompts."""
+"""The files a user meets first: docker-compose.yaml, Dockerfile, .env.example, requirements, prompts.
+
+No Docker engine runs here, so the compose file, the Dockerfile, .env.example and the code are
+cross-checked against each other: credentials, bucket, connection ids, pool, paths, pins.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import urlparse
 
+import pytest
 import yaml
 
-from gradeflow.config import AWS_CONN_ID, FREE_TEXT_TYPES, OPENAI_CONN_ID, POSTGRES_CONN_ID
+from gradeflow.config import AWS_CONN_ID, BATCH_API_POOL, FREE_TEXT_TYPES, OPENAI_CONN_ID, POSTGRES_CONN_ID, bucket
+
+AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer"}
 
 
-def test_docker_compose_parses_and_mounts_what_exists(project_root):
-    compose = yaml.safe_load((project_root / "docker-compose.yaml").read_text())
+@pytest.fixture(scope="module")
+def compose(project_root) -> dict:
+    return yaml.safe_load((project_root / "docker-compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def env_example(project_root) -> dict[str, str]:
+    """.env.example as docker compose reads it: KEY=value, single quotes taken literally."""
+    values = {}
+    for line in (project_root / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().removeprefix("'").removesuffix("'")
+    return values
+
+
+def _conn(env_example: dict, conn_id: str) -> dict:
+    return json.loads(env_example[f"AIRFLOW_CONN_{conn_id.upper()}"])
+
+
+def _one_shot(service: dict) -> bool:
+    return service.get("restart") == "no"
+
+
+def test_compose_is_the_airflow_3_split_with_health_checks(compose):
     services = compose["services"]
-    assert {"postgres", "minio", "airflow-init", "airflow"} <= set(services)
+    assert AIRFLOW_SERVICES | {"postgres", "minio", "minio-init"} <= set(services)
+    assert not [n for n, s in services.items() if "standalone" in str(s.get("command", ""))]
+    commands = {n: services[n]["command"] for n in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
+                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
     for name, service in services.items():
+        # Long-running services say when they are healthy; one-shot ones (init) are waited on to complete.
+        assert _one_shot(service) or service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dep, how in (service.get("depends_on") or {}).items():
+            expected = "service_completed_successfully" if _one_shot(services[dep]) else "service_healthy"
+            assert how == {"condition": expected}, (name, dep, how)
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert {"postgres", "airflow-init", "minio-init"} <= set(services[name]["depends_on"]), name
+
+
+def test_every_compose_variable_is_in_env_example(project_root, env_example, compose):
+    text = (project_root / "docker-compose.yaml").read_text()
+    used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used and not used - set(env_example), f"missing from .env.example: {sorted(used - set(env_example))}"
+    for name in AIRFLOW_SERVICES:
+        assert compose["services"][name]["env_file"] == [{"path": ".env", "required": True}]
+
+
+def test_s3_credentials_and_bucket_match_minio(env_example, compose, monkeypatch):
+    s3 = _conn(env_example, AWS_CONN_ID)
+    assert (s3["login"], s3["password"]) == (env_example["MINIO_ROOT_USER"], env_example["MINIO_ROOT_PASSWORD"])
+    minio = compose["services"]["minio"]
+    assert minio["environment"]["MINIO_ROOT_USER"].startswith("${MINIO_ROOT_USER")
+    assert minio["environment"]["MINIO_ROOT_PASSWORD"].startswith("${MINIO_ROOT_PASSWORD")
+    endpoint = urlparse(s3["extra"]["endpoint_url"])
+    assert endpoint.hostname == "minio" and f"{endpoint.port}:{endpoint.port}" in minio["ports"]
+    init = compose["services"]["minio-init"]
+    assert init["environment"]["MINIO_ROOT_USER"] == minio["environment"]["MINIO_ROOT_USER"]
+    assert init["environment"]["MINIO_ROOT_PASSWORD"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
+    assert init["environment"]["GRADEFLOW_BUCKET"].startswith("${GRADEFLOW_BUCKET")
+    assert "mc mb --ignore-existing" in init["command"][0] and '"local/$$GRADEFLOW_BUCKET"' in init["command"][0]
+    monkeypatch.delenv("GRADEFLOW_BUCKET", raising=False)
+    assert env_example["GRADEFLOW_BUCKET"] == bucket()
+
+
+def test_database_credentials_match_postgres(project_root, env_example, compose):
+    db = _conn(env_example, POSTGRES_CONN_ID)
+    init_sql = (project_root / "docker" / "init-gradeflow-db.sql").read_text()
+    user, password = re.search(r"CREATE USER (\w+) WITH PASSWORD '([^']*)'", init_sql).groups()
+    database, owner = re.search(r"CREATE DATABASE (\w+) OWNER (\w+)", init_sql).groups()
+    assert (db["host"], db["port"], db["login"], db["password"], db["schema"]) == (
+        "postgres", 5432, user, password, database) and owner == user
+    postgres = compose["services"]["postgres"]["environment"]
+    meta = compose["x-airflow"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")
+    assert meta.startswith(f"postgresql+psycopg2://{postgres['POSTGRES_USER']}:${{POSTGRES_PASSWORD")
+    assert meta.endswith(f"@postgres:5432/{postgres['POSTGRES_DB']}")
+
+
+def test_every_connection_id_in_code_is_configured(env_example):
+    import gradeflow.config as config
+
+    ids = {v for k, v in vars(config).items() if k.endswith("_CONN_ID")}
+    configured = {k.removeprefix("AIRFLOW_CONN_").lower() for k in env_example if k.startswith("AIRFLOW_CONN_")}
+    assert ids == configured
+    expected_types = {POSTGRES_CONN_ID: "postgres", AWS_CONN_ID: "aws", OPENAI_CONN_ID: "openai"}
+    for conn_id, conn_type in expected_types.items():
+        assert _conn(env_example, conn_id)["conn_type"] == conn_type
+    assert not re.search(r"sk-(?!change-me)[A-Za-z0-9]{10,}", json.dumps(env_example))
+
+
+def test_init_creates_the_batch_api_pool(compose):
+    command = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "airflow db migrate" in command and f"airflow pools set {BATCH_API_POOL} " in command
+
+
+def test_mounted_and_copied_paths_exist(project_root, compose):
+    for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (project_root / source).exists(), f"{name} mounts missing {source}"
-    airflow = services["airflow"]
-    assert airflow["image"].startswith("apache/airflow:3.3.2")
-    assert "airflow-init" in airflow["depends_on"]
-    assert airflow["env_file"] == ".env"
+    dockerfile = (project_root / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY(?: --\S+)* (\S+) ", dockerfile, re.MULTILINE)
+    assert copied
+    for source in copied:
+        assert (project_root / source).exists(), f"Dockerfile copies missing {source}"
 
 
-def test_env_example_names_every_connection_and_no_real_secret(project_root):
-    text = (project_root / ".env.example").read_text()
-    for conn_id in (POSTGRES_CONN_ID, AWS_CONN_ID, OPENAI_CONN_ID):
-        assert f"AIRFLOW_CONN_{conn_id.upper()}=" in text
-    assert not re.search(r"sk-(?!change-me)[A-Za-z0-9]{10,}", text)
+def test_images_are_pinned(compose):
+    for name, service in compose["services"].items():
+        image = service["image"]
+        repo, _, tag = image.rpartition(":")
+        assert repo and tag and tag != "latest", f"{name}: {image} is not pinned"
+        assert re.search(r"\d+\.\d+|RELEASE\.\d{4}-", tag), f"{name}: {image} floats (pin a full version)"
+
+
+def test_the_image_is_the_airflow_pin_with_runtime_requirements_only(project_root, compose):
+    dockerfile = (project_root / "Dockerfile").read_text()
+    airflow, python = re.search(r"^FROM apache/airflow:([\d.]+)-python([\d.]+)$", dockerfile, re.MULTILINE).groups()
+    pins = dict(line.split("==") for line in _pins(project_root / "requirements.txt"))
+    assert pins["apache-airflow"] == airflow
+    assert f'py{python.replace(".", "")}' in (project_root / "pyproject.toml").read_text()  # ruff target-version
+    assert "pip install --no-cache-dir -r /opt/gradeflow/requirements.txt" in dockerfile
+    assert "requirements-dev" not in dockerfile and "requirements.lock" not in dockerfile
+    for name in AIRFLOW_SERVICES:
+        service = compose["services"][name]
+        assert service["build"] == "." and service["image"].endswith(f":{airflow}-python{python}"), name
+
+
+def _pins(path) -> list[str]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("-r ")]
 
 
 def test_requirements_are_pinned_and_locked(project_root):
-    direct = [line.split("#")[0].strip() for line in (project_root / "requirements.txt").read_text().splitlines()]
-    direct = [line for line in direct if line]
-    assert direct and all("==" in line for line in direct), [line for line in direct if "==" not in line]
+    runtime, dev = _pins(project_root / "requirements.txt"), _pins(project_root / "requirements-dev.txt")
+    assert runtime and dev and "-r requirements.txt" in (project_root / "requirements-dev.txt").read_text()
+    for line in runtime + dev:
+        assert "==" in line, f"not pinned: {line}"
     lock = (project_root / "requirements.lock").read_text()
-    for line in direct:
+    for line in runtime + dev:
         name = re.split(r"[\[=]", line)[0].lower()
         assert re.search(rf"^{re.escape(name)}==", lock, re.MULTILINE | re.IGNORECASE), f"{name} not in the lock"
+        assert f"{name}==" + line.split("==")[1] in lock.lower(), f"{name}: the lock holds another version"
+
+
+def test_the_image_gets_no_dev_tools(project_root):
+    """Tests, linting and the embedded stack stay out of requirements.txt (what the Docker image installs)."""
+    runtime = {re.split(r"[\[=]", line)[0].lower() for line in _pins(project_root / "requirements.txt")}
+    dev = {re.split(r"[\[=]", line)[0].lower() for line in _pins(project_root / "requirements-dev.txt")}
+    assert not runtime & dev
+    assert not runtime & {"pytest", "ruff", "moto", "pgserver", "fastapi", "uvicorn", "pillow", "hypothesis"}
 
 
 def test_every_free_text_type_has_a_prompt_with_the_student_answer_kept_out(project_root):
