@@ -197,11 +197,19 @@ def write_report(institution_id: str, **context: Any) -> dict:
 
 def reset_for_rerun(**context: Any) -> dict:
     """Admin rerun, step 1: validate the form, record the audit line, supersede the scope's grades."""
-    from gradeflow.rerun import RerunRequest, reset_scope
+    from gradeflow.rerun import RerunRequest, record_refusal, reset_scope
 
     dag_run = context["dag_run"]
     requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"
-    request = RerunRequest.from_params(dict(context["params"]), requested_by, run_id=dag_run.run_id)
+    params = dict(context["params"])
+    try:
+        request = RerunRequest.from_params(params, requested_by, run_id=dag_run.run_id)
+    except ValueError as invalid:  # refused by the form's checks: audited too, then the task fails
+        inst = get_institution(str(params.get("institution")))
+        with open_db(inst.id) as conn:
+            record_refusal(conn, inst.id, requested_by, {**{k: str(v) for k, v in params.items()},
+                                                         "exam_day": None, "run_id": dag_run.run_id}, str(invalid))
+        raise
     inst = get_institution(request.institution)
     with open_db(inst.id) as conn:
         result = reset_scope(conn, inst, request)
