@@ -328,7 +328,7 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (worker,)).fetchone():
             raise SchemaNotMigrated(f"the worker role {worker!r} does not exist: create it first (docs/security.md: "
-                                    f"CREATE ROLE {worker} LOGIN PASSWORD '...' NOSUPERUSER NOBYPASSRLS)")
+                                    f"CREATE ROLE {worker} LOGIN PASSWORD '<from your vault>' NOSUPERUSER NOBYPASSRLS)")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
