@@ -113,9 +113,11 @@ def connect(conn_id: str = POSTGRES_CONN_ID, institution: str | None = None) -> 
 
     class _Hook(PostgresHook):
         def _create_connection(self, conn_args: dict[str, Any]):
-            # Client-side keepalives and a connect timeout: a vanished server cannot hang a task.
-            defaults = {"application_name": application_name(institution), "connect_timeout": 10,
-                        "keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 6}
+            # Client-side keepalives (the server's are session settings) and a connect timeout: a vanished
+            # server cannot hang a task. The Airflow connection's extras win over these defaults.
+            keep = session_settings()
+            defaults = {"application_name": application_name(institution), "connect_timeout": 10, "keepalives": 1,
+                        **{f"keepalives_{k}": keep[f"tcp_keepalives_{k}"] for k in ("idle", "interval", "count")}}
             return super()._create_connection({**defaults, **conn_args})
 
     conn = _Hook(postgres_conn_id=conn_id).get_conn()
