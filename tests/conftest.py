@@ -15,9 +15,16 @@ from devstack import stack
 
 
 @pytest.fixture(scope="session")
-def embedded_stack(tmp_path_factory):
-    """Start the embedded stack for the session and export its connections as AIRFLOW_CONN_* variables."""
-    state_dir = tmp_path_factory.mktemp("devstack")
+def embedded_stack():
+    """Start the embedded stack for the session and export its connections as AIRFLOW_CONN_* variables.
+
+    Its folder is outside pytest's basetemp: pytest keeps only the 3 newest `pytest-N` folders of a user,
+    so another session starting meanwhile would delete a running PostgreSQL's data under it.
+    """
+    import shutil
+    import tempfile
+
+    state_dir = Path(tempfile.mkdtemp(prefix="gradeflow-devstack-"))
     info = stack.up(state_dir, emulator_timing_scale=0.02)
     saved = dict(os.environ)
     os.environ.update(stack.env(info))
@@ -26,6 +33,7 @@ def embedded_stack(tmp_path_factory):
     os.environ.clear()
     os.environ.update(saved)
     stack.down(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture

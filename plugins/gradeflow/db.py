@@ -42,7 +42,8 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 _MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
 TENANT_SETTING = "gradeflow.institution"
 RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-only role may read
-GLOBAL_TABLES = frozenset({"schema_migrations"})  # the only tables without institution_id
+# The only tables without institution_id: reference data the migrate step writes; the worker may only read them.
+GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons"})
 
 # Session settings of the night's connections: (setting, environment variable, default).
 # Defaults: no statement of the night runs for minutes (set-based SQL and COPY; the 200k-row ingest

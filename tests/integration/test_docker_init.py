@@ -14,14 +14,21 @@ from gradeflow import db
 
 
 @pytest.fixture
-def fresh_postgres(tmp_path):
+def fresh_postgres():
     """A bare PostgreSQL 16 (what the postgres image starts with): only the superuser."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from pgserver._commands import POSTGRES_BIN_PATH
 
-    port = stack._free_port()
-    stack._start_postgres(tmp_path / "pgdata", port)
-    yield tmp_path / "pgdata", port, POSTGRES_BIN_PATH
-    stack.down(tmp_path)
+    folder, port = Path(tempfile.mkdtemp(prefix="gradeflow-initdb-")), stack._free_port()  # not in pytest's basetemp
+    try:
+        stack._start_postgres(folder / "pgdata", port)
+        yield folder / "pgdata", port, POSTGRES_BIN_PATH
+    finally:
+        stack.down(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_init_script_creates_least_privilege_roles_from_the_environment(fresh_postgres, project_root):

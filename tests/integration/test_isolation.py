@@ -87,6 +87,18 @@ def test_a_table_added_by_a_later_migration_gets_row_level_security(conn, admin_
         admin_conn.execute("DROP TABLE later_feature")
 
 
+def test_a_view_that_would_bypass_row_level_security_fails_the_migration(conn, admin_conn):
+    admin_conn.execute("CREATE VIEW leaky AS SELECT institution_id, answer_text FROM answers")
+    try:
+        with pytest.raises(psycopg.errors.RaiseException, match=r"view leaky .*security_invoker = true"):
+            db.migrate(admin_conn)
+        admin_conn.execute("ALTER VIEW leaky SET (security_invoker = true)")
+        db.migrate(admin_conn)
+        assert conn.execute("SELECT count(*) FROM leaky").fetchone()[0] == 0  # granted, and under RLS
+    finally:
+        admin_conn.execute("DROP VIEW leaky")
+
+
 def test_the_worker_role_is_least_privilege(conn, admin_conn):
     worker = conn.execute("SELECT session_user").fetchone()[0]
     assert worker == db.worker_role()
@@ -102,6 +114,9 @@ def test_the_worker_role_is_least_privilege(conn, admin_conn):
         " has_table_privilege(%(w)s, 'audit_log', 'UPDATE'), has_table_privilege(%(w)s, 'audit_log', 'DELETE'),"
         " has_table_privilege(%(w)s, 'schema_migrations', 'INSERT')", {"w": worker}).fetchone()
     assert privileges == (False, False, False, False, False)
+    global_writes = [(t, p) for t in db.GLOBAL_TABLES for p in ("INSERT", "UPDATE", "DELETE") if admin_conn.execute(
+        "SELECT has_table_privilege(%s, %s, %s)", (worker, t, p)).fetchone()[0]]
+    assert global_writes == []
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("CREATE TABLE sneaky (x int)")
 

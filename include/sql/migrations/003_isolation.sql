@@ -7,8 +7,12 @@
 --     connection is bound to (the gradeflow.institution setting; unset = zero rows);
 --   * gradeflow_owner: the role that runs migrations (the table owner) keeps full access, explicitly
 --     (FORCE makes RLS apply to the owner too, so a role that inherits ownership gets nothing for free).
--- The worker gets DML on every table (no DDL, no TRUNCATE), SELECT only on schema_migrations, and
--- INSERT/SELECT only on audit_log (append-only). Idempotent: safe to run any number of times.
+-- The worker gets DML on every tenant table (no DDL, no TRUNCATE), INSERT/SELECT only on audit_log
+-- (append-only), SELECT only on tables without institution_id (reference data the migrate step
+-- writes: schema_migrations, review_reasons), and SELECT on views only when they are
+-- `security_invoker` (otherwise a view reads with its owner's rights, past row-level security:
+-- the migration fails naming it). Materialized views cannot carry RLS: the worker gets none.
+-- Idempotent: safe to run any number of times.
 
 CREATE OR REPLACE FUNCTION gradeflow_enforce_isolation(worker name) RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -20,13 +24,24 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), worker);
     EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(), worker);
     FOR t IN
-        SELECT c.relname,
+        SELECT c.relname, c.relkind,
+               coalesce('security_invoker=true' = ANY(c.reloptions) OR 'security_invoker=on' = ANY(c.reloptions),
+                        false) AS invoker,
                EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'institution_id'
                           AND NOT a.attisdropped) AS tenant
           FROM pg_class c
-         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p')
+         WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'v')
     LOOP
-        IF t.relname = 'schema_migrations' THEN
+        IF t.relkind = 'v' THEN
+            IF NOT t.invoker THEN
+                RAISE EXCEPTION 'view % reads with its owner''s rights, past row-level security: create it '
+                                'WITH (security_invoker = true)', t.relname;
+            END IF;
+            EXECUTE format('GRANT SELECT ON %I TO %I', t.relname, worker);
+            CONTINUE;
+        END IF;
+        IF NOT t.tenant THEN  -- reference data: written by the migrate step, read by the night
+            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I FROM %I', t.relname, worker);
             EXECUTE format('GRANT SELECT ON %I TO %I', t.relname, worker);
             CONTINUE;
         END IF;
@@ -36,7 +51,6 @@ BEGIN
         ELSE
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t.relname, worker);
         END IF;
-        CONTINUE WHEN NOT t.tenant;
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t.relname);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t.relname);
         IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = current_schema() AND tablename = t.relname
