@@ -190,7 +190,7 @@ def write_report(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back=1)
     timings = report.airflow_stage_timings(context, inst, day)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         key = report.write_report(conn, storage.client(), inst, day, timings)
     return {"exam_day": str(day), "report_key": key, "airflow_runs_timed": len(timings)}
 
