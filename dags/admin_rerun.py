@@ -37,8 +37,10 @@ Example: `{"institution": "northfield", "exam_day": "2026-11-23", "stage": "prep
 "scope_value": "bio-101/q4", "reason": "rubric for q4 was corrected by the examiner", "dry_run": false}`
 
 A regrade is refused while a batch of that day may still deliver (wait for `<id>__grade` to collect
-it); work written but not yet sent is withdrawn, so nothing is paid for twice. Clearing
-`reset_for_rerun` is safe: each run resets once.
+it); work written but not yet sent is withdrawn, so nothing is paid for twice. A scope that matches
+no answer (a mistyped question or student id, a day without answers) is refused: nothing changes
+and the version stays. Every request, done, dry run or refused, is in `audit_log` with who and why.
+Clearing `reset_for_rerun` is safe: each run resets once.
 """
 
 INSTITUTIONS = [inst.id for inst in load_institutions()]

@@ -49,15 +49,13 @@ def main() -> None:
     info = stack.up(stack.PROJECT_ROOT / ".devstack-bench")
     os.environ.update(stack.env(info))
     import boto3
-    import psycopg
 
     from gradeflow import db
     from gradeflow.config import get_institution
     from gradeflow.ingest import ingest_institution
 
     data = _csv(args.rows)
-    with psycopg.connect(host="127.0.0.1", port=info.pg_port, user=stack.PG_USER, dbname=stack.GRADEFLOW_DB,
-                         autocommit=True) as raw:
+    with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as raw:
         raw.execute("DROP SCHEMA public CASCADE")
         raw.execute("CREATE SCHEMA public")
         raw.execute("CREATE TABLE copy_ceiling (submission_id text, student_id text, exam_id text,"
@@ -69,8 +67,8 @@ def main() -> None:
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/exams/bench.json", Body=json.dumps(EXAM))
     inst = get_institution("northfield")
-    with db.connect() as conn:
-        db.migrate(conn)
+    stack.migrate(info)  # as the owner; the ingest below runs as the night's worker role
+    with db.connect(institution=inst.id) as conn:
         ingest_institution(inst, conn, s3)  # the exam definition
         s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/submissions/bench.csv", Body=data)
         started = time.perf_counter()

@@ -49,12 +49,11 @@ def prepare_environment(info: stack.StackInfo) -> None:
 def reset_data(info: stack.StackInfo) -> None:
     """Start from an empty GradeFlow database and bucket, so the demo shows one clean day."""
     import boto3
-    import psycopg
 
-    with psycopg.connect(host="127.0.0.1", port=info.pg_port, user=stack.PG_USER, dbname=stack.GRADEFLOW_DB,
-                         autocommit=True) as conn:
+    with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as conn:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
+    stack.migrate(info)  # as the owner role: the night's tasks work as the worker role and never migrate
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
         for item in page.get("Contents", []):
@@ -104,8 +103,8 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
 
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     summary: dict = {}
-    with tasks.open_db() as conn:
-        for inst in insts:
+    for inst in insts:  # one connection per institution, as the worker role: it sees only its own rows
+        with tasks.open_db(inst.id) as conn:
             counts = publish.day_counts(conn, inst, day)
             summary.setdefault(inst.id, {})[str(day)] = {
                 "submissions": counts["submissions"], "answers": counts["answers"],

@@ -5,6 +5,13 @@ stops them. `env()` gives the environment (Airflow connections as AIRFLOW_CONN_*
 Airflow's own settings) that the demo, the tests and `make airflow` use, so the DAGs run against
 the embedded stack exactly as they would against real services.
 
+PostgreSQL's roles are those of production (docs/security.md): the superuser `postgres` only
+bootstraps roles and databases; `gradeflow_owner` owns GradeFlow's tables and runs the migrate step
+(every `up`); the night works as `gradeflow_worker` (no superuser, no owner, no BYPASSRLS, no DDL);
+Airflow's metadata belongs to `airflow`. TCP logins need a password (scram-sha-256): random ones
+are generated per state folder into `<state dir>/secrets.json` (mode 0600) and handed out only
+through `env()` / `connect_as()`.
+
     python -m devstack.stack up      # start (or reuse) the stack in .devstack/
     python -m devstack.stack env     # print `export` lines for a shell
     python -m devstack.stack down    # stop it
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -26,7 +34,10 @@ from urllib.parse import quote
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".devstack"
-PG_USER = "postgres"
+PG_USER = "postgres"  # bootstrap superuser: creates roles and databases, nothing else
+OWNER_ROLE = "gradeflow_owner"  # owns GradeFlow's schema, runs migrations
+WORKER_ROLE = "gradeflow_worker"  # the night's least-privilege login
+AIRFLOW_ROLE = "airflow"  # owns Airflow's metadata database
 GRADEFLOW_DB = "gradeflow"
 AIRFLOW_DB = "airflow"
 BUCKET = "gradeflow"
@@ -90,10 +101,97 @@ def _start_postgres(pg_data: Path, port: int) -> None:
         os.chown(pg_data, *_uid_gid("pgserver"))
     if not (pg_data / "PG_VERSION").exists():
         pgserver.initdb(["--auth=trust", "--encoding=utf8", "-U", PG_USER], pgdata=pg_data, **run_as)
+    # TCP logins need a password; only the socket inside the (0700) data folder is trusted, for bootstrap.
+    (pg_data / "pg_hba.conf").write_text(PG_HBA)
     opts = f"-h 127.0.0.1 -p {port} -k {pg_data}"
     pgserver.pg_ctl(["-w", "-o", opts, "-l", str(pg_data / "log"), "start"], pgdata=pg_data, timeout=60, **run_as)
-    for database in (GRADEFLOW_DB, AIRFLOW_DB):
-        _create_database(port, database)
+
+
+PG_HBA = """# Written by devstack.stack on every start.
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def _secrets(state_dir: Path) -> dict[str, str]:
+    """Random passwords of this state folder's roles, created once (file mode 0600)."""
+    path = Path(state_dir) / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {role: secrets.token_urlsafe(24) for role in (PG_USER, OWNER_ROLE, WORKER_ROLE, AIRFLOW_ROLE)}
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values, indent=2))
+    return values
+
+
+def _socket_connect(info: StackInfo, dbname: str):
+    import psycopg
+
+    return psycopg.connect(host=str(info.pg_data), port=info.pg_port, user=PG_USER, dbname=dbname, autocommit=True)
+
+
+def _bootstrap_roles(info: StackInfo) -> None:
+    """Roles with their passwords, GradeFlow's database owned by the owner role, Airflow's by airflow."""
+    from psycopg import sql
+
+    pw = _secrets(Path(info.state_dir))
+    roles = {PG_USER: "SUPERUSER", OWNER_ROLE: "LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOBYPASSRLS",
+             WORKER_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS",
+             AIRFLOW_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"}
+    with _socket_connect(info, "postgres") as conn:
+        for role, attributes in roles.items():  # names and attributes are our constants, passwords are bound
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("ALTER ROLE {} " + attributes + " PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(pw[role])))
+        for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE)):
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
+                                                                          sql.Identifier(owner)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(GRADEFLOW_DB)))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(GRADEFLOW_DB),
+                                                                    sql.Identifier(OWNER_ROLE)))
+    with _socket_connect(info, GRADEFLOW_DB) as conn:  # a state folder from before the owner role: hand it over
+        conn.execute(ADOPT_SCHEMA)
+
+
+ADOPT_SCHEMA = f"""
+DO $$
+DECLARE r record;
+BEGIN
+    IF (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public') NOT IN
+       ('{OWNER_ROLE}', 'pg_database_owner') THEN
+        ALTER SCHEMA public OWNER TO {OWNER_ROLE};
+    END IF;
+    FOR r IN SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p')
+                AND relowner <> '{OWNER_ROLE}'::regrole LOOP
+        EXECUTE format('ALTER TABLE public.%I OWNER TO {OWNER_ROLE}', r.relname);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
+              WHERE p.pronamespace = 'public'::regnamespace AND p.proowner <> '{OWNER_ROLE}'::regrole LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO {OWNER_ROLE}', r.fn);
+    END LOOP;
+END $$;
+"""
+
+
+def connect_as(info: StackInfo, role: str, dbname: str = GRADEFLOW_DB, **kwargs):
+    """A psycopg connection to the embedded PostgreSQL as one of its roles (tests, demo, bootstrap)."""
+    import psycopg
+
+    return psycopg.connect(host="127.0.0.1", port=info.pg_port, user=role, dbname=dbname,
+                           password=_secrets(Path(info.state_dir))[role], **kwargs)
+
+
+def migrate(info: StackInfo) -> list[str]:
+    """The migrate step, as the owner role: schema, tenants, row-level security, read-only roles."""
+    if str(PROJECT_ROOT / "plugins") not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+    from gradeflow import db
+
+    with connect_as(info, OWNER_ROLE, autocommit=True) as conn:
+        return db.migrate(conn)
 
 
 def _uid_gid(user: str) -> tuple[int, int]:
@@ -101,14 +199,6 @@ def _uid_gid(user: str) -> tuple[int, int]:
 
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
-
-
-def _create_database(port: int, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')  # name is one of our constants, not input
 
 
 def _spawn(args: list[str], log_path: Path) -> int:
@@ -148,6 +238,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
     state_dir = Path(state_dir).resolve()
     running = status(state_dir)
     if running:
+        _bootstrap_roles(running)
+        migrate(running)
         return running
     down(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +256,8 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
     _wait_port(info.s3_port, "moto S3 server")
     _wait_port(info.openai_port, "Batch API emulator")
     (state_dir / "stack.json").write_text(json.dumps(asdict(info), indent=2))
+    _bootstrap_roles(info)
+    migrate(info)
     _ensure_bucket(info)
     return info
 
@@ -211,10 +305,12 @@ def env(info: StackInfo) -> dict[str, str]:
     """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders."""
     s3 = s3_client_kwargs(info)
     airflow_home = Path(info.state_dir) / "airflow"
+    pw = _secrets(Path(info.state_dir))
+    airflow_login = _airflow_db_owner(info)
     return {
         "AIRFLOW_CONN_GRADEFLOW_DB": json.dumps({
             "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
-            "login": PG_USER, "schema": GRADEFLOW_DB,
+            "login": WORKER_ROLE, "password": pw[WORKER_ROLE], "schema": GRADEFLOW_DB,
         }),
         "AIRFLOW_CONN_GRADEFLOW_S3": json.dumps({
             "conn_type": "aws", "login": s3["aws_access_key_id"], "password": s3["aws_secret_access_key"],
@@ -225,8 +321,8 @@ def env(info: StackInfo) -> dict[str, str]:
         }),
         "GRADEFLOW_BUCKET": BUCKET,
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN":
-            f"postgresql+psycopg://{PG_USER}@127.0.0.1:{info.pg_port}/{quote(AIRFLOW_DB)}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{quote(airflow_login)}:"
+            f"{quote(pw[airflow_login], safe='')}@127.0.0.1:{info.pg_port}/{quote(AIRFLOW_DB)}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -234,6 +330,21 @@ def env(info: StackInfo) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)]),
     }
+
+
+def owner_env(info: StackInfo) -> dict[str, str]:
+    """The owner connection (migrations, cross-institution views): for admin tools, never for the night."""
+    return {"AIRFLOW_CONN_GRADEFLOW_DB_OWNER": json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
+        "login": OWNER_ROLE, "password": _secrets(Path(info.state_dir))[OWNER_ROLE], "schema": GRADEFLOW_DB})}
+
+
+def _airflow_db_owner(info: StackInfo) -> str:
+    """`airflow`; a state folder whose metadata database predates that role keeps the superuser."""
+    with _socket_connect(info, "postgres") as conn:
+        row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                           (AIRFLOW_DB,)).fetchone()
+    return row[0] if row and row[0] in (AIRFLOW_ROLE, PG_USER) else AIRFLOW_ROLE
 
 
 def main(argv: list[str] | None = None) -> int:

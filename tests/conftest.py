@@ -15,9 +15,16 @@ from devstack import stack
 
 
 @pytest.fixture(scope="session")
-def embedded_stack(tmp_path_factory):
-    """Start the embedded stack for the session and export its connections as AIRFLOW_CONN_* variables."""
-    state_dir = tmp_path_factory.mktemp("devstack")
+def embedded_stack():
+    """Start the embedded stack for the session and export its connections as AIRFLOW_CONN_* variables.
+
+    Its folder is outside pytest's basetemp: pytest keeps only the 3 newest `pytest-N` folders of a user,
+    so another session starting meanwhile would delete a running PostgreSQL's data under it.
+    """
+    import shutil
+    import tempfile
+
+    state_dir = Path(tempfile.mkdtemp(prefix="gradeflow-devstack-"))
     info = stack.up(state_dir, emulator_timing_scale=0.02)
     saved = dict(os.environ)
     os.environ.update(stack.env(info))
@@ -26,6 +33,7 @@ def embedded_stack(tmp_path_factory):
     os.environ.clear()
     os.environ.update(saved)
     stack.down(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -41,19 +49,41 @@ def s3(embedded_stack):
 
 
 @pytest.fixture
-def conn(embedded_stack):
-    """A connection to GradeFlow's database, migrated, with every table emptied."""
-    from gradeflow import db
-
-    connection = db.connect()
-    db.migrate(connection)
-    tables = [r[0] for r in connection.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
-    connection.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    connection.commit()
-    db.migrate(connection)  # re-seed the institutions table
+def admin_conn(embedded_stack):
+    """The owner role's connection (sees every institution): for setup and cross-institution assertions only."""
+    connection = stack.connect_as(embedded_stack, stack.OWNER_ROLE, autocommit=True)
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def tenant_conn(embedded_stack, admin_conn):
+    """Open worker connections bound to one institution each, as the night's tasks do: tenant_conn("lakeshore")."""
+    from gradeflow import db
+
+    opened = []
+
+    def open_for(institution_id: str):
+        opened.append(db.connect(institution=institution_id))
+        return opened[-1]
+
+    yield open_for
+    for connection in opened:
+        connection.close()
+
+
+@pytest.fixture
+def conn(admin_conn, tenant_conn):
+    """The night's connection for northfield (worker role, bound to it), on a migrated database with every
+    table emptied. Work on another institution goes through tenant_conn(<id>), as in the tasks."""
+    from gradeflow import db
+
+    db.migrate(admin_conn)
+    tables = [r[0] for r in admin_conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
+    admin_conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    db.migrate(admin_conn)  # re-seed the institutions table
+    return tenant_conn("northfield")
 
 
 @pytest.fixture

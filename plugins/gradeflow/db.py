@@ -1,38 +1,282 @@
 """PostgreSQL access: connections through Airflow's PostgresHook, SQL from include/sql/, migrations.
 
 Every statement is a file under include/sql/ rendered with bind parameters (never string
-formatting with data). Connections carry a statement timeout so one stuck query cannot hold a
-worker for the night.
+formatting with data).
+
+Isolation (docs/security.md): the night works as the least-privilege worker role, on a connection
+bound to ONE institution for its whole life (`connect(institution=...)` sets the session setting
+`gradeflow.institution` that the row-level security policies of migration 003 compare with each
+row's institution_id). Every task already opens one connection per institution and the code runs
+most statements in autocommit outside explicit transactions, so a per-connection binding covers
+every statement; a per-transaction `SET LOCAL` would leave each autocommit statement unbound
+(it would read zero rows, silently). A bound connection is never re-bound (TenantMismatch), and a
+statement whose `inst` parameter names another institution is refused before it is sent.
+Migrations run as the owner role, by an explicit step (`python -m gradeflow.db migrate`, run by
+the embedded stack's `up`), never by a task.
+
+Bounded waits: every connection carries statement, lock and idle-in-transaction timeouts, a
+client-connection check (a backend whose client died mid-query ends within seconds instead of
+holding its locks) and TCP keepalives both ways; its application_name names the institution and
+the Airflow task. A lock wait that times out raises LockWaitTimeout naming the blocking backend.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
+import time
+import weakref
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gradeflow.config import POSTGRES_CONN_ID, SQL_DIR, Institution, load_institutions
+import psycopg
+import psycopg.errors
 
-if TYPE_CHECKING:
-    import psycopg
+from gradeflow.config import POSTGRES_CONN_ID, POSTGRES_OWNER_CONN_ID, SQL_DIR, Institution, load_institutions
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
-STATEMENT_TIMEOUT = "15min"
 _MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
+TENANT_SETTING = "gradeflow.institution"
+RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-only role may read
+# The only tables without institution_id: reference data the migrate step writes; the worker may only read them.
+GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons"})
+
+# Session settings of the night's connections: (setting, environment variable, default).
+# Defaults: no statement of the night runs for minutes (set-based SQL and COPY; the 200k-row ingest
+# benchmark's statements take seconds), so 5 min bounds a stuck one well before the task's
+# execution_timeout; a lock is never legitimately held for long, so 30 s of waiting means something
+# is stuck, and the error names it; a transaction idle for 5 min is a client that lost its way.
+SESSION_SETTINGS = (
+    ("statement_timeout", "GRADEFLOW_DB_STATEMENT_TIMEOUT", "5min"),
+    ("lock_timeout", "GRADEFLOW_DB_LOCK_TIMEOUT", "30s"),
+    ("idle_in_transaction_session_timeout", "GRADEFLOW_DB_IDLE_IN_TRANSACTION_TIMEOUT", "5min"),
+    ("client_connection_check_interval", "GRADEFLOW_DB_CLIENT_CHECK_INTERVAL", "5s"),
+    ("tcp_keepalives_idle", "GRADEFLOW_DB_KEEPALIVES_IDLE", "60"),
+    ("tcp_keepalives_interval", "GRADEFLOW_DB_KEEPALIVES_INTERVAL", "10"),
+    ("tcp_keepalives_count", "GRADEFLOW_DB_KEEPALIVES_COUNT", "6"),
+)
+MIGRATE_STATEMENT_TIMEOUT_ENV = "GRADEFLOW_DB_MIGRATE_STATEMENT_TIMEOUT"  # default 30min: DDL on big tables
 
 
-def connect(conn_id: str = POSTGRES_CONN_ID) -> psycopg.Connection:
-    """An autocommit psycopg 3 connection to GradeFlow's database, from the Airflow connection `conn_id`."""
+def worker_role() -> str:
+    """The role the night works as (its login is this role or a member of it)."""
+    return os.environ.get("GRADEFLOW_DB_WORKER_ROLE", "gradeflow_worker")
+
+
+def reader_role(institution_id: str) -> str:
+    """The read-only role of one institution's release tables."""
+    return f"gradeflow_ro_{institution_id}"
+
+
+class SchemaNotMigrated(RuntimeError):
+    """The database is behind the code: the owner must run the migrate step first."""
+
+
+class TenantMismatch(RuntimeError):
+    """A connection bound to one institution was used for another."""
+
+
+class LockWaitTimeout(psycopg.errors.LockNotAvailable):
+    """A statement waited longer than lock_timeout; the message names the blocking backend(s)."""
+
+
+_BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> institution id
+
+
+def session_settings() -> dict[str, str]:
+    """The timeouts and keepalives of the night's connections, from the environment (see README)."""
+    return {name: os.environ.get(env, default) for name, env, default in SESSION_SETTINGS}
+
+
+def application_name(institution: str | None) -> str:
+    """gradeflow/<institution>/<dag_id>.<task_id> (the Airflow task when there is one); 63 bytes at most."""
+    parts = ["gradeflow", institution or "admin"]
+    dag_id, task_id = os.environ.get("AIRFLOW_CTX_DAG_ID"), os.environ.get("AIRFLOW_CTX_TASK_ID")
+    if task_id:
+        parts.append(f"{dag_id}.{task_id}" if dag_id else task_id)
+    else:
+        parts.append(os.path.basename(sys.argv[0] or "python"))
+    return "/".join(parts).encode()[:63].decode(errors="ignore")
+
+
+def connect(conn_id: str = POSTGRES_CONN_ID, institution: str | None = None) -> psycopg.Connection:
+    """An autocommit psycopg 3 connection from the Airflow connection `conn_id`, with bounded waits.
+
+    With `institution`, the connection is bound to that institution for its life: row-level
+    security then shows and accepts only its rows. Without it, the worker role sees zero rows
+    (only the owner connection, `gradeflow_db_owner`, works without one: migrations, admin views).
+    """
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    class _Hook(PostgresHook):
+        def _create_connection(self, conn_args: dict[str, Any]):
+            # Client-side keepalives (the server's are session settings) and a connect timeout: a vanished
+            # server cannot hang a task. The Airflow connection's extras win over these defaults.
+            keep = session_settings()
+            defaults = {"application_name": application_name(institution), "connect_timeout": 10, "keepalives": 1,
+                        **{f"keepalives_{k}": keep[f"tcp_keepalives_{k}"] for k in ("idle", "interval", "count")}}
+            return super()._create_connection({**defaults, **conn_args})
+
+    conn = _Hook(postgres_conn_id=conn_id).get_conn()
     # Autocommit: each `with conn.transaction()` block is then a real transaction (not a savepoint
     # inside an implicit one), so what the code commits is durable before it archives or submits.
     conn.autocommit = True
-    conn.execute("SELECT set_config('statement_timeout', %s, false)", (STATEMENT_TIMEOUT,))
+    conn.cursor_factory = _GuardedCursor
+    settings = {**session_settings(), TENANT_SETTING: institution or ""}
+    conn.execute("SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+                 [v for item in settings.items() for v in item])
+    if institution:
+        _BOUND[conn] = institution
+    _WATCHED[conn] = (conn_id, _seconds(settings["lock_timeout"]))
     return conn
+
+
+def bound_institution(conn: psycopg.Connection) -> str | None:
+    """The institution a connection from connect() is bound to (None: unbound or not ours)."""
+    return _BOUND.get(conn)
+
+
+def check_tenant(conn: psycopg.Connection, institution_id: str) -> None:
+    """Refuse to work on `institution_id` through a connection bound to another institution."""
+    bound = _BOUND.get(conn)
+    if bound is not None and bound != institution_id:
+        raise TenantMismatch(f"this database connection is bound to institution {bound!r} and cannot work on "
+                             f"{institution_id!r}: open one connection per institution (db.connect(institution=...))")
+
+
+def require_schema(conn: psycopg.Connection) -> None:
+    """Fail with a clear message when the database is behind the code's migrations (tasks never migrate)."""
+    wanted = [p.stem for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+    try:
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+        applied = set()
+    missing = [v for v in wanted if v not in applied]
+    if missing:
+        where = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+        raise SchemaNotMigrated(
+            f"GradeFlow's database {where} is not migrated: missing {', '.join(missing)}. Run the migrate step "
+            f"as the owner role: `python -m gradeflow.db migrate` (connection {POSTGRES_OWNER_CONN_ID!r}); "
+            "on the embedded stack `make stack-up` does it. Tasks work as the least-privilege role and never migrate."
+        )
+
+
+# --- Lock waits that name their blocker -------------------------------------------------------------
+# While a statement runs, a watchdog thread of this process looks (from its own connection, only for
+# statements that run longer than half the lock timeout) at pg_blocking_pids() of the statement's
+# backend; when PostgreSQL cancels the wait (lock_timeout), the error carries what it saw.
+
+_WATCHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> (conn id, lock timeout s)
+
+BLOCKERS_SQL = """
+SELECT pid, coalesce(nullif(application_name, ''), '?') AS application_name, usename, state,
+       date_trunc('second', now() - coalesce(xact_start, query_start)) AS holding_for,
+       query_start, left(query, 120) AS query
+  FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids(%s)) ORDER BY pid
+"""
+
+
+class _Watchdog:
+    """One daemon thread per process; one diagnostic connection per connection id, opened on demand."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, dict] = {}  # id(cursor) -> {pid, conn_id, since, after, blockers}
+        self.thread: threading.Thread | None = None
+        self.diag: dict[str, psycopg.Connection] = {}
+
+    def start(self, key: int, pid: int, conn_id: str, after: float) -> None:
+        with self.lock:
+            self.running[key] = {"pid": pid, "conn_id": conn_id, "next": time.monotonic() + after,
+                                 "every": max(0.25, after / 2), "blockers": None}
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="gradeflow-lock-watchdog", daemon=True)
+                self.thread.start()
+
+    def stop(self, key: int) -> list[dict] | None:
+        with self.lock:
+            entry = self.running.pop(key, None)
+        return entry["blockers"] if entry else None
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(0.1)
+            with self.lock:
+                due = [e for e in self.running.values() if time.monotonic() >= e["next"]]
+            for entry in due:
+                entry["next"] = time.monotonic() + entry["every"]
+                try:
+                    blockers = self._blockers(entry["conn_id"], entry["pid"])
+                except Exception as exc:  # noqa: BLE001 - diagnosis must never break the statement it watches
+                    log.debug("lock watchdog could not look at backend %s: %s", entry["pid"], exc)
+                    continue
+                if blockers or entry["blockers"] is None:
+                    entry["blockers"] = blockers
+
+    def _blockers(self, conn_id: str, pid: int) -> list[dict]:
+        from psycopg.rows import dict_row
+
+        diag = self.diag.get(conn_id)
+        if diag is None or diag.closed:
+            from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+            diag = self.diag[conn_id] = PostgresHook(postgres_conn_id=conn_id).get_conn()
+            diag.autocommit = True
+            diag.execute("SELECT set_config('statement_timeout', '5s', false), "
+                         "set_config('application_name', 'gradeflow/lock-watchdog', false)")
+        with diag.cursor(row_factory=dict_row) as cur:
+            return cur.execute(BLOCKERS_SQL, (pid,)).fetchall()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def describe_blockers(blockers: list[dict] | None) -> str:
+    """One line per blocking backend: pid, application, state, how long, query start, query."""
+    if blockers is None:
+        return "a backend not seen (the wait ended before the watchdog's first look)"
+    if not blockers:
+        return "a backend that had already let go when the watchdog looked"
+    return "; ".join(
+        f"pid {b['pid']} (application_name {b['application_name']!r}, user {b['usename']}, state {b['state']!r}, "
+        f"holding for {b['holding_for']}, query started {b['query_start']:%Y-%m-%d %H:%M:%S%z}, "
+        f"last query {b['query']!r})"
+        for b in blockers)
+
+
+def _seconds(value: str) -> float:
+    """A PostgreSQL duration ('30s', '500ms', '5min', '1h', bare = ms) in seconds."""
+    value = value.strip()
+    for unit, factor in (("ms", 0.001), ("min", 60.0), ("s", 1.0), ("h", 3600.0), ("d", 86400.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)].strip()) * factor
+    return float(value) / 1000 if value else 0.0
+
+
+class _GuardedCursor(psycopg.Cursor):
+    """Runs each statement under the lock watchdog; a lock timeout becomes LockWaitTimeout naming the blocker."""
+
+    def execute(self, query, params=None, **kwargs):
+        conn_id, lock_timeout = _WATCHED.get(self.connection, (None, 0.0))
+        if not conn_id or not lock_timeout:
+            return super().execute(query, params, **kwargs)
+        key, pid = id(self), self.connection.info.backend_pid
+        _WATCHDOG.start(key, pid, conn_id, after=lock_timeout / 2)
+        try:
+            return super().execute(query, params, **kwargs)
+        except psycopg.errors.LockNotAvailable as exc:
+            if isinstance(exc, LockWaitTimeout):
+                raise
+            raise LockWaitTimeout(
+                f"{exc.diag.message_primary or exc} after {lock_timeout:g}s (lock_timeout) in backend {pid} "
+                f"({application_name(bound_institution(self.connection))}), blocked by "
+                f"{describe_blockers(_WATCHDOG.stop(key))}") from exc
+        finally:
+            _WATCHDOG.stop(key)
 
 
 @cache
@@ -44,31 +288,50 @@ def sql(name: str) -> str:
     return path.read_text()
 
 
+def _check_params(conn: psycopg.Connection, params: dict[str, Any] | None) -> dict[str, Any]:
+    if params and "inst" in params and params["inst"] is not None:
+        check_tenant(conn, params["inst"])
+    return params or {}
+
+
 def fetch_all(conn: psycopg.Connection, name: str, params: dict[str, Any] | None = None) -> list[dict]:
     """Run include/sql/<name>.sql with bind parameters and return the rows as dicts."""
     from psycopg.rows import dict_row
 
+    params = _check_params(conn, params)
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(sql(name), params or {})
+        cur.execute(sql(name), params)
         return cur.fetchall()
 
 
 def execute(conn: psycopg.Connection, name: str, params: dict[str, Any] | None = None) -> int:
     """Run include/sql/<name>.sql with bind parameters; return the affected row count."""
+    params = _check_params(conn, params)
     with conn.cursor() as cur:
-        cur.execute(sql(name), params or {})
+        cur.execute(sql(name), params)
         return cur.rowcount
 
 
 def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | None = None) -> list[str]:
-    """Apply the migrations not applied yet, in order, then sync the tenants table.
+    """Apply the migrations not applied yet, in order, sync the tenants, then enforce isolation.
 
-    Safe to run from every task and from several workers at once: an advisory lock serialises
-    migrators and applied versions are recorded in schema_migrations.
+    Run as the owner role (tables' owner, CREATEROLE, no superuser needed), by the explicit migrate
+    step, never by a task. An advisory lock serialises migrators; applied versions are recorded in
+    schema_migrations. It ends, every time, by putting row-level security and the worker's grants
+    on every table with an institution_id (including tables that later migrations add) and by
+    creating each institution's read-only role for its release tables.
     """
     applied_now: list[str] = []
+    institutions = institutions if institutions is not None else load_institutions()
+    worker = worker_role()
     with conn.transaction():
+        # A migration waits briefly for the night's locks and then fails, rather than queue every task behind it.
+        conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                      (session_settings()["lock_timeout"], os.environ.get(MIGRATE_STATEMENT_TIMEOUT_ENV, "30min")))
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (worker,)).fetchone():
+            raise SchemaNotMigrated(f"the worker role {worker!r} does not exist: create it first (docs/security.md: "
+                                    f"CREATE ROLE {worker} LOGIN PASSWORD '<from your vault>' NOSUPERUSER NOBYPASSRLS)")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -80,15 +343,19 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
             conn.execute(path.read_text())
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
             applied_now.append(path.stem)
-        for inst in institutions if institutions is not None else load_institutions():
+        for inst in institutions:
             execute(
                 conn,
                 "upsert_institution",
                 {"id": inst.id, "name": inst.name, "tz": inst.timezone, "prefix": inst.s3_prefix, "model": inst.model},
             )
         _sync_review_reasons(conn)
-    if applied_now:
-        log.info("Applied %d migration(s): %s", len(applied_now), ", ".join(applied_now))
+        secured = conn.execute("SELECT gradeflow_enforce_isolation(%s)", (worker,)).fetchone()[0]
+        for inst in institutions:
+            conn.execute("SELECT gradeflow_grant_reader(%s, %s, %s)", (reader_role(inst.id), inst.id,
+                                                                       list(RELEASE_TABLES)))
+    log.info("Migrated: %d migration(s) applied%s; row-level security on %d table(s); %d read-only role(s)",
+             len(applied_now), f" ({', '.join(applied_now)})" if applied_now else "", secured, len(institutions))
     return applied_now
 
 
@@ -111,3 +378,25 @@ def audit(conn: psycopg.Connection, actor: str, action: str, institution_id: str
         "insert_audit",
         {"actor": actor, "action": action, "inst": institution_id, "day": exam_day, "details": Jsonb(details or {})},
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: `python -m gradeflow.db migrate` (as the owner connection) | `check` (as the worker)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="GradeFlow's database: migrate (owner) or check (worker)")
+    parser.add_argument("command", choices=["migrate", "check"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "migrate":
+        with connect(POSTGRES_OWNER_CONN_ID) as conn:
+            migrate(conn)
+    else:
+        with connect() as conn:
+            require_schema(conn)
+        print("schema is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,9 @@
 A rerun supersedes the current grades in its scope (they stay in `grades` with is_current = false),
 closes their open reviews, raises the day's grading version and writes the audit log; the stage
 DAGs then regrade and republish as usual, and the new state is released as a new version. It is
-refused while a batch of that day may still deliver, so the same work is never paid for twice.
+refused while a batch of that day may still deliver, so the same work is never paid for twice, and
+when its scope matches no answer (a typo in a question or student id must not raise the version).
+Every request is in the audit log with who and why: done, dry run, or refused (with the reason).
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ def reset_scope(conn: psycopg.Connection, inst: Institution, request: RerunReque
     params = {"inst": inst.id, "day": request.exam_day, "scope": request.scope, "value": request.scope_value,
               "run_id": request.run_id}
     regrade = request.stage == "prepare" and not request.dry_run
+    try:
+        return _reset(conn, inst, request, params, regrade)
+    except RerunRefused as refused:
+        record_refusal(conn, inst.id, request.requested_by, _request_details(request), str(refused))
+        raise
+
+
+def _request_details(request: RerunRequest) -> dict:
+    return {**asdict(request), "exam_day": str(request.exam_day)}
+
+
+def record_refusal(conn: psycopg.Connection, institution_id: str, requested_by: str, details: dict,
+                   reason: str) -> None:
+    """Audit a refused request (its own transaction: the refused work was rolled back)."""
+    with conn.transaction():
+        db.audit(conn, requested_by, "rerun_refused", institution_id, details.get("exam_day") or None,
+                 {**details, "refused": reason})
+    log.warning("Rerun refused for %s (requested by %s): %s", institution_id, requested_by, reason)
+
+
+def _reset(conn: psycopg.Connection, inst: Institution, request: RerunRequest, params: dict, regrade: bool) -> dict:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"rerun:{inst.id}:{request.exam_day}",))
         if request.run_id:
@@ -91,6 +114,11 @@ def reset_scope(conn: psycopg.Connection, inst: Institution, request: RerunReque
         db.execute(conn, "rerun/scoped_answers", params)
         answers = db.fetch_all(conn, "rerun/count_scope", params)[0]["answers"]
         version = grading_version(conn, inst, request.exam_day)
+        if not answers:
+            what = "the whole day" if request.scope == "day" else f"{request.scope} {request.scope_value!r}"
+            raise RerunRefused(f"scope {what} matches no answer of {inst.id} on {request.exam_day}: nothing to "
+                               f"rerun, version stays v{version}. Check the id (question: 'q4' or 'exam/q4'; "
+                               "student: the student_id as in the submissions) and the exam day.")
         result = {"answers_in_scope": answers, "old_version": version, "new_version": version,
                   "grades_superseded": 0, "reviews_closed": 0, "requests_withdrawn": 0, "dry_run": request.dry_run}
         if regrade:
@@ -99,7 +127,7 @@ def reset_scope(conn: psycopg.Connection, inst: Institution, request: RerunReque
             result["requests_withdrawn"] = db.execute(conn, "rerun/retire_unsubmitted", params)
             result["new_version"] = version + 1
         action = "rerun_dry_run" if request.dry_run else "rerun_reset" if regrade else "rerun_resume"
-        details = {**asdict(request), "exam_day": str(request.exam_day), "version": result["new_version"], **result}
+        details = {**_request_details(request), "version": result["new_version"], **result}
         db.audit(conn, request.requested_by, action, inst.id, request.exam_day, details)
     log.info("Rerun %s %s from %s, scope %s %r: %s", inst.id, request.exam_day, request.stage, request.scope,
              request.scope_value, result)

@@ -28,15 +28,22 @@ def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0)
     return when.astimezone(inst.tz).date() - timedelta(days=days_back)
 
 
-_MIGRATED: set[str] = set()
+_SCHEMA_CHECKED: set[str] = set()
 
 
-def open_db():
-    """A connection to GradeFlow's database, migrated to the current schema (once per process)."""
-    conn = db.connect()
-    if conn.info.dsn not in _MIGRATED:
-        db.migrate(conn)
-        _MIGRATED.add(conn.info.dsn)
+def open_db(institution_id: str):
+    """A connection bound to one institution, as the worker role; fails clearly if the schema is behind.
+
+    Tasks never migrate (they work as the least-privilege role): the owner's migrate step does.
+    """
+    conn = db.connect(institution=institution_id)
+    if conn.info.dsn not in _SCHEMA_CHECKED:
+        try:
+            db.require_schema(conn)
+        except db.SchemaNotMigrated:
+            conn.close()
+            raise
+        _SCHEMA_CHECKED.add(conn.info.dsn)
     return conn
 
 
@@ -46,7 +53,7 @@ def ingest_files(institution_id: str, **context: Any) -> dict:
     from gradeflow.ingest import ingest_institution
 
     inst = get_institution(institution_id)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         report = ingest_institution(inst, conn, storage.client())
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} file(s) could not be ingested and stay in incoming/ for the "
@@ -60,7 +67,7 @@ def order_submissions(institution_id: str, **context: Any) -> dict:
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         return {"exam_day": str(day), "ordered": prepare.order_submissions(conn, inst, day)}
 
 
@@ -70,7 +77,7 @@ def grade_by_rule(institution_id: str, **context: Any) -> dict:
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         return {"exam_day": str(day), "graded": prepare.grade_by_rule(conn, inst, day)}
 
 
@@ -82,7 +89,7 @@ def build_batches(institution_id: str, **context: Any) -> dict:
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(), inst, day))}
 
 
@@ -100,7 +107,7 @@ def submit_batches(institution_id: str, **context: Any) -> list[dict]:
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         return _submit(conn, inst, day, storage.client())
 
 
@@ -115,7 +122,7 @@ def collect_results(institution_id: str, final: bool = False, **context: Any) ->
     day = exam_day_for(context, inst)
     client = grading.openai_client()
     totals: dict[str, Any] = {"exam_day": str(day), "jobs": 0, "collected": 0, "still_running": []}
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         for job in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": day}):
             if not job["openai_batch_id"]:
                 continue
@@ -141,7 +148,7 @@ def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
     s3 = storage.client()
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         plan = prepare.build_batches(conn, s3, inst, day)
         log.info("Retry wave for %s %s: %d request(s) in %d job(s)", inst.id, day, plan.requests_queued,
                  plan.jobs_written)
@@ -154,7 +161,7 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         gate = publish.validate(conn, inst, day)
     if not gate.success:
         raise publish.ReleaseBlocked(f"release gate failed for {inst.id} {day}; nothing released. "
@@ -168,7 +175,7 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
 
     inst = get_institution(institution_id)
     day = date.fromisoformat(gate["exam_day"])
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         released = publish.release(conn, inst, day, gate["validation_id"])
         key = publish.export(conn, storage.client(), inst, day, released["release_id"])
         counts = publish.day_counts(conn, inst, day)
@@ -183,19 +190,27 @@ def write_report(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back=1)
     timings = report.airflow_stage_timings(context, inst, day)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         key = report.write_report(conn, storage.client(), inst, day, timings)
     return {"exam_day": str(day), "report_key": key, "airflow_runs_timed": len(timings)}
 
 
 def reset_for_rerun(**context: Any) -> dict:
     """Admin rerun, step 1: validate the form, record the audit line, supersede the scope's grades."""
-    from gradeflow.rerun import RerunRequest, reset_scope
+    from gradeflow.rerun import RerunRequest, record_refusal, reset_scope
 
     dag_run = context["dag_run"]
     requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"
-    request = RerunRequest.from_params(dict(context["params"]), requested_by, run_id=dag_run.run_id)
+    params = dict(context["params"])
+    try:
+        request = RerunRequest.from_params(params, requested_by, run_id=dag_run.run_id)
+    except ValueError as invalid:  # refused by the form's checks: audited too, then the task fails
+        inst = get_institution(str(params.get("institution")))
+        with open_db(inst.id) as conn:
+            record_refusal(conn, inst.id, requested_by, {**{k: str(v) for k, v in params.items()},
+                                                         "exam_day": None, "run_id": dag_run.run_id}, str(invalid))
+        raise
     inst = get_institution(request.institution)
-    with open_db() as conn:
+    with open_db(inst.id) as conn:
         result = reset_scope(conn, inst, request)
     return {**result, "institution": inst.id, "exam_day": str(request.exam_day), "stage": request.stage}

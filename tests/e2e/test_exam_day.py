@@ -49,7 +49,7 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
 
     s3 = boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))  # not the fixture: it empties the bucket
     inst = get_institution("northfield")
-    with tasks.open_db() as conn:
+    with tasks.open_db("northfield") as conn:
         counts = publish.day_counts(conn, inst, date.fromisoformat(DAY))
         batches = conn.execute("SELECT count(*), sum(input_tokens), sum(cost_usd) FROM batch_jobs "
                                "WHERE collected_at IS NOT NULL").fetchone()

@@ -117,14 +117,14 @@ def test_crash_between_commit_and_archive_loses_nothing_and_loads_nothing_twice(
     assert _count(conn, "ingested_files") == 2 and keys(s3, "incoming/") == []
 
 
-def test_isolation_one_institution_never_reads_another_prefix(conn, s3):
+def test_isolation_one_institution_never_reads_another_prefix(conn, s3, tenant_conn, admin_conn):
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
     put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(answers_for("s1", "st1")))
     put(s3, f"incoming/lakeshore/{DAY}/submissions/a.csv", csv_bytes(answers_for("s1", "st1")))
     _ingest(conn, s3)
-    lake = _ingest(conn, s3, LAKE)
-    assert _count(conn, "answers", "lakeshore") == 0 and lake.rows_rejected == 4  # bio-101 is northfield's exam
-    assert _count(conn, "answers", "northfield") == 4
+    lake = _ingest(tenant_conn("lakeshore"), s3, LAKE)
+    assert _count(admin_conn, "answers", "lakeshore") == 0 and lake.rows_rejected == 4  # bio-101 is northfield's
+    assert _count(admin_conn, "answers", "northfield") == 4
     assert all(k.startswith("archive/lakeshore/") or k.startswith("archive/northfield/") for k in keys(s3, "archive/"))
     assert len(keys(s3, "rejects/lakeshore/")) == 1 and keys(s3, "rejects/northfield/") == []
 

@@ -199,7 +199,7 @@ def test_a_sweep_never_waits_silently_on_an_orphaned_ingest(conn, s3, monkeypatc
 def test_a_row_lock_held_elsewhere_fails_only_that_file_after_the_lock_timeout(conn, s3, monkeypatch):
     put(s3, EXAM_KEY, exam_bytes())
     _ingest(conn, s3)
-    other = db.connect()
+    other = db.connect(institution="northfield")  # as the night: the worker role, bound
     try:
         other.autocommit = False
         other.execute("SELECT 1 FROM exams WHERE exam_id = 'bio-101' FOR NO KEY UPDATE")  # held, never committed
@@ -211,7 +211,7 @@ def test_a_row_lock_held_elsewhere_fails_only_that_file_after_the_lock_timeout(c
         result = {}
 
         def sweep():
-            result["report"] = _ingest(db.connect(), s3)
+            result["report"] = _ingest(db.connect(institution="northfield"), s3)
             done.set()
 
         threading.Thread(target=sweep, daemon=True).start()

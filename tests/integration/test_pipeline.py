@@ -219,7 +219,7 @@ def test_batch_input_has_no_student_identity(conn, s3, emulator, openai_client):
     assert back == [("sub-secret-1", "q4")]
 
 
-def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai_client):
+def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai_client, tenant_conn, admin_conn):
     """Same exam id, submission ids and answers at two institutions: each night sees only its own."""
     lake = get_institution("lakeshore")
     rows_north = answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy")
@@ -227,7 +227,8 @@ def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai
     for prefix, rows in (("northfield", rows_north), ("lakeshore", rows_lake)):
         put(s3, f"incoming/{prefix}/{DAY}/exams/bio-101.json", exam_bytes())
         put(s3, f"incoming/{prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
-    for inst in (NORTH, lake):
+    for inst in (NORTH, lake):  # each night on its own connection, bound to its institution, as in the tasks
+        conn = tenant_conn(inst.id)
         ingest_institution(inst, conn, s3)
         prepare.order_submissions(conn, inst, EXAM_DAY)
         prepare.grade_by_rule(conn, inst, EXAM_DAY)
@@ -240,6 +241,7 @@ def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai
         assert gate.success, gate.failures
         released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)
         publish.export(conn, s3, inst, EXAM_DAY, released["release_id"])
+    conn = admin_conn  # the assertions look across institutions
     per_inst = dict(conn.execute("SELECT institution_id, count(*) FROM release_results GROUP BY 1").fetchall())
     assert per_inst == {"northfield": 8, "lakeshore": 4}
     students = {r[0] for r in conn.execute(

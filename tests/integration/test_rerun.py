@@ -68,6 +68,7 @@ def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_clie
     with pytest.raises(RerunRefused, match="may still deliver"):
         reset_scope(conn, NORTH, _request())
     assert prepare.grading_version(conn, get_institution("northfield"), EXAM_DAY) == 1
+    assert _audit(conn) == [("rerun_refused", "admin@example.org", "rubric for q4 corrected by the examiner")]
 
 
 def test_rerun_from_grade_or_publish_changes_no_grade(conn, s3, emulator, openai_client):
@@ -108,3 +109,65 @@ def test_clearing_the_reset_task_does_not_reset_twice(conn, s3, emulator, openai
     again = reset_scope(conn, NORTH, request)
     assert first["new_version"] == again["new_version"] == 2 and first["grades_superseded"] == 4
     assert conn.execute("SELECT count(*) FROM audit_log WHERE actor <> 'ingest'").fetchone()[0] == 1
+
+
+def _audit(conn) -> list[tuple]:
+    return conn.execute("SELECT action, actor, details ->> 'reason' FROM audit_log WHERE action LIKE 'rerun%'"
+                        " ORDER BY audit_id").fetchall()
+
+
+@pytest.mark.parametrize(("scope", "value", "named"), [
+    ("question", "bio-101/q9", "question 'bio-101/q9'"),
+    ("question", "q44", "question 'q44'"),
+    ("student", "st-typo", "student 'st-typo'"),
+])
+def test_a_scope_that_matches_nothing_is_refused_not_a_new_version(conn, s3, emulator, openai_client,
+                                                                   scope, value, named):
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    for dry_run in (True, False):
+        with pytest.raises(RerunRefused, match=f"scope {named} matches no answer of northfield on {EXAM_DAY}"):
+            reset_scope(conn, NORTH, _request(scope=scope, scope_value=value, dry_run=dry_run))
+    assert prepare.grading_version(conn, NORTH, EXAM_DAY) == 1
+    assert conn.execute("SELECT count(*) FROM grades WHERE NOT is_current").fetchone()[0] == 0
+    refused = conn.execute("SELECT action, actor, details ->> 'scope_value', (details ->> 'dry_run')::boolean,"
+                           " details ->> 'refused' FROM audit_log WHERE action LIKE 'rerun%' ORDER BY audit_id"
+                           ).fetchall()
+    assert [r[:4] for r in refused] == [("rerun_refused", "admin@example.org", value, True),
+                                        ("rerun_refused", "admin@example.org", value, False)]
+    assert all("matches no answer" in r[4] for r in refused)
+
+
+def test_a_day_without_answers_is_refused(conn):
+    with pytest.raises(RerunRefused, match="scope the whole day matches no answer of northfield"):
+        reset_scope(conn, NORTH, _request(scope="day", scope_value="", stage="publish"))
+    assert _audit(conn) == [("rerun_refused", "admin@example.org", "rubric for q4 corrected by the examiner")]
+
+
+def test_every_admin_request_through_the_task_is_audited_with_who_and_why(conn, s3, emulator, openai_client):
+    """Done, dry run, refused by the form and refused by the database: each leaves one audit line."""
+    from types import SimpleNamespace
+
+    from gradeflow import tasks
+
+    _load(conn, s3, answers_for("s1", "st1", GOOD))
+    _prepare(conn, s3)
+    _grade(conn, s3, openai_client)
+    form = {"institution": "northfield", "exam_day": str(EXAM_DAY), "stage": "prepare", "scope": "question",
+            "scope_value": "bio-101/q4", "reason": "examiner corrected the rubric", "dry_run": True}
+    runs = [({**form}, None), ({**form, "reason": "oops"}, ValueError),
+            ({**form, "scope_value": "q9"}, RerunRefused), ({**form, "dry_run": False}, None)]
+    for n, (params, error) in enumerate(runs):
+        context = {"params": params, "dag_run": SimpleNamespace(run_id=f"manual__{n}", triggering_user_name="ada")}
+        if error:
+            with pytest.raises(error):
+                tasks.reset_for_rerun(**context)
+        else:
+            tasks.reset_for_rerun(**context)
+    lines = conn.execute("SELECT action, actor, details ->> 'reason', details ->> 'run_id', details ? 'refused'"
+                         " FROM audit_log WHERE action LIKE 'rerun%' ORDER BY audit_id").fetchall()
+    assert lines == [("rerun_dry_run", "ada", "examiner corrected the rubric", "manual__0", False),
+                     ("rerun_refused", "ada", "oops", "manual__1", True),
+                     ("rerun_refused", "ada", "examiner corrected the rubric", "manual__2", True),
+                     ("rerun_reset", "ada", "examiner corrected the rubric", "manual__3", False)]

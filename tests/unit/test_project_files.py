@@ -13,7 +13,15 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from gradeflow.config import AWS_CONN_ID, BATCH_API_POOL, FREE_TEXT_TYPES, OPENAI_CONN_ID, POSTGRES_CONN_ID, bucket
+from gradeflow.config import (
+    AWS_CONN_ID,
+    BATCH_API_POOL,
+    FREE_TEXT_TYPES,
+    OPENAI_CONN_ID,
+    POSTGRES_CONN_ID,
+    POSTGRES_OWNER_CONN_ID,
+    bucket,
+)
 
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-triggerer"}
@@ -86,12 +94,15 @@ def test_s3_credentials_and_bucket_match_minio(env_example, compose, monkeypatch
 
 
 def test_database_credentials_match_postgres(project_root, env_example, compose):
-    db = _conn(env_example, POSTGRES_CONN_ID)
-    init_sql = (project_root / "docker" / "init-gradeflow-db.sql").read_text()
-    user, password = re.search(r"CREATE USER (\w+) WITH PASSWORD '([^']*)'", init_sql).groups()
-    database, owner = re.search(r"CREATE DATABASE (\w+) OWNER (\w+)", init_sql).groups()
-    assert (db["host"], db["port"], db["login"], db["password"], db["schema"]) == (
-        "postgres", 5432, user, password, database) and owner == user
+    init_sh = (project_root / "docker" / "init-gradeflow-db.sh").read_text()
+    database, owner = re.search(r"CREATE DATABASE (\w+) OWNER (\w+)", init_sh).groups()
+    for conn_id, role, variable in ((POSTGRES_CONN_ID, "gradeflow_worker", "GRADEFLOW_DB_WORKER_PASSWORD"),
+                                    (POSTGRES_OWNER_CONN_ID, owner, "GRADEFLOW_DB_OWNER_PASSWORD")):
+        db = _conn(env_example, conn_id)
+        assert re.search(rf"CREATE ROLE {role} LOGIN .*PASSWORD :'\w+'", init_sh) and "\\getenv" in init_sh
+        assert (db["host"], db["port"], db["login"], db["password"], db["schema"]) == (
+            "postgres", 5432, role, env_example[variable], database)
+        assert compose["services"]["postgres"]["environment"][variable].startswith(f"${{{variable}")
     postgres = compose["services"]["postgres"]["environment"]
     meta = compose["x-airflow"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")
