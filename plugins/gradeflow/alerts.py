@@ -146,6 +146,9 @@ class FailureNotifier(BaseNotifier):
         super().__init__()
         self.scope = scope
 
+    def __deepcopy__(self, memo: dict) -> FailureNotifier:
+        return self  # stateless: every task shares it (operators deep-copy their callbacks at parse time)
+
     def notify(self, context: Any) -> None:
         send(failure_alert(dict(context), self.scope), context)
 

@@ -129,7 +129,8 @@ def _alert_fields(where: str, raw: dict) -> dict:
 def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
     """All tenants, sorted by id, validated (unique ids and prefixes, real time zones)."""
     path = Path(path or INSTITUTIONS_FILE)
-    data = yaml.safe_load(path.read_text()) or {}
+    # libyaml's C loader when present: the file is read at every DAG parse (see devstack/bench_parse.py).
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
     items = [_parse_institution(i, raw) for i, raw in enumerate(data.get("institutions") or [])]
     for attr in ("id", "s3_prefix"):
         values = [getattr(inst, attr) for inst in items]
