@@ -155,30 +155,48 @@ class FailureNotifier(BaseNotifier):
 
 # ---- the release gate ------------------------------------------------------------------------------------
 
+_STATES = (("graded_rule", "graded by rule"), ("graded_llm", "by the model"), ("graded_human", "by a person"),
+           ("in_review", "in review"), ("deferred", "deferred to the next night"),
+           ("pending_model", "waiting for the model"), ("received", "received, not yet prepared"))
+
+
 def gate_failure_message(institution_id: str, day: date | str, failures: list[str], counts: dict,
                          diagnosis: dict | None = None) -> tuple[str, str]:
     """Subject and body for a failed release gate, from the gate's failure list and the day's counts.
 
-    `counts` is publish.day_counts (answers, graded_rule, graded_llm, graded_human, in_review);
-    `diagnosis` (optional) is the row of publish/unaccounted.sql: which answers have no outcome and why.
+    `counts` is publish.day_counts (answers and one count per answer state; states it lacks are left out);
+    `diagnosis` (optional) is the row of publish/unaccounted.sql: answers without exactly one outcome, by
+    question, and the work still open for the day.
     """
     diagnosis = diagnosis or {}
     answers = int(counts.get("answers") or 0)
-    outcome_keys = ("graded_rule", "graded_llm", "graded_human", "in_review")
-    accounted = sum(int(counts.get(k) or 0) for k in outcome_keys)
+    present = [(key, label) for key, label in _STATES if key in counts]
+    accounted = sum(int(counts[key] or 0) for key, _ in present)
     unaccounted = int(diagnosis.get("unaccounted", max(answers - accounted, 0)))
+    twice = int(diagnosis.get("counted_twice", max(accounted - answers, 0)))
+    problems = ([f"{unaccounted} of {answers} answers without an outcome"] if unaccounted else []) + (
+        [f"{twice} counted twice"] if twice else [])
     subject = (f"[GradeFlow] {institution_id} {day}: release gate failed, nothing released"
-               + (f" ({unaccounted} of {answers} answers without an outcome)" if unaccounted else ""))
+               + (f" ({', '.join(problems)})" if problems else ""))
+    states = "; ".join(f"{label} {int(counts[key] or 0)}" for key, label in present)
     lines = [f"The release gate for {institution_id}, exam day {day}, failed: nothing was released.", "",
-             f"Answers: {answers}; graded by rule {counts.get('graded_rule', 0)}, by the model "
-             f"{counts.get('graded_llm', 0)}, by a person {counts.get('graded_human', 0)}; in review "
-             f"{counts.get('in_review', 0)}; without an outcome {unaccounted}."]
+             f"Answers: {answers}; {states}; without an outcome {unaccounted}; with more than one {twice}."]
     causes, todo = _causes(institution_id, diagnosis)
-    if unaccounted and diagnosis.get("by_question"):
+    if diagnosis.get("by_question") and (unaccounted or twice):
         shown = ", ".join(f"{q['question']} ({q['answers']})" for q in diagnosis["by_question"])
-        lines += ["", f"Unaccounted answers by question (most first): {shown}."]
+        lines += ["", f"Answers without exactly one outcome, by question (most first): {shown}."]
+    if twice:
+        causes.insert(0, f"{twice} answer(s) have more than one outcome: a current grade and an open review "
+                         "item, or two current grades")
+        todo.insert(0, "Resolve the stale review item or grade of those answers (gradeflow__admin_rerun with "
+                       "scope question regrades them cleanly), then clear validate_grades.")
+    if unaccounted:
+        causes.insert(0, f"{unaccounted} answer(s) have no outcome at all: no grade, no review item, no "
+                         "visible wait; this is a data fault")
+        todo.insert(0, "Rerun prepare for this exam_day (it grades or queues every answer), then clear "
+                       "validate_grades.")
     if causes:
-        lines += ["", "Why:"] + [f"- {c}" for c in causes]
+        lines += ["", "Found:"] + [f"- {c}" for c in causes]
     lines += ["", "Checks that failed:"] + [f"- {f}" for f in failures or ["(none listed)"]]
     todo = todo or ["Read the publish log and the validation_runs row; fix the cause; clear validate_grades."]
     lines += ["", "What to do:"] + [f"- {t}" for t in todo]

@@ -65,14 +65,20 @@ def test_no_alert_below_the_review_share():
 
 def test_a_failed_gate_says_which_answers_are_unaccounted_why_and_what_to_do(conn, s3, emulator, mailbox):
     _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
-    _prepare(conn, s3)  # batch files written, never submitted: the free-text answers have no outcome
+    _prepare(conn, s3)  # rule answers graded; batch files written, never submitted
+    # A stale review item on a graded answer: that answer now has two outcomes, the gate must refuse.
+    conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                 "SELECT institution_id, submission_id, question_id, exam_day, 'manual' FROM grades "
+                 "WHERE grader = 'rule' AND submission_id = 's1' AND question_id = 'q1'")
+    conn.commit()
     with pytest.raises(publish.ReleaseBlocked) as blocked:
         tasks.validate_grades("northfield", **_context())
     message = str(blocked.value)
-    assert "nothing was released" in message and "without an outcome 2" in message
-    assert "bio-101/q4 (2)" in message  # which answers: by question
-    assert "1 batch job(s) written but never submitted" in message  # why
-    assert "Run northfield__grade for this exam_day" in message  # what to do
+    assert "nothing was released" in message and "with more than one 1" in message
+    assert "by question (most first): bio-101/q1 (1)" in message  # which answers
+    assert "have more than one outcome: a current grade and an open review item" in message  # why
+    assert "1 batch job(s) written but never submitted" in message  # what else is open
+    assert "gradeflow__admin_rerun with scope question" in message  # what to do
     assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 0
 
     # The task's failure callback (Airflow's notifier machinery) e-mails it to the institution.
@@ -85,7 +91,7 @@ def test_a_failed_gate_says_which_answers_are_unaccounted_why_and_what_to_do(con
     (mail,) = mailbox()
     assert mail["X-GradeFlow-Alert"] == "gate_failed" and mail["To"] == "exams-office@northfield.example.edu"
     assert "release gate failed" in mail["Subject"]
-    assert "bio-101/q4 (2)" in _text(mail) and "Run northfield__grade" in _text(mail)
+    assert "bio-101/q1 (1)" in _text(mail) and "Run northfield__grade" in _text(mail)
 
 
 def test_a_day_without_answers_is_skipped_and_never_released(conn, s3, caplog):
