@@ -59,7 +59,8 @@ def parse_once(institutions: Path, profile: str | None = None, root: Path = PROJ
     """Parse the DAG file in a fresh interpreter; return seconds, DAG count and import errors."""
     env = {**os.environ, "GRADEFLOW_INSTITUTIONS": str(institutions),
            "PYTHONPATH": os.pathsep.join([str(root / "plugins"), str(root)]),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600"}  # a loaded machine must not turn into a timeout
     env.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="gradeflow-bench-parse-"))
     if profile:
         env["BENCH_PROFILE"] = profile
