@@ -233,16 +233,20 @@ def gate_failure_alert(institution_id: str, day: date | str, failures: list[str]
 
 # ---- review share ----------------------------------------------------------------------------------------
 
+def _pct(share: float) -> str:
+    return f"{share * 100:.3g}%"  # 35%, 20%, 0.0561%: small shares stay readable
+
+
 def review_share_alert(institution_id: str, day: date | str, counts: dict, threshold: float) -> Alert | None:
     """An alert when more than `threshold` of the day's answers wait in review, else None."""
     answers, in_review = int(counts.get("answers") or 0), int(counts.get("in_review") or 0)
     if not answers or in_review / answers <= threshold:
         return None
     share = in_review / answers
-    subject = (f"[GradeFlow] {institution_id} {day}: {share:.0%} of answers wait in human review "
-               f"(alert above {threshold:.0%})")
+    subject = (f"[GradeFlow] {institution_id} {day}: {_pct(share)} of answers wait in human review "
+               f"(alert above {_pct(threshold)})")
     body = (f"{in_review} of {answers} answers of {institution_id}, exam day {day}, wait in human review "
-            f"({share:.1%}; the alert threshold review_alert_share is {threshold:.0%}).\n\n"
+            f"({_pct(share)}; the alert threshold review_alert_share is {_pct(threshold)}).\n\n"
             "Usual causes: the token budget ran out (reason over_budget), the model refused or its output was "
             "cut or unparseable, batches expired twice. The review_queue table gives the reason per answer.\n\n"
             "What to do: check the reasons; raise daily_token_budget or fix the prompt if one reason dominates; "
