@@ -1,0 +1,82 @@
+-- The Batch API at production limits (issue 6): exact token estimates and a ledger of estimated vs
+-- actual tokens and cost per line and attempt; nights (the grade night a job belongs to, which may be
+-- later than its exam day: carry-over and late answers); a shared reservation ledger for the API
+-- organisation's enqueued-token cap.
+
+-- Model requests: the estimate split into input (exact, by the model's tokenizer) and expected output;
+-- `sends` counts every time the line went into a batch (attempt counts only the sends that ran or could
+-- have run: a batch refused for the enqueued-token cap gives its attempt back); it keeps each retry's
+-- batch fingerprint new. status_changed_at tells publish which days changed since their last release.
+ALTER TABLE llm_requests
+    ADD COLUMN est_input_tokens  integer,
+    ADD COLUMN est_output_tokens integer,
+    ADD COLUMN sends             integer NOT NULL DEFAULT 0,
+    ADD COLUMN status_changed_at timestamptz NOT NULL DEFAULT now();
+
+CREATE FUNCTION llm_requests_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status IS DISTINCT FROM OLD.status THEN
+        NEW.status_changed_at := clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER llm_requests_touch BEFORE UPDATE OF status ON llm_requests
+    FOR EACH ROW EXECUTE FUNCTION llm_requests_touch();
+CREATE INDEX llm_requests_changed ON llm_requests (institution_id, status_changed_at);
+
+-- Batch jobs: the night that wrote them (budget and waves are per night), the wave number, the
+-- estimate's output part and the input file's size in bytes, and the batch's usage once collected.
+ALTER TABLE batch_jobs
+    ADD COLUMN night             date,
+    ADD COLUMN wave              integer NOT NULL DEFAULT 1,
+    ADD COLUMN est_output_tokens bigint NOT NULL DEFAULT 0,
+    ADD COLUMN input_bytes       bigint NOT NULL DEFAULT 0,
+    ADD COLUMN requeued_lines    integer NOT NULL DEFAULT 0;
+UPDATE batch_jobs SET night = exam_day WHERE night IS NULL;
+ALTER TABLE batch_jobs ALTER COLUMN night SET NOT NULL;
+CREATE INDEX batch_jobs_open ON batch_jobs (institution_id, night) WHERE collected_at IS NULL;
+
+-- The token ledger: one row per line per send (job): estimated input and output tokens when written,
+-- actual tokens, cost and outcome when collected. Job, attempt, day, night and institution figures are
+-- sums over it (view token_ledger_days).
+CREATE TABLE batch_lines (
+    institution_id    text NOT NULL REFERENCES institutions,
+    job_id            bigint NOT NULL REFERENCES batch_jobs,
+    custom_id         text NOT NULL REFERENCES llm_requests,
+    exam_day          date NOT NULL,
+    attempt           integer NOT NULL,
+    est_input_tokens  integer NOT NULL,
+    est_output_tokens integer NOT NULL,
+    input_tokens      integer,
+    output_tokens     integer,
+    cost_usd          numeric(14, 6),
+    outcome           text,   -- graded | review | retry | unrun (never ran: refunded) | missing
+    PRIMARY KEY (job_id, custom_id)
+);
+CREATE INDEX batch_lines_request ON batch_lines (institution_id, custom_id);
+
+CREATE VIEW token_ledger_days WITH (security_invoker = true) AS
+SELECT l.institution_id, j.night, l.exam_day, l.attempt,
+       count(*) AS lines,
+       sum(l.est_input_tokens) AS est_input_tokens, sum(l.est_output_tokens) AS est_output_tokens,
+       sum(l.input_tokens) AS input_tokens, sum(l.output_tokens) AS output_tokens,
+       sum(l.cost_usd) AS cost_usd,
+       count(*) FILTER (WHERE l.input_tokens IS NOT NULL) AS lines_collected
+  FROM batch_lines l
+  JOIN batch_jobs j ON j.job_id = l.job_id AND j.institution_id = l.institution_id
+ GROUP BY l.institution_id, j.night, l.exam_day, l.attempt;
+
+-- The API organisation's enqueued-token cap is shared by every institution: this reservation ledger is
+-- organisation-wide ON PURPOSE and has no institution_id column (row-level security by institution
+-- would hide the other institutions' reservations and let the sum under-count). It holds no student
+-- data: a job id, the tenant that reserved, a token count. Reservations are taken and checked under one
+-- advisory lock (gradeflow.grading.reserve), released when the batch is seen finished.
+CREATE TABLE openai_enqueued (
+    job_id       bigint PRIMARY KEY REFERENCES batch_jobs,
+    tenant       text NOT NULL,
+    model        text NOT NULL,
+    tokens       bigint NOT NULL CHECK (tokens >= 0),
+    reserved_at  timestamptz NOT NULL DEFAULT now(),
+    released_at  timestamptz
+);
+CREATE INDEX openai_enqueued_live ON openai_enqueued (model) WHERE released_at IS NULL;
