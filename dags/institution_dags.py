@@ -33,6 +33,7 @@ from gradeflow.dag_defaults import python_task as task  # @task's shape, half it
 from gradeflow.waiting import GradeNightOperator
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
+BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
 RERUN = (
     "\n\n**Rerun**: clearing any task or the whole run is safe (every step is idempotent). To work on "
     "another day, trigger with the `exam_day` param (`YYYY-MM-DD`, or leave it empty for the scheduled day); "
@@ -157,6 +158,7 @@ def grade_dag(inst: Institution) -> DAG:
         GradeNightOperator(
             task_id="grade_night", institution_id=inst.id, pool=BATCH_API_POOL, poll_interval=POLL_SECONDS,
             recheck_seconds=max(POLL_SECONDS * 5, 1.0), execution_timeout=timedelta(hours=10, minutes=30),
+            retry_backoff_seconds=float(BACKOFF) if BACKOFF else None,
         )
     return dag
 

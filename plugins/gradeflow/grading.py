@@ -416,6 +416,19 @@ def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remo
             "terminal": remote.status in TERMINAL})
 
 
+def ledger(conn: psycopg.Connection, inst: Institution, night: date) -> dict:
+    """The night's token ledger: estimated vs actual tokens (and their ratio), cost, waves, attempts."""
+    row = db.fetch_all(conn, "grade/ledger_summary", {"inst": inst.id, "night": night})[0]
+    est = (row["est_input_tokens"] or 0) + (row["est_output_tokens"] or 0)
+    actual = row["input_tokens"] + row["output_tokens"]
+    row["est_input_ratio"] = round(row["est_input_tokens"] / row["input_tokens"], 3) if row["input_tokens"] else None
+    row["est_output_ratio"] = (round(row["est_output_tokens"] / row["output_tokens"], 3)
+                               if row["output_tokens"] else None)
+    row["est_actual_ratio"] = round(est / actual, 3) if actual else None
+    row["attempts"] = {str(k): v for k, v in sorted((row["attempts"] or {}).items())}
+    return row
+
+
 # -------------------------------------------------------------------------------------- the night loop
 
 
@@ -454,7 +467,8 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
         last = state["last_requeue_at"].timestamp() if state["last_requeue_at"] else now
         next_wave_at = last + backoff
         if now >= next_wave_at:
-            wave_plan = prepare.write_jobs(conn, s3, inst, night, wave=int(state["last_wave"] or 1) + 1)
+            wave_plan = prepare.write_jobs(conn, s3, inst, night, wave=int(state["last_wave"] or 1) + 1,
+                                           settings=settings)
             log.info("Retry wave %d for %s night %s (after %.0fs backoff): %d line(s) in %d job(s); %d deferred",
                      int(state["last_wave"] or 1) + 1, inst.id, night, backoff, wave_plan.requests_queued,
                      wave_plan.jobs_written, wave_plan.requests_deferred)

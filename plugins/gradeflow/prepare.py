@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from gradeflow import batch, db, lifecycle, rules, storage
-from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, load_openai_settings
+from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -96,7 +96,8 @@ def catch_up_late_days(conn: psycopg.Connection, inst: Institution, night: date)
     return [row["exam_day"] for row in late]
 
 
-def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) -> BatchPlan:
+def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
+                  settings: OpenAISettings | None = None) -> BatchPlan:
     """The night's model work: new requests from the day's (and late days') free-text answers, then jobs.
 
     Identical answers to a question are merged into one request (set-based: one query, one bulk insert).
@@ -115,7 +116,7 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) ->
         for d in days:  # answers identical to work already graded or in review join it
             lifecycle.apply_model_grades(conn, inst, d, versions[d])
             lifecycle.fan_out_reviews(conn, inst, d, versions[d])
-    wave = write_jobs(conn, s3, inst, day, wave=1, writer=writer, lines=lines)
+    wave = write_jobs(conn, s3, inst, day, wave=1, writer=writer, lines=lines, settings=settings)
     for name in ("carried_over", "jobs_written", "requests_queued", "requests_deferred", "est_input_tokens",
                  "est_output_tokens", "est_tokens_queued", "expected_output_per_request", "budget_remaining",
                  "bytes_written"):
@@ -171,7 +172,8 @@ def expected_output_tokens(conn: psycopg.Connection, inst: Institution, night: d
 
 
 def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int = 1,
-               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[str, int]] | None = None) -> BatchPlan:
+               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[str, int]] | None = None,
+               settings: OpenAISettings | None = None) -> BatchPlan:
     """Admit waiting requests into the night's jobs (strict FIFO within the budget) and write their files.
 
     Wave 1 (prepare) first takes back every deferred request of earlier nights. Admission walks the
@@ -213,7 +215,7 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
                     "night from exam day %s on (first one needs ~%d tokens, %d left)", inst.id, night,
                     len(admitted), len(over), over[0]["exam_day"], lines[over[0]["custom_id"]][1] + expected_out,
                     remaining)
-    for shard in _shards(inst, admitted, lines):
+    for shard in _shards(inst, admitted, lines, (settings or load_openai_settings()).institution_cap()):
         _write_job(conn, s3, inst, night, wave, shard, lines, expected_out, plan)
     return plan
 
@@ -232,9 +234,8 @@ def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict]
                                             texts[r["custom_id"]] or "")
 
 
-def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[str, int]]):
+def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[str, int]], token_cap: int):
     """Cut admitted requests (in order) into jobs: one exam day each, within count, bytes and token share."""
-    token_cap = load_openai_settings().institution_cap()
     shard: list[dict] = []
     size = tokens = 0
     for req in admitted:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from typing import Any
@@ -83,8 +84,9 @@ class GradeNightOperator(BaseOperator):
     """
 
     def __init__(self, *, institution_id: str, conn_id: str = OPENAI_CONN_ID, poll_interval: float = 60.0,
-                 recheck_seconds: float = 300.0, **kwargs: Any) -> None:
+                 recheck_seconds: float = 300.0, retry_backoff_seconds: float | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.retry_backoff_seconds = retry_backoff_seconds  # overrides the institution's (the demo's short night)
         self.institution_id = institution_id
         self.conn_id = conn_id
         self.poll_interval = poll_interval
@@ -113,6 +115,8 @@ class GradeNightOperator(BaseOperator):
         from gradeflow.config import get_institution
 
         inst = get_institution(self.institution_id)
+        if self.retry_backoff_seconds is not None:
+            inst = replace(inst, retry_backoff_seconds=self.retry_backoff_seconds)
         night = tasks.exam_day_for(context, inst)
         deadline = deadline or self._deadline(context, inst, night)
         with tasks.open_db(inst.id) as conn:
