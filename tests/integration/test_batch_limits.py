@@ -62,7 +62,7 @@ def _release(conn, inst, day):
 
 
 def test_admission_is_strict_fifo_and_stops_at_the_first_request_that_does_not_fit(conn, s3, emulator):
-    long = "ATP " * 300
+    long = "ATP " * 1000
     rows = (answers_for("s1", "st1", "it makes ATP", minute=1) + answers_for("s2", "st2", long, minute=2)
             + answers_for("s3", "st3", "energy", minute=3))
     _load(conn, s3, NORTH, rows)
@@ -108,8 +108,8 @@ def test_deferred_work_goes_first_the_next_nights_and_its_day_is_released_again(
     waiting = conn.execute("SELECT exam_day, status FROM llm_requests WHERE status <> 'graded'").fetchall()
     assert waiting == [(D2, "deferred")]
 
-    # Publish of D2's morning republishes day 1, which changed since its release.
-    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2 + timedelta(days=1))})
+    # Publish on the morning after night 2 (its day is D2) also republishes day 1, which changed since its release.
+    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})
     assert out["released"] == [f"{D1} v2"]
     second = publish.day_counts(conn, inst, D1)
     assert second["deferred"] == 0 and second["released_version"] == 2
@@ -253,7 +253,7 @@ def test_a_batch_running_past_the_deadline_is_collected_by_the_next_night(conn, 
     time.sleep(2.5)
     grading.run_night(conn, s3, openai_client, NORTH, D2)  # next night: reconcile finds the job of night D1
     assert _statuses(conn) == {"graded": 2} and emulator.stats()["batches_created"] == 1
-    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2 + timedelta(days=1))})
+    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})
     assert out["released"] == [f"{D1} v{first['version'] + 1}"]
 
 
@@ -263,12 +263,12 @@ def test_a_late_file_is_graded_the_next_night_and_released_as_a_new_version(conn
     grading.run_night(conn, s3, openai_client, NORTH, D1)
     assert _release(conn, NORTH, D1)["version"] == 1
     # After day 1's cut-off, a file for day 1 arrives: the next morning's sweep loads it.
-    _load(conn, s3, NORTH, _rows(1, prefix="late"), name="late.csv")
+    _load(conn, s3, NORTH, _rows(1, prefix="late", text="a late answer about mitochondria"), name="late.csv")
     assert publish.day_counts(conn, NORTH, D1)["received"] == 4
     plan = _prepare(conn, s3, NORTH, D2)  # night 2 (no answers of its own)
     assert plan.late_days == [str(D1)] and plan.requests_queued == 1
     grading.run_night(conn, s3, openai_client, NORTH, D2)
     counts = publish.day_counts(conn, NORTH, D1)
     assert counts["received"] == 0 and counts["answers"] == counts["graded_rule"] + counts["graded_llm"] == 8
-    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2 + timedelta(days=1))})
+    out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})
     assert out["released"] == [f"{D1} v2"]
