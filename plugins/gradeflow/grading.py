@@ -82,19 +82,6 @@ def _pick(candidates: list[Any]) -> Any:
     raise ValueError("no candidates")
 
 
-def find_remote_batch(client: OpenAI, fingerprint: str, inst: Institution | None = None) -> Any | None:
-    """The batch already created for this fingerprint, whatever its status (None if there is none)."""
-    if inst is not None:
-        candidates = remote_batches(client, inst).get(fingerprint)
-        return _pick(candidates) if candidates else None
-    for seen, remote in enumerate(client.batches.list(limit=100)):
-        if seen >= REATTACH_SCAN_LIMIT:
-            break
-        if (remote.metadata or {}).get("gradeflow_fingerprint") == fingerprint:
-            return remote
-    return None
-
-
 def get_job(conn: psycopg.Connection, inst: Institution, job_id: int) -> dict:
     """One batch job of this institution (never another's), or a clear error."""
     rows = db.fetch_all(conn, "grade/get_job", {"inst": inst.id, "job_id": job_id})
