@@ -22,7 +22,11 @@ BEGIN
 END $$;
 CREATE TRIGGER llm_requests_touch BEFORE UPDATE OF status ON llm_requests
     FOR EACH ROW EXECUTE FUNCTION llm_requests_touch();
-CREATE INDEX llm_requests_changed ON llm_requests (institution_id, status_changed_at);
+
+-- A request stands for every answer with its (day, exam, question, normalised text): fanning grades and
+-- reviews out to them must find them by that key, not scan the question's answers once per request
+-- (quadratic: 20,000 requests to one question took 17 s to fan out without it).
+CREATE INDEX answers_request ON answers (institution_id, exam_day, exam_id, question_id, answer_sha256);
 
 -- Batch jobs: the night that wrote them (budget and waves are per night), the wave number, the
 -- estimate's output part and the input file's size in bytes, and the batch's usage once collected.
