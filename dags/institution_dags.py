@@ -171,10 +171,11 @@ def publish_dag(inst: Institution) -> DAG:
         report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(
             tasks.write_report)(institution_id=inst.id)
         released >> report.as_teardown()
-        # Earlier days whose state changed (late answers, carried-over work, batches collected late).
-        republish = task(task_id="republish_changed_days", trigger_rule=TriggerRule.ALL_DONE)(
-            tasks.republish_changed_days)(institution_id=inst.id)
-        released >> republish
+        # Earlier days whose state changed (late answers, carried-over work, batches collected late): also a
+        # teardown, so it runs whatever yesterday's gate said and the run's state stays publish_release's;
+        # a failed gate of an earlier day fails this task visibly (alert line), releasing nothing for it.
+        republish = task(task_id="republish_changed_days")(tasks.republish_changed_days)(institution_id=inst.id)
+        released >> republish.as_teardown()
     return dag
 
 
