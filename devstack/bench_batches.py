@@ -64,7 +64,7 @@ def main() -> None:
     inst = replace(get_institution("northfield"), daily_token_budget=10**12)
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     client = OpenAI(api_key=stack.EMULATOR_KEY, base_url=f"http://127.0.0.1:{info.openai_port}/v1", timeout=600)
-    with db.connect() as conn:
+    with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as conn:  # the owner: it migrates and loads
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
         db.migrate(conn)

@@ -42,7 +42,6 @@ alerts = logging.getLogger("gradeflow.alerts")
 TERMINAL = batch.TERMINAL_STATUSES
 COMPLETION_WINDOW = "24h"
 REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
-ENQUEUED_LOCK = 0x6F61_6963  # "oaic": one reservation at a time across every institution
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
 
@@ -99,29 +98,22 @@ def reserve(conn: psycopg.Connection, inst: Institution, job: dict, settings: Op
     One advisory lock serialises every reserver of every institution, so two institutions can never
     both see the same room. A job's reservation is released when its batch is seen finished.
     """
+    tokens = int(job["est_input_tokens"])
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ENQUEUED_LOCK,))
-        live = db.fetch_all(conn, "grade/enqueued_totals", {"tenant": inst.id, "model": job["model"],
-                                                             "job_id": job["job_id"]})[0]
-        tokens = int(job["est_input_tokens"])
-        fits_org = live["org_tokens"] + tokens <= settings.enqueued_token_cap
-        fits_share = live["tenant_tokens"] + tokens <= settings.institution_cap()
-        # A job larger than the share on its own (never written so, but configs change) may go alone.
-        alone = live["tenant_tokens"] == 0 and fits_org
-        if not (fits_org and (fits_share or alone)):
-            log.info("Job %s (~%d tokens) waits for room: organisation %d/%d enqueued, %s %d/%d", job["job_id"],
-                     tokens, live["org_tokens"], settings.enqueued_token_cap, inst.id, live["tenant_tokens"],
-                     settings.institution_cap())
-            return False
-        db.execute(conn, "grade/reserve", {"job_id": job["job_id"], "tenant": inst.id, "model": job["model"],
-                                           "tokens": tokens})
-    return True
+        row = db.fetch_all(conn, "grade/reserve", {
+            "job_id": job["job_id"], "tenant": inst.id, "model": job["model"], "tokens": tokens,
+            "cap": settings.enqueued_token_cap, "share_cap": settings.institution_cap()})[0]
+    if not row["reserved"]:
+        log.info("Job %s (~%d tokens) waits for room: organisation %d/%d enqueued, %s %d/%d", job["job_id"],
+                 tokens, row["org_tokens"], settings.enqueued_token_cap, inst.id, row["tenant_tokens"],
+                 settings.institution_cap())
+    return bool(row["reserved"])
 
 
 def release_reservation(conn: psycopg.Connection, inst: Institution, job_id: int) -> None:
     """The job's batch is finished (or was never created): its tokens no longer count against the cap."""
     with conn.transaction():
-        db.execute(conn, "grade/release_reservation", {"job_id": job_id, "tenant": inst.id})
+        db.fetch_all(conn, "grade/release_reservation", {"job_id": job_id, "tenant": inst.id})
 
 
 # --------------------------------------------------------------------------------------- submitting

@@ -136,7 +136,7 @@ def test_three_attempts_with_exponential_backoff_then_review(conn, s3, emulator,
     assert conn.execute("SELECT count(*), count(DISTINCT attempt) FROM batch_lines").fetchone() == (6, 3)
 
 
-def test_jobs_stay_within_request_count_and_bytes_written(conn, s3, emulator, openai_client):
+def test_jobs_stay_within_the_request_count(conn, s3, emulator, openai_client):
     emulator.faults(max_requests_per_file=3)  # the emulator refuses bigger files, as the real API does at 50,000
     _load(conn, s3, NORTH, _rows(10))
     plan = _prepare(conn, s3, replace(NORTH, max_requests_per_batch=3))
@@ -145,14 +145,16 @@ def test_jobs_stay_within_request_count_and_bytes_written(conn, s3, emulator, op
     grading.run_night(conn, s3, openai_client, NORTH, D1)
     assert _statuses(conn) == {"graded": 10}
 
-    conn.execute("TRUNCATE batch_lines, openai_enqueued, batch_jobs, llm_requests, grades, review_queue CASCADE")
-    line_bytes = max(len(r[0].encode()) for r in [batch.RequestWriter(NORTH.model).line(
-        "gf1-" + "0" * 40, dict(zip(("qtype", "max_points", "prompt", "rubric", "reference_answer"), conn.execute(
-            "SELECT qtype, max_points, prompt, rubric, reference_answer FROM questions WHERE question_id = 'q4'"
-        ).fetchone(), strict=True)), "answer number 0 about ATP and energy")])
+
+def test_jobs_stay_within_the_bytes_written(conn, s3, emulator, openai_client):
+    _load(conn, s3, NORTH, _rows(10))
+    question = dict(zip(("qtype", "max_points", "prompt", "rubric", "reference_answer"), conn.execute(
+        "SELECT qtype, max_points, prompt, rubric, reference_answer FROM questions WHERE question_id = 'q4'"
+    ).fetchone(), strict=True))
+    line_bytes = len(batch.RequestWriter(NORTH.model).line("gf1-" + "0" * 40, question,
+                                                           "answer number 0 about ATP and energy")[0].encode())
     limit = int(line_bytes * 2.5)
-    emulator.faults(max_requests_per_file=None, max_file_bytes=limit)
-    prepare.grade_by_rule(conn, NORTH, D1)
+    emulator.faults(max_file_bytes=limit)  # the emulator refuses bigger files, as the real API does at 200 MB
     _prepare(conn, s3, replace(NORTH, max_batch_bytes=limit))
     jobs = conn.execute("SELECT request_count, input_bytes, input_key FROM batch_jobs ORDER BY job_id").fetchall()
     assert [j[0] for j in jobs] == [2, 2, 2, 2, 2]
@@ -162,23 +164,26 @@ def test_jobs_stay_within_request_count_and_bytes_written(conn, s3, emulator, op
     assert _statuses(conn) == {"graded": 10} and emulator.stats()["token_limit_failures"] == 0
 
 
-def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, s3, emulator, openai_client):
+def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, tenant_conn, s3, emulator,
+                                                                         openai_client):
     insts = [replace(get_institution(i), retry_backoff_seconds=0.05) for i in ("northfield", "lakeshore", "rheinwald")]
+    own = {inst.id: conn if inst.id == "northfield" else tenant_conn(inst.id) for inst in insts}
     for inst in insts:
-        _load(conn, s3, inst, _rows(6))
+        _load(own[inst.id], s3, inst, _rows(6))
     one = _request_cost(conn, insts[0], "answer number 0 about ATP and energy") - NORTH.expected_output_tokens
     cap = 5 * one + one // 2
     settings = OpenAISettings(enqueued_token_cap=cap, max_share_per_institution=0.4)  # two requests per shard
     emulator.faults(enqueued_token_cap=cap, timing={"validating": 0.1, "in_progress": 0.4, "finalizing": 0.1})
     for inst in insts:
-        _prepare(conn, s3, inst, settings=settings)
-    assert conn.execute("SELECT max(est_input_tokens) FROM batch_jobs").fetchone()[0] <= settings.institution_cap()
+        _prepare(own[inst.id], s3, inst, settings=settings)
+        assert own[inst.id].execute("SELECT max(est_input_tokens) FROM batch_jobs").fetchone()[0] \
+            <= settings.institution_cap()
     errors = []
 
     def night(inst):
         try:
-            with db.connect() as own:
-                grading.run_night(own, s3, openai_client, inst, D1, settings=settings, recheck_seconds=0.1)
+            with db.connect(institution=inst.id) as bound:
+                grading.run_night(bound, s3, openai_client, inst, D1, settings=settings, recheck_seconds=0.1)
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -191,7 +196,7 @@ def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, 
     stats = emulator.stats()
     assert stats["token_limit_failures"] == 0 and 0 < stats["peak_enqueued_tokens"] <= cap
     assert stats["batches_created"] == 9  # 3 institutions x 3 shards, each once
-    assert {i.id: _statuses(conn, i) for i in insts} == {i.id: {"graded": 6} for i in insts}
+    assert {i.id: _statuses(own[i.id], i) for i in insts} == {i.id: {"graded": 6} for i in insts}
 
 
 def test_a_token_limit_refusal_is_requeued_never_reviewed_and_the_deadline_releases_pending(

@@ -1,3 +1,3 @@
-INSERT INTO openai_enqueued (job_id, tenant, model, tokens)
-VALUES (%(job_id)s, %(tenant)s, %(model)s, %(tokens)s)
-ON CONFLICT (job_id) DO UPDATE SET tokens = EXCLUDED.tokens, reserved_at = now(), released_at = NULL;
+-- Reserve the job's input tokens under the organisation's cap and the tenant's share (under one lock).
+SELECT reserved, org_tokens, tenant_tokens
+  FROM gradeflow_reserve_enqueued(%(job_id)s, %(tenant)s, %(model)s, %(tokens)s, %(cap)s, %(share_cap)s);

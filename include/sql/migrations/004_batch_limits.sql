@@ -84,3 +84,47 @@ CREATE TABLE openai_enqueued (
     released_at  timestamptz
 );
 CREATE INDEX openai_enqueued_live ON openai_enqueued (model) WHERE released_at IS NULL;
+
+-- The worker role may only read tables without institution_id (003_isolation), so it reserves and
+-- releases through these two functions, which run with the owner's rights and check that a bound
+-- connection only ever reserves or releases for its own institution. One advisory lock serialises
+-- every reservation of every institution: two can never both see the same room under the cap.
+CREATE FUNCTION gradeflow_reserve_enqueued(p_job bigint, p_tenant text, p_model text, p_tokens bigint,
+                                           p_cap bigint, p_share_cap bigint)
+RETURNS TABLE (reserved boolean, org_tokens bigint, tenant_tokens bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    bound text := nullif(current_setting('gradeflow.institution', true), '');
+BEGIN
+    IF bound IS NOT NULL AND bound <> p_tenant THEN
+        RAISE EXCEPTION 'a connection bound to % cannot reserve enqueued tokens for %', bound, p_tenant;
+    END IF;
+    PERFORM pg_advisory_xact_lock(1869703523);  -- 0x6f616963, "oaic"
+    SELECT coalesce(sum(e.tokens), 0), coalesce(sum(e.tokens) FILTER (WHERE e.tenant = p_tenant), 0)
+      INTO org_tokens, tenant_tokens
+      FROM openai_enqueued e
+     WHERE e.released_at IS NULL AND e.model = p_model AND e.job_id <> p_job;
+    -- A job larger than the share on its own (configs change) may go alone if the organisation has room.
+    reserved := org_tokens + p_tokens <= p_cap
+                AND (tenant_tokens + p_tokens <= p_share_cap OR tenant_tokens = 0);
+    IF reserved THEN
+        INSERT INTO openai_enqueued (job_id, tenant, model, tokens) VALUES (p_job, p_tenant, p_model, p_tokens)
+        ON CONFLICT (job_id) DO UPDATE SET tokens = EXCLUDED.tokens, reserved_at = now(), released_at = NULL;
+    END IF;
+    RETURN NEXT;
+END $$;
+
+CREATE FUNCTION gradeflow_release_enqueued(p_job bigint, p_tenant text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    bound text := nullif(current_setting('gradeflow.institution', true), '');
+    n integer;
+BEGIN
+    IF bound IS NOT NULL AND bound <> p_tenant THEN
+        RAISE EXCEPTION 'a connection bound to % cannot release enqueued tokens of %', bound, p_tenant;
+    END IF;
+    UPDATE openai_enqueued SET released_at = now()
+     WHERE job_id = p_job AND tenant = p_tenant AND released_at IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
