@@ -30,9 +30,10 @@ from gradeflow.dag_defaults import (
     tags,
 )
 from gradeflow.dag_defaults import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
-from gradeflow.waiting import WaitForBatchOperator
+from gradeflow.waiting import GradeNightOperator
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
+BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
 RERUN = (
     "\n\n**Rerun**: clearing any task or the whole run is safe (every step is idempotent). To work on "
     "another day, trigger with the `exam_day` param (`YYYY-MM-DD`, or leave it empty for the scheduled day); "
@@ -54,19 +55,38 @@ DOCS = {
               "archived under `archive/{p}/`, a file dropped twice loaded once. Contract: docs/file-contract.md.",
     "prepare": "The 18:00 cut-off for the day: a final ingest sweep, submissions numbered first-in-first-out, "
                "objective answers graded by rule, free-text answers merged (identical answers once) into "
-               "Batch API requests within the token budget, JSONL input files written to `batches/{p}/<day>/`.",
-    "grade": "Submits the day's batch jobs (a job already submitted is reattached, never paid twice), waits "
-             "for each batch deferred (no worker held), then collects results by `custom_id`: grades for "
-             "good lines, human review for refused, cut or unparseable ones; lines that expired, were "
-             "cancelled or hit a server error go once more in a second wave (only those lines), then to "
-             "review. Tokens and cost are recorded per line, job and attempt.",
+               "Batch API requests, JSONL input files written to `batches/{p}/<day>/` (at most 50,000 requests "
+               "and 200 MB each). Work deferred on earlier nights goes first, then tonight's, first-in-first-out; "
+               "admission stops at the first request over the night's token budget (exact input tokens, "
+               "expected output learned from recent use) and the rest is deferred to the next night, never "
+               "to review. Answers of earlier days that arrived after their cut-off are graded tonight.",
+    "grade": "One deferrable task, `grade_night`, runs the night in waves and holds no worker while it waits. "
+             "Each step first reconciles with the Batch API: every open job of the institution, from any "
+             "earlier night, is reattached (by batch id, or by its fingerprint in the batch metadata whatever "
+             "the batch's status) and collected once finished, so nothing is sent or paid twice. Jobs are "
+             "submitted in order while the organisation's enqueued-token cap and the institution's share of it "
+             "have room; the next goes when an earlier batch finishes. Results are joined by `custom_id`: "
+             "grades for good lines, human review for refused, cut or unparseable ones and invalid requests; "
+             "lines that expired, were cancelled, rate-limited or hit a server error go out again (only those "
+             "lines) after an exponential backoff, up to `max_attempts` (3), then to review "
+             "(`attempts_exhausted`); a batch refused for the token cap is requeued, not reviewed. Tokens "
+             "and cost, estimated and actual, are kept per line, job, attempt, day and night.\n\n"
+             "**Deadline policy**: model work stops at 05:45 local. The 06:00 release goes out regardless, "
+             "with unfinished answers `pending` (reason `pending_model`); a `GRADEFLOW ALERT grade deadline` "
+             "log line names the batches still running. They are not cancelled: the next grade run collects "
+             "them, and publish releases the day again as a new version.",
     "publish": "For the previous day's exams: Great Expectations suites (`expectations/`) check one outcome "
                "per answer, scores in range and conservation. Only if they pass is the day released (one "
                "transaction, a new version only if grades changed) and exported to "
                "`releases/{p}/<day>/results-v<N>.parquet`. A failed gate releases nothing, fails here and "
                "e-mails which answers are unaccounted and why. A day with no answers is skipped "
                "(\"nothing to release\"), never released empty. Results not released by {deadline} local time "
-               "raise a deadline alert; more than {share:.0%} of answers in review raise an alert.",
+               "raise a deadline alert; more than {share:.0%} of answers in review raise an alert. "
+               "Unfinished work does not block: it is released `pending` with its "
+               "reason (`pending_model`, "
+               "`deferred_budget`, `in_review`, ...). Then `republish_changed_days` releases a new version of "
+               "every earlier day whose state changed since its last release (late answers, carried-over "
+               "work, batches collected after a deadline).",
 }
 REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer states, review reasons, tokens "
               "and cost, stage timings, agreement) to `reports/<prefix>/<day>/report-v<N>.html`. A teardown: it "
@@ -130,24 +150,16 @@ def prepare_dag(inst: Institution) -> DAG:
 
 def grade_dag(inst: Institution) -> DAG:
     with _dag(inst, "grade", "0 20 * * *", timedelta(hours=11)) as dag:
-        jobs = task(task_id="submit_batches", pool=BATCH_API_POOL)(tasks.submit_batches)(institution_id=inst.id)
-        waits = WaitForBatchOperator.partial(
-            task_id="wait_for_batch", poll_interval=POLL_SECONDS, wait_timeout=10 * 3600,
-            execution_timeout=timedelta(hours=10, minutes=30), retries=0,
-        ).expand(job=jobs)
-        collect = task(task_id="collect_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
-            institution_id=inst.id)
-        waits >> collect
-        # One more wave with only the lines that expired, were cancelled or hit a server error.
-        retry = task(task_id="resubmit_failed", pool=BATCH_API_POOL)(tasks.resubmit_failed)(institution_id=inst.id)
-        collect >> retry
-        retry_waits = WaitForBatchOperator.partial(
-            task_id="wait_for_retry", poll_interval=POLL_SECONDS, wait_timeout=8 * 3600,
-            execution_timeout=timedelta(hours=8, minutes=30), retries=0,
-        ).expand(job=retry)
-        final = task(task_id="collect_retry_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
-            institution_id=inst.id, final=True)
-        retry_waits >> final
+        # One deferrable task runs the night's bounded loop of waves (reconcile, submit under the shared
+        # enqueued-token cap, collect, retry with backoff) and holds no worker while it waits. In the pool
+        # `openai_batch_api` (create it with --include-deferred, so a waiting night keeps its slot): the pool
+        # bounds how many institutions talk to the API at once; the token cap itself is held by a
+        # reservation ledger in Postgres (gradeflow.grading.reserve), across every institution.
+        GradeNightOperator(
+            task_id="grade_night", institution_id=inst.id, pool=BATCH_API_POOL, poll_interval=POLL_SECONDS,
+            recheck_seconds=max(POLL_SECONDS * 5, 1.0), execution_timeout=timedelta(hours=10, minutes=30),
+            retry_backoff_seconds=float(BACKOFF) if BACKOFF else None,
+        )
     return dag
 
 
@@ -159,6 +171,11 @@ def publish_dag(inst: Institution) -> DAG:
         report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(
             tasks.write_report)(institution_id=inst.id)
         released >> report.as_teardown()
+        # Earlier days whose state changed (late answers, carried-over work, batches collected late): also a
+        # teardown, so it runs whatever yesterday's gate said and the run's state stays publish_release's;
+        # a failed gate of an earlier day fails this task visibly (alert line), releasing nothing for it.
+        republish = task(task_id="republish_changed_days")(tasks.republish_changed_days)(institution_id=inst.id)
+        released >> republish.as_teardown()
     return dag
 
 

@@ -88,7 +88,8 @@ def main() -> int:
         os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
         airflow = [sys.executable, "-m", "airflow"]
         subprocess.run([*airflow, "db", "migrate"], check=True)
-        subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls"], check=True)
+        subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls",
+                        "--include-deferred"], check=True)
         print(f"Embedded stack: PostgreSQL 127.0.0.1:{info.pg_port}, S3 http://127.0.0.1:{info.s3_port}, "
               f"Batch API http://127.0.0.1:{info.openai_port}/v1, mail sink 127.0.0.1:{info.smtp_port} "
               f"(alerts land in {info.mail_dir}). Drop a sample day with:\n"

@@ -23,6 +23,7 @@ This is a development tool: it imports nothing from `gradeflow`.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -92,6 +93,9 @@ class Faults:
     fail_validation: bool = False
     token_limit: int | None = None
     token_limit_scope: str = "batch"
+    enqueued_token_cap: int | None = None  # the organisation's cap, over every live batch of the model
+    max_requests_per_file: int | None = None  # default MAX_LINES (50,000)
+    max_file_bytes: int | None = None  # default MAX_FILE_BYTES (200 MB)
     expire_after_fraction: float | None = None
     error_line_every: int = 0
     malformed_json_every: int = 0
@@ -311,16 +315,44 @@ def _sha(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def _tokens(text: str) -> int:
-    """A rough token estimate: one token per four characters."""
-    return max(1, math.ceil(len(text) / 4))
+# Token counts like the real API's: the model's BPE (bpe-openai, offline), 3 tokens of framing per
+# message plus its role and content, 3 tokens priming the reply, and the structured-output schema as its
+# compact JSON. The same rule as GradeFlow's estimate, written out here (this module imports nothing
+# from gradeflow).
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING_TOKENS = 3
+
+
+def _encoding(model: str) -> str:
+    return "cl100k_base" if model.startswith(("gpt-4-", "gpt-3.5", "gpt-35")) or model == "gpt-4" else "o200k_base"
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(encoding: str):
+    from bpe_openai import _bindings
+
+    return _bindings.tokenizer_for_encoding(encoding)
+
+
+@functools.lru_cache(maxsize=8192)
+def _count(text: str, encoding: str = "o200k_base") -> int:
+    return _tokenizer(encoding).count(text) if text else 0
+
+
+def _tokens(text: str, encoding: str = "o200k_base") -> int:
+    """Tokens of a text (at least 1)."""
+    return max(1, _count(text, encoding))
 
 
 def prompt_tokens(body: dict) -> tuple[int, int]:
     """(prompt tokens, tokens of the cacheable prefix: every message before the last one)."""
+    encoding = _encoding(str(body.get("model") or ""))
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    sizes = [_tokens(_text(m.get("content"))) + 3 for m in messages]
-    return max(1, sum(sizes)), sum(sizes[:-1])
+    sizes = [TOKENS_PER_MESSAGE + _count(str(m.get("role") or ""), encoding) + _count(_text(m.get("content")), encoding)
+             for m in messages]
+    fmt = body.get("response_format")
+    schema = _count(json.dumps(fmt, separators=(",", ":"), sort_keys=True), encoding) if fmt else 0
+    return max(1, sum(sizes) + REPLY_PRIMING_TOKENS + schema), sum(sizes[:-1])
 
 
 def _content(body: dict, fault: str | None) -> str:
@@ -457,10 +489,11 @@ def _sum_usage(items: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------ input files
 
 
-def validate_batch_file(data: bytes) -> list[dict]:
+def validate_batch_file(data: bytes, max_lines: int = MAX_LINES, max_bytes: int = MAX_FILE_BYTES) -> list[dict]:
     """Parse a batch input JSONL file, or raise a 400 naming the first bad line."""
-    if len(data) > MAX_FILE_BYTES:
-        raise ApiError(400, "Batch input files can be up to 200 MB.", param="file", code="file_too_large")
+    if len(data) > max_bytes:
+        raise ApiError(400, f"Batch input files can be up to {max_bytes:,} bytes; this one has {len(data):,}.",
+                       param="file", code="file_too_large")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -471,8 +504,9 @@ def validate_batch_file(data: bytes) -> list[dict]:
             lines.append(_validate_line(raw, number, seen))
     if not lines:
         raise ApiError(400, "The batch input file is empty.", param="file", code="empty_file")
-    if len(lines) > MAX_LINES:
-        raise ApiError(400, f"A batch can hold at most {MAX_LINES} requests.", param="file", code="too_many_tasks")
+    if len(lines) > max_lines:
+        raise ApiError(400, f"A batch can hold at most {max_lines} requests; this file has {len(lines)}.",
+                       param="file", code="too_many_tasks")
     return lines
 
 
@@ -609,6 +643,8 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.timing_scale = timing_scale
         self.initial_faults = Faults().merged(faults or {})
+        # Load the tokenizer (about 3 s) in the background now rather than inside the first batch's create.
+        threading.Thread(target=_tokenizer, args=("o200k_base",), name="tokenizer-load", daemon=True).start()
         self.reset()
 
     def reset(self) -> None:
@@ -618,7 +654,8 @@ class EmulatorState:
             self.batches: dict[str, BatchRecord] = {}
             self.faults = Faults().merged(asdict(self.initial_faults))
             self.stats: dict[str, Any] = {"files_uploaded": 0, "batches_created": 0, "batches_cancelled": 0,
-                                          "file_downloads": 0, "requests": {}}
+                                          "file_downloads": 0, "peak_enqueued_tokens": 0,
+                                          "token_limit_failures": 0, "requests": {}}
 
     def count(self, key: str) -> None:
         """Count one request to an endpoint (by method and route)."""
@@ -650,7 +687,10 @@ class EmulatorState:
         """POST /v1/files."""
         if purpose not in FILE_PURPOSES:
             raise ApiError(400, f"Invalid purpose {purpose!r}.", param="purpose")
-        lines = validate_batch_file(data) if purpose == "batch" else None
+        with self.lock:
+            max_lines = self.faults.max_requests_per_file or MAX_LINES
+            max_bytes = self.faults.max_file_bytes or MAX_FILE_BYTES
+        lines = validate_batch_file(data, max_lines, max_bytes) if purpose == "batch" else None
         stored = self.add_file(filename or "upload.jsonl", purpose, data, lines)
         with self.lock:
             self.stats["files_uploaded"] += 1
@@ -696,6 +736,11 @@ class EmulatorState:
             batch = self._new_batch(source, payload["endpoint"], metadata)
             self.batches[batch.id] = batch
             self.stats["batches_created"] += 1
+            if batch.failure is None:
+                live = self._live_tokens(batch.model, batch.created)
+                self.stats["peak_enqueued_tokens"] = max(self.stats["peak_enqueued_tokens"], live)
+            elif batch.failure[0]["code"] == "token_limit_exceeded":
+                self.stats["token_limit_failures"] += 1
             log.info("batch %s: created (%d lines, %d input tokens) -> validating",
                      batch.id, len(batch.results), batch.input_tokens)
             return self._view(batch, batch.created)
@@ -703,17 +748,18 @@ class EmulatorState:
     def _new_batch(self, source: StoredFile, endpoint: str, metadata: dict | None) -> BatchRecord:
         """Build the record of a new batch from its input file and the current faults."""
         faults = Faults().merged(asdict(self.faults))
-        now = time.time()
         batch_id = f"batch_{uuid.uuid4().hex}"
         lines = source.lines or []
         models = sorted({str(line["body"].get("model")) for line in lines})
+        results = run_lines(batch_id, lines, faults, int(time.time()))
+        input_tokens = sum(prompt_tokens(line["body"])[0] for line in lines)
+        now = time.time()  # after the (slow for big files) precomputation: the phases start now
         batch = BatchRecord(
             id=batch_id, input_file_id=source.id, endpoint=endpoint, metadata=metadata,
             model=models[0] if len(models) == 1 else None, created=now,
-            timing=resolve_timing(faults, self.timing_scale), faults=faults,
-            results=run_lines(batch_id, lines, faults, int(now)),
+            timing=resolve_timing(faults, self.timing_scale), faults=faults, results=results,
         )
-        batch.input_tokens = sum(prompt_tokens(line["body"])[0] for line in lines)
+        batch.input_tokens = input_tokens
         batch.failure = self._validation_failure(batch, models, now)
         return batch
 
@@ -726,12 +772,17 @@ class EmulatorState:
             return [{"code": "model_mismatch", "line": None, "param": "body.model",
                      "message": f"All requests in a batch must use the same model; found {', '.join(models)}."}]
         limit = batch.faults.token_limit
+        cap = batch.faults.enqueued_token_cap
         if limit is not None and self._enqueued_tokens(batch, now) > limit:
-            return [{"code": "token_limit_exceeded", "line": None, "param": None, "message": (
-                f"Enqueued token limit reached for {batch.model} in organization org-emulator. "
-                f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches have been "
-                "completed.")}]
+            return _token_limit_error(batch.model, limit)
+        if cap is not None and batch.input_tokens + self._live_tokens(batch.model, now) > cap:
+            return _token_limit_error(batch.model, cap)
         return None
+
+    def _live_tokens(self, model: str | None, now: float) -> int:
+        """Input tokens of every batch of `model` still enqueued (validating, in progress, finalizing)."""
+        return sum(b.input_tokens for b in self.batches.values()
+                   if b.model == model and b.failure is None and b.status(now) not in TERMINAL)
 
     def _enqueued_tokens(self, batch: BatchRecord, now: float) -> int:
         """Tokens counted against the cap: this batch's, plus (scope "enqueued") unfinished ones of its model."""
@@ -827,6 +878,14 @@ class EmulatorState:
             return None
         data = "".join(json.dumps(r) + "\n" for r in records).encode()
         return self.add_file(f"{batch_id}_{kind}.jsonl", "batch_output", data).id
+
+
+def _token_limit_error(model: str | None, limit: int) -> list[dict]:
+    """errors.data of a batch refused for the organisation's enqueued-token limit (accepted, then failed)."""
+    return [{"code": "token_limit_exceeded", "line": None, "param": None, "message": (
+        f"Enqueued token limit reached for {model} in organization org-emulator. "
+        f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches have been "
+        "completed.")}]
 
 
 def _check_batch_request(payload: dict) -> tuple[str, dict | None]:

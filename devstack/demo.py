@@ -97,11 +97,12 @@ def prepare_environment(info: stack.StackInfo) -> None:
     """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool."""
     os.environ.update(stack.env(info))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
+    os.environ.setdefault("GRADEFLOW_RETRY_BACKOFF_SECONDS", "1")  # the demo's night is minutes long
     airflow = [sys.executable, "-m", "airflow"]
     started = time.monotonic()
     subprocess.run([*airflow, "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls", "--include-deferred"],
+                   check=True, stdout=subprocess.DEVNULL)
     log.info("Airflow metadata database ready in %.1fs", time.monotonic() - started)
 
 
@@ -165,7 +166,7 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
     """Counts per institution and exam day, and local copies of the exported releases."""
     import boto3
 
-    from gradeflow import publish, tasks
+    from gradeflow import grading, publish, tasks
 
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     summary: dict = {}
@@ -179,7 +180,8 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "pending_model": counts["pending_model"], "received": counts["received"],
                 "rejected_rows": counts["rejected_rows"],
                 "released": counts["released_version"] is not None,
-                "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4)}
+                "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4),
+                "token_ledger": grading.ledger(conn, inst, day)}
             _copy_releases(s3, inst, day, output)
             _copy_releases(s3, inst, day, output, area="reports")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -229,6 +231,14 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                   f"{c['graded_llm']:>5} {c['in_review']:>6} "
                   f"{c['deferred'] + c['pending_model'] + c['received']:>7} {c['rejected_rows']:>8} "
                   f"{'v' + str(c['release_version']) if c['released'] else 'no':>8}")
+    print(f"\n{'token ledger':<12} {'est in':>9} {'actual in':>9} {'est out':>8} {'actual out':>10} "
+          f"{'est/actual':>10} {'cost $':>8} {'waves':>5}  attempts")
+    for inst, days in summary.items():
+        for c in days.values():
+            t = c["token_ledger"]
+            print(f"{inst:<12} {t['est_input_tokens'] or 0:>9} {t['input_tokens']:>9} {t['est_output_tokens'] or 0:>8} "
+                  f"{t['output_tokens']:>10} {t['est_actual_ratio'] or 0:>10} {t['cost_usd']:>8.4f} "
+                  f"{t['waves'] or 0:>5}  {t['attempts']}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
     print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"

@@ -86,10 +86,107 @@ def build_request(cid: str, model: str, question: dict, answer_text: str) -> dic
     }
 
 
-def estimate_tokens(request: dict) -> int:
-    """A cheap upper-ish estimate of a request's tokens (about 4 characters a token) plus its output cap."""
-    chars = sum(len(m["content"]) for m in request["body"]["messages"])
-    return chars // 4 + 16 + MAX_OUTPUT_TOKENS
+# ------------------------------------------------------------------------------- exact token counts
+# Prompt tokens are counted offline with the model's own BPE (the `bpe-openai` wheel ships o200k_base and
+# cl100k_base). A chat request costs, per message, 3 tokens of framing + its role + its content, then 3
+# tokens priming the reply; the structured-output schema is counted as its JSON. The emulator counts the
+# same way (devstack/batch_emulator.py), so on it the input estimate is exact.
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING_TOKENS = 3
+# Model name prefixes and their encodings (longest prefix wins); unknown models use o200k_base (every
+# current model) and say so once in the log.
+MODEL_ENCODINGS = {
+    "gpt-4o": "o200k_base", "gpt-4.1": "o200k_base", "gpt-4.5": "o200k_base", "gpt-5": "o200k_base",
+    "o1": "o200k_base", "o3": "o200k_base", "o4": "o200k_base", "chatgpt-4o": "o200k_base",
+    "gpt-4": "cl100k_base", "gpt-3.5": "cl100k_base", "gpt-35": "cl100k_base",
+}
+DEFAULT_ENCODING = "o200k_base"
+
+
+def encoding_for(model: str) -> str:
+    """The tokenizer encoding of a model name (o200k_base or cl100k_base)."""
+    matches = [prefix for prefix in MODEL_ENCODINGS if model.startswith(prefix)]
+    return MODEL_ENCODINGS[max(matches, key=len)] if matches else DEFAULT_ENCODING
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(encoding: str):
+    from bpe_openai import _bindings  # the Rust tokenizer behind bpe_openai.get_encoding, without its Python BPE tables
+
+    return _bindings.tokenizer_for_encoding(encoding)
+
+
+def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
+    """Exact token count of `text` in `encoding` (special tokens are counted as plain text)."""
+    return _tokenizer(encoding).count(text) if text else 0
+
+
+@lru_cache(maxsize=4096)
+def message_tokens(role: str, content: str, encoding: str = DEFAULT_ENCODING) -> int:
+    """Tokens one chat message costs: framing, role and content (cached: system prompts repeat)."""
+    return TOKENS_PER_MESSAGE + count_tokens(role, encoding) + count_tokens(content, encoding)
+
+
+@lru_cache(maxsize=64)
+def _format_tokens(response_format_json: str, encoding: str) -> int:
+    return count_tokens(response_format_json, encoding)
+
+
+def response_format_tokens(body: dict, encoding: str = DEFAULT_ENCODING) -> int:
+    """Tokens of the structured-output schema (counted as its compact JSON)."""
+    fmt = body.get("response_format")
+    if not fmt:
+        return 0
+    return _format_tokens(json.dumps(fmt, separators=(",", ":"), sort_keys=True), encoding)
+
+
+def prompt_tokens(body: dict, encoding: str | None = None) -> int:
+    """Exact input tokens of one chat-completions request body."""
+    enc = encoding or encoding_for(str(body.get("model") or ""))
+    messages = body.get("messages") or []
+    return (sum(message_tokens(m["role"], m["content"], enc) for m in messages) + REPLY_PRIMING_TOKENS
+            + response_format_tokens(body, enc))
+
+
+def estimate_tokens(request: dict, expected_output: int | None = None) -> int:
+    """Input tokens (exact) plus the expected output (the output cap when not given)."""
+    return prompt_tokens(request["body"]) + (MAX_OUTPUT_TOKENS if expected_output is None else expected_output)
+
+
+class RequestWriter:
+    """Request lines and their exact input tokens, fast: the fixed part of each question is built once.
+
+    `line(cid, question, answer_text)` returns (JSONL line as text, input tokens); the line is
+    exactly `json.dumps(build_request(...))` plus a newline.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.encoding = encoding_for(model)
+        self._fixed: dict[tuple, tuple[str, str, str, int]] = {}
+        self._user_role = message_tokens("user", "", self.encoding)
+
+    def _parts(self, question: dict) -> tuple[str, str, str, int]:
+        key = (question["qtype"], question.get("prompt"), question["rubric"], question["reference_answer"],
+               float(question["max_points"]))
+        parts = self._fixed.get(key)
+        if parts is None:
+            sample = build_request("\x00CID\x00", self.model, question, "\x00ANSWER\x00")
+            text = json.dumps(sample, ensure_ascii=False)
+            head, rest = text.split(json.dumps("\x00CID\x00"), 1)
+            user_json = json.dumps(sample["body"]["messages"][1]["content"], ensure_ascii=False)
+            middle, tail = rest.split(user_json, 1)
+            fixed_tokens = (message_tokens("system", sample["body"]["messages"][0]["content"], self.encoding)
+                            + REPLY_PRIMING_TOKENS + response_format_tokens(sample["body"], self.encoding))
+            parts = (head, middle, tail, fixed_tokens)
+            self._fixed[key] = parts
+        return parts
+
+    def line(self, cid: str, question: dict, answer_text: str) -> tuple[str, int]:
+        head, middle, tail, fixed_tokens = self._parts(question)
+        content = json.dumps({"student_answer": answer_text}, ensure_ascii=False)
+        text = head + json.dumps(cid) + middle + json.dumps(content, ensure_ascii=False) + tail + "\n"
+        return text, fixed_tokens + self._user_role + count_tokens(content, self.encoding)
 
 
 @dataclass(frozen=True)

@@ -55,11 +55,14 @@ class Institution:
     timezone: str
     s3_prefix: str
     model: str = "gpt-4.1-mini"
-    daily_token_budget: int = 2_000_000
+    daily_token_budget: int = 2_000_000  # input + expected output tokens one night may spend (actual spend counts)
     price_input_per_mtok: float = 0.20
     price_output_per_mtok: float = 0.80
-    max_requests_per_batch: int = 50_000
-    max_attempts: int = 2
+    expected_output_tokens: int = 120  # per request, until the institution's own recent usage says otherwise
+    max_requests_per_batch: int = 50_000  # the Batch API's per-file limit
+    max_batch_bytes: int = 200 * 1024 * 1024  # the Batch API's per-file limit, measured on the bytes written
+    max_attempts: int = 3  # sends of one line across the night's waves (a token-cap refusal does not count)
+    retry_backoff_seconds: float = 300.0  # wait before wave n+1: backoff * 2**(n-1)
     alert_emails: tuple[str, ...] = ()  # who is told of failed runs, failed gates, late results, review spikes
     release_deadline: str = "08:00"  # local HH:MM, the morning after the exam day: results must be out by then
     review_alert_share: float = 0.2  # alert when more than this share of a day's answers waits in review
@@ -78,6 +81,22 @@ class Institution:
         return round(
             input_tokens * self.price_input_per_mtok / 1e6 + output_tokens * self.price_output_per_mtok / 1e6, 6
         )
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """The API organisation all institutions share (top-level `openai:` in institutions.yaml).
+
+    `enqueued_token_cap` is the organisation's enqueued-input-token limit for the model; no
+    institution may hold more than `max_share_per_institution` of it at once.
+    """
+
+    enqueued_token_cap: int = 2_000_000
+    max_share_per_institution: float = 0.3
+
+    def institution_cap(self) -> int:
+        """The most enqueued tokens one institution may hold at once."""
+        return int(self.enqueued_token_cap * self.max_share_per_institution)
 
 
 class ConfigError(ValueError):
@@ -139,6 +158,21 @@ def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
         if dupes:
             raise ConfigError(f"{path.name}: duplicate {attr}: {dupes}")
     return tuple(sorted(items, key=lambda inst: inst.id))
+
+
+@lru_cache(maxsize=4)
+def load_openai_settings(path: Path | None = None) -> OpenAISettings:
+    """The shared API organisation's limits, validated (cap > 0, 0 < share <= 1)."""
+    path = Path(path or INSTITUTIONS_FILE)
+    raw = (yaml.safe_load(path.read_text()) or {}).get("openai") or {}
+    unknown = set(raw) - set(OpenAISettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"{path.name}: openai: unknown field(s) {sorted(unknown)}")
+    settings = OpenAISettings(**raw)
+    if settings.enqueued_token_cap <= 0 or not 0 < settings.max_share_per_institution <= 1:
+        raise ConfigError(f"{path.name}: openai: enqueued_token_cap must be > 0 and "
+                          "max_share_per_institution in (0, 1]")
+    return settings
 
 
 def get_institution(institution_id: str) -> Institution:

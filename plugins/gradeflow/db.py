@@ -43,7 +43,10 @@ _MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
 TENANT_SETTING = "gradeflow.institution"
 RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-only role may read
 # The only tables without institution_id: reference data the migrate step writes; the worker may only read them.
-GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons"})
+# openai_enqueued: the API organisation's enqueued-token reservations, shared by every institution on
+# purpose (row-level security would hide the others' and let the cap be passed); the worker writes it
+# only through gradeflow_reserve_enqueued / gradeflow_release_enqueued (migration 004), for itself.
+GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "openai_enqueued"})
 
 # Session settings of the night's connections: (setting, environment variable, default).
 # Defaults: no statement of the night runs for minutes (set-based SQL and COPY; the 200k-row ingest

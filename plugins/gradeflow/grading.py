@@ -1,22 +1,35 @@
-"""Grade (20:00 local): submit the night's Batch API jobs, and collect their results.
+"""Grade (20:00 local): reconcile with the API, submit the night's jobs in waves, collect, retry with backoff.
 
-Submitting is idempotent: a job that already has a batch id is reattached, never resubmitted;
-a job whose create call succeeded but whose id was not saved (a crash in between) is found again
-through its fingerprint in the batch metadata. Collecting joins results on custom_id, reads the
-output and the error file, records tokens and cost per line and per job, fans grades out to every
-merged answer, and sends every failed, refused, unparseable or missing line to human review.
+The night is a bounded loop of steps (`advance`), each short and idempotent, run by a deferrable
+operator that waits between them without holding a worker (gradeflow.waiting):
+
+1. Reconcile: every open job of the institution, from any earlier night, is reattached (by its batch
+   id, or by its fingerprint in the batch metadata, whatever the batch's status) and collected once its
+   batch is finished: an expired or cancelled orphan's finished lines are salvaged and paid once.
+2. Retry wave: lines that failed for a passing reason go out again, only those lines, after an
+   exponential backoff (`retry_backoff_seconds * 2**(attempt-1)`), while they have attempts left.
+3. Submit: jobs are submitted in order while the organisation's enqueued-token cap and the
+   institution's share of it have room (a reservation ledger under one advisory lock, across every
+   institution); the next job goes when an earlier batch finishes.
+4. Wait (deferred) for the first of the live batches to finish, the next wave's time, or room under
+   the cap; stop at the deadline (the 06:00 release shows unfinished work as pending_model).
+
+Collecting joins results on custom_id (streamed line by line from the output and error files), stages
+them in one COPY and applies them with one statement per step; tokens and cost go to the ledger per
+line and attempt (batch_lines), per job (batch_jobs) and per request across attempts (llm_requests).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
-from datetime import date
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from gradeflow import batch, db, lifecycle, storage
-from gradeflow.config import OPENAI_CONN_ID, Institution
+from gradeflow.config import OPENAI_CONN_ID, Institution, OpenAISettings, load_openai_settings
 from gradeflow.prepare import grading_version
 
 if TYPE_CHECKING:
@@ -24,10 +37,13 @@ if TYPE_CHECKING:
     from openai import OpenAI
 
 log = logging.getLogger(__name__)
+alerts = logging.getLogger("gradeflow.alerts")
 
 TERMINAL = batch.TERMINAL_STATUSES
 COMPLETION_WINDOW = "24h"
-REATTACH_SCAN_LIMIT = 1000  # how many recent batches to look through for a lost batch id
+REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
+# Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
+RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
 
 
 def openai_client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
@@ -40,56 +56,29 @@ def openai_client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
 def batch_metadata(inst: Institution, day: date, job: dict) -> dict[str, str]:
     """Tags that let anyone find the batch again (<= 16 keys, values <= 512 chars)."""
     return {"gradeflow_institution": inst.id, "gradeflow_exam_day": str(day),
-            "gradeflow_job": str(job["job_id"]), "gradeflow_fingerprint": job["fingerprint"]}
+            "gradeflow_night": str(job.get("night") or day), "gradeflow_job": str(job["job_id"]),
+            "gradeflow_fingerprint": job["fingerprint"]}
 
 
-def find_remote_batch(client: OpenAI, fingerprint: str) -> Any | None:
-    """A live (not failed/expired/cancelled) batch already created for this fingerprint, if any."""
+def remote_batches(client: OpenAI, inst: Institution) -> dict[str, list[Any]]:
+    """The institution's batches in the API's list (newest first), by the fingerprint in their metadata."""
+    found: dict[str, list[Any]] = {}
     for seen, remote in enumerate(client.batches.list(limit=100)):
         if seen >= REATTACH_SCAN_LIMIT:
             break
         meta = remote.metadata or {}
-        if meta.get("gradeflow_fingerprint") == fingerprint and remote.status not in ("failed", "expired", "cancelled"):
-            return remote
-    return None
+        if meta.get("gradeflow_institution") == inst.id and meta.get("gradeflow_fingerprint"):
+            found.setdefault(meta["gradeflow_fingerprint"], []).append(remote)
+    return found
 
 
-def submit_jobs(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, day: date) -> list[int]:
-    """Submit the day's unsubmitted jobs; return the ids of every job still to collect."""
-    jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": day})
-    created = reattached = 0
-    for job in jobs:
-        if job["openai_batch_id"]:
-            continue
-        remote = find_remote_batch(client, job["fingerprint"])
-        if remote is None:
-            remote = _create_batch(conn, s3, client, inst, day, job)
-            created += 1
-        else:
-            reattached += 1
-            log.info("Job %s: reattached to batch %s found by its fingerprint", job["job_id"], remote.id)
-        with conn.transaction():
-            db.execute(conn, "grade/record_submitted",
-                       {"inst": inst.id, "job_id": job["job_id"], "batch_id": remote.id, "status": remote.status})
-        job["openai_batch_id"] = remote.id
-    log.info("Submit %s %s: %d open job(s): %d batch(es) created, %d reattached, %d already submitted",
-             inst.id, day, len(jobs), created, reattached, len(jobs) - created - reattached)
-    return [job["job_id"] for job in jobs]
-
-
-def _create_batch(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, day: date, job: dict) -> Any:
-    file_id = job["openai_file_id"]
-    if not file_id:
-        data = storage.read_bytes(s3, job["input_key"])
-        uploaded = client.files.create(file=(job["input_key"].rsplit("/", 1)[-1], data), purpose="batch")
-        file_id = uploaded.id
-        with conn.transaction():
-            db.execute(conn, "grade/record_file", {"inst": inst.id, "job_id": job["job_id"], "file_id": file_id})
-    remote = client.batches.create(input_file_id=file_id, endpoint=batch.BATCH_ENDPOINT,
-                                   completion_window=COMPLETION_WINDOW, metadata=batch_metadata(inst, day, job))
-    log.info("Job %s: created batch %s with %d requests (~%d tokens)", job["job_id"], remote.id,
-             job["request_count"], job["est_input_tokens"])
-    return remote
+def _pick(candidates: list[Any]) -> Any:
+    """Of several batches made for one job: a live or completed one, else the newest (expired, cancelled...)."""
+    for wanted in (lambda b: b.status not in TERMINAL, lambda b: b.status == "completed", lambda b: True):
+        for remote in candidates:
+            if wanted(remote):
+                return remote
+    raise ValueError("no candidates")
 
 
 def get_job(conn: psycopg.Connection, inst: Institution, job_id: int) -> dict:
@@ -100,6 +89,144 @@ def get_job(conn: psycopg.Connection, inst: Institution, job_id: int) -> dict:
     return rows[0]
 
 
+# ------------------------------------------------------------------------ the shared enqueued-token cap
+
+
+def reserve(conn: psycopg.Connection, inst: Institution, job: dict, settings: OpenAISettings) -> bool:
+    """Reserve the job's input tokens under the organisation's cap and the institution's share; False if no room.
+
+    One advisory lock serialises every reserver of every institution, so two institutions can never
+    both see the same room. A job's reservation is released when its batch is seen finished.
+    """
+    tokens = int(job["est_input_tokens"])
+    with conn.transaction():
+        row = db.fetch_all(conn, "grade/reserve", {
+            "job_id": job["job_id"], "tenant": inst.id, "model": job["model"], "tokens": tokens,
+            "cap": settings.enqueued_token_cap, "share_cap": settings.institution_cap()})[0]
+    if not row["reserved"]:
+        log.info("Job %s (~%d tokens) waits for room: organisation %d/%d enqueued, %s %d/%d", job["job_id"],
+                 tokens, row["org_tokens"], settings.enqueued_token_cap, inst.id, row["tenant_tokens"],
+                 settings.institution_cap())
+    return bool(row["reserved"])
+
+
+def release_reservation(conn: psycopg.Connection, inst: Institution, job_id: int) -> None:
+    """The job's batch is finished (or was never created): its tokens no longer count against the cap."""
+    with conn.transaction():
+        db.fetch_all(conn, "grade/release_reservation", {"job_id": job_id, "tenant": inst.id})
+
+
+# --------------------------------------------------------------------------------------- submitting
+
+
+def submit_ready(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution,
+                 settings: OpenAISettings | None = None) -> tuple[int, int]:
+    """Submit unsubmitted open jobs in order while the cap has room; return (submitted, still waiting).
+
+    Strict order: a job that does not fit stops the submission (a smaller later job does not overtake).
+    """
+    settings = settings or load_openai_settings()
+    waiting = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if not j["openai_batch_id"]]
+    submitted = 0
+    for job in waiting:
+        if not reserve(conn, inst, job, settings):
+            break
+        try:
+            remote = _create_batch(conn, s3, client, inst, job)
+        except Exception:
+            release_reservation(conn, inst, job["job_id"])
+            raise
+        with conn.transaction():
+            db.execute(conn, "grade/record_submitted",
+                       {"inst": inst.id, "job_id": job["job_id"], "batch_id": remote.id, "status": remote.status})
+        submitted += 1
+    return submitted, len(waiting) - submitted
+
+
+def submit_jobs(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, day: date | None = None) -> list[int]:
+    """Reconcile, then submit what fits under the cap; return the ids of every job still to collect.
+
+    (`day` is accepted for older callers: every open job of the institution is considered.)
+    """
+    reconcile(conn, client, inst, collect=False)
+    created, waiting = submit_ready(conn, s3, client, inst)
+    jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
+    log.info("Submit %s: %d batch(es) created, %d job(s) waiting for room under the enqueued-token cap, "
+             "%d open job(s)", inst.id, created, waiting, len(jobs))
+    return [job["job_id"] for job in jobs]
+
+
+def _create_batch(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, job: dict) -> Any:
+    file_id = job["openai_file_id"]
+    if not file_id:
+        data = storage.read_bytes(s3, job["input_key"])
+        uploaded = client.files.create(file=(job["input_key"].rsplit("/", 1)[-1], data), purpose="batch")
+        file_id = uploaded.id
+        with conn.transaction():
+            db.execute(conn, "grade/record_file", {"inst": inst.id, "job_id": job["job_id"], "file_id": file_id})
+    remote = client.batches.create(input_file_id=file_id, endpoint=batch.BATCH_ENDPOINT,
+                                   completion_window=COMPLETION_WINDOW,
+                                   metadata=batch_metadata(inst, job["exam_day"], job))
+    log.info("Job %s: created batch %s with %d requests (~%d input tokens), wave %d of night %s", job["job_id"],
+             remote.id, job["request_count"], job["est_input_tokens"], job["wave"], job["night"])
+    return remote
+
+
+# ---------------------------------------------------------------------------------------- reconcile
+
+
+@dataclass
+class ReconcileReport:
+    """What reconciling the institution's open jobs found."""
+
+    open_jobs: int = 0
+    reattached: int = 0
+    collected: int = 0
+    still_running: list[str] = field(default_factory=list)
+    unsubmitted: int = 0
+
+
+def reconcile(conn: psycopg.Connection, client: OpenAI, inst: Institution, collect: bool = True,
+              allow_retry: bool = True) -> ReconcileReport:
+    """Reattach every open job of the institution (any day) and collect the finished ones.
+
+    A job without a batch id is looked up by its fingerprint in the API's batch list: a batch made for
+    it, whatever its status (live, completed, expired, cancelled), is reattached instead of sending
+    the work again; an expired orphan's finished lines are collected and paid once.
+    """
+    report = ReconcileReport()
+    jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
+    report.open_jobs = len(jobs)
+    index: dict[str, list[Any]] | None = None
+    for job in jobs:
+        if not job["openai_batch_id"]:
+            if index is None:
+                index = remote_batches(client, inst)
+            candidates = index.get(job["fingerprint"])
+            if not candidates:
+                release_reservation(conn, inst, job["job_id"])  # a reservation left by a crash before create
+                report.unsubmitted += 1
+                continue
+            remote = _pick(candidates)
+            with conn.transaction():
+                db.execute(conn, "grade/record_submitted", {"inst": inst.id, "job_id": job["job_id"],
+                                                            "batch_id": remote.id, "status": remote.status})
+            report.reattached += 1
+            log.warning("Job %s (night %s): reattached to batch %s (%s) found by its fingerprint; its id had been "
+                        "lost; nothing is sent twice", job["job_id"], job["night"], remote.id, remote.status)
+        if not collect:
+            continue
+        result = collect_job(conn, client, inst, job["job_id"], allow_retry=allow_retry)
+        if result.collected:
+            report.collected += 1
+        else:
+            report.still_running.append(result.batch_id or "")
+    return report
+
+
+# ----------------------------------------------------------------------------------------- collecting
+
+
 @dataclass
 class CollectReport:
     """What collecting one job found, in counts."""
@@ -107,6 +234,7 @@ class CollectReport:
     job_id: int
     batch_status: str
     collected: bool = False
+    batch_id: str | None = None
     lines_ok: int = 0
     lines_failed: int = 0
     lines_missing: int = 0
@@ -121,77 +249,138 @@ class CollectReport:
         return asdict(self)
 
 
-def _read_jsonl(client: OpenAI, file_id: str | None) -> dict[str, dict]:
-    """Lines of an output or error file keyed by custom_id (order is not guaranteed: never by position)."""
+def _iter_lines(client: OpenAI, file_id: str | None):
+    """Lines of an output or error file, streamed (never the whole file in memory)."""
     if not file_id:
-        return {}
-    text = client.files.content(file_id).text
-    lines: dict[str, dict] = {}
-    for raw in text.splitlines():
-        if raw.strip():
-            line = json.loads(raw)
-            lines[str(line.get("custom_id"))] = line
-    return lines
+        return
+    with client.files.with_streaming_response.content(file_id) as response:
+        for raw in response.iter_lines():
+            if raw.strip():
+                yield json.loads(raw)
 
 
-RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
-
-
-def _batch_failure(remote: Any) -> tuple[str, bool]:
-    """Why lines of this batch have no result, and whether sending them again can help."""
+def _batch_failure(remote: Any) -> tuple[str, str | None]:
+    """Why lines of this batch have no result, and the batch-level error code (None if not a failure)."""
     errors = getattr(remote, "errors", None)
     data = getattr(errors, "data", None) or []
     if data:
         first = data[0]
-        return f"batch {remote.status}: {first.code}: {first.message}", first.code in RETRYABLE_BATCH_CODES
-    return f"batch {remote.status} without a result for this line", remote.status in ("expired", "cancelled")
+        return f"batch {remote.status}: {first.code}: {first.message}", first.code
+    return f"batch {remote.status} without a result for this line", None
 
 
-def _review_reason_missing(retryable: bool) -> str:
-    """A line with no result that will not be sent again: out of attempts, or the batch cannot succeed."""
-    return "attempts_exhausted" if retryable else "batch_failed"
+_STAGE_COLUMNS = ("custom_id", "ok", "score", "raw_score", "rationale", "confidence", "input_tokens",
+                  "output_tokens", "cost_usd", "error", "outcome")
 
 
 def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int,
                 allow_retry: bool = True) -> CollectReport:
-    """Collect one finished job's results into grades and review, in one transaction.
+    """Collect one finished job's results into grades, review and retries, in one transaction.
 
-    With allow_retry, lines that failed for a passing reason and have attempts left go back to
-    pending for the next wave; without it (the last wave) every failure goes to review.
+    A line that failed for a passing reason (expired, cancelled, rate limit, server error) goes back to
+    pending for the next wave while it has attempts left (and allow_retry); a batch the API refused
+    for the enqueued-token cap goes back whole, its attempt given back; every other failure, and a
+    line out of attempts, goes to human review with its reason.
     """
     job = get_job(conn, inst, job_id)
     remote = client.batches.retrieve(job["openai_batch_id"])
-    report = CollectReport(job_id, remote.status)
+    report = CollectReport(job_id, remote.status, batch_id=remote.id)
     _record_state(conn, inst, job_id, remote)
     if job["collected_at"] is not None or remote.status not in TERMINAL:
         report.collected = job["collected_at"] is not None
+        if report.collected:
+            release_reservation(conn, inst, job_id)
         log.info("Job %s: batch %s is %s; %s", job_id, remote.id, remote.status,
-                 "already collected" if report.collected else "not finished, nothing to collect yet")
+                 "already collected" if report.collected else "not finished: collected by a later step or run")
         return report
-    lines = _read_jsonl(client, remote.error_file_id)
-    lines.update(_read_jsonl(client, remote.output_file_id))
-    requests = db.fetch_all(conn, "grade/job_requests", {"inst": inst.id, "job_id": job_id})
+    requests = {r["custom_id"]: r for r in db.fetch_all(conn, "grade/job_requests", {"inst": inst.id,
+                                                                                    "job_id": job_id})}
+    missing_detail, batch_code = _batch_failure(remote)
+    refused_whole = remote.status == "failed" and batch_code in RETRYABLE_BATCH_CODES
+    rows, failures, retries, unrun = [], {}, {}, []
+    seen: set[str] = set()
+    for line in _chain(_iter_lines(client, remote.error_file_id), _iter_lines(client, remote.output_file_id)):
+        cid = str(line.get("custom_id"))
+        req = requests.get(cid)
+        if req is None or req["status"] != "queued" or cid in seen:
+            continue  # not ours, already settled, or a duplicate line: never applied (or paid) twice
+        seen.add(cid)
+        result = batch.parse_line(line, float(req["max_points"]))
+        cost = inst.cost_usd(result.input_tokens, result.output_tokens)
+        report.input_tokens += result.input_tokens
+        report.output_tokens += result.output_tokens
+        may_retry = allow_retry and req["attempt"] < inst.max_attempts
+        if result.ok:
+            report.lines_ok += 1
+            outcome = "graded"
+        else:
+            report.lines_failed += 1
+            detail = f"model line failed: {result.error}"
+            if result.retryable and may_retry:
+                retries.setdefault(detail, []).append(cid)
+                outcome = "retry"
+            else:
+                reason = lifecycle.review_reason_for(result.code or "", result.retryable)
+                failures.setdefault((reason, detail), []).append(cid)
+                outcome = "review"
+        rows.append((cid, result.ok, result.score, result.raw_score, result.rationale, result.confidence,
+                     result.input_tokens, result.output_tokens, cost, result.error, outcome))
+    for cid, req in requests.items():
+        if req["status"] != "queued" or cid in seen:
+            continue
+        report.lines_missing += 1
+        if refused_whole:
+            unrun.append(cid)
+            outcome = "unrun"
+        elif remote.status in ("expired", "cancelled") and allow_retry and req["attempt"] < inst.max_attempts:
+            retries.setdefault(missing_detail, []).append(cid)
+            outcome = "retry"
+        else:
+            retryable = remote.status in ("expired", "cancelled")
+            failures.setdefault(("attempts_exhausted" if retryable else "batch_failed", missing_detail),
+                                []).append(cid)
+            outcome = "review"
+        rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome))
+    report.cost_usd = round(sum(r[8] for r in rows), 6)
     with conn.transaction():
-        failures, retries = _apply_lines(conn, inst, requests, lines, report, *_batch_failure(remote),
-                                         allow_retry=allow_retry)
+        db.execute(conn, "grade/create_collect_stage")
+        with conn.cursor() as cur, cur.copy(f"COPY collected_lines ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as cp:
+            for row in rows:
+                cp.write_row(row)
+        db.execute(conn, "grade/record_line_usage", {"inst": inst.id, "job_id": job_id})
+        db.execute(conn, "grade/record_ledger", {"inst": inst.id, "job_id": job_id})
+        lifecycle.grade_lines(conn, inst, job_id)
         for detail, cids in retries.items():
             report.lines_requeued += lifecycle.requeue(conn, inst, cids, detail)
+        if unrun:
+            report.lines_requeued += lifecycle.requeue_unrun(conn, inst, unrun, missing_detail)
         day = job["exam_day"]
         version = grading_version(conn, inst, day)
         report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version)
         for (reason, detail), cids in failures.items():
             report.answers_to_review += lifecycle.to_review(conn, inst, cids, reason, detail)
-        report.cost_usd = inst.cost_usd(report.input_tokens, report.output_tokens)
         db.execute(conn, "grade/record_collected", {"inst": inst.id, "job_id": job_id, "cost_usd": report.cost_usd,
                                                     "input_tokens": report.input_tokens,
-                                                    "output_tokens": report.output_tokens})
+                                                    "output_tokens": report.output_tokens,
+                                                    "requeued": report.lines_requeued})
+    release_reservation(conn, inst, job_id)
     report.collected = True
-    log.info("Job %s (batch %s, %s): %d lines ok, %d failed, %d missing, %d requeued for another attempt; "
-             "%d answers graded, %d to review; tokens in %d out %d, $%.4f", job_id, remote.id, remote.status,
-             report.lines_ok, report.lines_failed, report.lines_missing, report.lines_requeued,
-             report.answers_graded, report.answers_to_review, report.input_tokens, report.output_tokens,
-             report.cost_usd)
+    log.info("Job %s (batch %s, %s%s): %d lines ok, %d failed, %d missing, %d requeued for another attempt; "
+             "%d answers graded, %d to review; tokens in %d out %d (estimated in %d out %d), $%.4f", job_id,
+             remote.id, remote.status, f", {batch_code}" if batch_code else "", report.lines_ok,
+             report.lines_failed, report.lines_missing, report.lines_requeued, report.answers_graded,
+             report.answers_to_review, report.input_tokens, report.output_tokens, job["est_input_tokens"],
+             job["est_output_tokens"], report.cost_usd)
+    if refused_whole:
+        log.warning("Job %s: the API refused batch %s for the organisation's enqueued-token cap (%s); its %d lines "
+                    "are requeued, not reviewed, and go out in a later wave", job_id, remote.id, batch_code,
+                    len(unrun))
     return report
+
+
+def _chain(*iterables):
+    for it in iterables:
+        yield from it
 
 
 def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remote: Any) -> None:
@@ -206,43 +395,131 @@ def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remo
             "terminal": remote.status in TERMINAL})
 
 
-def _apply_lines(conn: psycopg.Connection, inst: Institution, requests: list[dict], lines: dict[str, dict],
-                 report: CollectReport, missing_reason: str, missing_retryable: bool, allow_retry: bool = True):
-    """Record each request's result; return the custom_ids for review (by reason and detail) and for another attempt.
+def ledger(conn: psycopg.Connection, inst: Institution, night: date) -> dict:
+    """The night's token ledger: estimated vs actual tokens (and their ratio), cost, waves, attempts."""
+    row = db.fetch_all(conn, "grade/ledger_summary", {"inst": inst.id, "night": night})[0]
+    est = (row["est_input_tokens"] or 0) + (row["est_output_tokens"] or 0)
+    actual = row["input_tokens"] + row["output_tokens"]
+    row["est_input_ratio"] = round(row["est_input_tokens"] / row["input_tokens"], 3) if row["input_tokens"] else None
+    row["est_output_ratio"] = (round(row["est_output_tokens"] / row["output_tokens"], 3)
+                               if row["output_tokens"] else None)
+    row["est_actual_ratio"] = round(est / actual, 3) if actual else None
+    row["attempts"] = {str(k): v for k, v in sorted((row["attempts"] or {}).items())}
+    return row
 
-    A line that failed for a passing reason is sent again (only that line) while it has attempts
-    left; every other failure, and the last attempt's, goes to human review.
-    """
-    failures: dict[tuple[str, str], list[str]] = {}
-    retries: dict[str, list[str]] = {}
-    for req in requests:
-        if req["status"] != "queued":
-            continue
-        may_retry = allow_retry and req["attempt"] < inst.max_attempts
-        line = lines.get(req["custom_id"])
-        if line is None:
-            report.lines_missing += 1
-            if missing_retryable and may_retry:
-                retries.setdefault(missing_reason, []).append(req["custom_id"])
-            else:
-                key = (_review_reason_missing(missing_retryable), missing_reason)
-                failures.setdefault(key, []).append(req["custom_id"])
-            continue
-        result = batch.parse_line(line, float(req["max_points"]))
-        report.input_tokens += result.input_tokens
-        report.output_tokens += result.output_tokens
-        cost = inst.cost_usd(result.input_tokens, result.output_tokens)
-        params = {**asdict(result), "inst": inst.id, "cost_usd": cost}
-        if result.ok:
-            report.lines_ok += 1
-            db.execute(conn, "grade/record_llm_result", params)
-        else:
-            report.lines_failed += 1
-            db.execute(conn, "grade/record_llm_failure", params)
-            detail = f"model line failed: {result.error}"
-            if result.retryable and may_retry:
-                retries.setdefault(detail, []).append(req["custom_id"])
-            else:
-                key = (lifecycle.review_reason_for(result.code or "", result.retryable), detail)
-                failures.setdefault(key, []).append(req["custom_id"])
-    return failures, retries
+
+# -------------------------------------------------------------------------------------- the night loop
+
+
+@dataclass
+class WaveStep:
+    """What one step of the night did and what comes next: wait for batches / a time, or done."""
+
+    done: bool
+    message: str
+    wait_batch_ids: list[str] = field(default_factory=list)
+    wake_at: float | None = None  # Unix time
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
+            deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
+            settings: OpenAISettings | None = None) -> WaveStep:
+    """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait."""
+    from gradeflow import prepare
+
+    now = time.time() if now is None else now
+    past_deadline = deadline is not None and now >= deadline
+    rec = reconcile(conn, client, inst)
+    state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
+    next_wave_at = None
+    wave_plan = None
+    if state["pending"] and not past_deadline:
+        backoff = inst.retry_backoff_seconds * 2 ** max(int(state["max_attempt"] or 1) - 1, 0)
+        last = state["last_requeue_at"].timestamp() if state["last_requeue_at"] else now
+        next_wave_at = last + backoff
+        if now >= next_wave_at:
+            wave_plan = prepare.write_jobs(conn, s3, inst, night, wave=int(state["last_wave"] or 1) + 1,
+                                           settings=settings)
+            log.info("Retry wave %d for %s night %s (after %.0fs backoff): %d line(s) in %d job(s); %d deferred",
+                     int(state["last_wave"] or 1) + 1, inst.id, night, backoff, wave_plan.requests_queued,
+                     wave_plan.jobs_written, wave_plan.requests_deferred)
+            next_wave_at = None
+    submitted = waiting = 0
+    if not past_deadline:
+        submitted, waiting = submit_ready(conn, s3, client, inst, settings)
+    live = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if j["openai_batch_id"]]
+    state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
+    counts = {"night": str(night), "collected_jobs": rec.collected, "reattached": rec.reattached,
+              "submitted": submitted, "jobs_waiting_for_cap": waiting, "live_batches": len(live),
+              "lines_pending_retry": state["pending"], "waves": int(state["last_wave"] or 0)}
+    live_ids = [j["openai_batch_id"] for j in live]
+    if past_deadline:
+        unfinished = len(live_ids) + waiting + (1 if state["pending"] else 0)
+        message = (f"Deadline {_utc(deadline)} reached for {inst.id} night {night}: "
+                   f"{len(live_ids)} batch(es) still running ({', '.join(live_ids) or 'none'}), "
+                   f"{state['queued']} request(s) with the model and {state['pending']} waiting for a retry wave. "
+                   "The 06:00 release shows them as pending (pending_model); nothing is cancelled: the next grade "
+                   "run reattaches and collects every batch still open, and the day gets a new release version.")
+        if unfinished:
+            alerts.error("GRADEFLOW ALERT grade deadline %s", message)
+        return WaveStep(True, message, counts=counts)
+    wakes = [t for t in (next_wave_at, now + recheck_seconds if waiting else None, deadline) if t is not None]
+    if live_ids:
+        parts = [f"Waiting, deferred (no worker held), for {len(live_ids)} batch(es) of {inst.id}: "
+                 f"{', '.join(live_ids[:5])}{' ...' if len(live_ids) > 5 else ''}. When one finishes, its results "
+                 "are collected"]
+        if waiting:
+            parts.append(f"and the next of {waiting} job(s) waiting for room under the enqueued-token cap is "
+                         "submitted")
+        if next_wave_at:
+            parts.append(f"; {state['pending']} line(s) go out again in the next wave, not before "
+                         f"{_utc(next_wave_at)}")
+        return WaveStep(False, " ".join(parts) + ".", live_ids, min(wakes) if wakes else None, counts)
+    if waiting:
+        return WaveStep(False, f"{waiting} job(s) of {inst.id} wait for room under the organisation's enqueued-token "
+                        f"cap (other institutions' batches hold it); checking again at {_utc(min(wakes))}.",
+                        [], min(wakes), counts)
+    if next_wave_at:
+        return WaveStep(False, f"{state['pending']} line(s) of {inst.id} failed for a passing reason and go out again "
+                        f"in the next wave at {_utc(next_wave_at)} (exponential backoff).", [], min(wakes), counts)
+    ledger = db.fetch_all(conn, "grade/night_ledger", {"inst": inst.id, "night": night})[0]
+    counts.update({k: (float(v) if v is not None and k == "cost_usd" else v) for k, v in ledger.items()})
+    cost = float(ledger["cost_usd"] or 0)
+    message = (f"Night {night} of {inst.id} done: {counts['waves']} wave(s); tokens estimated in "
+               f"{ledger['est_input_tokens'] or 0} out {ledger['est_output_tokens'] or 0}, actual in "
+               f"{ledger['input_tokens'] or 0} out {ledger['output_tokens'] or 0}; ${cost:.4f}")
+    log.info(message)
+    return WaveStep(True, message, counts=counts)
+
+
+def run_night(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
+              deadline: float | None = None, poll: float = 0.1, max_steps: int = 10_000,
+              recheck_seconds: float = 0.5, settings: OpenAISettings | None = None) -> list[WaveStep]:
+    """The whole night without Airflow (tests, benchmarks): advance, sleep until the next event, repeat."""
+    steps = []
+    for _ in range(max_steps):
+        step = advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
+                       settings=settings)
+        steps.append(step)
+        if step.done:
+            return steps
+        _sleep_until_event(client, step, poll)
+    raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")
+
+
+def _sleep_until_event(client: OpenAI, step: WaveStep, poll: float) -> None:
+    """What the trigger does, synchronously: until a waited batch is finished or the wake time comes."""
+    while True:
+        if step.wake_at is not None and time.time() >= step.wake_at:
+            return
+        if any(client.batches.retrieve(b).status in TERMINAL for b in step.wait_batch_ids):
+            return
+        time.sleep(poll)

@@ -109,6 +109,19 @@ def requeue(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], 
     return db.execute(conn, "lifecycle/requeue", {"inst": inst.id, "custom_ids": list(custom_ids), "reason": reason})
 
 
+def requeue_unrun(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str) -> int:
+    """Requests of a batch the API refused before running it (enqueued-token cap) -> pending, attempt given back."""
+    if not custom_ids:
+        return 0
+    return db.execute(conn, "lifecycle/requeue_unrun", {"inst": inst.id, "custom_ids": list(custom_ids),
+                                                        "reason": reason})
+
+
+def grade_lines(conn: psycopg.Connection, inst: Institution, job_id: int) -> int:
+    """Queued requests of job `job_id` whose good result is staged in `collected_lines` -> graded."""
+    return db.execute(conn, "lifecycle/grade_lines", {"inst": inst.id, "job_id": job_id})
+
+
 def apply_model_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
     """Graded model requests -> an `llm` grade for every answer they stand for; return the answers graded."""
     return db.execute(conn, "lifecycle/apply_model_grades", {"inst": inst.id, "day": day, "version": version})

@@ -8,15 +8,14 @@ finds the job it already wrote instead of writing (and later paying for) a secon
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from collections import OrderedDict
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
 from gradeflow import batch, db, lifecycle, rules, storage
-from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution
+from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -63,105 +62,230 @@ def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int
 
 @dataclass
 class BatchPlan:
-    """What build_batches did, in counts."""
+    """What build_batches (or one wave of write_jobs) did, in counts."""
 
     answers: int = 0
     distinct_requests: int = 0
     new_requests: int = 0
+    late_days: list[str] = field(default_factory=list)
+    carried_over: int = 0
     jobs_written: int = 0
     requests_queued: int = 0
     requests_deferred: int = 0
+    est_input_tokens: int = 0
+    est_output_tokens: int = 0
     est_tokens_queued: int = 0
+    expected_output_per_request: int = 0
+    budget_remaining: int = 0
+    bytes_written: int = 0
 
 
-def _group_answers(inst: Institution, day: date, answers: list[dict], version: int) -> OrderedDict[str, dict]:
-    """Merge identical answers to the same question into one request, in FIFO order of first arrival."""
-    groups: OrderedDict[str, dict] = OrderedDict()
-    for a in answers:
-        cid = batch.custom_id(inst.id, str(day), a["exam_id"], a["question_id"], a["answer_sha256"], version)
-        group = groups.setdefault(cid, {"answer": a, "count": 0})
-        group["count"] += 1
-    return groups
+def catch_up_late_days(conn: psycopg.Connection, inst: Institution, night: date) -> list[date]:
+    """Submissions of earlier days that arrived after their cut-off: number them FIFO and grade them by rule.
 
-
-def _insert_requests(conn: psycopg.Connection, inst: Institution, day: date, groups: dict,
-                     version: int) -> tuple[int, dict]:
-    lines, new = {}, 0
-    with conn.cursor() as cur:
-        for cid, group in groups.items():
-            a = group["answer"]
-            request = batch.build_request(cid, inst.model, a, a["answer_text"])
-            lines[cid] = request
-            cur.execute(db.sql("prepare/insert_llm_request"), {
-                "custom_id": cid, "inst": inst.id, "day": day, "exam_id": a["exam_id"],
-                "question_id": a["question_id"], "answer_sha256": a["answer_sha256"], "version": version,
-                "first_fifo_seq": a["fifo_seq"], "answer_count": group["count"],
-                "est_tokens": batch.estimate_tokens(request)})
-            new += cur.rowcount
-    return new, lines
-
-
-def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) -> BatchPlan:
-    """Group the day's free-text answers into model requests and write Batch API input files to S3.
-
-    Requests over the institution's daily token budget are not sent: they are deferred
-    (reason `deferred_budget`) to the next night, never sent to human review for that.
+    Their free-text answers become model work tonight (build_batches), and those days get a new
+    release version once graded (publish republishes every day whose state changed).
     """
-    plan = BatchPlan()
+    late = db.fetch_all(conn, "prepare/late_days", {"inst": inst.id, "day": night})
+    for row in late:
+        log.warning("Late answers: %d submission(s) of %s %s arrived after that day's cut-off; they are graded "
+                    "in the night of %s and %s gets a new release version", row["submissions"], inst.id,
+                    row["exam_day"], night, row["exam_day"])
+        order_submissions(conn, inst, row["exam_day"])
+        grade_by_rule(conn, inst, row["exam_day"])
+    return [row["exam_day"] for row in late]
+
+
+def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
+                  settings: OpenAISettings | None = None) -> BatchPlan:
+    """The night's model work: new requests from the day's (and late days') free-text answers, then jobs.
+
+    Identical answers to a question are merged into one request (set-based: one query, one bulk insert).
+    Tonight's jobs take, in order, every waiting request of the institution: carried-over (deferred)
+    work of earlier days first, then tonight's, first-in-first-out; admission stops at the first request
+    over the night's token budget and the rest is deferred (`deferred_budget`) to the next night.
+    """
     order_submissions(conn, inst, day)  # answers that arrived after the cut-off get their place in line too
-    answers = [a for a in _ungraded(conn, inst, day, FREE_TEXT_TYPES) if a["answer_text"].strip()]
-    version = grading_version(conn, inst, day)
-    groups = _group_answers(inst, day, answers, version)
-    plan.answers, plan.distinct_requests = len(answers), len(groups)
+    late = catch_up_late_days(conn, inst, day)
+    days = sorted({day, *late})
+    versions = {d: grading_version(conn, inst, d) for d in days}
+    writer = batch.RequestWriter(inst.model)
+    plan = BatchPlan(late_days=[str(d) for d in late])
+    lines = _create_requests(conn, inst, days, versions, writer, plan)
     with conn.transaction():
-        plan.new_requests, lines = _insert_requests(conn, inst, day, groups, version)
-        lifecycle.apply_model_grades(conn, inst, day, version)
-        lifecycle.fan_out_reviews(conn, inst, day, version)
-    params = {"inst": inst.id, "day": day, "version": version}
-    pending = [r for r in db.fetch_all(conn, "prepare/pending_requests", params) if r["custom_id"] in lines]
-    within, over = _apply_budget(conn, inst, day, pending)
-    if over:
-        with conn.transaction():
-            plan.requests_deferred = lifecycle.defer(conn, inst, [r["custom_id"] for r in over], "deferred_budget")
-    for start in range(0, len(within), inst.max_requests_per_batch):
-        chunk = within[start:start + inst.max_requests_per_batch]
-        _write_job(conn, s3, inst, day, chunk, lines)
-        plan.jobs_written += 1
-        plan.requests_queued += len(chunk)
-        plan.est_tokens_queued += sum(r["est_tokens"] for r in chunk)
-    log.info("Batches for %s %s: %d free-text answers -> %d distinct requests (%d new); %d job(s) written "
-             "with %d requests (~%d tokens); %d deferred (over budget)", inst.id, day, plan.answers,
-             plan.distinct_requests, plan.new_requests, plan.jobs_written, plan.requests_queued, plan.est_tokens_queued,
-             plan.requests_deferred)
+        for d in days:  # answers identical to work already graded or in review join it
+            lifecycle.apply_model_grades(conn, inst, d, versions[d])
+            lifecycle.fan_out_reviews(conn, inst, d, versions[d])
+    wave = write_jobs(conn, s3, inst, day, wave=1, writer=writer, lines=lines, settings=settings)
+    for name in ("carried_over", "jobs_written", "requests_queued", "requests_deferred", "est_input_tokens",
+                 "est_output_tokens", "est_tokens_queued", "expected_output_per_request", "budget_remaining",
+                 "bytes_written"):
+        setattr(plan, name, getattr(wave, name))
+    log.info("Batches for %s night %s: %d free-text answers -> %d distinct requests (%d new)%s; %d job(s) written "
+             "with %d requests (%d carried over from earlier nights; ~%d input + %d output tokens, %d bytes); "
+             "%d deferred to the next night (over budget); budget left ~%d tokens", inst.id, day, plan.answers,
+             plan.distinct_requests, plan.new_requests,
+             f" incl. late answers of {', '.join(plan.late_days)}" if plan.late_days else "", plan.jobs_written,
+             plan.requests_queued, plan.carried_over, plan.est_input_tokens, plan.est_output_tokens,
+             plan.bytes_written, plan.requests_deferred, plan.budget_remaining)
     return plan
 
 
-def _apply_budget(conn: psycopg.Connection, inst: Institution, day: date, pending: list[dict]):
-    spent = db.fetch_all(conn, "prepare/tokens_committed", {"inst": inst.id, "day": day})[0]["tokens"]
-    within, over = [], []
-    for req in pending:
-        if spent + req["est_tokens"] <= inst.daily_token_budget:
-            spent += req["est_tokens"]
-            within.append(req)
-        else:
-            over.append(req)
-    return within, over
+def _questions(conn: psycopg.Connection, inst: Institution, exam_ids) -> dict[tuple[str, str], dict]:
+    rows = db.fetch_all(conn, "prepare/free_text_questions", {"inst": inst.id, "exam_ids": sorted(set(exam_ids)),
+                                                                "qtypes": sorted(FREE_TEXT_TYPES)})
+    return {(q["exam_id"], q["question_id"]): q for q in rows}
 
 
-def _write_job(conn: psycopg.Connection, s3, inst: Institution, day: date, chunk: list[dict],
-               lines: dict[str, dict]) -> int:
-    """Write one JSONL input file and its batch_jobs row; the fingerprint makes a rerun find it again."""
-    ids = [r["custom_id"] for r in chunk]
-    attempt = max(r["attempt"] for r in chunk) + 1  # a retry wave is new work: a new fingerprint
-    work = [f"{r['custom_id']}@{r['attempt'] + 1}" for r in chunk]
-    fingerprint = hashlib.sha256("\n".join([inst.id, str(day), inst.model, *work]).encode()).hexdigest()
-    key = inst.key("batches", day, f"{fingerprint[:20]}.jsonl")
-    body = "".join(json.dumps(lines[cid], ensure_ascii=False) + "\n" for cid in ids)
-    storage.write_bytes(s3, key, body.encode(), "application/jsonl")
+def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[date], versions: dict,
+                     writer: batch.RequestWriter, plan: BatchPlan) -> dict[str, tuple[str, int]]:
+    """Insert the new merged requests in bulk; return their lines: custom_id -> (JSONL line, input tokens)."""
+    groups = db.fetch_all(conn, "prepare/new_request_groups", {"inst": inst.id, "days": days,
+                                                                 "qtypes": sorted(FREE_TEXT_TYPES)})
+    questions = _questions(conn, inst, (g["exam_id"] for g in groups))
+    lines: dict[str, tuple[str, int]] = {}
+    staged = []
+    for g in groups:
+        day = g["exam_day"]
+        cid = batch.custom_id(inst.id, str(day), g["exam_id"], g["question_id"], g["answer_sha256"], versions[day])
+        text, tokens = writer.line(cid, questions[(g["exam_id"], g["question_id"])], g["answer_text"])
+        lines[cid] = (text, tokens)
+        staged.append((cid, day, g["exam_id"], g["question_id"], g["answer_sha256"], versions[day],
+                       g["first_fifo_seq"], g["answer_count"], tokens))
+    plan.answers = sum(g["answer_count"] for g in groups)
+    plan.distinct_requests = len(groups)
     with conn.transaction():
-        job_id = db.fetch_all(conn, "prepare/insert_batch_job", {
-            "inst": inst.id, "day": day, "fingerprint": fingerprint, "attempt": attempt, "model": inst.model,
-            "input_key": key, "request_count": len(ids),
-            "est_input_tokens": sum(r["est_tokens"] for r in chunk)})[0]["job_id"]
-        lifecycle.queue(conn, inst, job_id, ids)
-    return job_id
+        db.execute(conn, "prepare/create_stage")
+        with conn.cursor() as cur, cur.copy("COPY new_llm_requests FROM STDIN") as copy:
+            for row in staged:
+                copy.write_row(row)
+        plan.new_requests = db.execute(conn, "prepare/insert_requests", {"inst": inst.id})
+    if plan.new_requests > 1000:  # plans over a table that just grew must not use stale statistics
+        conn.execute("ANALYZE llm_requests")
+    return lines
+
+
+def expected_output_tokens(conn: psycopg.Connection, inst: Institution, night: date) -> int:
+    """Output tokens to budget per request: the institution's recent actual mean, else its configured value."""
+    row = db.fetch_all(conn, "prepare/learned_output", {"inst": inst.id, "night": night})[0]
+    if row["lines"] >= 50 and row["mean"]:
+        return min(batch.MAX_OUTPUT_TOKENS, math.ceil(row["mean"]))
+    return min(batch.MAX_OUTPUT_TOKENS, inst.expected_output_tokens)
+
+
+def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int = 1,
+               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[str, int]] | None = None,
+               settings: OpenAISettings | None = None) -> BatchPlan:
+    """Admit waiting requests into the night's jobs (strict FIFO within the budget) and write their files.
+
+    Wave 1 (prepare) first takes back every deferred request of earlier nights. Admission walks the
+    waiting requests by exam day, then FIFO, and stops at the first one that does not fit in what the
+    budget has left (actual spend of collected lines, estimates of the rest): nothing jumps the queue.
+    The rest is deferred to the next night. Admitted requests are cut into jobs of one exam day each,
+    within the request count, the bytes written, and the institution's share of the API's enqueued-token
+    cap, and written to S3 with their ledger rows.
+    """
+    plan = BatchPlan()
+    writer = writer or batch.RequestWriter(inst.model)
+    lines = dict(lines or {})
+    if wave == 1:
+        params = {"inst": inst.id, "day": night}
+        deferred = [r["custom_id"] for r in db.fetch_all(conn, "prepare/open_deferred", params)]
+        with conn.transaction():
+            plan.carried_over = lifecycle.undefer(conn, inst, deferred)
+    pending = db.fetch_all(conn, "prepare/pending_requests", {"inst": inst.id, "day": night})
+    if not pending:
+        return plan
+    _fill_lines(conn, inst, pending, writer, lines)
+    expected_out = expected_output_tokens(conn, inst, night)
+    plan.expected_output_per_request = expected_out
+    committed = db.fetch_all(conn, "prepare/night_committed", {"inst": inst.id, "night": night})[0]["tokens"]
+    remaining = inst.daily_token_budget - committed
+    admitted = []
+    for req in pending:  # strict FIFO: stop at the first request that does not fit
+        cost = lines[req["custom_id"]][1] + expected_out
+        if cost > remaining:
+            break
+        remaining -= cost
+        admitted.append(req)
+    over = pending[len(admitted):]
+    plan.budget_remaining = remaining
+    if over:
+        with conn.transaction():
+            plan.requests_deferred = lifecycle.defer(conn, inst, [r["custom_id"] for r in over], "deferred_budget")
+        log.warning("Budget of %s night %s: %d request(s) admitted first-in-first-out, %d deferred to the next "
+                    "night from exam day %s on (first one needs ~%d tokens, %d left)", inst.id, night,
+                    len(admitted), len(over), over[0]["exam_day"], lines[over[0]["custom_id"]][1] + expected_out,
+                    remaining)
+    for shard in _shards(inst, admitted, lines, (settings or load_openai_settings()).institution_cap()):
+        _write_job(conn, s3, inst, night, wave, shard, lines, expected_out, plan)
+    return plan
+
+
+def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict], writer: batch.RequestWriter,
+                lines: dict[str, tuple[str, int]]) -> None:
+    """Build the lines of waiting requests not built in this run (carried over, or retried), in one query."""
+    missing = [r for r in pending if r["custom_id"] not in lines]
+    if not missing:
+        return
+    texts = {r["custom_id"]: r["answer_text"] for r in db.fetch_all(
+        conn, "prepare/request_texts", {"inst": inst.id, "custom_ids": [r["custom_id"] for r in missing]})}
+    questions = _questions(conn, inst, (r["exam_id"] for r in missing))
+    for r in missing:
+        lines[r["custom_id"]] = writer.line(r["custom_id"], questions[(r["exam_id"], r["question_id"])],
+                                            texts[r["custom_id"]] or "")
+
+
+def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[str, int]], token_cap: int):
+    """Cut admitted requests (in order) into jobs: one exam day each, within count, bytes and token share."""
+    shard: list[dict] = []
+    size = tokens = 0
+    for req in admitted:
+        text, req_tokens = lines[req["custom_id"]]
+        req_bytes = len(text.encode())
+        full = shard and (req["exam_day"] != shard[0]["exam_day"] or len(shard) >= inst.max_requests_per_batch
+                          or size + req_bytes > inst.max_batch_bytes or tokens + req_tokens > token_cap)
+        if full:
+            yield shard
+            shard, size, tokens = [], 0, 0
+        shard.append(req)
+        size += req_bytes
+        tokens += req_tokens
+    if shard:
+        yield shard
+
+
+def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int, shard: list[dict],
+               lines: dict[str, tuple[str, int]], expected_out: int, plan: BatchPlan) -> int:
+    """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it."""
+    ids = [r["custom_id"] for r in shard]
+    work = [f"{r['custom_id']}@{r['sends'] + 1}" for r in shard]  # a retry is new work: a new fingerprint
+    fingerprint = hashlib.sha256("\n".join([inst.id, inst.model, *work]).encode()).hexdigest()
+    body = "".join(lines[cid][0] for cid in ids).encode()
+    if len(body) > inst.max_batch_bytes and len(ids) > 1:  # measured on the bytes written
+        raise RuntimeError(f"job of {len(ids)} requests is {len(body)} bytes, over {inst.max_batch_bytes}")
+    key = inst.key("batches", shard[0]["exam_day"], f"{fingerprint[:20]}.jsonl")
+    storage.write_bytes(s3, key, body, "application/jsonl")
+    est_in = sum(lines[cid][1] for cid in ids)
+    with conn.transaction():
+        row = db.fetch_all(conn, "prepare/insert_batch_job", {
+            "inst": inst.id, "day": shard[0]["exam_day"], "night": night, "wave": wave, "fingerprint": fingerprint,
+            "attempt": max(r["attempt"] for r in shard) + 1, "model": inst.model, "input_key": key,
+            "request_count": len(ids), "est_input_tokens": est_in, "est_output_tokens": expected_out * len(ids),
+            "input_bytes": len(body)})[0]
+        lifecycle.queue(conn, inst, row["job_id"], ids)
+        db.execute(conn, "prepare/create_lines_stage")
+        with conn.cursor() as cur, cur.copy("COPY staged_lines FROM STDIN") as copy:
+            for cid in ids:
+                copy.write_row((cid, lines[cid][1], expected_out))
+        db.execute(conn, "prepare/insert_lines", {"inst": inst.id, "job_id": row["job_id"]})
+    plan.jobs_written += 1
+    plan.requests_queued += len(ids)
+    plan.est_input_tokens += est_in
+    plan.est_output_tokens += expected_out * len(ids)
+    plan.est_tokens_queued += est_in + expected_out * len(ids)
+    plan.bytes_written += len(body)
+    log.info("Job %s (%s, wave %d): %d requests of exam day %s, %d bytes, ~%d input tokens", row["job_id"],
+             "written" if row["inserted"] else "already written", wave, len(ids), shard[0]["exam_day"], len(body),
+             est_in)
+    return row["job_id"]

@@ -96,66 +96,8 @@ def build_batches(institution_id: str, **context: Any) -> dict:
         return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(), inst, day))}
 
 
-def _submit(conn, inst: Institution, day: date, s3) -> list[dict]:
-    """Submit (or reattach) the day's open jobs; one small manifest per job for the deferred waits."""
-    from gradeflow import grading
-
-    job_ids = grading.submit_jobs(conn, s3, grading.openai_client(), inst, day)
-    return [{"job_id": j, "batch_id": grading.get_job(conn, inst, j)["openai_batch_id"]} for j in job_ids]
-
-
-def submit_batches(institution_id: str, **context: Any) -> list[dict]:
-    """Submit (or reattach) the exam day's jobs; return one small manifest per job to wait on."""
-    from gradeflow import storage
-
-    inst = get_institution(institution_id)
-    day = exam_day_for(context, inst)
-    with open_db(inst.id) as conn:
-        return _submit(conn, inst, day, storage.client())
-
-
-def collect_results(institution_id: str, final: bool = False, **context: Any) -> dict:
-    """Collect every finished job of the exam day; fail if some are still running (they stay open).
-
-    `final` marks the last wave: failures then go to human review instead of another attempt.
-    """
-    from gradeflow import grading
-
-    inst = get_institution(institution_id)
-    day = exam_day_for(context, inst)
-    client = grading.openai_client()
-    totals: dict[str, Any] = {"exam_day": str(day), "jobs": 0, "collected": 0, "still_running": []}
-    with open_db(inst.id) as conn:
-        for job in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": day}):
-            if not job["openai_batch_id"]:
-                continue
-            report = grading.collect_job(conn, client, inst, job["job_id"], allow_retry=not final)
-            totals["jobs"] += 1
-            totals["collected"] += int(report.collected)
-            if not report.collected:
-                totals["still_running"].append(job["openai_batch_id"])
-            for key in ("lines_ok", "lines_failed", "lines_missing", "lines_requeued", "answers_graded",
-                        "answers_to_review",
-                        "input_tokens", "output_tokens", "cost_usd"):
-                totals[key] = totals.get(key, 0) + getattr(report, key)
-    log.info("Collect %s %s: %s", inst.id, day, totals)
-    if totals["still_running"]:
-        raise RuntimeError(f"batches still running, not collected yet: {totals['still_running']}")
-    return totals
-
-
-def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
-    """Second wave: write and submit a new batch with only the lines that did not finish."""
-    from gradeflow import prepare, storage
-
-    inst = get_institution(institution_id)
-    day = exam_day_for(context, inst)
-    s3 = storage.client()
-    with open_db(inst.id) as conn:
-        plan = prepare.build_batches(conn, s3, inst, day)
-        log.info("Retry wave for %s %s: %d request(s) in %d job(s)", inst.id, day, plan.requests_queued,
-                 plan.jobs_written)
-        return _submit(conn, inst, day, s3)
+# The grade DAG's work (reconcile, submit in waves under the shared cap, collect, retry with backoff)
+# is one deferrable operator: gradeflow.waiting.GradeNightOperator, stepping gradeflow.grading.advance.
 
 
 def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
@@ -205,6 +147,36 @@ def write_report(institution_id: str, **context: Any) -> dict:
     with open_db(inst.id) as conn:
         key = report.write_report(conn, storage.client(), inst, day, timings)
     return {"exam_day": str(day), "report_key": key, "airflow_runs_timed": len(timings)}
+def republish_changed_days(institution_id: str, **context: Any) -> dict:
+    """Release a new version of every earlier day whose state changed since its last release.
+
+    Late answers, carried-over (deferred) work and batches collected after a deadline change days
+    other than yesterday: each such day goes through the same gate, gets a new version (only if its
+    state differs from its last release) and a new Parquet export.
+    """
+    from gradeflow import publish, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst, 1)
+    released, blocked = [], []
+    with open_db(inst.id) as conn:
+        days = [r["exam_day"] for r in db.fetch_all(conn, "publish/changed_days", {"inst": inst.id, "day": day})]
+        s3 = storage.client() if days else None
+        for other in days:
+            gate = publish.validate(conn, inst, other)
+            if not gate.success:
+                blocked.append(f"{other}: " + "; ".join(gate.failures))
+                continue
+            result = publish.release(conn, inst, other, gate.validation_id)
+            if result["new"]:
+                publish.export(conn, s3, inst, other, result["release_id"])
+                released.append(f"{other} v{result['version']}")
+    log.info("Republish %s: %d earlier day(s) changed since their last release; new versions: %s", inst.id,
+             len(days), ", ".join(released) or "none")
+    if blocked:
+        raise publish.ReleaseBlocked("release gate failed for earlier day(s), nothing released for them: "
+                                     + " | ".join(blocked))
+    return {"days_checked": [str(d) for d in days], "released": released}
 
 
 def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from dataclasses import replace
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -42,15 +43,26 @@ def _wait(client, conn, timeout=30):
 
 
 def _grade(conn, s3, client, inst=NORTH):
-    """What the grade DAG does: submit, wait, collect; then one retry wave with only unfinished lines."""
-    reports = []
-    for final in (False, True):
-        if final:
-            prepare.build_batches(conn, s3, inst, EXAM_DAY)
-        job_ids = grading.submit_jobs(conn, s3, client, inst, EXAM_DAY)
-        _wait(client, conn)
-        reports += [grading.collect_job(conn, client, inst, j, allow_retry=not final) for j in job_ids]
-    return reports
+    """What the grade DAG does: the night's waves (reconcile, submit, wait, collect, retry after a backoff).
+
+    Returns one collect report per job, in job order (the ledger's view of each job).
+    """
+    inst = replace(inst, retry_backoff_seconds=0.05)
+    grading.run_night(conn, s3, client, inst, EXAM_DAY)
+    return [_job_report(conn, job_id) for (job_id,) in conn.execute(
+        "SELECT job_id FROM batch_jobs WHERE collected_at IS NOT NULL ORDER BY job_id").fetchall()]
+
+
+def _job_report(conn, job_id):
+    row = conn.execute(
+        "SELECT j.status, j.input_tokens, count(*) FILTER (WHERE l.outcome = 'graded'), "
+        "count(*) FILTER (WHERE l.outcome <> 'graded' AND l.input_tokens > 0 OR l.outcome IN ('review', 'retry') "
+        "AND l.output_tokens IS NOT NULL), count(*) FILTER (WHERE l.outcome = 'retry') "
+        "FROM batch_jobs j JOIN batch_lines l USING (job_id) WHERE j.job_id = %s GROUP BY j.status, j.input_tokens",
+        (job_id,)).fetchone()
+    graded = conn.execute("SELECT count(*) FROM grades WHERE job_id = %s", (job_id,)).fetchone()[0]
+    return grading.CollectReport(job_id, row[0], collected=True, lines_ok=row[2], input_tokens=row[1] or 0,
+                                 lines_requeued=row[4], lines_failed=row[3], answers_graded=graded)
 
 
 def _counts(conn):
@@ -90,8 +102,8 @@ def test_rerunning_every_step_changes_nothing_and_pays_once(conn, s3, emulator, 
     first = _grade(conn, s3, openai_client)
     snapshot = conn.execute("SELECT count(*), sum(score) FROM grades").fetchone()
     second_plan = _prepare(conn, s3)
-    second = [r for r in _grade(conn, s3, openai_client) if r.lines_ok or r.lines_failed]
-    assert second_plan.jobs_written == 0 and second == [] and len(first) == 1
+    second = _grade(conn, s3, openai_client)
+    assert second_plan.jobs_written == 0 and second == first and len(first) == 1
     assert conn.execute("SELECT count(*), sum(score) FROM grades").fetchone() == snapshot
     assert emulator.stats()["batches_created"] == 1
 
@@ -145,15 +157,16 @@ def test_partial_expiry_keeps_finished_lines_and_resends_only_the_rest(conn, s3,
     rows = [r for i in range(4) for r in answers_for(f"s{i}", f"st{i}", f"answer number {i} about ATP")]
     _load(conn, s3, rows)
     _prepare(conn, s3)
-    first, retry = _grade(conn, s3, openai_client)
-    assert first.batch_status == "expired" and (first.lines_ok, first.lines_failed, first.lines_requeued) == (2, 2, 2)
-    # The second wave carries only the two lines that did not run, and it too expires half-way.
-    assert retry.batch_status == "expired" and (retry.lines_ok, retry.lines_failed, retry.lines_requeued) == (1, 1, 0)
+    first, second, third = _grade(conn, s3, openai_client)
+    assert first.batch_status == "expired" and (first.lines_ok, first.lines_requeued) == (2, 2)
+    # Each later wave carries only the lines that did not run, and each expires half-way too.
+    assert (second.lines_ok, second.lines_requeued) == (1, 1)
+    assert (third.lines_ok, third.lines_requeued) == (0, 0)  # the third attempt was the last: to review
     sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id")]
-    assert sizes == [4, 2] and emulator.stats()["batches_created"] == 2
+    assert sizes == [4, 2, 1] and emulator.stats()["batches_created"] == 3
     assert _counts(conn)["graded_llm"] == 3 and _counts(conn)["in_review"] == 1
     attempts = dict(conn.execute("SELECT status, max(attempt) FROM llm_requests GROUP BY status").fetchall())
-    assert attempts == {"graded": 2, "review": 2}
+    assert attempts == {"graded": 2, "review": 3}
 
 
 def test_unfinished_model_work_is_released_as_pending_then_a_new_version(conn, s3, emulator, openai_client):

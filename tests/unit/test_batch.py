@@ -77,3 +77,48 @@ def test_both_error_shapes():
         "body": {"error": {"message": "bad", "type": "invalid_request_error", "code": "invalid_value"}}}}
     r = batch.parse_line(http_400, 3)
     assert not r.ok and not r.retryable and r.error.startswith("invalid_value")
+
+
+def test_prompt_tokens_are_exact_with_the_models_own_tokenizer():
+    assert batch.encoding_for("gpt-4.1-mini") == "o200k_base" and batch.encoding_for("gpt-4o") == "o200k_base"
+    assert batch.encoding_for("gpt-4-0613") == "cl100k_base" and batch.encoding_for("gpt-3.5-turbo") == "cl100k_base"
+    assert batch.count_tokens("hello world", "o200k_base") == 2
+    assert batch.count_tokens("", "o200k_base") == 0
+    req = batch.build_request("gf1-x", "gpt-4.1-mini", QUESTION, "It makes ATP")
+    body = req["body"]
+    by_hand = sum(3 + batch.count_tokens(m["role"]) + batch.count_tokens(m["content"]) for m in body["messages"])
+    assert batch.prompt_tokens(body) == by_hand + 3 + batch.response_format_tokens(body)
+    # The output is budgeted by the expected size, not by the cap.
+    assert batch.estimate_tokens(req, 100) == batch.prompt_tokens(body) + 100
+
+
+def test_request_writer_lines_equal_the_built_requests_and_their_tokens():
+    writer = batch.RequestWriter("gpt-4.1-mini")
+    for text in ("It makes ATP", 'quotes " and \\ backslashes', "ünïcödé 😀", ""):
+        line, tokens = writer.line("gf1-abc", QUESTION, text)
+        req = batch.build_request("gf1-abc", "gpt-4.1-mini", QUESTION, text)
+        assert line == json.dumps(req, ensure_ascii=False) + "\n"
+        assert tokens == batch.prompt_tokens(req["body"])
+
+
+def test_the_emulator_counts_tokens_the_same_way():
+    from devstack import batch_emulator
+
+    req = batch.build_request("gf1-x", "gpt-4.1-mini", QUESTION, "Mitochondria make ATP by respiration.")
+    assert batch_emulator.prompt_tokens(req["body"])[0] == batch.prompt_tokens(req["body"])
+
+
+@pytest.mark.parametrize(("line", "retryable"), [
+    ({"custom_id": "c", "response": {"status_code": 500, "body": {}}}, True),
+    ({"custom_id": "c", "response": {"status_code": 429, "body": {"error": {"code": "rate_limit_exceeded"}}}}, True),
+    ({"custom_id": "c", "response": None, "error": {"code": "batch_expired", "message": "x"}}, True),
+    ({"custom_id": "c", "response": None, "error": {"code": "batch_cancelled", "message": "x"}}, True),
+    ({"custom_id": "c", "response": {"status_code": 400, "body": {"error": {"code": "invalid_value"}}}}, False),
+])
+def test_which_line_errors_are_retried(line, retryable):
+    from gradeflow import lifecycle
+
+    result = batch.parse_line(line, 3)
+    assert not result.ok and result.retryable is retryable
+    reason = lifecycle.review_reason_for(result.code or "", result.retryable)
+    assert reason == ("attempts_exhausted" if retryable else "invalid_request")

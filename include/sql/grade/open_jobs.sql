@@ -1,6 +1,7 @@
--- The day's batch jobs not yet collected, oldest first.
-SELECT job_id, fingerprint, attempt, model, input_key, request_count, est_input_tokens, status,
-       openai_file_id, openai_batch_id
+-- The institution's batch jobs not yet collected, from any night or exam day, oldest first: a batch
+-- still running past a deadline is collected by the next run that sees it finished.
+SELECT job_id, exam_day, night, wave, fingerprint, attempt, model, input_key, request_count, est_input_tokens,
+       est_output_tokens, status, openai_file_id, openai_batch_id
   FROM batch_jobs
- WHERE institution_id = %(inst)s AND exam_day = %(day)s AND collected_at IS NULL
+ WHERE institution_id = %(inst)s AND collected_at IS NULL
  ORDER BY job_id;
