@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import batch, db, lifecycle, rules, storage
+from gradeflow import batch, db, lifecycle, storage
 from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution
 
 if TYPE_CHECKING:
@@ -41,24 +41,19 @@ def _ungraded(conn: psycopg.Connection, inst: Institution, day: date, qtypes: fr
     return db.fetch_all(conn, "prepare/ungraded_answers", {"inst": inst.id, "day": day, "qtypes": sorted(qtypes)})
 
 
-def _grade_row(inst: Institution, day: date, version: int, answer: dict, score: float, rationale: str) -> dict:
-    return {"inst": inst.id, "day": day, "submission_id": answer["submission_id"],
-            "question_id": answer["question_id"], "score": score, "max_points": answer["max_points"],
-            "grader": "rule", "model": None, "job_id": None, "custom_id": None, "attempt": 1,
-            "version": version, "rationale": rationale, "confidence": 1}
-
-
 def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int:
-    """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0)."""
+    """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0).
+
+    One set-based statement in the database (the rules of gradeflow.rules as SQL functions, migration
+    007): no answer travels to Python and back.
+    """
     version = grading_version(conn, inst, day)
-    rows = [_grade_row(inst, day, version, a, rules.grade(a, a["answer_text"]), "graded by rule")
-            for a in _ungraded(conn, inst, day, RULE_TYPES)]
-    rows += [_grade_row(inst, day, version, a, 0.0, "no answer given")
-             for a in _ungraded(conn, inst, day, FREE_TEXT_TYPES) if not a["answer_text"].strip()]
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(db.sql("prepare/insert_grade"), rows)
-    log.info("Graded %d answer(s) of %s %s by rule", len(rows), inst.id, day)
-    return len(rows)
+    with conn.transaction():
+        graded = db.execute(conn, "prepare/grade_by_rule", {
+            "inst": inst.id, "day": day, "version": version, "rule_types": sorted(RULE_TYPES),
+            "free_text_types": sorted(FREE_TEXT_TYPES)})
+    log.info("Graded %d answer(s) of %s %s by rule", graded, inst.id, day)
+    return graded
 
 
 @dataclass
