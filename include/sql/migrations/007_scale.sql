@@ -68,3 +68,38 @@ CREATE FUNCTION gradeflow_rule_score(qtype text, answer text, answer_key jsonb, 
              AND gradeflow_numeric_ok(gradeflow_parse_number(answer), (answer_key)::float8, tolerance::float8)
              THEN max_points
         ELSE 0 END;
+
+-- 2. The answer_lifecycle view, same columns and meaning, without a query per answer: an answer's open
+--    model request (the newest version still pending, queued or deferred) comes from one DISTINCT ON pass
+--    joined by hash, instead of a LATERAL lookup per answer (a million index probes on a big day).
+--    The institution and day the caller filters on reach every table (the join keys carry them).
+CREATE OR REPLACE VIEW answer_lifecycle WITH (security_invoker = true) AS
+SELECT a.institution_id, a.exam_day, a.exam_id, a.submission_id, a.question_id, a.answer_sha256,
+       g.grade_id, g.grader, g.score, g.max_points AS graded_max_points,
+       v.review_id, v.reason AS review_reason,
+       r.custom_id, r.status AS request_status, r.deferred_reason,
+       CASE WHEN g.grade_id IS NOT NULL THEN 'graded'
+            WHEN v.review_id IS NOT NULL THEN 'in_review'
+            WHEN r.status = 'deferred' THEN 'deferred'
+            WHEN r.status IN ('pending', 'queued') THEN 'queued'
+            ELSE 'received' END AS state,
+       CASE WHEN g.grade_id IS NOT NULL THEN NULL
+            WHEN v.review_id IS NOT NULL THEN 'in_review'
+            WHEN r.status = 'deferred' THEN r.deferred_reason
+            WHEN r.status IN ('pending', 'queued') THEN 'pending_model'
+            ELSE 'received' END AS pending_reason
+  FROM answers a
+  LEFT JOIN grades g ON g.institution_id = a.institution_id AND g.submission_id = a.submission_id
+                    AND g.question_id = a.question_id AND g.is_current
+  LEFT JOIN review_queue v ON v.institution_id = a.institution_id AND v.submission_id = a.submission_id
+                          AND v.question_id = a.question_id AND v.resolved_at IS NULL
+  LEFT JOIN (
+        SELECT DISTINCT ON (lr.institution_id, lr.exam_day, lr.exam_id, lr.question_id, lr.answer_sha256)
+               lr.institution_id, lr.exam_day, lr.exam_id, lr.question_id, lr.answer_sha256,
+               lr.custom_id, lr.status, lr.deferred_reason
+          FROM llm_requests lr
+         WHERE lr.status IN ('pending', 'queued', 'deferred')
+         ORDER BY lr.institution_id, lr.exam_day, lr.exam_id, lr.question_id, lr.answer_sha256, lr.version DESC
+       ) r ON r.institution_id = a.institution_id AND r.exam_day = a.exam_day AND r.exam_id = a.exam_id
+          AND r.question_id = a.question_id AND r.answer_sha256 = a.answer_sha256;
+
