@@ -32,6 +32,7 @@ def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> i
 def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """Give the day's new submissions their FIFO sequence numbers; return how many were numbered."""
     with conn.transaction():
+        db.execute(conn, "bulk_plans")
         numbered = db.execute(conn, "prepare/order_submissions", {"inst": inst.id, "day": day})
     log.info("Ordered %d new submission(s) of %s %s first-in-first-out", numbered, inst.id, day)
     return numbered
@@ -49,6 +50,7 @@ def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int
     """
     version = grading_version(conn, inst, day)
     with conn.transaction():
+        db.execute(conn, "bulk_plans")
         graded = db.execute(conn, "prepare/grade_by_rule", {
             "inst": inst.id, "day": day, "version": version, "rule_types": sorted(RULE_TYPES),
             "free_text_types": sorted(FREE_TEXT_TYPES)})

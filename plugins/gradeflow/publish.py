@@ -31,7 +31,9 @@ class ReleaseBlocked(RuntimeError):
 
 def day_counts(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
     """Submissions, answers, outcomes, rejects, released version and cost of one day."""
-    return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
+    with conn.transaction():
+        db.execute(conn, "bulk_plans")
+        return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
 
 
 STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission_id", "string"),
@@ -53,9 +55,11 @@ def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> pd.
     schema = pa.schema([(name, getattr(pa, kind)() if kind != "bool" else pa.bool_()) for name, kind in STATE_COLUMNS])
     buf = io.BytesIO()
     query = f"COPY ({db.sql('publish/answer_states').strip().rstrip(';')}) TO STDOUT (FORMAT csv, HEADER true)"
-    with conn.cursor() as cur, cur.copy(query, {"inst": inst.id, "day": day}) as copy:
-        for chunk in copy:
-            buf.write(chunk)
+    with conn.transaction(), conn.cursor() as cur:
+        db.execute(conn, "bulk_plans")
+        with cur.copy(query, {"inst": inst.id, "day": day}) as copy:
+            for chunk in copy:
+                buf.write(chunk)
     table = pacsv.read_csv(
         io.BytesIO(buf.getvalue()),
         convert_options=pacsv.ConvertOptions(column_types=schema, true_values=["t"], false_values=["f"],

@@ -55,19 +55,43 @@ CREATE FUNCTION gradeflow_numeric_ok(answer float8, key float8, tolerance float8
                 WHEN abs(answer) > 1e300 OR abs(key) > 1e300 THEN answer = key  -- no overflow in the difference
                 ELSE abs(answer - key) <= coalesce(tolerance, 0) + 1e-9::float8 END;
 
+-- The keyed truth value of a true/false question, and the keyed number of a numeric one (else NULL).
+CREATE FUNCTION gradeflow_key_bool(k jsonb) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN CASE WHEN jsonb_typeof(k) = 'boolean' THEN k::boolean END;
+
+CREATE FUNCTION gradeflow_key_number(k jsonb) RETURNS float8
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN CASE WHEN jsonb_typeof(k) = 'number' THEN k::float8 END;
+
+-- rules.grade with the question's key already read (grade_by_rule reads each question's key once,
+-- not once per answer). Multiple choice: one option without separators is compared directly; only
+-- answers with several parts are split, de-duplicated and sorted.
+CREATE FUNCTION gradeflow_rule_score_keyed(qtype text, answer text, key_choices text[], key_bool boolean,
+                                           key_number float8, tolerance float8, max_points numeric) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN qtype = 'multiple_choice' THEN
+             CASE WHEN key_choices IS NULL THEN 0
+                  WHEN gradeflow_strip(answer) !~ E'[ \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000,;/|]'
+                       THEN CASE WHEN ARRAY[gradeflow_ascii_upper(gradeflow_strip(answer))] = key_choices
+                                  AND gradeflow_strip(answer) <> '' THEN max_points ELSE 0 END
+                  WHEN gradeflow_choices(answer) = key_choices THEN max_points ELSE 0 END
+        WHEN qtype = 'true_false' THEN
+             CASE WHEN gradeflow_parse_bool(answer) = key_bool THEN max_points ELSE 0 END
+        WHEN qtype = 'numeric' THEN
+             CASE WHEN gradeflow_numeric_ok(gradeflow_parse_number(answer), key_number, tolerance) THEN max_points
+                  ELSE 0 END
+        ELSE 0 END;
+
 -- rules.grade: the score of one answer to a rule-graded question (0 for any other type).
 CREATE FUNCTION gradeflow_rule_score(qtype text, answer text, answer_key jsonb, tolerance numeric,
                                      max_points numeric) RETURNS numeric
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN CASE
-        WHEN qtype = 'multiple_choice' AND answer_key IS NOT NULL
-             AND gradeflow_choices(answer) = gradeflow_key_choices(answer_key) THEN max_points
-        WHEN qtype = 'true_false' AND jsonb_typeof(answer_key) = 'boolean'
-             AND gradeflow_parse_bool(answer) = (answer_key)::boolean THEN max_points
-        WHEN qtype = 'numeric' AND jsonb_typeof(answer_key) = 'number'
-             AND gradeflow_numeric_ok(gradeflow_parse_number(answer), (answer_key)::float8, tolerance::float8)
-             THEN max_points
-        ELSE 0 END;
+    RETURN gradeflow_rule_score_keyed(qtype, answer,
+                                      CASE WHEN qtype = 'multiple_choice' THEN gradeflow_key_choices(answer_key) END,
+                                      gradeflow_key_bool(answer_key), gradeflow_key_number(answer_key),
+                                      tolerance::float8, max_points);
 
 -- 2. The answer_lifecycle view, same columns and meaning, without a query per answer: an answer's open
 --    model request (the newest version still pending, queued or deferred) comes from one DISTINCT ON pass
