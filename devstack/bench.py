@@ -399,7 +399,7 @@ def first_big_day(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: 
     del warm, manifest
 
 
-def night(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int) -> dict:
+def night(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int, only: tuple[str, ...]) -> dict:
     """The main institution's whole night; returns its manifest."""
     manifest = generate(data_dir, INSTITUTION, DAY, answers)
     manifest_path = data_dir / "manifest-night.json"
@@ -408,6 +408,8 @@ def night(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int) -> 
                           data=data_dir)
     upload(info, data_dir, INSTITUTION, DAY)
     for stage, _ in NIGHT:
+        if stage not in only:
+            continue
         if stage == "collect":
             waited = wait_for_batches(info, bench.env)
             print(f"{'(model: emulator)':<20} {'':>10} {waited:>9.2f}", flush=True)
@@ -454,6 +456,8 @@ def main(argv: list[str] | None = None, parse_only: bool = False):
     parser.add_argument("--first-day-answers", type=int, default=None,
                         help="answers of the first-big-day case (default: min(answers, 300,000); 0 skips it)")
     parser.add_argument("--skip-parse", action="store_true", help="do not time DAG parsing")
+    parser.add_argument("--stages", default=",".join(stage for stage, _ in NIGHT),
+                        help="the night's stages to run, in order (default: all), e.g. ingest to time loading only")
     parser.add_argument("--profile", action="store_true", help="cProfile each stage into bench-output/")
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack running")
     parser.add_argument("--in-process", action="store_true",
@@ -495,7 +499,7 @@ def run(args) -> int:
         print(HEADER, flush=True)
         if first_day:
             first_big_day(bench, info, data_dir, first_day)
-        manifest = night(bench, info, data_dir, args.answers)
+        manifest = night(bench, info, data_dir, args.answers, tuple(args.stages.split(",")))
         parse = None if args.skip_parse else parse_time(env, STATE_DIR)
         if parse:
             print(f"DAG parsing, {parse.get('institutions')} institutions ({parse.get('dags')} DAGs): "
@@ -504,6 +508,8 @@ def run(args) -> int:
         if not args.keep_stack:
             stack.down(STATE_DIR)
     night_rows = [r for r in bench.rows if r["stage"] in dict(NIGHT) and r["stage"] not in MODEL_STAGES]
+    if not night_rows:
+        night_rows = [{"seconds": 0, "peak_rss_mb": 0}]
     summary = {"answers_requested": args.answers, "answers": manifest["answers"], "bad_rows": manifest["bad_rows"],
                "night_seconds_without_model": round(sum(r["seconds"] for r in night_rows), 2),
                "night_peak_rss_mb": max(r["peak_rss_mb"] for r in night_rows),
