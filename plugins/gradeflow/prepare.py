@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ANALYSE_AFTER_ROWS = 10_000  # grading this many answers refreshes the statistics of grades
+
 
 def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """The day's grading version: 1, raised by each admin rerun."""
@@ -54,6 +56,8 @@ def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int
         graded = db.execute(conn, "prepare/grade_by_rule", {
             "inst": inst.id, "day": day, "version": version, "rule_types": sorted(RULE_TYPES),
             "free_text_types": sorted(FREE_TEXT_TYPES)})
+    if graded >= ANALYSE_AFTER_ROWS:
+        db.execute(conn, "prepare/analyse_grades")
     log.info("Graded %d answer(s) of %s %s by rule", graded, inst.id, day)
     return graded
 
