@@ -423,11 +423,22 @@ def night(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int, onl
 
 def parse_time(env: dict[str, str], work: Path) -> dict:
     """DAG parsing of a generated config of 300 institutions (1,200 DAGs)."""
-    if (stack.PROJECT_ROOT / "devstack" / "bench_parse.py").exists():
-        done = subprocess.run([sys.executable, "-m", "devstack.bench_parse", "--json"], env=env,  # noqa: S603
-                              cwd=stack.PROJECT_ROOT, capture_output=True, text=True, check=False)
-        if done.returncode == 0 and done.stdout.strip().startswith("{"):
-            return {"how": "devstack.bench_parse", **json.loads(done.stdout.strip().splitlines()[-1])}
+    if (stack.PROJECT_ROOT / "devstack" / "bench_parse.py").exists():  # the DAG processor's way (ops' bench)
+        import statistics
+
+        from devstack import bench_parse
+
+        runs = []
+        for alerts in (True, False):
+            path = bench_parse.write_institutions(work / "institutions-300.yaml", PARSE_INSTITUTIONS, alerts=alerts)
+            with _env(env):
+                runs = [bench_parse.parse_once(path) for _ in range(3)]
+            if not any(r["errors"] for r in runs):
+                break
+        return {"how": "devstack.bench_parse (DagBag on the DAG file, Airflow imported first; median of 3)",
+                "institutions": PARSE_INSTITUTIONS, "dags": runs[0]["dags"],
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu"] for r in runs)}
     import yaml
 
     path = work / "institutions-300.yaml"
@@ -447,6 +458,21 @@ def parse_time(env: dict[str, str], work: Path) -> dict:
         dags = int(line[2])
     return {"how": "python -c 'import dags.institution_dags' (best of 3, includes Airflow's import)",
             "institutions": PARSE_INSTITUTIONS, "dags": dags, "seconds": min(seconds)}
+
+
+class _env:
+    """Apply an environment to this process for a block (bench_parse reads os.environ)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env, self.saved = env, {}
+
+    def __enter__(self) -> None:
+        self.saved = dict(os.environ)
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc) -> None:
+        os.environ.clear()
+        os.environ.update(self.saved)
 
 
 def main(argv: list[str] | None = None, parse_only: bool = False):
