@@ -24,4 +24,4 @@ SELECT l.institution_id AS institution, l.exam_day::text AS exam_day, l.submissi
   LEFT JOIN g ON g.submission_id = l.submission_id AND g.question_id = l.question_id
   LEFT JOIN v ON v.submission_id = l.submission_id AND v.question_id = l.question_id
  WHERE l.institution_id = %(inst)s AND l.exam_day = %(day)s
- ORDER BY l.submission_id, l.question_id
+ ORDER BY l.submission_id COLLATE "C", l.question_id COLLATE "C"
