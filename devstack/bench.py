@@ -113,9 +113,9 @@ def _stage_ceiling(args) -> tuple[int, dict]:
     buf = pa.BufferOutputStream()
     pacsv.write_csv(table, buf)
     data = buf.getvalue().to_pybytes()
-    with db.connect() as conn:
+    with db.connect(institution=args.institution) as conn:  # the worker role: a temporary (unlogged) table
         conn.execute("DROP TABLE IF EXISTS bench_copy_ceiling")
-        conn.execute("CREATE UNLOGGED TABLE bench_copy_ceiling (submission_id text, student_id text, exam_id text,"
+        conn.execute("CREATE TEMP TABLE bench_copy_ceiling (submission_id text, student_id text, exam_id text,"
                      " question_id text, answer text, submitted_at text)")
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY bench_copy_ceiling FROM STDIN WITH (FORMAT csv, HEADER true)") \
@@ -178,7 +178,7 @@ def _stage_submit(args) -> tuple[int, dict]:
     from gradeflow import db, tasks
 
     jobs = tasks.submit_batches(args.institution, **_context(args.day))
-    with tasks.open_db() as conn:
+    with tasks.open_db(args.institution) as conn:
         requests = db.fetch_all(conn, "grade/open_jobs", {"inst": args.institution, "day": args.day})
     return sum(j["request_count"] for j in requests), {"jobs": len(jobs)}
 
@@ -195,7 +195,7 @@ def _stage_validate(args) -> tuple[int, dict]:
     from gradeflow import publish, tasks
 
     gate = tasks.validate_grades(args.institution, **_context(args.day))
-    with tasks.open_db() as conn:
+    with tasks.open_db(args.institution) as conn:
         answers = publish.day_counts(conn, _inst(args.institution), args.day)["answers"]
     Path(args.scratch).write_text(json.dumps(gate))
     return answers, {"validation_id": gate["validation_id"]}
@@ -205,7 +205,7 @@ def _stage_release(args) -> tuple[int, dict]:
     from gradeflow import publish, tasks
 
     gate = json.loads(Path(args.scratch).read_text())
-    with tasks.open_db() as conn:
+    with tasks.open_db(args.institution) as conn:
         released = publish.release(conn, _inst(args.institution), args.day, gate["validation_id"])
     Path(args.scratch).write_text(json.dumps({**gate, "release_id": released["release_id"]}))
     return released["row_count"], {"version": released["version"]}
@@ -215,7 +215,7 @@ def _stage_export(args) -> tuple[int, dict]:
     from gradeflow import publish, storage, tasks
 
     gate = json.loads(Path(args.scratch).read_text())
-    with tasks.open_db() as conn:
+    with tasks.open_db(args.institution) as conn:
         key = publish.export(conn, storage.client(), _inst(args.institution), args.day, gate["release_id"])
         rows = conn.execute("SELECT row_count FROM releases WHERE release_id = %s",
                             (gate["release_id"],)).fetchone()[0]
@@ -236,7 +236,7 @@ def measure_stage(args) -> dict:
     """Warm up imports and the connection, run one stage; its rows, seconds and memory."""
     from gradeflow import tasks
 
-    tasks.open_db().close()  # migrations and imports are not the stage's time
+    tasks.open_db(args.institution).close()  # imports and the schema check are not the stage's time
     _warm_imports(args.stage)
     rss_before = _rss_now_mb()
     profiler = None
@@ -324,10 +324,7 @@ class Bench:
         return result
 
     def sql(self, *statements: str) -> None:
-        import psycopg
-
-        with psycopg.connect(host="127.0.0.1", port=self.info.pg_port, user=stack.PG_USER,
-                             dbname=stack.GRADEFLOW_DB, autocommit=True) as conn:
+        with stack.connect_as(self.info, stack.OWNER_ROLE, autocommit=True) as conn:  # the owner: DDL, ANALYZE
             for statement in statements:
                 conn.execute(statement)
 
@@ -348,6 +345,7 @@ def reset(info: stack.StackInfo, bench: Bench) -> None:
     import httpx
 
     bench.sql("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    stack.migrate(info)  # the owner's migrate step; the stages work as the worker role
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
         for item in page.get("Contents", []):
@@ -512,9 +510,11 @@ def run(args) -> int:
     STATE_DIR = args.state_dir.resolve()
     first_day = min(args.answers, 300_000) if args.first_day_answers is None else args.first_day_answers
     started = time.perf_counter()
+    # Before anything imports gradeflow.config (stack.up runs the migrate step): the bench's tenants.
+    os.environ["GRADEFLOW_INSTITUTIONS"] = str(institutions_yaml(STATE_DIR / "institutions.yaml"))
+    sys.path[:0] = [str(stack.PROJECT_ROOT / "plugins")]
     info = stack.up(STATE_DIR, emulator_timing_scale=0.0)
-    env = {**os.environ, **stack.env(info),
-           "GRADEFLOW_INSTITUTIONS": str(institutions_yaml(STATE_DIR / "institutions.yaml"))}
+    env = {**os.environ, **stack.env(info)}
     data_dir = STATE_DIR / "day"
     bench = Bench(info, env, args.profile, args.in_process)
     if args.in_process:

@@ -7,14 +7,25 @@ embedded stack and that the night's counts add up: every good row loaded, every 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from devstack import stack
 
 
-def test_bench_runs_every_stage_at_a_tiny_size(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("bench")  # like conftest's stack: a folder PostgreSQL may enter
+def test_bench_runs_every_stage_at_a_tiny_size():
+    # Like conftest's stack: a folder outside pytest's basetemp, which PostgreSQL's own user may enter.
+    tmp_path = Path(tempfile.mkdtemp(prefix="gradeflow-bench-"))
+    try:
+        _run_and_check(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _run_and_check(tmp_path: Path) -> None:
     output = tmp_path / "bench.json"
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "devstack.bench", "--answers", "2000", "--first-day-answers", "400", "--skip-parse",
