@@ -23,6 +23,10 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
+ANSWERS ?= 100000
+bench: venv
+	$(PY) -m devstack.bench --answers $(ANSWERS)
+
 lint: venv
 	$(VENV)/bin/ruff check .
 
@@ -39,4 +43,4 @@ lock: venv
 	$(VENV)/bin/uv pip compile requirements-dev.txt -o requirements.lock --python-version 3.11 --no-header
 
 clean: stack-down
-	rm -rf .devstack demo-output
+	rm -rf .devstack demo-output bench-output

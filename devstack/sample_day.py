@@ -28,6 +28,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import random
 import shutil
 import sys
@@ -810,6 +811,16 @@ def _manifest_entry(exams: list[Exam], attempts: list[Submission], keys: list[st
         "files": keys,
         "duplicate_file": duplicate,
     }
+
+
+def submissions_for_answers(institution: str, exam_day: date, answers: int, *, seed: int = 7) -> int:
+    """Submissions per exam that give `institution` a day of about `answers` answer rows (at least 2).
+
+    The day's exams are the generator's first draw for (seed, institution, day), so this is exact up to
+    rounding: answers ~ submissions_per_exam x the questions of the exams drawn.
+    """
+    questions = sum(len(exam.questions) for exam in _pick_exams(_institution_rng(seed, institution, exam_day)))
+    return max(2, math.ceil(answers / questions))
 
 
 def load_timezones(path: Path = INSTITUTIONS_YAML) -> dict[str, str]:

@@ -479,10 +479,21 @@ def validate_submissions(file_name: str, data: bytes, questions: dict[str, set[s
     """
     good: list[AnswerRow] = []
     rejects: list[Reject] = []
-    for number, raw in enumerate(read_rows(file_name, data), start=1):
-        if isinstance(raw, BadRow):
-            rejects.append(Reject(file_name, number, raw.field, raw.value, raw.reason))
-            continue
-        result = validate_row(file_name, number, raw, questions, rejected_exams)
+    for result in iter_submissions(file_name, data, questions, rejected_exams):
         (rejects if isinstance(result, Reject) else good).append(result)
     return good, rejects
+
+
+def iter_submissions(file_name: str, data: bytes, questions: dict[str, set[str]],
+                     rejected_exams: dict[str, str] | None = None) -> Iterator[AnswerRow | Reject]:
+    """The rows of a submissions file one by one, each a good AnswerRow or a Reject, in file order.
+
+    A generator: the caller works through a big file in bounded chunks (gradeflow.ingest) and never
+    holds every validated row at once. Raises FileRejected when the file as a whole cannot be read
+    (possibly after some rows were yielded: the caller then discards what it staged).
+    """
+    for number, raw in enumerate(read_rows(file_name, data), start=1):
+        if isinstance(raw, BadRow):
+            yield Reject(file_name, number, raw.field, raw.value, raw.reason)
+            continue
+        yield validate_row(file_name, number, raw, questions, rejected_exams)

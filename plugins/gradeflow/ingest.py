@@ -34,10 +34,10 @@ from gradeflow.contract import (
     IncomingPath,
     Reject,
     answer_sha256,
+    iter_submissions,
     parse_exam,
     parse_incoming_key,
     shown,
-    validate_submissions,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 INGEST_LOCK_CLASS = 0x696E_6773  # "ings": with hashtext(institution_id), one sweep per institution
 LOCK_WAIT_SECONDS = 30.0         # how long a sweep waits for another sweep of the same institution
 FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: no silent waits on rows
+
+
+CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
+ANALYSE_AFTER_ROWS = 10_000      # a load this big refreshes the statistics of the tables it filled
 
 
 class IngestBusy(RuntimeError):
@@ -341,23 +345,41 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
-                   rows: list[AnswerRow]) -> tuple[list[AnswerRow], list[Reject]]:
+class _Clashes:
+    """What a file's rows must agree with, carried from chunk to chunk: for each submission its
+    student and exam, for each (submission, question) the answer that stands (loaded first wins: an
+    earlier file, then an earlier row). Earlier loads are fetched set-wise, once per chunk."""
+
+    def __init__(self, conn: psycopg.Connection, inst: Institution, name: str) -> None:
+        self.conn, self.inst, self.name = conn, inst, name
+        self.owner: dict[str, tuple[str, str, str]] = {}
+        self.answered: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def learn(self, rows: list[AnswerRow]) -> None:
+        """Fetch what earlier loads say about the submissions of these rows not seen yet in this file."""
+        ids = sorted({r.submission_id for r in rows} - self.owner.keys())
+        if not ids:
+            return
+        params = {"inst": self.inst.id, "ids": ids}
+        for r in db.fetch_all(self.conn, "ingest/loaded_submissions", params):
+            self.owner.setdefault(r["submission_id"], (r["student_id"], r["exam_id"], "already loaded"))
+        for r in db.fetch_all(self.conn, "ingest/loaded_answers", params):
+            self.answered.setdefault((r["submission_id"], r["question_id"]),
+                                     (r["answer_sha256"], f"{r['file_name']} row {r['source_row']}"))
+
+
+def _clashing_rows(clashes: _Clashes, rows: list[AnswerRow],
+                   shas: list[str]) -> tuple[list[tuple[AnswerRow, str]], list[Reject]]:
     """Rows that contradict what is already known: a submission_id given to another student or
     exam, or a second, different answer to the same question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
-    harmless duplicate, counted later by the upsert.
+    harmless duplicate, counted later by the upsert. Returns the good rows with their answer hash.
     """
-    ids = sorted({r.submission_id for r in rows})
-    owner: dict[str, tuple[str, str, str]] = {
-        r["submission_id"]: (r["student_id"], r["exam_id"], "already loaded")
-        for r in db.fetch_all(conn, "ingest/loaded_submissions", {"inst": inst.id, "ids": ids})}
-    answered: dict[tuple[str, str], tuple[str, str]] = {
-        (r["submission_id"], r["question_id"]): (r["answer_sha256"], f"{r['file_name']} row {r['source_row']}")
-        for r in db.fetch_all(conn, "ingest/loaded_answers", {"inst": inst.id, "ids": ids})}
+    clashes.learn(rows)
+    name, owner, answered = clashes.name, clashes.owner, clashes.answered
     good, rejects = [], []
-    for row in rows:
+    for row, sha in zip(rows, shas, strict=True):
         student, exam, where = owner.setdefault(row.submission_id, (row.student_id, row.exam_id, f"row {row.row}"))
         if (student, exam) != (row.student_id, row.exam_id):
             field_name = "student_id" if student != row.student_id else "exam_id"
@@ -365,42 +387,75 @@ def _clashing_rows(conn: psycopg.Connection, inst: Institution, name: str,
                                   f"submission {row.submission_id!r} belongs to student {student!r}, exam {exam!r} "
                                   f"({where})"))
             continue
-        sha, first = answered.setdefault((row.submission_id, row.question_id),
-                                         (answer_sha256(row.answer), f"{name} row {row.row}"))
-        if sha != answer_sha256(row.answer):
+        first_sha, first = answered.setdefault((row.submission_id, row.question_id), (sha, f"{name} row {row.row}"))
+        if sha != first_sha:
             rejects.append(Reject(name, row.row, "answer", row.answer[:200],
                                   f"a different answer to {row.question_id!r} of this submission was loaded "
                                   f"first ({first}); the first one stands"))
             continue
-        good.append(row)
+        good.append((row, sha))
     return good, rejects
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    """Consecutive lists of at most `size` items."""
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
                       name: str, data: bytes) -> _Outcome:
+    """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
+
+    Memory holds one chunk of rows, not the file's rows; references are checked set-wise (the known
+    questions once, earlier loads once per chunk); what was just loaded is analysed so the next
+    statement's plan (and the night's) sees its real size, not the statistics of a small table.
+    """
     known = _known_questions(inst, conn)
-    try:
-        rows, rejects = validate_submissions(name, data, known, _rejected_exams(inst, conn))
-    except FileRejected as exc:
-        return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
-    total = len(rows) + len(rejects)
-    rows, clashes = _clashing_rows(conn, inst, name, rows)
-    rejects = sorted(rejects + clashes, key=lambda r: r.row or 0)
-    _stage_rows(conn, rows)
-    params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
-    db.execute(conn, "ingest/insert_submissions", params)
-    loaded = db.execute(conn, "ingest/insert_answers", params)
-    duplicate = len(rows) - loaded
-    return _Outcome("loaded", total=total, loaded=loaded, duplicate=duplicate, rejects=rejects)
-
-
-def _stage_rows(conn: psycopg.Connection, rows: list[AnswerRow]) -> None:
-    """COPY the validated rows into a transaction-scoped staging table."""
+    rejected_exams = _rejected_exams(inst, conn)
     db.execute(conn, "ingest/create_stage")
+    clashes = _Clashes(conn, inst, name)
+    total = staged = 0
+    rejects: list[Reject] = []
+    try:
+        for chunk in _chunks(iter_submissions(name, data, known, rejected_exams), CHUNK_ROWS):
+            total += len(chunk)
+            rows = [r for r in chunk if isinstance(r, AnswerRow)]
+            rejects += [r for r in chunk if isinstance(r, Reject)]
+            good, clashed = _clashing_rows(clashes, rows, [answer_sha256(r.answer) for r in rows])
+            rejects += clashed
+            staged += _stage_rows(conn, good)
+    except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
+        return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
+    rejects.sort(key=lambda r: r.row or 0)
+    params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
+    _analyse(conn, "stage_answers", staged, force=True)
+    db.execute(conn, "ingest/insert_submissions", params)
+    _analyse(conn, "submissions", staged)
+    loaded = db.execute(conn, "ingest/insert_answers", params)
+    _analyse(conn, "answers", loaded)
+    return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
+
+
+def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = False) -> None:
+    """ANALYZE a table after a big load (or always, for the stage), inside the file's transaction."""
+    if force or rows >= ANALYSE_AFTER_ROWS:
+        db.execute(conn, f"ingest/analyse_{table}")
+
+
+def _stage_rows(conn: psycopg.Connection, rows: list[tuple[AnswerRow, str]]) -> int:
+    """COPY validated rows (with their answer hash) into the transaction-scoped staging table."""
     with conn.cursor() as cur, cur.copy(
         "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
         " answer_sha256, submitted_at) FROM STDIN"
     ) as copy:
-        for r in rows:
-            copy.write_row((r.row, r.submission_id, r.student_id, r.exam_id, r.question_id, r.answer,
-                            answer_sha256(r.answer), r.submitted_at))
+        for r, sha in rows:
+            copy.write_row((r.row, r.submission_id, r.student_id, r.exam_id, r.question_id, r.answer, sha,
+                            r.submitted_at))
+    return len(rows)

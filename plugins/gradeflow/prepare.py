@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import batch, db, lifecycle, rules, storage
+from gradeflow import batch, db, lifecycle, storage
 from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
+
+ANALYSE_AFTER_ROWS = 10_000  # grading this many answers refreshes the statistics of grades
 
 
 def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> int:
@@ -31,6 +33,7 @@ def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> i
 def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """Give the day's new submissions their FIFO sequence numbers; return how many were numbered."""
     with conn.transaction():
+        db.execute(conn, "bulk_plans")
         numbered = db.execute(conn, "prepare/order_submissions", {"inst": inst.id, "day": day})
     log.info("Ordered %d new submission(s) of %s %s first-in-first-out", numbered, inst.id, day)
     return numbered
@@ -40,24 +43,22 @@ def _ungraded(conn: psycopg.Connection, inst: Institution, day: date, qtypes: fr
     return db.fetch_all(conn, "prepare/ungraded_answers", {"inst": inst.id, "day": day, "qtypes": sorted(qtypes)})
 
 
-def _grade_row(inst: Institution, day: date, version: int, answer: dict, score: float, rationale: str) -> dict:
-    return {"inst": inst.id, "day": day, "submission_id": answer["submission_id"],
-            "question_id": answer["question_id"], "score": score, "max_points": answer["max_points"],
-            "grader": "rule", "model": None, "job_id": None, "custom_id": None, "attempt": 1,
-            "version": version, "rationale": rationale, "confidence": 1}
-
-
 def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int:
-    """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0)."""
+    """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0).
+
+    One set-based statement in the database (the rules of gradeflow.rules as SQL functions, migration
+    007): no answer travels to Python and back.
+    """
     version = grading_version(conn, inst, day)
-    rows = [_grade_row(inst, day, version, a, rules.grade(a, a["answer_text"]), "graded by rule")
-            for a in _ungraded(conn, inst, day, RULE_TYPES)]
-    rows += [_grade_row(inst, day, version, a, 0.0, "no answer given")
-             for a in _ungraded(conn, inst, day, FREE_TEXT_TYPES) if not a["answer_text"].strip()]
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(db.sql("prepare/insert_grade"), rows)
-    log.info("Graded %d answer(s) of %s %s by rule", len(rows), inst.id, day)
-    return len(rows)
+    with conn.transaction():
+        db.execute(conn, "bulk_plans")
+        graded = db.execute(conn, "prepare/grade_by_rule", {
+            "inst": inst.id, "day": day, "version": version, "rule_types": sorted(RULE_TYPES),
+            "free_text_types": sorted(FREE_TEXT_TYPES)})
+    if graded >= ANALYSE_AFTER_ROWS:
+        db.execute(conn, "prepare/analyse_grades")
+    log.info("Graded %d answer(s) of %s %s by rule", graded, inst.id, day)
+    return graded
 
 
 @dataclass

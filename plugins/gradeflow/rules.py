@@ -2,6 +2,11 @@
 
 Pure functions. An answer of the wrong shape is not an error: it scores 0 (the student's answer
 is wrong, not the file). Scores are always within [0, max_points].
+
+These are the reference semantics. The night grades in the database, with the same rules as SQL
+functions (migration 007_scale.sql, `gradeflow_rule_score`), one statement for the whole day;
+tests/unit/test_rules.py checks that both give the same score on every case below. To keep them
+equal in any database locale, letters are upper-cased in ASCII only and numbers use ASCII digits.
 """
 
 from __future__ import annotations
@@ -12,18 +17,20 @@ from collections.abc import Mapping
 from typing import Any
 
 _SPLIT = re.compile(r"[\s,;/|]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
 
 def choices(text: str) -> frozenset[str]:
     """The option letters in an answer like 'b', 'A,C' or 'a; c' (upper-cased)."""
-    return frozenset(part.upper() for part in _SPLIT.split(text.strip()) if part)
+    return frozenset(part.translate(_ASCII_UPPER) for part in _SPLIT.split(text.strip()) if part)
 
 
 def grade_multiple_choice(answer: str, key: str | list[str], max_points: float) -> float:
     """Full points when exactly the keyed options are chosen, else 0."""
-    expected = frozenset(k.strip().upper() for k in (key if isinstance(key, list) else [key]))
+    expected = frozenset(k.strip().translate(_ASCII_UPPER) for k in (key if isinstance(key, list) else [key]))
     return float(max_points) if choices(answer) == expected else 0.0
 
 
@@ -39,11 +46,11 @@ def grade_true_false(answer: str, key: bool, max_points: float) -> float:
 
 
 def parse_number(text: str) -> float | None:
-    """A finite number with '.' as the decimal mark; None for anything else."""
-    try:
-        value = float(text.strip())
-    except ValueError:
+    """A finite number in ASCII digits with '.' as the decimal mark (sign and exponent allowed); else None."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
         return None
+    value = float(text)
     return value if math.isfinite(value) else None
 
 

@@ -1,0 +1,553 @@
+"""Benchmark: one institution's whole night, stage by stage, on the embedded stack.
+
+    python -m devstack.bench [--answers 100000] [--first-day-answers N] [--profile] [--keep-stack]
+    make bench                      # the same, 100,000 answers
+    make bench ANSWERS=1000000      # the goals of issue 9
+
+Generates a sample day of about N answers for one institution with the sample-day generator (mixed
+question types, about a third free text, identical short answers, ~1% bad rows, one file sent twice),
+on the embedded stack in `.devstack-bench/` with the Batch API emulator answering instantly, then runs
+every stage through the functions the DAGs call (gradeflow.tasks, and publish.release / publish.export
+for the release step). Each stage runs in a fresh process, so its peak memory (RSS high-water mark,
+`getrusage`) is its own; the time is of the stage's call only (not of imports).
+
+Printed and written to `bench-output/bench.json`, per stage: rows, seconds, rows/s, peak RSS, and for
+ingest the ratio to its ceiling: a raw `COPY` of the same rows into an unindexed table, measured in the
+same run. Also:
+
+* the first big day: a fresh institution whose tables were analysed while they were small (autovacuum
+  off, so the planner keeps its stale statistics) loads and prepares a big day (`first_day:*` rows);
+* DAG parsing of a generated 300-institution config (`devstack.bench_parse` when present, else the time
+  of `import dags.institution_dags`).
+
+No test asserts a time: tests/integration/test_bench.py runs this at a tiny size so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from devstack import stack
+
+STATE_DIR = stack.PROJECT_ROOT / ".devstack-bench"
+OUTPUT_DIR = stack.PROJECT_ROOT / "bench-output"
+INSTITUTION = "bench"
+FRESH_INSTITUTION = "bench_fresh"
+DAY = date(2026, 11, 23)
+FRESH_DAY = date(2026, 11, 24)
+WARMUP_DAY = date(2026, 11, 20)
+SEED = 7
+# The night's stages, in order: (stage, what its rows count).
+NIGHT = (("ingest", "answer rows read"), ("order", "submissions numbered"), ("rule", "answers graded by rule"),
+         ("batches", "model requests written"), ("submit", "model requests submitted"),
+         ("collect", "result lines"), ("validate", "answers checked"), ("release", "rows released"),
+         ("export", "rows exported"))
+# Stages whose time is the model's (the emulator's), not ours: reported, not counted in the night.
+MODEL_STAGES = frozenset({"submit"})
+PARSE_INSTITUTIONS = 300
+STALE_TABLES = ("ingested_files", "exams", "questions", "submissions", "answers", "rejected_rows", "grades",
+                "llm_requests", "review_queue", "batch_jobs")
+
+
+# ---------------------------------------------------------------- configuration
+
+def institutions_yaml(path: Path) -> Path:
+    """The bench's tenants: budgets and batch sizes large enough that nothing is deferred."""
+    import yaml
+
+    entries = [{"id": inst, "name": f"Benchmark {inst}", "timezone": "America/New_York", "model": "gpt-4.1-mini",
+                "daily_token_budget": 10_000_000_000} for inst in (INSTITUTION, FRESH_INSTITUTION)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"institutions": entries}, sort_keys=False))
+    return path
+
+
+def _timezones() -> dict[str, str]:
+    return {INSTITUTION: "America/New_York", FRESH_INSTITUTION: "America/New_York"}
+
+
+def generate(out_dir: Path, institution: str, day: date, answers: int) -> dict:
+    """Write (or reuse) a sample day of about `answers` answers for `institution`; return its manifest."""
+    from devstack import sample_day
+
+    per_exam = sample_day.submissions_for_answers(institution, day, answers, seed=SEED)
+    marker = out_dir / f"manifest-{institution}-{day}-{per_exam}.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    manifest = sample_day.generate_day(out_dir, [institution], day, seed=SEED, submissions_per_exam=per_exam,
+                                       timezones=_timezones())[institution]
+    marker.write_text(json.dumps(manifest))
+    return manifest
+
+
+# ---------------------------------------------------------------- stages (run in a child process)
+
+def _inst(institution: str):
+    from gradeflow.config import get_institution
+
+    return get_institution(institution)
+
+
+def _context(day: date) -> dict:
+    return {"params": {"exam_day": str(day)}}
+
+
+def _stage_ceiling(args) -> tuple[int, dict]:
+    """Raw COPY of the day's submission rows (as one CSV) into an unindexed table: the physical ceiling."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from gradeflow import db
+
+    manifest = json.loads(Path(args.manifest).read_text())
+    table = pa.concat_tables([_read_any(Path(args.data) / key) for key in manifest["files"]
+                              if "/submissions/" in key and key != manifest["duplicate_file"]])
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(table, buf)
+    data = buf.getvalue().to_pybytes()
+    with db.connect(institution=args.institution) as conn:  # the worker role: a temporary (unlogged) table
+        conn.execute("DROP TABLE IF EXISTS bench_copy_ceiling")
+        conn.execute("CREATE TEMP TABLE bench_copy_ceiling (submission_id text, student_id text, exam_id text,"
+                     " question_id text, answer text, submitted_at text)")
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy("COPY bench_copy_ceiling FROM STDIN WITH (FORMAT csv, HEADER true)") \
+                as copy:
+            copy.write(data)
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_copy_ceiling")
+    return table.num_rows, {"seconds": seconds, "bytes": len(data)}
+
+
+def _read_any(path: Path):
+    import pyarrow as pa
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    cols = ["submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at"]
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+    elif path.suffix == ".jsonl":
+        schema = pa.schema([(c, pa.string()) for c in cols])
+        table = pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=schema))
+    else:
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in cols}))
+    return table.select(cols).cast(pa.schema([(c, pa.string()) for c in cols]))
+
+
+def _stage_ingest(args) -> tuple[int, dict]:
+    from gradeflow import tasks
+
+    report = tasks.ingest_files(args.institution, **_context(args.day))
+    rows = report["rows_loaded"] + report["rows_rejected"] + report["rows_duplicate"]
+    return rows, {k: report[k] for k in ("files_loaded", "files_duplicate", "rows_loaded", "rows_rejected",
+                                         "rows_duplicate")}
+
+
+def _stage_order(args) -> tuple[int, dict]:
+    from gradeflow import tasks
+
+    return tasks.order_submissions(args.institution, **_context(args.day))["ordered"], {}
+
+
+def _stage_rule(args) -> tuple[int, dict]:
+    from gradeflow import tasks
+
+    return tasks.grade_by_rule(args.institution, **_context(args.day))["graded"], {}
+
+
+def _stage_batches(args) -> tuple[int, dict]:
+    from gradeflow import tasks
+
+    plan = tasks.build_batches(args.institution, **_context(args.day))
+    return plan["requests_queued"], {k: plan[k] for k in ("answers", "distinct_requests", "jobs_written",
+                                                          "requests_deferred")}
+
+
+def _stage_submit(args) -> tuple[int, dict]:
+    from gradeflow import db, tasks
+
+    jobs = tasks.submit_batches(args.institution, **_context(args.day))
+    with tasks.open_db(args.institution) as conn:
+        requests = db.fetch_all(conn, "grade/open_jobs", {"inst": args.institution, "day": args.day})
+    return sum(j["request_count"] for j in requests), {"jobs": len(jobs)}
+
+
+def _stage_collect(args) -> tuple[int, dict]:
+    from gradeflow import tasks
+
+    totals = tasks.collect_results(args.institution, **_context(args.day))
+    lines = totals.get("lines_ok", 0) + totals.get("lines_failed", 0) + totals.get("lines_missing", 0)
+    return lines, {k: totals.get(k, 0) for k in ("jobs", "answers_graded", "answers_to_review")}
+
+
+def _stage_validate(args) -> tuple[int, dict]:
+    from gradeflow import publish, tasks
+
+    gate = tasks.validate_grades(args.institution, **_context(args.day))
+    with tasks.open_db(args.institution) as conn:
+        answers = publish.day_counts(conn, _inst(args.institution), args.day)["answers"]
+    Path(args.scratch).write_text(json.dumps(gate))
+    return answers, {"validation_id": gate["validation_id"]}
+
+
+def _stage_release(args) -> tuple[int, dict]:
+    from gradeflow import publish, tasks
+
+    gate = json.loads(Path(args.scratch).read_text())
+    with tasks.open_db(args.institution) as conn:
+        released = publish.release(conn, _inst(args.institution), args.day, gate["validation_id"])
+    Path(args.scratch).write_text(json.dumps({**gate, "release_id": released["release_id"]}))
+    return released["row_count"], {"version": released["version"]}
+
+
+def _stage_export(args) -> tuple[int, dict]:
+    from gradeflow import publish, storage, tasks
+
+    gate = json.loads(Path(args.scratch).read_text())
+    with tasks.open_db(args.institution) as conn:
+        key = publish.export(conn, storage.client(), _inst(args.institution), args.day, gate["release_id"])
+        rows = conn.execute("SELECT row_count FROM releases WHERE release_id = %s",
+                            (gate["release_id"],)).fetchone()[0]
+    return rows, {"export_key": key}
+
+
+STAGES = {"ceiling": _stage_ceiling, "ingest": _stage_ingest, "order": _stage_order, "rule": _stage_rule,
+          "batches": _stage_batches, "submit": _stage_submit, "collect": _stage_collect,
+          "validate": _stage_validate, "release": _stage_release, "export": _stage_export}
+
+
+def run_stage(args) -> None:
+    """Child process: run one stage, print one JSON line."""
+    print("BENCH " + json.dumps(measure_stage(args), default=str))
+
+
+def measure_stage(args) -> dict:
+    """Warm up imports and the connection, run one stage; its rows, seconds and memory."""
+    from gradeflow import tasks
+
+    tasks.open_db(args.institution).close()  # imports and the schema check are not the stage's time
+    _warm_imports(args.stage)
+    rss_before = _rss_now_mb()
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    rows, extra = STAGES[args.stage](args)
+    seconds = extra.pop("seconds", None) or (time.perf_counter() - started)
+    if profiler is not None:
+        profiler.disable()
+        _write_profile(profiler, args)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": rows, "seconds": seconds, "peak_rss_mb": round(peak, 1), "rss_before_mb": round(rss_before, 1),
+            **extra}
+
+
+def _warm_imports(stage: str) -> None:
+    """Import what the stage will import, so the stage's time is its work (not compiling modules)."""
+    import importlib
+
+    from gradeflow import storage
+
+    names = ["pandas", "pyarrow", "pyarrow.csv", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.json", "boto3",
+             "psycopg.types.json", "gradeflow.ingest", "gradeflow.prepare", "gradeflow.publish"]
+    if stage in ("submit", "collect"):
+        names += ["openai", "gradeflow.grading"]
+    if stage == "validate":
+        names += ["great_expectations", "gradeflow.validation"]
+    for name in names:
+        importlib.import_module(name)
+    storage.client()
+
+
+def _rss_now_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _write_profile(profiler, args) -> None:
+    import io
+    import pstats
+
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    name = args.label.replace(":", "-")
+    profiler.dump_stats(OUTPUT_DIR / f"profile-{name}.prof")
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+    (OUTPUT_DIR / f"profile-{name}.txt").write_text(text.getvalue())
+
+
+# ---------------------------------------------------------------- the parent
+
+class Bench:
+    """Runs stages in child processes on the bench stack and keeps their figures."""
+
+    def __init__(self, info: stack.StackInfo, env: dict[str, str], profile: bool, in_process: bool = False) -> None:
+        self.info, self.env, self.profile, self.in_process = info, env, profile, in_process
+        self.rows: list[dict] = []
+
+    def stage(self, stage: str, institution: str, day: date, *, label: str | None = None,
+              manifest: Path | None = None, data: Path | None = None) -> dict:
+        label = label or stage
+        cmd = [sys.executable, "-m", "devstack.bench", "--stage", stage, "--institution", institution,
+               "--day", str(day), "--label", label, "--scratch", str(STATE_DIR / f"scratch-{institution}.json")]
+        if manifest:
+            cmd += ["--manifest", str(manifest), "--data", str(data)]
+        if self.profile:
+            cmd.append("--profile")
+        if self.in_process:  # tests: one process (memory is then the process's high-water mark so far)
+            result = {"stage": label, **measure_stage(main(cmd[3:], parse_only=True))}
+        else:
+            done = subprocess.run(cmd, env=self.env, cwd=stack.PROJECT_ROOT, capture_output=True, text=True,
+                                  check=False)  # noqa: S603 - our own interpreter and module
+            lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH ")]
+            if done.returncode != 0 or not lines:
+                sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
+                raise RuntimeError(f"bench stage {label} failed (exit {done.returncode})")
+            result = {"stage": label, **json.loads(lines[-1][6:])}
+        result["rows_per_s"] = round(result["rows"] / result["seconds"]) if result["seconds"] else None
+        self.rows.append(result)
+        print(_format_row(result), flush=True)
+        return result
+
+    def sql(self, *statements: str) -> None:
+        with stack.connect_as(self.info, stack.OWNER_ROLE, autocommit=True) as conn:  # the owner: DDL, ANALYZE
+            for statement in statements:
+                conn.execute(statement)
+
+
+def _format_row(r: dict) -> str:
+    ratio = f"{r['ceiling_ratio']:.2f}x" if r.get("ceiling_ratio") else ""
+    rate = f"{r['rows_per_s']:,}" if r.get("rows_per_s") else "-"
+    return (f"{r['stage']:<20} {r['rows']:>10,} {r['seconds']:>9.2f} {rate:>11} {r['peak_rss_mb']:>9.0f} "
+            f"{ratio:>8}")
+
+
+HEADER = f"{'stage':<20} {'rows':>10} {'seconds':>9} {'rows/s':>11} {'peak MB':>9} {'ceiling':>8}"
+
+
+def reset(info: stack.StackInfo, bench: Bench) -> None:
+    """Empty database, bucket and emulator: every run starts from a fresh clone's state."""
+    import boto3
+    import httpx
+
+    bench.sql("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
+    stack.migrate(info)  # the owner's migrate step; the stages work as the worker role
+    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=stack.BUCKET, Key=item["Key"])
+    httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/reset", timeout=30).raise_for_status()
+
+
+def upload(info: stack.StackInfo, data_dir: Path, institution: str, day: date) -> None:
+    """Drop one institution's day into S3 in arrival order (not timed: the institution does this)."""
+    import boto3
+
+    from devstack import sample_day
+
+    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
+    for key in sample_day._upload_order(data_dir):
+        if key.startswith(f"incoming/{institution}/{day}/"):
+            s3.put_object(Bucket=stack.BUCKET, Key=key, Body=(data_dir / key).read_bytes())
+
+
+def wait_for_batches(info: stack.StackInfo, env: dict[str, str], timeout: float = 3600) -> float:
+    """Poll the emulator until every batch is finished; return the seconds waited (the model's time)."""
+    import httpx
+
+    started = time.perf_counter()
+    base = f"http://127.0.0.1:{info.openai_port}/v1"
+    headers = {"Authorization": f"Bearer {stack.EMULATOR_KEY}"}
+    while time.perf_counter() - started < timeout:
+        batches = httpx.get(f"{base}/batches", params={"limit": 100}, headers=headers, timeout=60).json()["data"]
+        if all(b["status"] in ("completed", "failed", "expired", "cancelled") for b in batches):
+            return time.perf_counter() - started
+        time.sleep(0.2)
+    raise RuntimeError("batches did not finish in time")
+
+
+def first_big_day(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int) -> None:
+    """A fresh institution's first big day, with statistics from when its tables were small."""
+    warm = generate(data_dir, FRESH_INSTITUTION, WARMUP_DAY, 100)
+    upload(info, data_dir, FRESH_INSTITUTION, WARMUP_DAY)
+    bench.stage("ingest", FRESH_INSTITUTION, WARMUP_DAY, label="first_day:warmup")
+    bench.rows.pop()
+    bench.sql("ANALYZE", *(f"ALTER TABLE {t} SET (autovacuum_enabled = false)" for t in STALE_TABLES))
+    manifest = generate(data_dir, FRESH_INSTITUTION, FRESH_DAY, answers)
+    upload(info, data_dir, FRESH_INSTITUTION, FRESH_DAY)
+    try:
+        for stage in ("ingest", "order", "rule"):
+            bench.stage(stage, FRESH_INSTITUTION, FRESH_DAY, label=f"first_day:{stage}")
+    finally:
+        bench.sql(*(f"ALTER TABLE {t} RESET (autovacuum_enabled)" for t in STALE_TABLES), "ANALYZE")
+    del warm, manifest
+
+
+def night(bench: Bench, info: stack.StackInfo, data_dir: Path, answers: int, only: tuple[str, ...]) -> dict:
+    """The main institution's whole night; returns its manifest."""
+    manifest = generate(data_dir, INSTITUTION, DAY, answers)
+    manifest_path = data_dir / "manifest-night.json"
+    manifest_path.write_text(json.dumps(manifest))
+    ceiling = bench.stage("ceiling", INSTITUTION, DAY, label="raw COPY (ceiling)", manifest=manifest_path,
+                          data=data_dir)
+    upload(info, data_dir, INSTITUTION, DAY)
+    for stage, _ in NIGHT:
+        if stage not in only:
+            continue
+        if stage == "collect":
+            waited = wait_for_batches(info, bench.env)
+            print(f"{'(model: emulator)':<20} {'':>10} {waited:>9.2f}", flush=True)
+        result = bench.stage(stage, INSTITUTION, DAY)
+        if stage == "ingest":
+            result["ceiling_ratio"] = round(result["seconds"] / ceiling["seconds"], 2)
+            result["ceiling_rows_per_s"] = ceiling["rows_per_s"]
+            print(f"{'':<20} ingest takes {result['ceiling_ratio']:.2f}x the raw COPY of the same rows", flush=True)
+    return manifest
+
+
+def parse_time(env: dict[str, str], work: Path) -> dict:
+    """DAG parsing of a generated config of 300 institutions (1,200 DAGs)."""
+    if (stack.PROJECT_ROOT / "devstack" / "bench_parse.py").exists():  # the DAG processor's way (ops' bench)
+        import statistics
+
+        from devstack import bench_parse
+
+        runs = []
+        for alerts in (True, False):
+            path = bench_parse.write_institutions(work / "institutions-300.yaml", PARSE_INSTITUTIONS, alerts=alerts)
+            with _env(env):
+                runs = [bench_parse.parse_once(path) for _ in range(3)]
+            if not any(r["errors"] for r in runs):
+                break
+        return {"how": "devstack.bench_parse (DagBag on the DAG file, Airflow imported first; median of 3)",
+                "institutions": PARSE_INSTITUTIONS, "dags": runs[0]["dags"],
+                "seconds": statistics.median(r["seconds"] for r in runs),
+                "cpu_seconds": statistics.median(r["cpu"] for r in runs)}
+    import yaml
+
+    path = work / "institutions-300.yaml"
+    path.write_text(yaml.safe_dump({"institutions": [
+        {"id": f"inst_{n:03d}", "name": f"Institution {n}", "timezone": "Europe/Berlin"}
+        for n in range(PARSE_INSTITUTIONS)]}))
+    code = ("import time, sys; import airflow.sdk; t = time.perf_counter(); import dags.institution_dags as m; "
+            "n = sum(1 for v in vars(m).values() if type(v).__name__ == 'DAG'); "
+            "print(f'PARSE {time.perf_counter() - t:.3f} {n}')")
+    seconds = []
+    dags = 0
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], env={**env, "GRADEFLOW_INSTITUTIONS": str(path)},  # noqa: S603
+                              cwd=stack.PROJECT_ROOT, capture_output=True, text=True, check=True)
+        line = [x for x in done.stdout.splitlines() if x.startswith("PARSE ")][-1].split()
+        seconds.append(float(line[1]))
+        dags = int(line[2])
+    return {"how": "import dags.institution_dags after airflow.sdk (best of 3)",
+            "institutions": PARSE_INSTITUTIONS, "dags": dags, "seconds": min(seconds)}
+
+
+class _env:
+    """Apply an environment to this process for a block (bench_parse reads os.environ)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env, self.saved = env, {}
+
+    def __enter__(self) -> None:
+        self.saved = dict(os.environ)
+        os.environ.update(self.env)
+
+    def __exit__(self, *exc) -> None:
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+
+def main(argv: list[str] | None = None, parse_only: bool = False):
+    """Run the whole night (and the first big day and DAG parsing); print and write the figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=int, default=100_000, help="answers in the night (default 100,000)")
+    parser.add_argument("--first-day-answers", type=int, default=None,
+                        help="answers of the first-big-day case (default: min(answers, 300,000); 0 skips it)")
+    parser.add_argument("--skip-parse", action="store_true", help="do not time DAG parsing")
+    parser.add_argument("--stages", default=",".join(stage for stage, _ in NIGHT),
+                        help="the night's stages to run, in order (default: all), e.g. ingest to time loading only")
+    parser.add_argument("--profile", action="store_true", help="cProfile each stage into bench-output/")
+    parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack running")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the stages in this process (quick, for tests; peak memory is cumulative)")
+    parser.add_argument("--output", type=Path, default=OUTPUT_DIR / "bench.json")
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
+    # Child-process arguments (one stage).
+    parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
+    parser.add_argument("--institution", help=argparse.SUPPRESS)
+    parser.add_argument("--day", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--label", help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if parse_only:
+        return args
+    if args.stage:
+        run_stage(args)
+        return 0
+    return run(args)
+
+
+def run(args) -> int:
+    global STATE_DIR
+    STATE_DIR = args.state_dir.resolve()
+    first_day = min(args.answers, 300_000) if args.first_day_answers is None else args.first_day_answers
+    started = time.perf_counter()
+    # Before anything imports gradeflow.config (stack.up runs the migrate step): the bench's tenants.
+    os.environ["GRADEFLOW_INSTITUTIONS"] = str(institutions_yaml(STATE_DIR / "institutions.yaml"))
+    sys.path[:0] = [str(stack.PROJECT_ROOT / "plugins")]
+    info = stack.up(STATE_DIR, emulator_timing_scale=0.0)
+    env = {**os.environ, **stack.env(info)}
+    data_dir = STATE_DIR / "day"
+    bench = Bench(info, env, args.profile, args.in_process)
+    if args.in_process:
+        os.environ.update(env)
+        sys.path[:0] = [str(stack.PROJECT_ROOT / "plugins"), str(stack.PROJECT_ROOT)]
+    try:
+        reset(info, bench)
+        print(HEADER, flush=True)
+        if first_day:
+            first_big_day(bench, info, data_dir, first_day)
+        manifest = night(bench, info, data_dir, args.answers, tuple(args.stages.split(",")))
+        parse = None if args.skip_parse else parse_time(env, STATE_DIR)
+        if parse:
+            print(f"DAG parsing, {parse.get('institutions')} institutions ({parse.get('dags')} DAGs): "
+                  f"{parse['seconds']:.2f} s", flush=True)
+    finally:
+        if not args.keep_stack:
+            stack.down(STATE_DIR)
+    night_rows = [r for r in bench.rows if r["stage"] in dict(NIGHT) and r["stage"] not in MODEL_STAGES]
+    if not night_rows:
+        night_rows = [{"seconds": 0, "peak_rss_mb": 0}]
+    summary = {"answers_requested": args.answers, "answers": manifest["answers"], "bad_rows": manifest["bad_rows"],
+               "night_seconds_without_model": round(sum(r["seconds"] for r in night_rows), 2),
+               "night_peak_rss_mb": max(r["peak_rss_mb"] for r in night_rows),
+               "wall_seconds": round(time.perf_counter() - started, 1), "cpus": os.cpu_count()}
+    print(f"night without the model's time: {summary['night_seconds_without_model']:.1f} s; "
+          f"peak RSS of any stage {summary['night_peak_rss_mb']:.0f} MB")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"summary": summary, "stages": bench.rows, "dag_parsing": parse},
+                                      indent=2, default=str))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

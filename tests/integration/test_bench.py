@@ -1,0 +1,50 @@
+"""devstack.bench: the night's benchmark runs end to end at a tiny size (so it cannot rot).
+
+No time is asserted (benchmarks print figures); what is checked is that every stage ran on the real
+embedded stack and that the night's counts add up: every good row loaded, every answer released.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from devstack import stack
+
+
+def test_bench_runs_every_stage_at_a_tiny_size():
+    # Like conftest's stack: a folder outside pytest's basetemp, which PostgreSQL's own user may enter.
+    tmp_path = Path(tempfile.mkdtemp(prefix="gradeflow-bench-"))
+    try:
+        _run_and_check(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _run_and_check(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "devstack.bench", "--answers", "2000", "--first-day-answers", "400", "--skip-parse",
+         "--in-process", "--state-dir", str(tmp_path), "--output", str(output)],
+        cwd=stack.PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    report = json.loads(output.read_text())
+    stages = {row["stage"]: row for row in report["stages"]}
+    assert set(stages) >= {"raw COPY (ceiling)", "ingest", "order", "rule", "batches", "submit", "collect",
+                           "validate", "release", "export", "first_day:ingest", "first_day:order",
+                           "first_day:rule"}
+    answers = report["summary"]["answers"]
+    assert 1900 <= answers <= 2200
+    assert stages["ingest"]["rows_loaded"] == answers
+    assert stages["ingest"]["rows_rejected"] == report["summary"]["bad_rows"]
+    assert stages["ingest"]["ceiling_ratio"] > 0
+    assert stages["rule"]["rows"] + stages["batches"]["answers"] <= answers
+    assert stages["collect"]["rows"] == stages["batches"]["rows"] == stages["submit"]["rows"] > 0
+    assert stages["validate"]["rows"] == stages["release"]["rows"] == stages["export"]["rows"] == answers
+    for row in report["stages"]:
+        assert row["seconds"] >= 0 and row["peak_rss_mb"] > 0
+    assert "night without the model's time" in done.stdout
