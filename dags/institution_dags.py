@@ -14,7 +14,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param, TriggerRule, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, task
 
 from gradeflow import tasks
 from gradeflow.config import BATCH_API_POOL, Institution, load_institutions
@@ -37,11 +37,21 @@ DOCS = {
              "for each batch deferred (no worker held), then collects results by `custom_id`: grades for "
              "good lines, human review for refused, cut or unparseable ones; lines that expired, were "
              "cancelled or hit a server error go once more in a second wave (only those lines), then to "
-             "review. Tokens and cost are recorded per line, job and attempt.",
+             "review. A model grade below the institution's `min_confidence`, or with a raw score outside "
+             "[0, max], goes to review as a suggestion. Tokens and cost are recorded per line, job and attempt; "
+             "the open review items end in a blind packet `reviews/{p}/<day>/open-<timestamp>.csv`.",
     "publish": "For the previous day's exams: Great Expectations suites (`expectations/`) check one outcome "
                "per answer, scores in range and conservation. Only if they pass is the day released (one "
                "transaction, a new version only if grades changed) and exported to "
-               "`releases/{p}/<day>/results-v<N>.parquet`. A failed gate releases nothing and fails here.",
+               "`releases/{p}/<day>/results-v<N>.parquet` (one row per answer) and `submissions-v<N>.parquet` "
+               "(one row per submission), with the model/human agreement in `reports/{p}/<day>/agreement-v<N>.json`; "
+               "the release is visible only once its files are written (a cut-off export is finished by the next "
+               "run). A failed gate releases nothing and fails here. The open review items are written to "
+               "`reviews/{p}/<day>/open-<timestamp>.csv` for reviewers.\n\n"
+               "**Schedule**: the 06:00 cron, *or* the Asset `gradeflow://{id}/reviews`: when `{id}__ingest` "
+               "applies a reviewers' file (`incoming/{p}/<day>/reviews/`), its `announce_reviews` task emits that "
+               "Asset with the exam day, and this DAG runs for that day at once: the human grades are released as "
+               "a new version without an admin (docs/review-round-trip.md).",
 }
 REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer states, review reasons, tokens "
               "and cost, stage timings, agreement) to `reports/<prefix>/<day>/report-v<N>.html`. A teardown: it "
@@ -53,13 +63,15 @@ def _params() -> dict:
                               description="Leave empty for the scheduled day; YYYY-MM-DD to (re)run another day.")}
 
 
-def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta) -> DAG:
-    doc = f"# {inst.name}: {stage}\n\n{DOCS[stage].format(p=inst.s3_prefix)}\n\nTime zone: `{inst.timezone}`." + RERUN
+def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: list | None = None) -> DAG:
+    doc = (f"# {inst.name}: {stage}\n\n{DOCS[stage].format(p=inst.s3_prefix, id=inst.id)}\n\n"
+           f"Time zone: `{inst.timezone}`." + RERUN)
+    cron_schedule = CronTriggerTimetable(cron, timezone=inst.timezone)
     return DAG(
         dag_id=f"{inst.id}__{stage}",
         description=f"{stage} for {inst.name} ({inst.timezone})",
         doc_md=doc,
-        schedule=CronTriggerTimetable(cron, timezone=inst.timezone),
+        schedule=AssetOrTimeSchedule(timetable=cron_schedule, assets=assets) if assets else cron_schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz=inst.timezone),
         catchup=False,
         max_active_runs=1,
@@ -72,7 +84,10 @@ def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta) -> DAG:
 
 def ingest_dag(inst: Institution) -> DAG:
     with _dag(inst, "ingest", "*/15 8-17 * * *", timedelta(minutes=30)) as dag:
-        task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+        sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+        # Reviewers' scores applied (by this sweep or an earlier one): tell the publish DAG (Asset event).
+        sweep >> task(task_id="announce_reviews", trigger_rule=TriggerRule.ALL_DONE,
+                      outlets=[tasks.reviews_asset(inst.id)])(tasks.announce_reviews)(institution_id=inst.id)
     return dag
 
 
@@ -109,11 +124,13 @@ def grade_dag(inst: Institution) -> DAG:
         final = task(task_id="collect_retry_results", trigger_rule=TriggerRule.ALL_DONE)(tasks.collect_results)(
             institution_id=inst.id, final=True)
         retry_waits >> final
+        final >> task(task_id="write_review_packet", trigger_rule=TriggerRule.ALL_DONE)(tasks.write_review_packet)(
+            institution_id=inst.id)
     return dag
 
 
 def publish_dag(inst: Institution) -> DAG:
-    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2)) as dag:
+    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)]) as dag:
         gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
         released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
         # A teardown: runs whether or not the day was released, and its failure never fails the run.

@@ -56,6 +56,7 @@ class Institution:
     price_output_per_mtok: float = 0.80
     max_requests_per_batch: int = 50_000
     max_attempts: int = 2
+    min_confidence: float = 0.95  # a model grade less sure than this goes to human review (low_confidence)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -97,6 +98,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
         ZoneInfo(raw["timezone"])
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"{where}: field 'timezone' is not an IANA time zone: {raw['timezone']!r}") from exc
+    confidence = raw.get("min_confidence", 0.95)
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
     return Institution(**raw)
 
 

@@ -115,7 +115,9 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date) ->
     plan.answers, plan.distinct_requests = len(answers), len(groups)
     with conn.transaction():
         plan.new_requests, lines = _insert_requests(conn, inst, day, groups, version)
+        lifecycle.route_doubtful(conn, inst, day, version)
         lifecycle.apply_model_grades(conn, inst, day, version)
+        lifecycle.apply_review_grades(conn, inst, day, version)
         lifecycle.fan_out_reviews(conn, inst, day, version)
     params = {"inst": inst.id, "day": day, "version": version}
     pending = [r for r in db.fetch_all(conn, "prepare/pending_requests", params) if r["custom_id"] in lines]
