@@ -129,7 +129,8 @@ def test_reviews_round_trip_into_a_new_release_with_agreement(conn, s3, emulator
     assert (report.files_loaded, report.rows_loaded, report.rows_rejected) == (1, 1, 0)
     human = conn.execute("SELECT submission_id, score, reviewer, rationale, is_current FROM grades "
                          "WHERE grader = 'human' ORDER BY 1").fetchall()
-    assert [(h[0], float(h[1]), h[2], h[4]) for h in human] == [("s2", 2.0, "dr.who", True), ("s3", 2.0, "dr.who", True)]
+    assert [(h[0], float(h[1]), h[2], h[4]) for h in human] == [("s2", 2.0, "dr.who", True),
+                                                               ("s3", 2.0, "dr.who", True)]
     assert conn.execute("SELECT count(*) FROM review_queue WHERE resolved_at IS NULL").fetchone()[0] == 0
     assert conn.execute("SELECT status, reviews FROM review_items").fetchone() == ("reviewed", 1)
     audit = conn.execute("SELECT details FROM audit_log WHERE action = 'reviews_ingested'").fetchone()[0]
@@ -271,5 +272,6 @@ def test_a_release_whose_export_failed_is_invisible_until_the_next_run_repairs_i
     assert keys(s3, f"releases/northfield/{DAY}/") == [f"releases/northfield/{DAY}/results-v1.parquet",
                                                      f"releases/northfield/{DAY}/submissions-v1.parquet"]
     assert publish.repair_exports(conn, s3, NORTH) == []
-    actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE action LIKE 'release%' ORDER BY audit_id")]
+    actions = [r[0] for r in conn.execute(
+        "SELECT action FROM audit_log WHERE action LIKE 'release%' ORDER BY audit_id")]
     assert actions == ["release", "release_exported"]
