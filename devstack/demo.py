@@ -154,7 +154,7 @@ def review_round_trip(info: stack.StackInfo, day: date, insts: list) -> dict:
     return done
 
 
-def review_summary(conn, inst, day: date) -> dict:
+def review_summary(conn, inst, day: date, s3=None) -> dict:
     """The review loop's counts for summary.json: routed by reason, packets, reviews in, versions, agreement."""
     from gradeflow import db
 
@@ -171,7 +171,9 @@ def review_summary(conn, inst, day: date) -> dict:
     last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
     agreement = conn.execute("SELECT agreement -> 'overall' FROM releases WHERE release_id = %s",
                              (last[0]["release_id"],)).fetchone()[0] if last else None
-    return {"routed_by_reason": routed, "review_items": items, "reviews_applied": reviews[0],
+    packets = [] if s3 is None else sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.BUCKET, Prefix=inst.key("reviews", day) + "/").get("Contents", []) if o["Key"].endswith(".csv"))
+    return {"routed_by_reason": routed, "review_packets": packets, "review_items": items, "reviews_applied": reviews[0],
             "answers_graded_by_human": int(reviews[1]), "review_rows_rejected": rejected,
             "released_versions": versions, "agreement": agreement}
 
@@ -195,7 +197,7 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "rejected_rows": counts["rejected_rows"],
                 "released": counts["released_version"] is not None,
                 "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4),
-                "graded_human": counts["graded_human"], **review_summary(conn, inst, day)}
+                "graded_human": counts["graded_human"], **review_summary(conn, inst, day, s3)}
             _copy_releases(s3, inst, day, output)
             _copy_releases(s3, inst, day, output, area="reports")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -221,13 +223,15 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                   f"{c['graded_llm']:>5} {c['in_review']:>6} "
                   f"{c['deferred'] + c['pending_model'] + c['received']:>7} {c['rejected_rows']:>8} "
                   f"{'v' + str(c['release_version']) if c['released'] else 'no':>8}")
-    print(f"\n{'institution':<12} {'routed to review (answers, by reason)':<58} {'items':>5} {'reviewed':>8} "
+    print(f"\n{'institution':<12} {'routed to review (answers, by reason)':<58} {'packets':>7} {'items':>5} "
+          f"{'reviewed':>8} "
           f"{'human':>5} {'bad rows':>8} {'versions':>8}  agreement (n, r, QWK, MAE, changed)")
     for inst, days in summary.items():
         for _day, c in days.items():
             routed = ", ".join(f"{k} {v}" for k, v in c.get("routed_by_reason", {}).items()) or "none"
             a = c.get("agreement") or {}
-            print(f"{inst:<12} {routed:<58} {sum(c.get('review_items', {}).values()):>5} "
+            print(f"{inst:<12} {routed:<58} {len(c.get('review_packets', [])):>7} "
+                  f"{sum(c.get('review_items', {}).values()):>5} "
                   f"{c.get('reviews_applied', 0):>8} {c.get('graded_human', 0):>5} "
                   f"{c.get('review_rows_rejected', 0):>8} "
                   f"{','.join('v' + str(v) for v in c.get('released_versions', [])):>8}  "

@@ -77,14 +77,17 @@ def _round(value: float | None) -> float | None:
 def report(pairs: pd.DataFrame) -> dict[str, Any]:
     """Agreement overall and per question of a frame with question_id, max_points, model_score, human_score.
 
-    Overall, scores are compared as fractions of max points scaled to the largest max (so questions
-    worth different points share one kappa scale); per question, in the question's own points.
+    Per question, everything is in the question's own points. Overall, `mae` and `changed_share` are
+    in points as given, while `pearson_r` and `qwk` compare scores scaled to the largest max points
+    (so questions worth different points share one scale).
     """
     if pairs.empty:
         return {"overall": figures(np.array([]), np.array([]), 1), "per_question": []}
     top = float(pairs["max_points"].max())
     scale = top / pairs["max_points"].astype(float)
     overall = figures(pairs["model_score"] * scale, pairs["human_score"] * scale, top)
+    unscaled = figures(pairs["model_score"], pairs["human_score"], top)
+    overall.update(mae=unscaled["mae"], changed_share=unscaled["changed_share"])
     per_question = []
     for qid, group in pairs.groupby("question_id", sort=True):
         per_question.append({"question_id": str(qid), "max_points": float(group["max_points"].iloc[0]),

@@ -42,8 +42,10 @@ def test_figures_and_report_per_question():
     found = agreement.report(pairs)
     assert [q["question_id"] for q in found["per_question"]] == ["q1", "q2"]
     assert found["per_question"][1]["mae"] == 1.0 and found["per_question"][1]["changed_share"] == 0.5
-    # Overall on the largest max (6): q1's points doubled -> |diffs| 0,0,2,0 and 0,2 -> MAE 4/6.
-    assert found["overall"]["n"] == 6 and found["overall"]["mae"] == pytest.approx(round(4 / 6, 4))
+    # Overall MAE in points: |diffs| 0,0,1,0 and 0,2 -> 3/6; kappa on the largest max (6): q1's points doubled.
+    assert found["overall"]["n"] == 6 and found["overall"]["mae"] == 0.5
+    assert found["overall"]["qwk"] == pytest.approx(round(agreement.quadratic_weighted_kappa(
+        np.array([0, 2, 4, 6, 6, 0]), np.array([0, 2, 6, 6, 6, 2]), 6), 4))
     bands = {b["band"]: b for b in agreement.by_confidence(pairs)}
     assert bands["[0.95, 1.00]"]["n"] == 3 and bands["[0.95, 1.00]"]["mae"] == 0.0
     assert bands["[0.70, 0.80)"]["n"] == 1 and bands["[0.70, 0.80)"]["changed_share"] == 1.0
