@@ -9,6 +9,10 @@ Every answer is in exactly one state (the view `answer_lifecycle`, docs/answer-l
        │           └──► in_review  (a reason from REVIEW_REASONS) ──► graded (human)
        └──► graded (rule): objective questions and empty answers, at prepare
 
+A model grade that may not be released as it is (confidence below `min_confidence`, raw score out of
+range) is routed to review with its suggestion (`route_doubtful`); a reviewer's score grades every
+answer of its review item (`apply_human_review`, a new grade version if it was reviewed before).
+
 Model work is held per distinct answer (`llm_requests`, identical answers merged); an answer's state
 follows its request: graded requests fan out to grades, reviewed ones to the review queue. Callers
 (prepare, grading, review ingest, reruns) never update those statuses themselves: they call these
