@@ -275,3 +275,20 @@ def test_a_release_whose_export_failed_is_invisible_until_the_next_run_repairs_i
     actions = [r[0] for r in conn.execute(
         "SELECT action FROM audit_log WHERE action LIKE 'release%' ORDER BY audit_id")]
     assert actions == ["release", "release_exported"]
+
+
+def test_an_identical_answer_joining_the_review_before_the_score_arrives_is_graded_with_it(conn, s3, emulator,
+                                                                                            openai_client):
+    _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL))
+    (item,) = _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))
+    put(s3, f"incoming/northfield/{DAY}/submissions/late.csv", csv_bytes(answers_for("s9", "st9", PARTIAL, minute=30)))
+    ingest_institution(NORTH, conn, s3)
+    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)  # s9's answer joins the open review, not linked to the item yet
+    assert conn.execute("SELECT count(*) FROM review_queue WHERE resolved_at IS NULL AND review_item IS NULL"
+                        ).fetchone()[0] == 1
+    _drop_reviews(s3, "r1.csv", _reviews_csv([{"review_id": item["review_id"], "score": 2, "reviewer": "a"}]))
+    ingest_institution(NORTH, conn, s3)
+    graded = conn.execute("SELECT submission_id FROM grades WHERE grader = 'human' AND is_current ORDER BY 1")
+    assert [r[0] for r in graded] == ["s2", "s9"]
+    assert conn.execute("SELECT count(*) FROM review_queue WHERE resolved_at IS NULL").fetchone()[0] == 0
+    assert review.write_packet(conn, s3, NORTH, EXAM_DAY).items == 0

@@ -10,6 +10,8 @@ SELECT DISTINCT ON (coalesce(v.custom_id, 'queue:' || v.review_id))
                 AND a.question_id = v.question_id
  WHERE v.institution_id = %(inst)s AND v.exam_day = %(day)s AND v.resolved_at IS NULL AND v.review_item IS NULL
  ORDER BY coalesce(v.custom_id, 'queue:' || v.review_id), v.review_id
+-- An item that was closed or reviewed and has answers waiting again is reopened (its next review is a
+-- new grade version for every answer of it).
 ON CONFLICT (institution_id, work_key) DO UPDATE
    SET status = 'open', closed_at = NULL
- WHERE review_items.status = 'closed';
+ WHERE review_items.status <> 'open';
