@@ -254,7 +254,7 @@ def set_faults(info: stack.StackInfo, faults: dict) -> None:
     httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/faults", json=faults, timeout=10).raise_for_status()
 
 
-DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997}
+DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997, "out_of_range_every": 313}
 
 
 def _drop_only(args: argparse.Namespace) -> int:

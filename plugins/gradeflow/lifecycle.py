@@ -139,15 +139,17 @@ def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, versi
     return routed
 
 
-def apply_human_review(conn: psycopg.Connection, inst: Institution, review_id: str, review_line_id: int) -> int:
+def apply_human_review(conn: psycopg.Connection, inst: Institution, review_id: str, review_line_id: int,
+                       targets: list[dict] | None = None) -> int:
     """in_review (or a human grade of the same item) -> graded (human) by the review row `review_line_id`.
 
     Every answer of the item takes the reviewer's score; a grade it had is superseded and kept
     (`is_current = false`), so a second review of an item is a new grade version, never an overwrite.
-    Returns the answers graded (0: the item's answers were regraded since, nothing applied).
+    Returns the answers graded (0: the item's answers were regraded since, nothing applied). `targets`
+    (from `review_targets`, same transaction) saves the lookup when the caller already made it.
     """
     params = {"inst": inst.id, "review_id": review_id, "review_line_id": review_line_id}
-    targets = review_targets(conn, inst, review_id)
+    targets = review_targets(conn, inst, review_id) if targets is None else targets
     if not targets:
         return 0
     version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": targets[0]["exam_day"]})[0]

@@ -303,14 +303,15 @@ def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: Inco
         if bad:
             result.rejects.append(bad)
             continue
-        if not lifecycle.review_targets(conn, inst, good["review_id"]):
+        targets = lifecycle.review_targets(conn, inst, good["review_id"])
+        if not targets:
             # Nothing waits for this item any more (its answers were regraded since): refused, and said so.
             result.rejects.append(Reject(name, row.row, "review_id", good["review_id"],
                                          "review item is closed: none of its answers waits for this review"))
             continue
         line_id = db.fetch_all(conn, "review/insert_review", {**good, "inst": inst.id, "file_id": file_id})[0][
             "review_line_id"]
-        graded = lifecycle.apply_human_review(conn, inst, good["review_id"], line_id)
+        graded = lifecycle.apply_human_review(conn, inst, good["review_id"], line_id, targets)
         items[good["review_id"]]["status"] = "reviewed"
         result.applied += 1
         result.answers_graded += graded

@@ -26,6 +26,8 @@ CREATE TABLE review_items (
 CREATE INDEX review_items_day ON review_items (institution_id, exam_day, status);
 
 ALTER TABLE review_queue ADD COLUMN review_item text REFERENCES review_items;
+CREATE INDEX review_queue_item ON review_queue (institution_id, review_item) WHERE resolved_at IS NULL;
+CREATE INDEX review_queue_custom_id ON review_queue (institution_id, custom_id) WHERE resolved_at IS NULL;
 
 CREATE TABLE reviews (
     review_line_id   bigserial PRIMARY KEY,
