@@ -42,14 +42,13 @@ PACKET_COLUMNS = ("review_id", "exam_day", "exam_id", "question_id", "question_t
 RETURN_COLUMNS = ("score", "reviewer", "comment")  # left empty in the packet for reviewers to fill in
 REQUIRED = ("review_id", "score", "reviewer")
 MAX_TEXT = 2000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell that no spreadsheet runs as a formula: text starting with = + - @ tab or CR gets a leading '."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    """A CSV cell that no spreadsheet runs as a formula (the rejects report's rule, `ingest.report_cell`)."""
+    from gradeflow.ingest import report_cell
+
+    return report_cell(value)
 
 
 # ------------------------------------------------------------------------------------------ items, packets
