@@ -136,6 +136,10 @@ def test_reviews_round_trip_into_a_new_release_with_agreement(conn, s3, emulator
     audit = conn.execute("SELECT details FROM audit_log WHERE action = 'reviews_ingested'").fetchone()[0]
     assert audit["applied"] == 1 and audit["answers_graded"] == 2
     assert keys(s3, f"archive/northfield/{DAY}/") and not keys(s3, f"incoming/northfield/{DAY}/reviews/")
+    # The same file dropped again is a duplicate: no second grade version.
+    _drop_reviews(s3, "batch-1-again.csv", _reviews_csv([item], columns=list(item)))
+    assert ingest_institution(NORTH, conn, s3).files_duplicate == 1
+    assert conn.execute("SELECT count(*) FROM grades WHERE grader = 'human'").fetchone()[0] == 2
     assert review.announce_reviews(conn, NORTH) == [DAY] and review.announce_reviews(conn, NORTH) == []
 
     second = _release(conn, s3)
