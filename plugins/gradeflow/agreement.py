@@ -121,12 +121,19 @@ def release_pairs(conn: psycopg.Connection, inst: Institution, release_id: int) 
     return pd.DataFrame(rows, columns=["question_id", "max_points", "model_score", "human_score", "confidence"])
 
 
-def agreement_rows(conn: psycopg.Connection, inst: Institution, day) -> list[dict[str, Any]]:
-    """The latest release's agreement of a day as flat rows (question_id None = overall), for reports."""
+def day_pairs(conn: psycopg.Connection, inst: Institution, day) -> pd.DataFrame:
+    """(model suggestion, current human grade) for every answer of the day that has both, live."""
+    import pandas as pd
+
     from gradeflow import db
 
-    last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
-    if not last:
-        return []
-    found = report(release_pairs(conn, inst, last[0]["release_id"]))
-    return [{"question_id": None, **found["overall"]}] + found["per_question"]
+    rows = db.fetch_all(conn, "review/agreement_pairs", {"inst": inst.id, "day": day})
+    return pd.DataFrame(rows, columns=["question_id", "max_points", "model_score", "human_score", "confidence"])
+
+
+def agreement_rows(conn: psycopg.Connection, inst: Institution, day) -> list[dict[str, Any]]:
+    """The day's agreement per question as flat rows for reports: the figures of `report`, plus `pairs`
+    (= n), `mean_abs_diff` (= mae) and `exact_share` (1 - changed_share)."""
+    found = report(day_pairs(conn, inst, day))
+    return [{**q, "pairs": q["n"], "mean_abs_diff": q["mae"], "exact_share": round(1 - q["changed_share"], 4)}
+            for q in found["per_question"]]

@@ -12,7 +12,7 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow import grading, prepare, publish, review
+from gradeflow import agreement, grading, prepare, publish, review
 from gradeflow.config import get_institution
 from gradeflow.ingest import ingest_institution
 
@@ -141,6 +141,10 @@ def test_reviews_round_trip_into_a_new_release_with_agreement(conn, s3, emulator
     assert ingest_institution(NORTH, conn, s3).files_duplicate == 1
     assert conn.execute("SELECT count(*) FROM grades WHERE grader = 'human'").fetchone()[0] == 2
     assert review.announce_reviews(conn, NORTH) == [DAY] and review.announce_reviews(conn, NORTH) == []
+    (row,) = agreement.agreement_rows(conn, NORTH, EXAM_DAY)  # the daily report's agreement section
+    assert (row["question_id"], row["pairs"]) == ("q4", 2)
+    assert row["mean_abs_diff"] == pytest.approx(abs(suggestion - 2.0))
+    assert row["exact_share"] == (0.0 if suggestion != 2.0 else 1.0)
 
     second = _release(conn, s3)
     assert second["version"] == first["version"] + 1
