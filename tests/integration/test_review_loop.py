@@ -159,11 +159,11 @@ def test_reviews_round_trip_into_a_new_release_with_agreement(conn, s3, emulator
     s2 = next(r for r in subs if r["submission_id"] == "s2")
     assert (s2["answers"], s2["graded_rule"], s2["graded_model"], s2["graded_human"], s2["pending"]) == (4, 3, 0, 1, 0)
     assert s2["total_max"] == 7 and s2["total_score"] == 6 and s2["percent"] == pytest.approx(85.71)
-    agreement = json.loads(_read(s3, f"reports/northfield/{DAY}/agreement-v2.json"))
-    assert agreement["overall"]["n"] == 2
-    assert agreement["overall"]["mae"] == pytest.approx(abs(suggestion - 2.0))
-    assert agreement["overall"]["changed_share"] == (1.0 if suggestion != 2.0 else 0.0)
-    assert [q["question_id"] for q in agreement["per_question"]] == ["q4"]
+    figures = json.loads(_read(s3, f"reports/northfield/{DAY}/agreement-v2.json"))
+    assert figures["overall"]["n"] == 2
+    assert figures["overall"]["mae"] == pytest.approx(abs(suggestion - 2.0))
+    assert figures["overall"]["changed_share"] == (1.0 if suggestion != 2.0 else 0.0)
+    assert [q["question_id"] for q in figures["per_question"]] == ["q4"]
 
 
 def test_a_second_review_is_a_new_grade_version_and_keeps_the_history(conn, s3, emulator, openai_client):
