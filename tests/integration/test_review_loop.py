@@ -195,9 +195,11 @@ def test_an_identical_answer_arriving_after_the_review_takes_the_human_grade(con
     assert (late[0], float(late[1]), late[2]) == ("human", 1.5, "a")
 
 
-def test_bad_review_files_and_rows_get_named_rejects_and_never_block_good_ones(conn, s3, emulator, openai_client):
-    _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL), inst=LAKE)
-    (other,) = _packet_rows(s3, review.write_packet(conn, s3, LAKE, EXAM_DAY))
+def test_bad_review_files_and_rows_get_named_rejects_and_never_block_good_ones(conn, tenant_conn, admin_conn, s3,
+                                                                              emulator, openai_client):
+    lake = tenant_conn("lakeshore")  # lakeshore's night works on its own connection (row-level security)
+    _day(lake, s3, openai_client, answers_for("s2", "st2", PARTIAL), inst=LAKE)
+    (other,) = _packet_rows(s3, review.write_packet(lake, s3, LAKE, EXAM_DAY))
     _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL) + answers_for("s3", "st3", "atp and energy"))
     items = _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))
     good, spare = items[0]["review_id"], items[1]["review_id"]
@@ -240,8 +242,9 @@ def test_bad_review_files_and_rows_get_named_rejects_and_never_block_good_ones(c
     assert len(rejects) == len(expect)
     # The good row was applied; lakeshore's item is untouched; every file was archived; rejects reported.
     assert conn.execute("SELECT count(*) FROM grades WHERE grader = 'human'").fetchone()[0] == 1
-    assert conn.execute("SELECT status FROM review_items WHERE review_id = %s", (other["review_id"],)).fetchone() \
-        == ("open",)
+    assert admin_conn.execute("SELECT status FROM review_items WHERE review_id = %s", (other["review_id"],)
+                              ).fetchone() == ("open",)
+    assert conn.execute("SELECT count(*) FROM review_items WHERE institution_id = 'lakeshore'").fetchone()[0] == 0
     assert keys(s3, "incoming/") == []
     report_keys = keys(s3, f"rejects/northfield/{DAY}/")
     assert len(report_keys) == 4 and any("mixed.csv" in k for k in report_keys)
