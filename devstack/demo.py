@@ -3,9 +3,12 @@
 Starts the stack (PostgreSQL, S3, Batch API emulator), prepares Airflow's metadata database,
 generates a realistic day for every sample institution and drops it into S3, then runs each
 institution's DAGs with `dag.test()` at their scheduled local times: ingest (17:45), prepare
-(18:00), grade (20:00) and publish (06:00 the next morning). It prints a summary per institution
-and leaves `demo-output/summary.json`, a copy of every exported release under
-`demo-output/releases/<institution>/<exam day>/` and the daily HTML reports under `demo-output/reports/`.
+(18:00), grade (20:00) and publish (06:00 the next morning). The console shows one line per DAG
+run (state and seconds) and a summary per institution; everything Airflow and the tasks log goes
+to `demo-output/demo.log`. It leaves `demo-output/summary.json`, a copy of every exported release
+under `demo-output/releases/<institution>/<exam day>/`, the daily HTML reports under
+`demo-output/reports/` and every alert e-mail the local mail sink received under `demo-output/mail/`
+(the demo lowers one institution's `review_alert_share` so that one alert is sent).
 
     python -m devstack.demo [--day 2026-11-23] [--submissions 300] [--institutions a,b] [--keep]
                             [--state-dir .devstack] [--output demo-output]
@@ -14,6 +17,7 @@ and leaves `demo-output/summary.json`, a copy of every exported release under
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +36,61 @@ OUTPUT = stack.PROJECT_ROOT / "demo-output"
 SCHEDULE = (("ingest", dtime(17, 45), 0), ("prepare", dtime(18, 0), 0), ("grade", dtime(20, 0), 0),
             ("publish", dtime(6, 0), 1))
 log = logging.getLogger("gradeflow.demo")
+ALERT_SHARE = 0.0001  # the demo's review_alert_share for one institution: any answer in review alerts
+
+
+class Console:
+    """The demo's own progress on the terminal, while every other byte (Airflow, tasks, subprocesses) goes
+    to the log file: file descriptors 1 and 2 are pointed at the log, the terminal is kept on a duplicate."""
+
+    def __init__(self) -> None:
+        self.out = sys.stdout
+        self._saved: list[int] = []
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    @contextlib.contextmanager
+    def quiet(self, log_path: Path):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = [os.dup(1), os.dup(2)]
+        self.out = os.fdopen(os.dup(self._saved[0]), "w", buffering=1)
+        with open(log_path, "ab", buffering=0) as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield self
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(self._saved[0], 1)
+                os.dup2(self._saved[1], 2)
+                for fd in self._saved:
+                    os.close(fd)
+                self.out.close()
+                self.out = sys.stdout
+
+
+CONSOLE = Console()
+
+
+def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[Path, str]:
+    """A copy of include/institutions.yaml with one institution's review_alert_share lowered (so the demo
+    shows one alert reaching the mail sink); GRADEFLOW_INSTITUTIONS points at it for the demo only."""
+    import yaml
+
+    source = stack.PROJECT_ROOT / "include" / "institutions.yaml"
+    data = yaml.safe_load(source.read_text())
+    alert_institution = alert_institution or sorted(e["id"] for e in data["institutions"])[-1]
+    for entry in data["institutions"]:
+        if entry["id"] == alert_institution:
+            entry["review_alert_share"] = ALERT_SHARE
+    path = Path(state_dir) / "demo-institutions.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path, alert_institution
 
 
 def prepare_environment(info: stack.StackInfo) -> None:
@@ -87,10 +146,17 @@ def run_day(day: date, insts: list) -> list[tuple[str, str]]:
             local = datetime.combine(day + timedelta(days=days_after), at, ZoneInfo(inst.timezone))
             dag_id = f"{inst.id}__{stage}"
             started = time.monotonic()
-            run = bag.get_dag(dag_id).test(logical_date=local.astimezone(ZoneInfo("UTC")))
-            state = str(getattr(run, "state", "unknown"))
-            log.info("%s at %s local: %s in %.1fs", dag_id, local.strftime("%Y-%m-%d %H:%M"), state,
-                     time.monotonic() - started)
+            dag = bag.get_dag(dag_id)
+            # Airflow 3.3.2's dag.test() fails on a successful run of a DAG with a deadline alert (it looks the
+            # alert up by the alert itself instead of its stored id); the scheduler path is not affected.
+            # The publish DAGs' release-deadline alerts are therefore left out of these in-process runs.
+            dag.deadline = None
+            run = dag.test(logical_date=local.astimezone(ZoneInfo("UTC")))
+            state = str(getattr(run, "state", "unknown")).replace("DagRunState.", "")
+            seconds = time.monotonic() - started
+            log.info("%s at %s local: %s in %.1fs", dag_id, local.strftime("%Y-%m-%d %H:%M"), state, seconds)
+            CONSOLE.say(f"  {dag_id:<28} {local.strftime('%Y-%m-%d %H:%M')} {inst.timezone:<18} "
+                        f"{state:<8} {seconds:6.1f}s")
             states.append((dag_id, state))
     return states
 
@@ -213,6 +279,30 @@ def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") ->
         s3.download_file(stack.BUCKET, item["Key"], str(target / item["Key"].rsplit("/", 1)[-1]))
 
 
+def copy_mail(info: stack.StackInfo, output: Path, since: float) -> list[Path]:
+    """Copy the alert e-mails the mail sink received during this demo to <output>/mail/."""
+    target = output / "mail"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(info.mail_dir.glob("*.eml")):
+        if path.stat().st_mtime >= since:
+            copied.append(Path(shutil.copy2(path, target / path.name)))
+    return copied
+
+
+def _print_alerts(mails: list[Path]) -> None:
+    from email import message_from_bytes, policy
+
+    if not mails:
+        print("\nAlerts: none delivered to the mail sink")
+        return
+    print(f"\nAlerts delivered to the local mail sink: {len(mails)}")
+    for path in mails:
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        print(f"  to {message['To']}: {message['Subject']}\n    {path}")
+
+
 def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float, output: Path) -> None:
     print("\nGradeFlow demo: one exam day through Airflow on the embedded stack\n")
     print(f"{'institution':<12} {'day':<10} {'subm':>5} {'answers':>7} {'rule':>5} {'llm':>5} {'review':>6} "
@@ -238,7 +328,8 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                   f"{a.get('n')}, {a.get('pearson_r')}, {a.get('qwk')}, {a.get('mae')}, {a.get('changed_share')}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
-    print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/")
+    print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"
+          f" full Airflow and task logs in {output / 'demo.log'}")
 
 
 def _close_airflow_connections() -> None:
@@ -283,31 +374,52 @@ def main(argv: list[str] | None = None) -> int:
                         help="only generate the sample day and drop it into the running stack's S3 (for make airflow)")
     parser.add_argument("--faults", type=json.loads, default=DEMO_FAULTS,
                         help="Batch API emulator fault knobs as JSON ('{}' for none)")
+    parser.add_argument("--alert-institution", default="",
+                        help="institution whose review_alert_share the demo lowers so one alert is e-mailed "
+                             "(default: the last one run)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.monotonic()
     if args.drop_only:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         return _drop_only(args)
-    info = stack.up(args.state_dir, emulator_timing_scale=0.05)
-    try:
-        reset_data(info)
-        set_faults(info, args.faults)
-        prepare_environment(info)
-        from gradeflow.config import get_institution, load_institutions
+    args.output.mkdir(parents=True, exist_ok=True)
+    log_path = args.output / "demo.log"
+    log_path.write_bytes(b"")
+    wanted = [x for x in args.institutions.split(",") if x]
+    print(f"GradeFlow demo: {args.day}, {args.submissions} submissions per exam; full logs in {log_path}", flush=True)
+    mail_since = time.time()
+    with CONSOLE.quiet(log_path):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr,
+                            force=True)
+        CONSOLE.say("Starting the embedded stack (PostgreSQL, S3, Batch API emulator, mail sink) ...")
+        info = stack.up(args.state_dir, emulator_timing_scale=0.05)
+        try:
+            reset_data(info)
+            set_faults(info, args.faults)
+            CONSOLE.say("Preparing Airflow's metadata database ...")
+            prepare_environment(info)
+            path, alert_inst = demo_institutions(Path(info.state_dir),
+                                                 args.alert_institution or (wanted[-1] if wanted else None))
+            os.environ["GRADEFLOW_INSTITUTIONS"] = str(path)
+            from gradeflow.config import get_institution, load_institutions
 
-        wanted = [x for x in args.institutions.split(",") if x]
-        insts = [get_institution(x) for x in wanted] if wanted else list(load_institutions())
-        args.output.mkdir(parents=True, exist_ok=True)
-        drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day", insts)
-        states = run_day(args.day, insts)
-        for inst_id, done in review_round_trip(info, args.day, insts).items():
-            states += [(f"{inst_id}__{stage} (after reviews)", done[stage]) for stage in ("ingest", "publish")]
-        summary = summarise(info, args.day, insts, args.output)
-    finally:
-        _close_airflow_connections()
-        if not args.keep:
-            stack.down(args.state_dir)
+            insts = [get_institution(x) for x in wanted] if wanted else list(load_institutions())
+            CONSOLE.say(f"Dropping a sample day for {', '.join(i.id for i in insts)} into S3 "
+                        f"({alert_inst}'s review_alert_share lowered to {ALERT_SHARE} so one alert is sent) ...")
+            drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day", insts)
+            CONSOLE.say("Running each DAG at its local scheduled time (dag.test):")
+            states = run_day(args.day, insts)
+            CONSOLE.say("Reviewers answer the review packets; ingest and publish run again the next morning:")
+            for inst_id, done in review_round_trip(info, args.day, insts).items():
+                states += [(f"{inst_id}__{stage} (after reviews)", done[stage]) for stage in ("ingest", "publish")]
+            summary = summarise(info, args.day, insts, args.output)
+            mails = copy_mail(info, args.output, mail_since)
+        finally:
+            _close_airflow_connections()
+            if not args.keep:
+                stack.down(args.state_dir)
     _print_summary(summary, states, time.monotonic() - started, args.output)
+    _print_alerts(mails)
     return 0 if all("success" in s for _, s in states) else 1
 
 

@@ -1,6 +1,6 @@
-"""The embedded stack: PostgreSQL (pgserver), S3 (moto server) and the Batch API emulator.
+"""The embedded stack: PostgreSQL (pgserver), S3 (moto server), the Batch API emulator and a mail sink.
 
-One call starts all three on localhost and records them in `<state dir>/stack.json`; one call
+One call starts all four on localhost and records them in `<state dir>/stack.json`; one call
 stops them. `env()` gives the environment (Airflow connections as AIRFLOW_CONN_* variables and
 Airflow's own settings) that the demo, the tests and `make airflow` use, so the DAGs run against
 the embedded stack exactly as they would against real services.
@@ -54,10 +54,17 @@ class StackInfo:
     openai_port: int
     s3_pid: int
     openai_pid: int
+    smtp_port: int = 0
+    smtp_pid: int = 0
 
     @property
     def pg_data(self) -> Path:
         return Path(self.state_dir) / "pgdata"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the mail sink writes every alert it receives, one .eml file each."""
+        return Path(self.state_dir) / "mail"
 
 
 def _free_port() -> int:
@@ -228,13 +235,13 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> StackInfo | None:
     if not path.exists():
         return None
     info = StackInfo(**json.loads(path.read_text()))
-    if _pg_running(info.pg_data) and _alive(info.s3_pid) and _alive(info.openai_pid):
+    if _pg_running(info.pg_data) and all(pid and _alive(pid) for pid in (info.s3_pid, info.openai_pid, info.smtp_pid)):
         return info
     return None
 
 
 def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) -> StackInfo:
-    """Start PostgreSQL, the S3 server and the Batch API emulator (or reuse the running ones)."""
+    """Start PostgreSQL, the S3 server, the Batch API emulator and the mail sink (or reuse the running ones)."""
     state_dir = Path(state_dir).resolve()
     running = status(state_dir)
     if running:
@@ -243,7 +250,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
         return running
     down(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    info = StackInfo(str(state_dir), _free_port(), _free_port(), _free_port(), 0, 0)
+    info = StackInfo(str(state_dir), _free_port(), _free_port(), _free_port(), 0, 0, _free_port(), 0)
     _start_postgres(info.pg_data, info.pg_port)
     info.s3_pid = _spawn(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(info.s3_port)], state_dir / "s3.log"
@@ -253,8 +260,14 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
          "--timing-scale", str(emulator_timing_scale)],
         state_dir / "batch_emulator.log",
     )
+    info.smtp_pid = _spawn(
+        [sys.executable, "-m", "devstack.mail_sink", "--host", "127.0.0.1", "--port", str(info.smtp_port),
+         "--dir", str(info.mail_dir)],
+        state_dir / "mail_sink.log",
+    )
     _wait_port(info.s3_port, "moto S3 server")
     _wait_port(info.openai_port, "Batch API emulator")
+    _wait_port(info.smtp_port, "mail sink")
     (state_dir / "stack.json").write_text(json.dumps(asdict(info), indent=2))
     _bootstrap_roles(info)
     migrate(info)
@@ -285,7 +298,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
     path = Path(state_dir) / "stack.json"
     if path.exists():
         info = StackInfo(**json.loads(path.read_text()))
-        for pid in (info.s3_pid, info.openai_pid):
+        for pid in (info.s3_pid, info.openai_pid, info.smtp_pid):
             if pid and _alive(pid):
                 os.killpg(pid, 15)
         path.unlink()
@@ -319,6 +332,11 @@ def env(info: StackInfo) -> dict[str, str]:
         "AIRFLOW_CONN_GRADEFLOW_OPENAI": json.dumps({
             "conn_type": "openai", "host": f"http://127.0.0.1:{info.openai_port}/v1", "password": EMULATOR_KEY,
         }),
+        "AIRFLOW_CONN_GRADEFLOW_SMTP": json.dumps({
+            "conn_type": "smtp", "host": "127.0.0.1", "port": info.smtp_port,
+            "extra": {"from_email": "gradeflow@localhost", "disable_tls": True, "disable_ssl": True,
+                      "timeout": 10, "retry_limit": 1},
+        }),
         "GRADEFLOW_BUCKET": BUCKET,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{quote(airflow_login)}:"
@@ -328,6 +346,11 @@ def env(info: StackInfo) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Sized for a small machine (2 cores): one API worker, four task slots, one DAG processor.
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "4",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(PROJECT_ROOT)]),
     }
 
@@ -366,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {key}={shlex.quote(value)}")
     else:
         print(f"PostgreSQL 127.0.0.1:{info.pg_port}  S3 http://127.0.0.1:{info.s3_port}  "
-              f"Batch API http://127.0.0.1:{info.openai_port}/v1  (state in {info.state_dir})")
+              f"Batch API http://127.0.0.1:{info.openai_port}/v1  mail sink 127.0.0.1:{info.smtp_port} "
+              f"({info.mail_dir})  (state in {info.state_dir})")
     return 0
 
 

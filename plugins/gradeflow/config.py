@@ -27,6 +27,7 @@ POSTGRES_CONN_ID = "gradeflow_db"  # the night: least-privilege worker role, bou
 POSTGRES_OWNER_CONN_ID = "gradeflow_db_owner"  # migrations and cross-institution admin views only
 AWS_CONN_ID = "gradeflow_s3"
 OPENAI_CONN_ID = "gradeflow_openai"
+SMTP_CONN_ID = "gradeflow_smtp"  # alerts (apache-airflow-providers-smtp); host, port, from_email in its extra
 BATCH_API_POOL = "openai_batch_api"
 
 RULE_TYPES = frozenset({"multiple_choice", "true_false", "numeric"})
@@ -35,6 +36,9 @@ QUESTION_TYPES = RULE_TYPES | FREE_TEXT_TYPES
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+$")
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+PUBLISH_AT = "06:00"  # the publish DAG's local time, the morning after the exam day
 
 
 def bucket() -> str:
@@ -57,6 +61,9 @@ class Institution:
     max_requests_per_batch: int = 50_000
     max_attempts: int = 2
     min_confidence: float = 0.95  # a model grade less sure than this goes to human review (low_confidence)
+    alert_emails: tuple[str, ...] = ()  # who is told of failed runs, failed gates, late results, review spikes
+    release_deadline: str = "08:00"  # local HH:MM, the morning after the exam day: results must be out by then
+    review_alert_share: float = 0.2  # alert when more than this share of a day's answers waits in review
 
     @property
     def tz(self) -> ZoneInfo:
@@ -92,6 +99,7 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     if not _ID_RE.match(str(raw["id"])):
         raise ConfigError(f"{where}: field 'id' must match {_ID_RE.pattern}, got {raw['id']!r}")
     raw = {"s3_prefix": raw["id"], **raw}
+    raw.update(_alert_fields(where, raw))
     if not _PREFIX_RE.match(str(raw["s3_prefix"])):
         raise ConfigError(f"{where}: field 's3_prefix' must match {_PREFIX_RE.pattern}")
     try:
@@ -104,11 +112,30 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     return Institution(**raw)
 
 
+def _alert_fields(where: str, raw: dict) -> dict:
+    """Validate the alerting fields (recipients, release deadline, review share); return them normalised."""
+    emails = raw.get("alert_emails") or []
+    if isinstance(emails, str) or not isinstance(emails, list):
+        raise ConfigError(f"{where}: field 'alert_emails' must be a list of e-mail addresses, got {emails!r}")
+    bad = [e for e in emails if not isinstance(e, str) or not _EMAIL_RE.match(e)]
+    if bad:
+        raise ConfigError(f"{where}: field 'alert_emails' has invalid address(es) {bad}")
+    deadline = str(raw.get("release_deadline", Institution.release_deadline))
+    if not _HHMM_RE.match(deadline) or deadline <= PUBLISH_AT:
+        raise ConfigError(f"{where}: field 'release_deadline' must be a local time HH:MM after the "
+                          f"{PUBLISH_AT} publish run, got {deadline!r}")
+    share = raw.get("review_alert_share", Institution.review_alert_share)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise ConfigError(f"{where}: field 'review_alert_share' must be a number in (0, 1], got {share!r}")
+    return {"alert_emails": tuple(emails), "release_deadline": deadline, "review_alert_share": float(share)}
+
+
 @lru_cache(maxsize=4)
 def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
     """All tenants, sorted by id, validated (unique ids and prefixes, real time zones)."""
     path = Path(path or INSTITUTIONS_FILE)
-    data = yaml.safe_load(path.read_text()) or {}
+    # libyaml's C loader when present: the file is read at every DAG parse (see devstack/bench_parse.py).
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
     items = [_parse_institution(i, raw) for i, raw in enumerate(data.get("institutions") or [])]
     for attr in ("id", "s3_prefix"):
         values = [getattr(inst, attr) for inst in items]

@@ -23,7 +23,10 @@ def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0)
     that triggered it, else its logical date (local) minus days_back."""
     override = (context.get("params") or {}).get("exam_day")
     if override:
-        return date.fromisoformat(override)
+        try:
+            return date.fromisoformat(override)
+        except ValueError as exc:
+            raise ValueError(f"param exam_day must be a real date YYYY-MM-DD, got {override!r}: {exc}") from None
     reviewed = _reviewed_days(context)
     if reviewed:
         return max(reviewed)
@@ -177,15 +180,23 @@ def resubmit_failed(institution_id: str, **context: Any) -> list[dict]:
 
 def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
     """Run the release gate for the exam day; fail the task (nothing released) if it does not pass."""
-    from gradeflow import publish
+    from gradeflow import alerts, publish
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back)
     with open_db(inst.id) as conn:
+        counts = publish.day_counts(conn, inst, day)
+        if not counts["answers"]:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            log.info("no answers for %s %s: nothing to release (%d submissions, %d rejected rows)", inst.id, day,
+                     counts["submissions"], counts["rejected_rows"])
+            raise AirflowSkipException(f"no answers for {inst.id} {day}: nothing to release")
         gate = publish.validate(conn, inst, day)
-    if not gate.success:
-        raise publish.ReleaseBlocked(f"release gate failed for {inst.id} {day}; nothing released. "
-                                     + "; ".join(gate.failures))
+        if not gate.success:
+            diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
+            _, message = alerts.gate_failure_message(inst.id, day, gate.failures, counts, diagnosis)
+            raise publish.ReleaseBlocked(message)
     return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
 
 
@@ -203,6 +214,7 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
         key = publish.export(conn, s3, inst, day, released["release_id"], actor=actor)
         packet = review.write_packet(conn, s3, inst, day)
         counts = publish.day_counts(conn, inst, day)
+    _alert_on_review_share(inst, day, counts)
     return {"exam_day": str(day), "version": released["version"], "new": released["new"], "export_key": key,
             "repaired_releases": repaired, "review_packet": packet.csv_key, "open_review_items": packet.items,
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
@@ -253,22 +265,78 @@ def announce_reviews(institution_id: str, **context: Any) -> dict:
     return {"exam_days": days}
 
 
+def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:
+    """E-mail the institution when an unusual share of the day's answers waits in human review."""
+    from gradeflow import alerts
+
+    alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share)
+    if alert:
+        alerts.send(alert)
+
+
+def rerun_params(params: dict, now_utc: Any) -> dict:
+    """The admin form with its dry-run conveniences filled in: an empty exam_day means yesterday (local) and
+    an empty reason is allowed, only for a dry run; a real run must name both (the message says which)."""
+    params = dict(params)
+    dry_run = bool(params.get("dry_run", True))
+    if not params.get("exam_day"):
+        if not dry_run:
+            raise ValueError("exam_day is required for a real run (dry_run off): give the day as YYYY-MM-DD")
+        inst = get_institution(str(params["institution"]))
+        params["exam_day"] = str(now_utc.astimezone(inst.tz).date() - timedelta(days=1))
+    if not (params.get("reason") or "").strip():
+        if not dry_run:
+            raise ValueError("reason is required for a real run (dry_run off): say why in at least 10 characters")
+        params["reason"] = "dry run (no reason given)"
+    return params
+
+
+def stage_dags_paused(institution_id: str, start_stage: str, is_paused: Any) -> list[str]:
+    """The stage DAGs a rerun from start_stage would trigger that are paused (is_paused(dag_id) -> bool)."""
+    from gradeflow.rerun import STAGES
+
+    wanted = [f"{institution_id}__{stage}" for stage in STAGES[STAGES.index(start_stage):]]
+    return [dag_id for dag_id in wanted if is_paused(dag_id)]
+
+
+def _is_paused_via_airflow(context: dict) -> Any:
+    """is_paused(dag_id) from Airflow's metadata, through the task SDK (tasks have no ORM access)."""
+    ti = context.get("ti") or context.get("task_instance")
+    return lambda dag_id: bool(ti.get_dag(dag_id).is_paused)
+
+
 def reset_for_rerun(**context: Any) -> dict:
-    """Admin rerun, step 1: validate the form, record the audit line, supersede the scope's grades."""
-    from gradeflow.rerun import RerunRequest, record_refusal, reset_scope
+    """Admin rerun, step 1: validate the form, refuse if a stage DAG to trigger is paused, record the audit
+    line, supersede the scope's grades. Every refusal is audited too, then fails the task with its reason."""
+    from datetime import UTC, datetime
+
+    from gradeflow.rerun import RerunRefused, RerunRequest, record_refusal, reset_scope
 
     dag_run = context["dag_run"]
     requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"
     params = dict(context["params"])
-    try:
-        request = RerunRequest.from_params(params, requested_by, run_id=dag_run.run_id)
-    except ValueError as invalid:  # refused by the form's checks: audited too, then the task fails
+
+    def refuse(reason: Exception) -> None:
         inst = get_institution(str(params.get("institution")))
         with open_db(inst.id) as conn:
             record_refusal(conn, inst.id, requested_by, {**{k: str(v) for k, v in params.items()},
-                                                         "exam_day": None, "run_id": dag_run.run_id}, str(invalid))
+                                                         "exam_day": None, "run_id": dag_run.run_id}, str(reason))
+
+    try:
+        request = RerunRequest.from_params(rerun_params(params, datetime.now(UTC)), requested_by,
+                                           run_id=dag_run.run_id)
+    except ValueError as invalid:  # refused by the form's checks
+        refuse(invalid)
         raise
     inst = get_institution(request.institution)
+    if not request.dry_run:
+        paused = stage_dags_paused(inst.id, request.stage, _is_paused_via_airflow(context))
+        if paused:
+            refused = RerunRefused(f"refused: {', '.join(paused)} {'is' if len(paused) == 1 else 'are'} paused, so "
+                                   "the rerun would wait for it until its timeout. Unpause it in the Airflow UI (or "
+                                   "start at a later stage), then trigger the rerun again. Nothing was changed.")
+            refuse(refused)
+            raise refused
     with open_db(inst.id) as conn:
         result = reset_scope(conn, inst, request)
     return {**result, "institution": inst.id, "exam_day": str(request.exam_day), "stage": request.stage}

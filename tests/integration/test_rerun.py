@@ -159,7 +159,8 @@ def test_every_admin_request_through_the_task_is_audited_with_who_and_why(conn, 
     runs = [({**form}, None), ({**form, "reason": "oops"}, ValueError),
             ({**form, "scope_value": "q9"}, RerunRefused), ({**form, "dry_run": False}, None)]
     for n, (params, error) in enumerate(runs):
-        context = {"params": params, "dag_run": SimpleNamespace(run_id=f"manual__{n}", triggering_user_name="ada")}
+        context = {"params": params, "dag_run": SimpleNamespace(run_id=f"manual__{n}", triggering_user_name="ada"),
+                   "ti": SimpleNamespace(get_dag=lambda dag_id: SimpleNamespace(is_paused=False))}
         if error:
             with pytest.raises(error):
                 tasks.reset_for_rerun(**context)

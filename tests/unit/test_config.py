@@ -26,3 +26,26 @@ def test_bad_config_is_named(tmp_path, yaml_text, message):
     path.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message):
         load_institutions(path)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("alert_emails: ops@example.org", "must be a list of e-mail addresses"),
+    ("alert_emails: [ops@example.org, not-an-address]", "invalid address"),
+    ("release_deadline: '8am'", "local time HH:MM after the 06:00 publish run"),
+    ("release_deadline: '05:30'", "after the 06:00 publish run"),
+    ("review_alert_share: 0", r"review_alert_share' must be a number in \(0, 1\]"),
+    ("review_alert_share: 1.5", "review_alert_share"),
+])
+def test_bad_alert_fields_are_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {fields}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_institutions(path)
+
+
+def test_alert_fields_have_defaults_and_sample_recipients(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n")
+    (inst,) = load_institutions(path)
+    assert inst.alert_emails == () and inst.release_deadline == "08:00" and inst.review_alert_share == 0.2
+    assert all(i.alert_emails for i in load_institutions())

@@ -1,5 +1,6 @@
 """DagBag integrity and policy: every DAG imports, documents itself and follows the house defaults."""
 
+import copy
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -38,6 +39,8 @@ def test_every_dag_follows_policy(dagbag):
         assert "gradeflow" in dag.tags and any(t.startswith("stage:") for t in dag.tags), dag.dag_id
         assert dag.max_active_runs == 1 and dag.dagrun_timeout is not None, dag.dag_id
         assert dag.catchup is False, dag.dag_id
+        assert dag.is_paused_upon_creation is False, dag.dag_id  # the documented pause policy
+        assert dag.on_failure_callback, dag.dag_id  # a failed run e-mails the institution
         for task in dag.tasks:
             assert task.owner == OWNER, (dag.dag_id, task.task_id)
             assert task.execution_timeout is not None, (dag.dag_id, task.task_id)
@@ -126,6 +129,62 @@ def test_admin_form_is_typed_and_safe(dagbag):
     assert set(schema["stage"]["enum"]) == {"prepare", "grade", "publish"}
     assert set(schema["scope"]["enum"]) == {"day", "question", "student"}
     assert schema["reason"]["minLength"] == 10 and "pattern" in schema["exam_day"]
+
+
+def test_every_trigger_form_validates_with_its_defaults_and_documents_each_field(dagbag):
+    """What the REST API and the UI do with a trigger's conf: resolve the DAG's params against their schema."""
+    for dag in dagbag.dags.values():
+        resolved = copy.deepcopy(dag.params)
+        resolved.validate()  # raises ParamValidationError for any default the form would refuse
+        for key in dag.params:
+            param = dag.params.get_param(key)
+            assert param.description and param.schema.get("title"), (dag.dag_id, key)
+            if param.value is None or param.value == "":
+                assert "null" in param.schema["type"], (dag.dag_id, key)  # may be left empty
+
+
+@pytest.mark.parametrize(("dag_id", "conf", "message"), [
+    ("northfield__prepare", {"exam_day": "23/11/2026"}, "does not match"),
+    ("northfield__publish", {"exam_day": "2026-11-23x"}, "does not match"),
+    ("gradeflow__admin_rerun", {"scope": "class"}, "is not one of"),
+    ("gradeflow__admin_rerun", {"reason": "short"}, "is too short"),
+    ("gradeflow__admin_rerun", {"institution": "elsewhere"}, "is not one of"),
+])
+def test_a_bad_value_is_refused_with_a_message(dagbag, dag_id, conf, message):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dagbag.dags[dag_id].params)
+    with pytest.raises(ParamValidationError, match=message):
+        params.update(conf)
+        params.validate()
+
+
+def test_ingest_has_no_exam_day_and_stages_take_an_empty_one(dagbag):
+    assert "exam_day" not in dagbag.dags["lakeshore__ingest"].params
+    for stage in ("prepare", "grade", "publish"):
+        params = copy.deepcopy(dagbag.dags[f"lakeshore__{stage}"].params)
+        for empty in (None, "", "2026-11-23"):
+            params.update({"exam_day": empty})
+            params.validate()
+
+
+def test_descriptions_show_local_schedule_beside_utc(dagbag):
+    assert "18:00 Asia/Kolkata (12:30 UTC)" in dagbag.dags["lakeshore__prepare"].description
+    ny = dagbag.dags["northfield__publish"]
+    assert "06:00 America/New_York (11:00 UTC; 10:00 UTC in summer time)" in ny.description
+    assert "06:00 America/New_York" in ny.doc_md
+
+
+def test_publish_has_a_release_deadline_alert_per_institution(dagbag):
+    from gradeflow.alerts import release_deadline_missed
+
+    for inst in load_institutions():
+        deadline = dagbag.dags[f"{inst.id}__publish"].deadline
+        alert = deadline[0] if isinstance(deadline, list) else deadline
+        hours, minutes = map(int, inst.release_deadline.split(":"))
+        assert alert.interval == timedelta(hours=hours - 6, minutes=minutes)  # after the 06:00 local run
+        assert alert.callback.path == f"{release_deadline_missed.__module__}.release_deadline_missed"
+        assert alert.callback.kwargs == {"institution_id": inst.id, "deadline_local": inst.release_deadline}
 
 
 def test_dag_catalogue_is_up_to_date(dagbag):

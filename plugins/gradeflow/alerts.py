@@ -1,0 +1,274 @@
+"""Alerts that reach people: e-mail through Airflow's notifier machinery and the SMTP provider.
+
+What is alerted, and to whom (the institution's `alert_emails` in include/institutions.yaml):
+- a task that failed for good, and a DAG run that failed (`FailureNotifier`, in every DAG's callbacks);
+- a failed release gate: which answers are unaccounted, why, and what to do (`gate_failure_alert`);
+- results not released by the institution's `release_deadline` (`release_deadline_missed`, an Airflow
+  deadline alert on the publish DAG, run by the triggerer);
+- more than `review_alert_share` of a day's answers waiting in human review (`review_share_alert`).
+
+Every alert is also logged as one `GRADEFLOW ALERT` line, so it is greppable even where no mail is
+configured. Sending never fails the task that raised it: a mail server that is down is logged.
+The mail goes out through connection `gradeflow_smtp` (host, port, login, `from_email` in its extra).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from airflow.sdk.bases.notifier import BaseNotifier
+
+from gradeflow.config import SMTP_CONN_ID, ConfigError, get_institution
+
+log = logging.getLogger("gradeflow.alerts")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message: whose, what kind, a subject that names the cause, and a plain-text body."""
+
+    institution_id: str | None
+    kind: str  # task_failed | run_failed | gate_failed | deadline_missed | review_share
+    subject: str
+    body: str
+
+
+def recipients(institution_id: str | None) -> list[str]:
+    """The institution's alert_emails (none for an unknown institution: the alert is then only logged)."""
+    if not institution_id:
+        return []
+    try:
+        return list(get_institution(institution_id).alert_emails)
+    except ConfigError:
+        return []
+
+
+def _prepare(alert: Alert):
+    """Log the alert; return an SmtpNotifier for its recipients, or None when it can only be logged."""
+    log.error("GRADEFLOW ALERT [%s] %s | %s", alert.kind, alert.subject, " / ".join(alert.body.splitlines()))
+    to = recipients(alert.institution_id)
+    if not to:
+        log.warning("No alert_emails for %r: alert only logged", alert.institution_id)
+        return None
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    return SmtpNotifier(
+        to=to, subject=alert.subject, html_content=_html(alert), smtp_conn_id=SMTP_CONN_ID,
+        custom_headers={"X-GradeFlow-Alert": alert.kind, "X-GradeFlow-Institution": alert.institution_id or ""},
+    )
+
+
+def send(alert: Alert, context: dict | None = None) -> bool:
+    """Log the alert and e-mail it to the institution's recipients; True when the mail was handed over."""
+    notifier = _prepare(alert)
+    if notifier is None:
+        return False
+    try:
+        # notify(), not __call__: our text is not a Jinja template and must not be rendered as one.
+        notifier.notify(context or {})
+    except Exception as exc:  # a broken mail server must not turn into a second failure
+        log.error("Alert e-mail to %s not sent (connection %s): %s", notifier.to, SMTP_CONN_ID, exc)
+        return False
+    log.info("Alert e-mail [%s] sent to %s", alert.kind, ", ".join(notifier.to))
+    return True
+
+
+async def asend(alert: Alert, context: dict | None = None) -> bool:
+    """`send` for the triggerer (deadline alerts): the provider's async SMTP path."""
+    notifier = _prepare(alert)
+    if notifier is None:
+        return False
+    try:
+        await notifier.async_notify(context or {})
+    except Exception as exc:
+        log.error("Alert e-mail to %s not sent (connection %s): %s", notifier.to, SMTP_CONN_ID, exc)
+        return False
+    log.info("Alert e-mail [%s] sent to %s", alert.kind, ", ".join(notifier.to))
+    return True
+
+
+def _html(alert: Alert) -> str:
+    body = html.escape(alert.body)
+    return (f"<html><body><h3>{html.escape(alert.subject)}</h3>"
+            f"<pre style=\"font-family: monospace; white-space: pre-wrap\">{body}</pre>"
+            "<p>Sent by GradeFlow. Recipients: alert_emails in include/institutions.yaml.</p></body></html>")
+
+
+# ---- failed tasks and runs -------------------------------------------------------------------------------
+
+def _institution_of(context: dict) -> str | None:
+    """The institution a DAG belongs to (its institution:<id> tag), or the admin form's institution param."""
+    dag = context.get("dag")
+    for tag in getattr(dag, "tags", None) or ():
+        if str(tag).startswith("institution:"):
+            return str(tag).split(":", 1)[1]
+    params = context.get("params") or {}
+    return params.get("institution") or None
+
+
+def failure_alert(context: dict, scope: str) -> Alert:
+    """The message for a failed task (scope 'task') or DAG run (scope 'run'), naming the cause."""
+    inst = _institution_of(context)
+    dag = context.get("dag")
+    dag_id = getattr(dag, "dag_id", None) or getattr(context.get("dag_run"), "dag_id", "?")
+    run = context.get("dag_run")
+    run_id = getattr(run, "run_id", "?")
+    exception = context.get("exception")
+    if scope == "task":
+        ti = context.get("task_instance") or context.get("ti")
+        task_id = getattr(ti, "task_id", "?")
+        kind = "gate_failed" if type(exception).__name__ == "ReleaseBlocked" else "task_failed"
+        subject = (f"[GradeFlow] {inst or 'admin'}: release gate failed, nothing released ({dag_id})"
+                   if kind == "gate_failed" else f"[GradeFlow] {inst or 'admin'}: task {task_id} of {dag_id} failed")
+        lines = [f"DAG {dag_id}, run {run_id}, task {task_id}, try {getattr(ti, 'try_number', '?')}.", "",
+                 f"Cause: {exception}" if exception else "Cause: see the task log.", ""]
+        log_url = getattr(ti, "log_url", None)
+        if log_url:
+            lines.append(f"Log: {log_url}")
+        if kind != "gate_failed":
+            lines.append("What to do: read the log; fix the cause; clear the task (every step is idempotent).")
+        return Alert(inst, kind, subject, "\n".join(lines))
+    reason = context.get("reason") or exception or "a task failed"
+    subject = f"[GradeFlow] {inst or 'admin'}: run of {dag_id} failed"
+    body = (f"DAG {dag_id}, run {run_id} ended failed: {reason}.\n\nWhat to do: open the run in the Airflow UI, "
+            "read the failed task's log, fix the cause and clear the failed task (reruns are safe).")
+    return Alert(inst, "run_failed", subject, body)
+
+
+class FailureNotifier(BaseNotifier):
+    """on_failure_callback for tasks (scope 'task') and DAG runs (scope 'run'): e-mail the cause."""
+
+    def __init__(self, scope: str = "task") -> None:
+        super().__init__()
+        self.scope = scope
+
+    def __deepcopy__(self, memo: dict) -> FailureNotifier:
+        return self  # stateless: every task shares it (operators deep-copy their callbacks at parse time)
+
+    def notify(self, context: Any) -> None:
+        send(failure_alert(dict(context), self.scope), context)
+
+
+# ---- the release gate ------------------------------------------------------------------------------------
+
+_STATES = (("graded_rule", "graded by rule"), ("graded_llm", "by the model"), ("graded_human", "by a person"),
+           ("in_review", "in review"), ("deferred", "deferred to the next night"),
+           ("pending_model", "waiting for the model"), ("received", "received, not yet prepared"))
+
+
+def gate_failure_message(institution_id: str, day: date | str, failures: list[str], counts: dict,
+                         diagnosis: dict | None = None) -> tuple[str, str]:
+    """Subject and body for a failed release gate, from the gate's failure list and the day's counts.
+
+    `counts` is publish.day_counts (answers and one count per answer state; states it lacks are left out);
+    `diagnosis` (optional) is the row of publish/unaccounted.sql: answers without exactly one outcome, by
+    question, and the work still open for the day.
+    """
+    diagnosis = diagnosis or {}
+    answers = int(counts.get("answers") or 0)
+    present = [(key, label) for key, label in _STATES if key in counts]
+    accounted = sum(int(counts[key] or 0) for key, _ in present)
+    unaccounted = int(diagnosis.get("unaccounted", max(answers - accounted, 0)))
+    twice = int(diagnosis.get("counted_twice", max(accounted - answers, 0)))
+    problems = ([f"{unaccounted} of {answers} answers without an outcome"] if unaccounted else []) + (
+        [f"{twice} counted twice"] if twice else [])
+    subject = (f"[GradeFlow] {institution_id} {day}: release gate failed, nothing released"
+               + (f" ({', '.join(problems)})" if problems else ""))
+    states = "; ".join(f"{label} {int(counts[key] or 0)}" for key, label in present)
+    lines = [f"The release gate for {institution_id}, exam day {day}, failed: nothing was released.", "",
+             f"Answers: {answers}; {states}; without an outcome {unaccounted}; with more than one {twice}."]
+    causes, todo = _causes(institution_id, diagnosis)
+    if diagnosis.get("by_question") and (unaccounted or twice):
+        shown = ", ".join(f"{q['question']} ({q['answers']})" for q in diagnosis["by_question"])
+        lines += ["", f"Answers without exactly one outcome, by question (most first): {shown}."]
+    if twice:
+        causes.insert(0, f"{twice} answer(s) have more than one outcome: a current grade and an open review "
+                         "item, or two current grades")
+        todo.insert(0, "Resolve the stale review item or grade of those answers (gradeflow__admin_rerun with "
+                       "scope question regrades them cleanly), then clear validate_grades.")
+    if unaccounted:
+        causes.insert(0, f"{unaccounted} answer(s) have no outcome at all: no grade, no review item, no "
+                         "visible wait; this is a data fault")
+        todo.insert(0, "Rerun prepare for this exam_day (it grades or queues every answer), then clear "
+                       "validate_grades.")
+    if causes:
+        lines += ["", "Found:"] + [f"- {c}" for c in causes]
+    lines += ["", "Checks that failed:"] + [f"- {f}" for f in failures or ["(none listed)"]]
+    todo = todo or ["Read the publish log and the validation_runs row; fix the cause; clear validate_grades."]
+    lines += ["", "What to do:"] + [f"- {t}" for t in todo]
+    return subject, "\n".join(lines)
+
+
+def _causes(inst: str, diagnosis: dict) -> tuple[list[str], list[str]]:
+    causes, todo = [], []
+    running = diagnosis.get("batches_running") or []
+    if running:
+        ids = ", ".join(f"{b['batch_id']} ({b['status']})" for b in running[:10])
+        causes.append(f"{len(running)} Batch API batch(es) not collected yet: {ids}")
+        todo.append(f"Let {inst}__grade finish (or clear its collect_results task once the batch ended), "
+                    "then clear validate_grades here.")
+    queued, pending = int(diagnosis.get("requests_queued") or 0), int(diagnosis.get("requests_pending") or 0)
+    not_sent = int(diagnosis.get("jobs_not_submitted") or 0)
+    if queued or pending or not_sent:
+        causes.append(f"model requests still waiting: {pending} pending (not in a batch file), {queued} queued "
+                      f"in batches; {not_sent} batch job(s) written but never submitted")
+        todo.append(f"Run {inst}__grade for this exam_day (trigger it with the exam_day param) so the work "
+                    "is sent and collected, then clear validate_grades.")
+    files = diagnosis.get("files_rejected") or []
+    if files:
+        causes.append(f"file(s) rejected at ingest: {', '.join(files[:10])} (see rejects/ and rejected_rows)")
+        todo.append("Have the institution re-send the corrected file(s); the ingest sweep loads them.")
+    return causes, todo
+
+
+def gate_failure_alert(institution_id: str, day: date | str, failures: list[str], counts: dict,
+                       diagnosis: dict | None = None) -> Alert:
+    subject, body = gate_failure_message(institution_id, day, failures, counts, diagnosis)
+    return Alert(institution_id, "gate_failed", subject, body)
+
+
+# ---- review share ----------------------------------------------------------------------------------------
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.3g}%"  # 35%, 20%, 0.0561%: small shares stay readable
+
+
+def review_share_alert(institution_id: str, day: date | str, counts: dict, threshold: float) -> Alert | None:
+    """An alert when more than `threshold` of the day's answers wait in review, else None."""
+    answers, in_review = int(counts.get("answers") or 0), int(counts.get("in_review") or 0)
+    if not answers or in_review / answers <= threshold:
+        return None
+    share = in_review / answers
+    subject = (f"[GradeFlow] {institution_id} {day}: {_pct(share)} of answers wait in human review "
+               f"(alert above {_pct(threshold)})")
+    body = (f"{in_review} of {answers} answers of {institution_id}, exam day {day}, wait in human review "
+            f"({_pct(share)}; the alert threshold review_alert_share is {_pct(threshold)}).\n\n"
+            "Usual causes: the token budget ran out (reason over_budget), the model refused or its output was "
+            "cut or unparseable, batches expired twice. The review_queue table gives the reason per answer.\n\n"
+            "What to do: check the reasons; raise daily_token_budget or fix the prompt if one reason dominates; "
+            "have reviewers grade the queue; rerun publish to release the new version.")
+    return Alert(institution_id, "review_share", subject, body)
+
+
+# ---- release deadline (Airflow deadline alert, run by the triggerer) --------------------------------------
+
+def deadline_alert(institution_id: str, deadline_local: str, dag_run: dict | None = None) -> Alert:
+    """The message for results not released by the institution's release_deadline."""
+    run = dag_run or {}
+    subject = f"[GradeFlow] {institution_id}: results not released by {deadline_local} local time"
+    body = (f"The publish run {run.get('run_id', '?')} of {run.get('dag_id', institution_id + '__publish')} "
+            f"(state {run.get('state', '?')}) had not released the day's results by {deadline_local} "
+            f"({institution_id}'s time zone).\n\nWhat to do: open the run in the Airflow UI; if validate_grades "
+            f"failed, its alert says why; if grading is still running, check {institution_id}__grade; once fixed, "
+            "clear validate_grades (a release is written only when the gate passes).")
+    return Alert(institution_id, "deadline_missed", subject, body)
+
+
+async def release_deadline_missed(institution_id: str, deadline_local: str, context: dict | None = None) -> bool:
+    """Deadline-alert callback (AsyncCallback, in the triggerer): e-mail that results are late."""
+    run = (context or {}).get("dag_run") or {}
+    return await asend(deadline_alert(institution_id, deadline_local, run), None)

@@ -1,0 +1,41 @@
+"""Child process for test_trigger_api: Airflow's own FastAPI app, in process, on the embedded stack's
+metadata database. Serialises the DAGs, then triggers each through POST /api/v2/dags/{id}/dagRuns
+with its defaults (and a few bad forms); prints one JSON document with the responses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def main() -> int:
+    airflow = [sys.executable, "-m", "airflow"]
+    subprocess.run([*airflow, "db", "migrate"], check=True, capture_output=True)
+    subprocess.run([*airflow, "dags", "reserialize"], check=True, capture_output=True)
+
+    from airflow.api_fastapi.app import create_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    app = create_app("core")
+    auth = app.state.auth_manager
+    token = auth.generate_jwt(SimpleAuthManagerUser(username="operator", role="admin"))
+    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    dag_ids = sorted(d["dag_id"] for d in client.get("/api/v2/dags", params={"limit": 100}).json()["dags"])
+    out = {"dags": {}, "bad": {}, "paused": {}}
+    for dag_id in dag_ids:
+        response = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
+        out["dags"][dag_id] = {"status": response.status_code, "body": response.json()}
+        out["paused"][dag_id] = client.get(f"/api/v2/dags/{dag_id}").json().get("is_paused")
+    for name, dag_id, conf in (("bad_day", "northfield__prepare", {"exam_day": "23/11/2026"}),
+                               ("bad_scope", "gradeflow__admin_rerun", {"scope": "class"}),
+                               ("given_day", "northfield__publish", {"exam_day": "2026-11-23"})):
+        response = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        out["bad"][name] = {"status": response.status_code, "body": response.json()}
+    print("RESULT " + json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
