@@ -2,12 +2,13 @@
 #   make demo     run a whole sample exam day through Airflow on the embedded stack
 #   make test     run the test suite (unit, integration, end-to-end) on the embedded stack
 #   make airflow  Airflow standalone (UI on http://localhost:8080) on the embedded stack
+#   make evaluate model vs human agreement: CSV=answers.csv [ARGS="--base-url URL --model M"], or sample data
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint airflow stack-up stack-down lock bench clean
+.PHONY: venv demo test lint airflow stack-up stack-down lock bench clean evaluate
 
 venv: $(STAMP)
 
@@ -19,6 +20,13 @@ $(STAMP): requirements.lock
 
 demo: venv
 	$(PY) -m devstack.demo
+
+evaluate: venv
+ifdef CSV
+	PYTHONPATH=plugins $(PY) -m gradeflow.evaluate $(CSV) $(ARGS)
+else
+	$(PY) -m devstack.evaluate_demo
+endif
 
 test: venv
 	$(PY) -m pytest
@@ -43,4 +51,4 @@ lock: venv
 	$(VENV)/bin/uv pip compile requirements-dev.txt -o requirements.lock --python-version 3.11 --no-header
 
 clean: stack-down
-	rm -rf .devstack demo-output bench-output
+	rm -rf .devstack .devstack-evaluate demo-output bench-output

@@ -16,7 +16,7 @@ from datetime import timedelta
 from functools import cache
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, TriggerRule
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule
 
 from gradeflow import tasks
 from gradeflow.config import BATCH_API_POOL, Institution, load_institutions
@@ -70,7 +70,10 @@ DOCS = {
              "lines that expired, were cancelled, rate-limited or hit a server error go out again (only those "
              "lines) after an exponential backoff, up to `max_attempts` (3), then to review "
              "(`attempts_exhausted`); a batch refused for the token cap is requeued, not reviewed. Tokens "
-             "and cost, estimated and actual, are kept per line, job, attempt, day and night.\n\n"
+             "and cost, estimated and actual, are kept per line, job, attempt, day and night. A model grade "
+             "below the institution's `min_confidence`, or with a raw score outside [0, max], goes to review "
+             "with the model's answer as a suggestion; `write_review_packet` then writes the open review "
+             "items to a blind packet `reviews/{p}/<day>/open-<timestamp>.csv`.\n\n"
              "**Deadline policy**: model work stops at 05:45 local. The 06:00 release goes out regardless, "
              "with unfinished answers `pending` (reason `pending_model`); a `GRADEFLOW ALERT grade deadline` "
              "log line names the batches still running. They are not cancelled: the next grade run collects "
@@ -78,7 +81,10 @@ DOCS = {
     "publish": "For the previous day's exams: Great Expectations suites (`expectations/`) check one outcome "
                "per answer, scores in range and conservation. Only if they pass is the day released (one "
                "transaction, a new version only if grades changed) and exported to "
-               "`releases/{p}/<day>/results-v<N>.parquet`. A failed gate releases nothing, fails here and "
+               "`releases/{p}/<day>/results-v<N>.parquet` (one row per answer) and `submissions-v<N>.parquet` "
+               "(one row per submission), with the model/human agreement in `reports/{p}/<day>/agreement-v<N>.json`; "
+               "the release is visible only once its files are written (a cut-off export is finished by the next "
+               "run). A failed gate releases nothing, fails here and "
                "e-mails which answers are unaccounted and why. A day with no answers is skipped "
                "(\"nothing to release\"), never released empty. Results not released by {deadline} local time "
                "raise a deadline alert; more than {share:.0%} of answers in review raise an alert. "
@@ -86,7 +92,12 @@ DOCS = {
                "reason (`pending_model`, "
                "`deferred_budget`, `in_review`, ...). Then `republish_changed_days` releases a new version of "
                "every earlier day whose state changed since its last release (late answers, carried-over "
-               "work, batches collected after a deadline).",
+               "work, batches collected after a deadline). The open review "
+               "items are written to `reviews/{p}/<day>/open-<timestamp>.csv` for reviewers.\n\n"
+               "**Also scheduled by** the Asset `gradeflow://{id}/reviews`: when `{id}__ingest` applies a reviewers' "
+               "file (`incoming/{p}/<day>/reviews/`), its `announce_reviews` task emits that Asset with the exam "
+               "day, and this DAG runs for that day at once: the human grades are released as a new version "
+               "without an admin (docs/review-round-trip.md).",
 }
 REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer states, review reasons, tokens "
               "and cost, stage timings, agreement) to `reports/<prefix>/<day>/report-v<N>.html`. A teardown: it "
@@ -104,20 +115,22 @@ def _start_date(timezone: str):
     return pendulum.datetime(2026, 1, 1, tz=timezone)
 
 
-def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, **extra) -> DAG:
+def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
     when = local_schedule(inst.timezone, *SCHEDULES[stage])
     if stage == "ingest":
         when = f"every 15 min {when}"
     elif stage == "publish":
         when = f"{when}, the morning after the exam day"
-    text = DOCS[stage].format(p=inst.s3_prefix, deadline=inst.release_deadline, share=inst.review_alert_share)
+    text = DOCS[stage].format(p=inst.s3_prefix, id=inst.id, deadline=inst.release_deadline,
+                              share=inst.review_alert_share)
     doc = (f"# {inst.name}: {stage}\n\n{text}\n\n**Schedule**: {when} (the UI shows UTC)."
            + (INGEST_RERUN if stage == "ingest" else RERUN) + POLICY)
+    cron_schedule = _timetable(cron, inst.timezone)
     return DAG(
         dag_id=f"{inst.id}__{stage}",
         description=f"{stage} for {inst.name}: {when}",
         doc_md=doc,
-        schedule=_timetable(cron, inst.timezone),
+        schedule=AssetOrTimeSchedule(timetable=cron_schedule, assets=assets) if assets else cron_schedule,
         start_date=_start_date(inst.timezone),
         dagrun_timeout=timeout,
         default_args=DEFAULT_ARGS,
@@ -131,7 +144,10 @@ def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, **extra) 
 
 def ingest_dag(inst: Institution) -> DAG:
     with _dag(inst, "ingest", "*/15 8-17 * * *", timedelta(minutes=30)) as dag:
-        task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+        sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
+        # Reviewers' scores applied (by this sweep or an earlier one): tell the publish DAG (Asset event).
+        sweep >> task(task_id="announce_reviews", trigger_rule=TriggerRule.ALL_DONE,
+                      outlets=[tasks.reviews_asset(inst.id)])(tasks.announce_reviews)(institution_id=inst.id)
     return dag
 
 
@@ -155,16 +171,19 @@ def grade_dag(inst: Institution) -> DAG:
         # `openai_batch_api` (create it with --include-deferred, so a waiting night keeps its slot): the pool
         # bounds how many institutions talk to the API at once; the token cap itself is held by a
         # reservation ledger in Postgres (gradeflow.grading.reserve), across every institution.
-        GradeNightOperator(
+        grade_night = GradeNightOperator(
             task_id="grade_night", institution_id=inst.id, pool=BATCH_API_POOL, poll_interval=POLL_SECONDS,
             recheck_seconds=max(POLL_SECONDS * 5, 1.0), execution_timeout=timedelta(hours=10, minutes=30),
             retry_backoff_seconds=float(BACKOFF) if BACKOFF else None,
         )
+        grade_night >> task(task_id="write_review_packet", trigger_rule=TriggerRule.ALL_DONE)(
+            tasks.write_review_packet)(institution_id=inst.id)
     return dag
 
 
 def publish_dag(inst: Institution) -> DAG:
-    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2), deadline=release_deadline(inst)) as dag:
+    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
+              deadline=release_deadline(inst)) as dag:
         gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
         released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
         # A teardown: runs whether or not the day was released, and its failure never fails the run.

@@ -16,6 +16,9 @@ CATALOGUE = PROJECT_ROOT / "docs" / "dags.md"
 
 def _schedule(dag) -> str:
     timetable = dag.timetable
+    if getattr(timetable, "timetable", None) is not None:  # AssetOrTimeSchedule: the cron, or an Asset event
+        inner = type("Inner", (), {"timetable": timetable.timetable})
+        return f"{_schedule(inner)} or an Asset event"
     expression = getattr(timetable, "_expression", None) or getattr(timetable, "expression", None)
     zone = getattr(timetable, "_timezone", None) or getattr(timetable, "timezone", None)
     return f"`{expression}` ({zone})" if expression else "manual"

@@ -162,6 +162,91 @@ def run_day(day: date, insts: list) -> list[tuple[str, str]]:
     return states
 
 
+REVIEW_AT = (dtime(10, 0), dtime(10, 30))  # next morning, local: reviewers' file ingested, then published
+
+
+def reviewers_file(packet_csv: bytes, reviewer: str) -> tuple[bytes, int]:
+    """What reviewers send back for a packet, simulated: each item scored (the model's suggestion rounded to
+    whole points, else the emulator's reference grade), plus two bad rows a real file may hold."""
+    import csv
+    import io
+
+    from devstack.batch_emulator import grade
+
+    rows = list(csv.DictReader(io.StringIO(packet_csv.decode("utf-8-sig"))))
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["review_id", "score", "reviewer", "comment"])
+    for row in rows:
+        answer = row["answer_text"][1:] if row["answer_text"].startswith("'") else row["answer_text"]
+        if row["suggested_score"]:
+            score, comment = float(row["suggested_score"]), "checked the model's suggestion"
+        else:
+            score = grade(row["reference_answer"], answer, float(row["max_points"]))["score"]
+            comment = "graded from the rubric"
+        writer.writerow([row["review_id"], f"{min(float(row['max_points']), int(score + 0.5)):g}", reviewer, comment])
+    writer.writerow(["rv-not-a-real-item", "1", reviewer, "a typo in the id"])
+    if rows:
+        writer.writerow([rows[0]["review_id"], "99", reviewer, "more than the question is worth"])
+    return out.getvalue().encode(), len(rows)
+
+
+def review_round_trip(info: stack.StackInfo, day: date, insts: list) -> dict:
+    """Reviewers answer each institution's latest review packet; the ingest DAG loads their file and the
+    publish DAG releases a new version with the human grades (as the reviews Asset would schedule it)."""
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
+    bag = DagBag(str(stack.PROJECT_ROOT / "dags"))
+    done: dict = {}
+    for inst in insts:
+        packets = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stack.BUCKET, Prefix=inst.key(
+            "reviews", day) + "/").get("Contents", []) if o["Key"].endswith(".csv"))
+        if not packets:
+            log.info("%s: no review packet, no reviews to send", inst.id)
+            continue
+        data, items = reviewers_file(s3.get_object(Bucket=stack.BUCKET, Key=packets[-1])["Body"].read(),
+                                     f"reviewer@{inst.id}")
+        key = inst.key("incoming", day, "reviews", "reviewers-1.csv")
+        s3.put_object(Bucket=stack.BUCKET, Key=key, Body=data)
+        log.info("%s: reviewers scored %d item(s) of %s and sent %s", inst.id, items, packets[-1], key)
+        done[inst.id] = {"packet": packets[-1], "reviewers_file": key, "items_scored": items}
+        for stage, at in zip(("ingest", "publish"), REVIEW_AT, strict=True):
+            local = datetime.combine(day + timedelta(days=1), at, ZoneInfo(inst.timezone))
+            dag = bag.get_dag(f"{inst.id}__{stage}")
+            dag.deadline = None  # as in run_day: Airflow 3.3.2's dag.test() trips on deadline alerts
+            run = dag.test(logical_date=local.astimezone(ZoneInfo("UTC")))
+            done[inst.id][stage] = str(getattr(run, "state", "unknown")).replace("DagRunState.", "")
+            log.info("%s__%s at %s local (after the reviews): %s", inst.id, stage, local.strftime("%Y-%m-%d %H:%M"),
+                     done[inst.id][stage])
+    return done
+
+
+def review_summary(conn, inst, day: date, s3=None) -> dict:
+    """The review loop's counts for summary.json: routed by reason, packets, reviews in, versions, agreement."""
+    from gradeflow import db
+
+    routed = dict(conn.execute("SELECT reason, count(*) FROM review_queue WHERE institution_id = %s "
+                               "AND exam_day = %s GROUP BY reason ORDER BY reason", (inst.id, day)).fetchall())
+    reviews = conn.execute("SELECT count(*), coalesce(sum(answers_graded), 0) FROM reviews WHERE institution_id = %s "
+                           "AND exam_day = %s", (inst.id, day)).fetchone()
+    items = dict(conn.execute("SELECT status, count(*) FROM review_items WHERE institution_id = %s AND exam_day = %s "
+                              "GROUP BY status", (inst.id, day)).fetchall())
+    rejected = conn.execute("SELECT count(*) FROM rejected_rows r JOIN ingested_files f USING (file_id) "
+                            "WHERE r.institution_id = %s AND f.kind = 'reviews'", (inst.id,)).fetchone()[0]
+    versions = [r[0] for r in conn.execute("SELECT version FROM published_releases WHERE institution_id = %s "
+                                           "AND exam_day = %s ORDER BY version", (inst.id, day))]
+    last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
+    agreement = conn.execute("SELECT agreement -> 'overall' FROM releases WHERE release_id = %s",
+                             (last[0]["release_id"],)).fetchone()[0] if last else None
+    packets = [] if s3 is None else sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket=stack.BUCKET, Prefix=inst.key("reviews", day) + "/").get("Contents", []) if o["Key"].endswith(".csv"))
+    return {"routed_by_reason": routed, "review_packets": packets, "review_items": items, "reviews_applied": reviews[0],
+            "answers_graded_by_human": int(reviews[1]), "review_rows_rejected": rejected,
+            "released_versions": versions, "agreement": agreement}
+
+
 def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> dict:
     """Counts per institution and exam day, and local copies of the exported releases."""
     import boto3
@@ -181,7 +266,8 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "rejected_rows": counts["rejected_rows"],
                 "released": counts["released_version"] is not None,
                 "release_version": counts["released_version"], "cost_usd": round(float(counts["cost_usd"]), 4),
-                "token_ledger": grading.ledger(conn, inst, day)}
+                "token_ledger": grading.ledger(conn, inst, day),
+                "graded_human": counts["graded_human"], **review_summary(conn, inst, day, s3)}
             _copy_releases(s3, inst, day, output)
             _copy_releases(s3, inst, day, output, area="reports")
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -239,6 +325,19 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
             print(f"{inst:<12} {t['est_input_tokens'] or 0:>9} {t['input_tokens']:>9} {t['est_output_tokens'] or 0:>8} "
                   f"{t['output_tokens']:>10} {t['est_actual_ratio'] or 0:>10} {t['cost_usd']:>8.4f} "
                   f"{t['waves'] or 0:>5}  {t['attempts']}")
+    print(f"\n{'institution':<12} {'routed to review (answers, by reason)':<58} {'packets':>7} {'items':>5} "
+          f"{'reviewed':>8} "
+          f"{'human':>5} {'bad rows':>8} {'versions':>8}  agreement (n, r, QWK, MAE, changed)")
+    for inst, days in summary.items():
+        for _day, c in days.items():
+            routed = ", ".join(f"{k} {v}" for k, v in c.get("routed_by_reason", {}).items()) or "none"
+            a = c.get("agreement") or {}
+            print(f"{inst:<12} {routed:<58} {len(c.get('review_packets', [])):>7} "
+                  f"{sum(c.get('review_items', {}).values()):>5} "
+                  f"{c.get('reviews_applied', 0):>8} {c.get('graded_human', 0):>5} "
+                  f"{c.get('review_rows_rejected', 0):>8} "
+                  f"{','.join('v' + str(v) for v in c.get('released_versions', [])):>8}  "
+                  f"{a.get('n')}, {a.get('pearson_r')}, {a.get('qwk')}, {a.get('mae')}, {a.get('changed_share')}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
     print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"
@@ -258,7 +357,7 @@ def set_faults(info: stack.StackInfo, faults: dict) -> None:
     httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/faults", json=faults, timeout=10).raise_for_status()
 
 
-DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997}
+DEMO_FAULTS = {"error_line_every": 150, "malformed_json_every": 401, "refusal_every": 997, "out_of_range_every": 313}
 
 
 def _drop_only(args: argparse.Namespace) -> int:
@@ -322,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day", insts)
             CONSOLE.say("Running each DAG at its local scheduled time (dag.test):")
             states = run_day(args.day, insts)
+            CONSOLE.say("Reviewers answer the review packets; ingest and publish run again the next morning:")
+            for inst_id, done in review_round_trip(info, args.day, insts).items():
+                states += [(f"{inst_id}__{stage} (after reviews)", done[stage]) for stage in ("ingest", "publish")]
             summary = summarise(info, args.day, insts, args.output)
             mails = copy_mail(info, args.output, mail_since)
         finally:

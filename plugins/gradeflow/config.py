@@ -63,6 +63,7 @@ class Institution:
     max_batch_bytes: int = 200 * 1024 * 1024  # the Batch API's per-file limit, measured on the bytes written
     max_attempts: int = 3  # sends of one line across the night's waves (a token-cap refusal does not count)
     retry_backoff_seconds: float = 300.0  # wait before wave n+1: backoff * 2**(n-1)
+    min_confidence: float = 0.95  # a model grade less sure than this goes to human review (low_confidence)
     alert_emails: tuple[str, ...] = ()  # who is told of failed runs, failed gates, late results, review spikes
     release_deadline: str = "08:00"  # local HH:MM, the morning after the exam day: results must be out by then
     review_alert_share: float = 0.2  # alert when more than this share of a day's answers waits in review
@@ -124,6 +125,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
         ZoneInfo(raw["timezone"])
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigError(f"{where}: field 'timezone' is not an IANA time zone: {raw['timezone']!r}") from exc
+    confidence = raw.get("min_confidence", 0.95)
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
     return Institution(**raw)
 
 

@@ -30,6 +30,7 @@ from gradeflow.exam_contract import parse_exam as parse_exam
 SUBMISSION_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at")
 ID_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id")
 SUBMISSION_SUFFIXES = (".csv", ".jsonl", ".parquet")
+REVIEW_SUFFIXES = (".csv", ".jsonl")  # reviewers' files (gradeflow.review)
 MAX_ANSWER_CHARS = 20_000
 MAX_ID_CHARS = 128
 # submitted_at: an instant in this range, with an offset PostgreSQL can store (|offset| < 16 h).
@@ -62,7 +63,7 @@ class IncomingPath:
 
     prefix: str
     exam_day: date
-    kind: str  # exam | submissions | unknown
+    kind: str  # exam | submissions | reviews | unknown
     name: str
 
 
@@ -84,6 +85,8 @@ def parse_incoming_key(key: str) -> IncomingPath | None:
         kind = "exam"
     elif folder == "submissions" and name.lower().endswith(SUBMISSION_SUFFIXES):
         kind = "submissions"
+    elif folder == "reviews" and name.lower().endswith(REVIEW_SUFFIXES):
+        kind = "reviews"
     else:
         kind = "unknown"
     return IncomingPath(parts[1], day, kind, name)

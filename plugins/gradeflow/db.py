@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
+from psycopg import sql as sql_mod
 
 from gradeflow.config import POSTGRES_CONN_ID, POSTGRES_OWNER_CONN_ID, SQL_DIR, Institution, load_institutions
 
@@ -42,6 +43,8 @@ MIGRATIONS_DIR = SQL_DIR / "migrations"
 _MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
 TENANT_SETTING = "gradeflow.institution"
 RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-only role may read
+# Releases whose exports are in place (security_invoker views over RELEASE_TABLES): what readers should query.
+RELEASE_VIEWS = ("published_releases", "published_results")
 # The only tables without institution_id: reference data the migrate step writes; the worker may only read them.
 # openai_enqueued: the API organisation's enqueued-token reservations, shared by every institution on
 # purpose (row-level security would hide the others' and let the cap be passed); the worker writes it
@@ -357,6 +360,9 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
         for inst in institutions:
             conn.execute("SELECT gradeflow_grant_reader(%s, %s, %s)", (reader_role(inst.id), inst.id,
                                                                        list(RELEASE_TABLES)))
+            for view in RELEASE_VIEWS:  # the tables' reader policies apply through them (security_invoker)
+                conn.execute(sql_mod.SQL("GRANT SELECT ON {} TO {}").format(
+                    sql_mod.Identifier(view), sql_mod.Identifier(reader_role(inst.id))))
     log.info("Migrated: %d migration(s) applied%s; row-level security on %d table(s); %d read-only role(s)",
              len(applied_now), f" ({', '.join(applied_now)})" if applied_now else "", secured, len(institutions))
     return applied_now

@@ -356,6 +356,7 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
             report.lines_requeued += lifecycle.requeue_unrun(conn, inst, unrun, missing_detail)
         day = job["exam_day"]
         version = grading_version(conn, inst, day)
+        report.answers_to_review += sum(lifecycle.route_doubtful(conn, inst, day, version).values())
         report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version)
         for (reason, detail), cids in failures.items():
             report.answers_to_review += lifecycle.to_review(conn, inst, cids, reason, detail)

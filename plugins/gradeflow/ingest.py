@@ -259,7 +259,7 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
     file_id = _insert_file(conn, file_row)
-    loader = _load_exam if parsed.kind == "exam" else _load_submissions
+    loader = {"exam": _load_exam, "reviews": _load_reviews}.get(parsed.kind, _load_submissions)
     return file_id, loader(inst, conn, parsed, file_id, name, data)
 
 
@@ -271,7 +271,8 @@ def _today(inst: Institution):
 
 def _path_problem(key: str) -> str:
     return ("not a recognised path: expected incoming/<institution>/<YYYY-MM-DD>/exams/<exam_id>.json or "
-            f"incoming/<institution>/<YYYY-MM-DD>/submissions/<name>.csv|.jsonl|.parquet, got {key!r}")
+            f"incoming/<institution>/<YYYY-MM-DD>/submissions/<name>.csv|.jsonl|.parquet or "
+            f"incoming/<institution>/<YYYY-MM-DD>/reviews/<name>.csv|.jsonl, got {key!r}")
 
 
 def _insert_file(conn: psycopg.Connection, row: dict) -> int:
@@ -304,6 +305,15 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     key = inst.key("rejects", day, f"{name}.{file_id}.rejects.csv")  # one report per drop, never overwritten
     storage.write_bytes(s3, key, buf.getvalue().encode(), "text/csv")
     return key
+
+
+def _load_reviews(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
+                  data: bytes) -> _Outcome:
+    """A reviewers' file: validated and applied by gradeflow.review (the common steps stay here)."""
+    from gradeflow import review
+
+    result = review.ingest_review_file(inst, conn, parsed, file_id, name, data)
+    return _Outcome(result.status, total=result.total, loaded=result.applied, rejects=result.rejects)
 
 
 def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,

@@ -9,6 +9,10 @@ Every answer is in exactly one state (the view `answer_lifecycle`, docs/answer-l
        │           └──► in_review  (a reason from REVIEW_REASONS) ──► graded (human)
        └──► graded (rule): objective questions and empty answers, at prepare
 
+A model grade that may not be released as it is (confidence below `min_confidence`, raw score out of
+range) is routed to review with its suggestion (`route_doubtful`); a reviewer's score grades every
+answer of its review item (`apply_human_review`, a new grade version if it was reviewed before).
+
 Model work is held per distinct answer (`llm_requests`, identical answers merged); an answer's state
 follows its request: graded requests fan out to grades, reviewed ones to the review queue. Callers
 (prepare, grading, review ingest, reruns) never update those statuses themselves: they call these
@@ -130,3 +134,51 @@ def apply_model_grades(conn: psycopg.Connection, inst: Institution, day: date, v
 def fan_out_reviews(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
     """Answers identical to one whose request is in review join it there (merged work is reviewed once)."""
     return db.execute(conn, "lifecycle/fan_out_reviews", {"inst": inst.id, "day": day, "version": version})
+
+
+def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> dict[str, int]:
+    """Newly graded model requests that may not be released as they are -> in_review; answers routed by reason.
+
+    A raw score outside [0, max_points] goes to review as `score_out_of_range` (the clamped score is the
+    suggestion); a confidence below the institution's `min_confidence` as `low_confidence`. The model's
+    score, rationale and confidence stay on the request: the reviewer sees them as a suggestion. Call it
+    right before `apply_model_grades`, in the same transaction.
+    """
+    rows = db.fetch_all(conn, "lifecycle/route_doubtful", {"inst": inst.id, "day": day, "version": version,
+                                                             "min_confidence": inst.min_confidence})
+    routed: dict[str, int] = {}
+    for row in rows:
+        routed[row["reason"]] = routed.get(row["reason"], 0) + 1
+    return routed
+
+
+def apply_human_review(conn: psycopg.Connection, inst: Institution, review_id: str, review_line_id: int,
+                       targets: list[dict] | None = None) -> int:
+    """in_review (or a human grade of the same item) -> graded (human) by the review row `review_line_id`.
+
+    Every answer of the item takes the reviewer's score; a grade it had is superseded and kept
+    (`is_current = false`), so a second review of an item is a new grade version, never an overwrite.
+    Returns the answers graded (0: the item's answers were regraded since, nothing applied). `targets`
+    (from `review_targets`, same transaction) saves the lookup when the caller already made it.
+    """
+    params = {"inst": inst.id, "review_id": review_id, "review_line_id": review_line_id}
+    targets = review_targets(conn, inst, review_id) if targets is None else targets
+    if not targets:
+        return 0
+    version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": targets[0]["exam_day"]})[0]
+    params.update(submission_ids=[t["submission_id"] for t in targets],
+                  question_ids=[t["question_id"] for t in targets], version=version["version"])
+    db.execute(conn, "lifecycle/supersede_for_review", params)
+    graded = db.execute(conn, "lifecycle/insert_human_grades", params)
+    db.execute(conn, "lifecycle/close_review_item", {**params, "answers": graded})
+    return graded
+
+
+def review_targets(conn: psycopg.Connection, inst: Institution, review_id: str) -> list[dict]:
+    """The answers a review of this item grades: waiting in review for it, or currently graded by it."""
+    return db.fetch_all(conn, "lifecycle/review_targets", {"inst": inst.id, "review_id": review_id})
+
+
+def apply_review_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
+    """Answers identical to one a human already graded, arriving later -> graded (human), the same grade."""
+    return db.execute(conn, "lifecycle/apply_review_grades", {"inst": inst.id, "day": day, "version": version})

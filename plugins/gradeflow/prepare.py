@@ -115,7 +115,9 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
     lines = _create_requests(conn, inst, days, versions, writer, plan)
     with conn.transaction():
         for d in days:  # answers identical to work already graded or in review join it
+            lifecycle.route_doubtful(conn, inst, d, versions[d])
             lifecycle.apply_model_grades(conn, inst, d, versions[d])
+            lifecycle.apply_review_grades(conn, inst, d, versions[d])
             lifecycle.fan_out_reviews(conn, inst, d, versions[d])
     wave = write_jobs(conn, s3, inst, day, wave=1, writer=writer, lines=lines, settings=settings)
     for name in ("carried_over", "jobs_written", "requests_queued", "requests_deferred", "est_input_tokens",

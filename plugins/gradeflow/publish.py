@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -128,8 +129,13 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
     return GateResult(validation_id, outcome.success, fp, failures)
 
 
-def release(conn: psycopg.Connection, inst: Institution, day: date, validation_id: int) -> dict:
-    """Publish the validated state as a new release version, in one transaction (or reuse the last one)."""
+def release(conn: psycopg.Connection, inst: Institution, day: date, validation_id: int,
+            actor: str = "gradeflow") -> dict:
+    """Commit the validated state as a new release version, in one transaction (or reuse the last one).
+
+    The release is not visible yet: `export` writes its files and only then marks it exported
+    (views `published_releases` / `published_results` show exported releases only).
+    """
     with conn.transaction():
         # One snapshot for the check and the copy: what is released is exactly what was validated.
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -151,40 +157,114 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
         params = {"inst": inst.id, "day": day, "version": version, "fingerprint": current,
                   "validation_id": validation_id}
         release_id = db.fetch_all(conn, "publish/insert_release", params)[0]["release_id"]
-        rows = db.execute(conn, "publish/insert_release_results", {**params, "release_id": release_id})
+        grading_version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
+        rows = db.execute(conn, "publish/insert_release_results", {**params, "release_id": release_id,
+                                                                   "grading_version": grading_version})
         db.execute(conn, "publish/finish_release", {"inst": inst.id, "release_id": release_id, "row_count": rows})
+        db.audit(conn, actor, "release", inst.id, day, {"release_id": release_id, "version": version, "rows": rows,
+                                                         "fingerprint": current, "validation_id": validation_id,
+                                                         "grading_version": grading_version})
     log.info("Released %s %s v%d: %d result rows", inst.id, day, version, rows)
     return {"release_id": release_id, "version": version, "row_count": rows, "export_key": None, "new": True}
 
 
-def export(conn: psycopg.Connection, s3, inst: Institution, day: date, release_id: int) -> str:
-    """Write a release as Parquet to releases/<prefix>/<day>/results-v<N>.parquet (same key on rerun)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def export(conn: psycopg.Connection, s3, inst: Institution, day: date, release_id: int,
+           actor: str = "gradeflow") -> str:
+    """Write a release's files, then make it visible; return the results key (same keys on a rerun).
 
-    rows = db.fetch_all(conn, "publish/release_rows", {"inst": inst.id, "release_id": release_id})
-    if any(r["institution_id"] != inst.id for r in rows):  # isolation guard, belt and braces
+    `releases/<prefix>/<day>/results-v<N>.parquet` (one row per answer), `submissions-v<N>.parquet`
+    (one row per submission) and `reports/<prefix>/<day>/agreement-v<N>.json` are written first;
+    only then is the release marked exported, in the audit log too. A failure in between leaves
+    a release that readers do not see, and `repair_exports` (every publish run) finishes it.
+    """
+    import pyarrow as pa
+
+    release = db.fetch_all(conn, "publish/get_release", {"inst": inst.id, "release_id": release_id})
+    if not release:
+        raise LookupError(f"release {release_id} does not exist for institution {inst.id}")
+    version = release[0]["version"]
+    params = {"inst": inst.id, "release_id": release_id}
+    rows = db.fetch_all(conn, "publish/release_rows", params)
+    subs = db.fetch_all(conn, "publish/submission_rows", params)
+    if any(r["institution_id"] != inst.id for r in rows + subs):  # isolation guard, belt and braces
         raise RuntimeError(f"release {release_id} holds rows of another institution")
-    version = rows[0]["version"] if rows else db.fetch_all(
-        conn, "publish/last_release", {"inst": inst.id, "day": day})[0]["version"]
-    table = pa.Table.from_pylist(rows, schema=_release_schema())
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
     key = inst.key("releases", day, f"results-v{version}.parquet")
-    storage.write_bytes(s3, key, buf.getvalue(), "application/vnd.apache.parquet")
+    submissions_key = inst.key("releases", day, f"submissions-v{version}.parquet")
+    agreement_key = inst.key("reports", day, f"agreement-v{version}.json")
+    storage.write_bytes(s3, key, _parquet(pa.Table.from_pylist(rows, schema=_release_schema())),
+                        "application/vnd.apache.parquet")
+    storage.write_bytes(s3, submissions_key, _parquet(pa.Table.from_pylist(subs, schema=_submission_schema())),
+                        "application/vnd.apache.parquet")
+    agreement = agreement_report(conn, inst, day, release_id, version)
+    storage.write_bytes(s3, agreement_key, json.dumps(agreement, indent=2).encode(), "application/json")
+    from psycopg.types.json import Jsonb
+
     with conn.transaction():
-        db.execute(conn, "publish/record_export", {"inst": inst.id, "release_id": release_id, "key": key})
-    log.info("Exported %d rows of %s %s v%d to %s", len(rows), inst.id, day, version, key)
+        db.execute(conn, "publish/record_export", {**params, "key": key, "submissions_key": submissions_key,
+                                                   "agreement_key": agreement_key, "agreement": Jsonb(agreement)})
+        db.audit(conn, actor, "release_exported", inst.id, day, {
+            "release_id": release_id, "version": version, "results_key": key, "submissions_key": submissions_key,
+            "agreement_key": agreement_key, "rows": len(rows), "submissions": len(subs)})
+    log.info("Exported %s %s v%d: %d answer rows to %s, %d submissions to %s; now visible", inst.id, day, version,
+             len(rows), key, len(subs), submissions_key)
     return key
 
 
+def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, release_id: int, version: int) -> dict:
+    """Model vs human on every answer of the release that has both; logged and returned for the report."""
+    from gradeflow import agreement
+
+    found = agreement.report(agreement.release_pairs(conn, inst, release_id))
+    overall = found["overall"]
+    log.info("Agreement %s %s v%d (model suggestion vs human grade): n=%d, pearson r=%s, QWK=%s, MAE=%s, "
+             "changed by a human=%s", inst.id, day, version, overall["n"], overall["pearson_r"], overall["qwk"],
+             overall["mae"], overall["changed_share"])
+    for q in found["per_question"]:
+        log.info("Agreement %s %s v%d %s: n=%d, r=%s, QWK=%s, MAE=%s, changed=%s", inst.id, day, version,
+                 q["question_id"], q["n"], q["pearson_r"], q["qwk"], q["mae"], q["changed_share"])
+    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found}
+
+
+def repair_exports(conn: psycopg.Connection, s3, inst: Institution, actor: str = "gradeflow") -> list[int]:
+    """Finish every release of the institution whose exports were cut off; return their release ids."""
+    broken = db.fetch_all(conn, "publish/unexported_releases", {"inst": inst.id})
+    for rel in broken:
+        log.warning("Release %s %s v%d (committed %s) has no exports and is not visible: writing them now",
+                    inst.id, rel["exam_day"], rel["version"], rel["released_at"])
+        export(conn, s3, inst, rel["exam_day"], rel["release_id"], actor=actor)
+    return [rel["release_id"] for rel in broken]
+
+
+def _parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
 def _release_schema():
+    """results-v<N>.parquet: one row per answer (docs/releases.md)."""
     import pyarrow as pa
 
     return pa.schema([
         ("institution_id", pa.string()), ("exam_day", pa.date32()), ("version", pa.int32()),
         ("exam_id", pa.string()), ("submission_id", pa.string()), ("student_id", pa.string()),
-        ("question_id", pa.string()), ("status", pa.string()), ("score", pa.float64()),
-        ("max_points", pa.float64()), ("grader", pa.string()), ("pending_reason", pa.string()),
-        ("review_reason", pa.string()),
+        ("question_id", pa.string()), ("question_type", pa.string()), ("status", pa.string()),
+        ("score", pa.float64()), ("max_points", pa.float64()), ("grader", pa.string()), ("model", pa.string()),
+        ("confidence", pa.float64()), ("rationale", pa.string()), ("pending_reason", pa.string()),
+        ("review_reason", pa.string()), ("grading_version", pa.int32()),
+    ])
+
+
+def _submission_schema():
+    """submissions-v<N>.parquet: one row per submission (docs/releases.md)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("institution_id", pa.string()), ("exam_day", pa.date32()), ("version", pa.int32()),
+        ("exam_id", pa.string()), ("submission_id", pa.string()), ("student_id", pa.string()),
+        ("total_score", pa.float64()), ("total_max", pa.float64()), ("percent", pa.float64()),
+        ("answers", pa.int32()), ("graded_rule", pa.int32()), ("graded_model", pa.int32()),
+        ("graded_human", pa.int32()), ("pending", pa.int32()), ("complete", pa.bool_()),
     ])

@@ -54,11 +54,14 @@ class ReportData:
 def agreement_rows(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
     """Model-vs-human agreement per question for the day, where both graded the same answers.
 
-    One dict per question: `question_id`, `pairs` (answers with both a model and a human score),
-    `mean_abs_diff` (points) and `exact_share` (0..1, same score). Empty until the schema records
-    human re-grades of model-graded answers; the report then says "no human grades yet".
+    One dict per question: `question_id`, `pairs` (answers with both a model suggestion and a current
+    human grade), `mean_abs_diff` (points) and `exact_share` (0..1, same score), plus the other figures
+    of `gradeflow.agreement` (pearson_r, qwk). Empty when no human grade has a model suggestion yet; the
+    report then says "no human grades yet".
     """
-    return []
+    from gradeflow import agreement
+
+    return agreement.agreement_rows(conn, inst, day)
 
 
 def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list[dict] | None = None) -> ReportData:

@@ -19,16 +19,36 @@ log = logging.getLogger(__name__)
 
 
 def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0) -> date:
-    """The exam day a run works on: its `exam_day` param, else its logical date (local) minus days_back."""
+    """The exam day a run works on: its `exam_day` param, else the day named by the reviews Asset event
+    that triggered it, else its logical date (local) minus days_back."""
     override = (context.get("params") or {}).get("exam_day")
     if override:
         try:
             return date.fromisoformat(override)
         except ValueError as exc:
             raise ValueError(f"param exam_day must be a real date YYYY-MM-DD, got {override!r}: {exc}") from None
+    reviewed = _reviewed_days(context)
+    if reviewed:
+        return max(reviewed)
     dag_run = context["dag_run"]
     when = getattr(dag_run, "logical_date", None) or dag_run.run_after
     return when.astimezone(inst.tz).date() - timedelta(days=days_back)
+
+
+def reviews_asset(institution_id: str):
+    """The Asset an institution's review ingest emits when reviewers' scores were applied."""
+    from airflow.sdk import Asset
+
+    return Asset(f"gradeflow://{institution_id}/reviews", group="gradeflow_reviews")
+
+
+def _reviewed_days(context: dict[str, Any]) -> list[date]:
+    """Exam days named by the reviews Asset events that triggered this run (none for a cron or manual run)."""
+    days: list[date] = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            days += [date.fromisoformat(d) for d in ((event.extra or {}).get("exam_days") or [])]
+    return days
 
 
 _SCHEMA_CHECKED: set[str] = set()
@@ -124,16 +144,21 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
 
 def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
     """Release the validated state (one transaction) and export it to S3 as Parquet."""
-    from gradeflow import publish, storage
+    from gradeflow import publish, review, storage
 
     inst = get_institution(institution_id)
     day = date.fromisoformat(gate["exam_day"])
+    actor = f"{inst.id}__publish"
+    s3 = storage.client()
     with open_db(inst.id) as conn:
-        released = publish.release(conn, inst, day, gate["validation_id"])
-        key = publish.export(conn, storage.client(), inst, day, released["release_id"])
+        repaired = publish.repair_exports(conn, s3, inst, actor=actor)
+        released = publish.release(conn, inst, day, gate["validation_id"], actor=actor)
+        key = publish.export(conn, s3, inst, day, released["release_id"], actor=actor)
+        packet = review.write_packet(conn, s3, inst, day)
         counts = publish.day_counts(conn, inst, day)
     _alert_on_review_share(inst, day, counts)
     return {"exam_day": str(day), "version": released["version"], "new": released["new"], "export_key": key,
+            "repaired_releases": repaired, "review_packet": packet.csv_key, "open_review_items": packet.items,
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
 
 
@@ -177,6 +202,39 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
         raise publish.ReleaseBlocked("release gate failed for earlier day(s), nothing released for them: "
                                      + " | ".join(blocked))
     return {"days_checked": [str(d) for d in days], "released": released}
+
+
+def write_review_packet(institution_id: str, **context: Any) -> dict:
+    """Write the exam day's open review items (blind) to reviews/<prefix>/<day>/open-<timestamp>.csv/.parquet."""
+    from gradeflow import review, storage
+
+    inst = get_institution(institution_id)
+    day = exam_day_for(context, inst)
+    with open_db(inst.id) as conn:
+        packet = review.write_packet(conn, storage.client(), inst, day)
+    return {"exam_day": str(day), "items": packet.items, "answers": packet.answers, "by_reason": packet.by_reason,
+            "csv_key": packet.csv_key, "parquet_key": packet.parquet_key}
+
+
+def announce_reviews(institution_id: str, **context: Any) -> dict:
+    """Emit the institution's reviews Asset (naming the exam day) when reviewers' scores were applied; else skip.
+
+    The event schedules `<id>__publish` (beside its 06:00 cron), so human grades are released as a new
+    version without an admin.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from gradeflow import review
+
+    inst = get_institution(institution_id)
+    with open_db(inst.id) as conn:
+        days = review.announce_reviews(conn, inst)
+    if not days:
+        raise AirflowSkipException("no reviews applied since the last announcement")
+    context["outlet_events"][reviews_asset(inst.id)].extra = {"exam_days": days}
+    log.info("Reviews applied for %s %s: the publish DAG is scheduled by %s", inst.id, days,
+             reviews_asset(inst.id).uri)
+    return {"exam_days": days}
 
 
 def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:

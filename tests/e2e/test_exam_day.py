@@ -34,11 +34,17 @@ def day_through_airflow(embedded_stack, project_root, tmp_path_factory):
 def test_every_dag_run_succeeds_and_the_day_is_released(day_through_airflow):
     out, log = day_through_airflow
     summary = json.loads((out / "summary.json").read_text())["northfield"][DAY]
-    assert summary["released"] is True and summary["release_version"] == 1
-    assert summary["answers"] == summary["graded_rule"] + summary["graded_llm"] + summary["in_review"]
+    # v1 at 06:00; the demo's reviewers answer the packet, the ingest DAG applies it, v2 carries human grades.
+    assert summary["released"] is True and summary["release_version"] == 2 and summary["released_versions"] == [1, 2]
+    assert summary["answers"] == (summary["graded_rule"] + summary["graded_llm"] + summary["graded_human"]
+                                  + summary["in_review"])
     assert summary["graded_llm"] > 0 and summary["graded_rule"] > 0 and summary["rejected_rows"] > 0
+    assert summary["routed_by_reason"].get("low_confidence", 0) > 0 and summary["review_packets"]
+    assert summary["graded_human"] == summary["answers_graded_by_human"] > 0
+    assert summary["review_rows_rejected"] == 2 and summary["agreement"]["n"] > 0
     assert "failed: none" in log
-    assert list((out / "releases" / "northfield" / DAY).glob("results-v1.parquet"))
+    for name in ("results-v1.parquet", "results-v2.parquet", "submissions-v2.parquet"):
+        assert list((out / "releases" / "northfield" / DAY).glob(name)), name
 
 
 def test_conservation_and_export_match_the_database(day_through_airflow, embedded_stack):
@@ -53,9 +59,10 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
         counts = publish.day_counts(conn, inst, date.fromisoformat(DAY))
         batches = conn.execute("SELECT count(*), sum(input_tokens), sum(cost_usd) FROM batch_jobs "
                                "WHERE collected_at IS NOT NULL").fetchone()
-    assert counts["answers"] == counts["graded_rule"] + counts["graded_llm"] + counts["in_review"]
+    assert counts["answers"] == counts["graded_rule"] + counts["graded_llm"] + counts["graded_human"] + \
+        counts["in_review"]
     assert batches[0] >= 1 and batches[1] > 0 and batches[2] > 0
-    key = f"releases/northfield/{DAY}/results-v1.parquet"
+    key = f"releases/northfield/{DAY}/results-v2.parquet"
     table = pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
     assert table.num_rows == counts["answers"]
     assert set(table.column("institution_id").to_pylist()) == {"northfield"}

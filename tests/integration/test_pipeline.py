@@ -17,7 +17,8 @@ from gradeflow.ingest import ingest_institution
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 
-NORTH = get_institution("northfield")
+# Batch mechanics are tested with confidence routing off; tests/integration/test_review_loop.py tests it.
+NORTH = replace(get_institution("northfield"), min_confidence=0.0)
 EXAM_DAY = date.fromisoformat(DAY)
 GOOD = "The mitochondrion produces ATP through cellular respiration, supplying energy."
 
@@ -143,13 +144,15 @@ def test_bad_batch_outcomes_go_to_review_not_crash(conn, s3, emulator, openai_cl
     assert publish.validate(conn, NORTH, EXAM_DAY).success  # review is accounted for: the day can still release
 
 
-def test_out_of_range_model_score_is_clamped(conn, s3, emulator, openai_client):
+def test_out_of_range_model_score_goes_to_review_with_the_clamped_suggestion(conn, s3, emulator, openai_client):
     emulator.faults(out_of_range_every=1)
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     _prepare(conn, s3)
     _grade(conn, s3, openai_client)
-    score, raw = conn.execute("SELECT score, raw_score FROM llm_requests").fetchone()
-    assert float(score) == 3.0 and float(raw) > 3.0
+    score, raw, status = conn.execute("SELECT score, raw_score, status FROM llm_requests").fetchone()
+    assert float(score) == 3.0 and float(raw) > 3.0 and status == "review"
+    assert conn.execute("SELECT reason FROM review_queue").fetchall() == [("score_out_of_range",)]
+    assert _counts(conn)["graded_llm"] == 0
 
 
 def test_partial_expiry_keeps_finished_lines_and_resends_only_the_rest(conn, s3, emulator, openai_client):

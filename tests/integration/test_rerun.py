@@ -55,7 +55,7 @@ def test_regrade_one_question_is_a_new_version_and_a_new_release(conn, s3, emula
     assert current.fetchall() == [(1, 6), (2, 2)]
     assert conn.execute("SELECT count(*) FROM grades WHERE NOT is_current").fetchone()[0] == 2
     actions = [r[0] for r in conn.execute("SELECT action FROM audit_log WHERE actor <> 'ingest' ORDER BY audit_id")]
-    assert actions == ["rerun_dry_run", "rerun_reset"]
+    assert actions == ["release", "rerun_dry_run", "rerun_reset", "release"]  # every release is audited too
 
 
 def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_client):

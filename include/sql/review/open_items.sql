@@ -1,0 +1,24 @@
+-- The open review items of a day, one row per distinct piece of work, blind: the question, the answer
+-- text (the first in arrival order of the merged answers), the model's suggestion if any, the reason.
+-- No student, submission or custom id leaves in it.
+SELECT i.review_id, i.exam_day::text AS exam_day, i.exam_id, i.question_id, q.qtype AS question_type,
+       q.prompt AS question_text, q.rubric, q.reference_answer, q.max_points::float8 AS max_points,
+       w.answer_text, w.answers::int AS answers, i.reason,
+       r.score::float8 AS suggested_score, r.raw_score::float8 AS model_raw_score,
+       r.rationale AS suggested_rationale, r.confidence::float8 AS suggested_confidence,
+       i.reviews::int AS earlier_reviews
+  FROM review_items i
+  JOIN questions q ON q.institution_id = i.institution_id AND q.exam_id = i.exam_id AND q.question_id = i.question_id
+  JOIN LATERAL (
+        SELECT (array_agg(a.answer_text ORDER BY s.fifo_seq NULLS LAST, s.received_at))[1] AS answer_text,
+               count(*) AS answers
+          FROM review_queue v
+          JOIN answers a ON a.institution_id = v.institution_id AND a.submission_id = v.submission_id
+                        AND a.question_id = v.question_id
+          JOIN submissions s ON s.institution_id = a.institution_id AND s.submission_id = a.submission_id
+         WHERE v.institution_id = i.institution_id AND v.review_item = i.review_id AND v.resolved_at IS NULL) w
+       ON w.answers > 0
+  LEFT JOIN llm_requests r ON r.institution_id = i.institution_id AND r.custom_id = i.custom_id
+                          AND r.score IS NOT NULL
+ WHERE i.institution_id = %(inst)s AND i.exam_day = %(day)s AND i.status = 'open'
+ ORDER BY i.exam_id, i.question_id, i.created_at, i.review_id;
