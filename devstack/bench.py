@@ -175,20 +175,35 @@ def _stage_batches(args) -> tuple[int, dict]:
 
 
 def _stage_submit(args) -> tuple[int, dict]:
-    from gradeflow import db, tasks
+    """Submit the night's jobs under the cap (grading.submit_jobs, as grade_night's first step does)."""
+    from gradeflow import db, grading, storage, tasks
 
-    jobs = tasks.submit_batches(args.institution, **_context(args.day))
+    inst = _inst(args.institution)
     with tasks.open_db(args.institution) as conn:
+        job_ids = grading.submit_jobs(conn, storage.client(), grading.openai_client(), inst)
         requests = db.fetch_all(conn, "grade/open_jobs", {"inst": args.institution, "day": args.day})
-    return sum(j["request_count"] for j in requests), {"jobs": len(jobs)}
+    return sum(j["request_count"] for j in requests), {"jobs": len(job_ids)}
 
 
 def _stage_collect(args) -> tuple[int, dict]:
-    from gradeflow import tasks
+    """Wait (untimed) for the emulator to finish every open job, then collect them all (grading.collect_job)."""
+    import time
 
-    totals = tasks.collect_results(args.institution, **_context(args.day))
-    lines = totals.get("lines_ok", 0) + totals.get("lines_failed", 0) + totals.get("lines_missing", 0)
-    return lines, {k: totals.get(k, 0) for k in ("jobs", "answers_graded", "answers_to_review")}
+    from gradeflow import db, grading, tasks
+
+    inst = _inst(args.institution)
+    client = grading.openai_client()
+    with tasks.open_db(args.institution) as conn:
+        jobs = [j["job_id"] for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": args.day})
+                if j["openai_batch_id"]]
+        for job_id in jobs:
+            batch_id = grading.get_job(conn, inst, job_id)["openai_batch_id"]
+            while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
+                time.sleep(0.2)
+        reports = [grading.collect_job(conn, client, inst, j) for j in jobs]
+    lines = sum(r.lines_ok + r.lines_failed + r.lines_missing for r in reports)
+    return lines, {"jobs": len(reports), "answers_graded": sum(r.answers_graded for r in reports),
+                   "answers_to_review": sum(r.answers_to_review for r in reports)}
 
 
 def _stage_validate(args) -> tuple[int, dict]:
