@@ -17,7 +17,7 @@ from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 
 D1 = date.fromisoformat(DAY)
 D2 = D1 + timedelta(days=1)
-NORTH = replace(get_institution("northfield"), retry_backoff_seconds=0.05)
+NORTH = replace(get_institution("northfield"), retry_backoff_seconds=0.05, min_confidence=0.0)  # routing: issue 7
 BIG = OpenAISettings(enqueued_token_cap=10_000_000, max_share_per_institution=0.3)
 
 
@@ -166,7 +166,8 @@ def test_jobs_stay_within_the_bytes_written(conn, s3, emulator, openai_client):
 
 def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, tenant_conn, s3, emulator,
                                                                          openai_client):
-    insts = [replace(get_institution(i), retry_backoff_seconds=0.05) for i in ("northfield", "lakeshore", "rheinwald")]
+    insts = [replace(get_institution(i), retry_backoff_seconds=0.05, min_confidence=0.0)
+             for i in ("northfield", "lakeshore", "rheinwald")]
     own = {inst.id: conn if inst.id == "northfield" else tenant_conn(inst.id) for inst in insts}
     for inst in insts:
         _load(own[inst.id], s3, inst, _rows(6))
