@@ -36,7 +36,7 @@ def test_publish_runs_on_its_cron_or_when_reviews_land(dags):
         assert [o.uri for o in announce.outlets] == [f"gradeflow://{inst.id}/reviews"]
         assert announce.upstream_task_ids == {"ingest_files"}
         packet = dags[f"{inst.id}__grade"].get_task("write_review_packet")
-        assert packet.upstream_task_ids == {"collect_retry_results"}
+        assert packet.upstream_task_ids == {"grade_night"}
 
 
 def test_an_asset_triggered_run_works_on_the_reviewed_day():
