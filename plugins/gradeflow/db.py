@@ -357,6 +357,9 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
             )
         _sync_review_reasons(conn)
         secured = conn.execute("SELECT gradeflow_enforce_isolation(%s)", (worker,)).fetchone()[0]
+        # The night refreshes statistics of what it just wrote through the owner's function (008).
+        conn.execute(sql_mod.SQL("GRANT EXECUTE ON FUNCTION gradeflow_analyse(text) TO {}").format(
+            sql_mod.Identifier(worker)))
         for inst in institutions:
             conn.execute("SELECT gradeflow_grant_reader(%s, %s, %s)", (reader_role(inst.id), inst.id,
                                                                        list(RELEASE_TABLES)))

@@ -164,7 +164,7 @@ def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[dat
                 copy.write_row(row)
         plan.new_requests = db.execute(conn, "prepare/insert_requests", {"inst": inst.id})
     if plan.new_requests > 1000:  # plans over a table that just grew must not use stale statistics
-        conn.execute("ANALYZE llm_requests")
+        db.execute(conn, "prepare/analyse_requests")
     return lines
 
 

@@ -1,2 +1,2 @@
 -- Refresh the planner's statistics of answers after a big load (inside the file's transaction).
-ANALYZE answers;
+SELECT gradeflow_analyse('answers');  -- with the owner's rights (migration 008)

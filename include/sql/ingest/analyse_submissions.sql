@@ -1,2 +1,2 @@
 -- Refresh the planner's statistics of submissions after a big load (inside the file's transaction).
-ANALYZE submissions;
+SELECT gradeflow_analyse('submissions');  -- with the owner's rights (migration 008)
