@@ -11,7 +11,7 @@ Every answer is in exactly one state (the view `answer_lifecycle`, docs/answer-l
 
 A model grade that may not be released as it is (confidence below `min_confidence`, raw score out of
 range) is routed to review with its suggestion (`route_doubtful`); a reviewer's score grades every
-answer of its review item (`apply_human_review`, a new grade version if it was reviewed before).
+answer of its review item (`apply_human_reviews`, a new grade version if it was reviewed before).
 
 Model work is held per distinct answer (`llm_requests`, identical answers merged); an answer's state
 follows its request: graded requests fan out to grades, reviewed ones to the review queue. Callers
@@ -152,31 +152,44 @@ def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, versi
     return routed
 
 
-def apply_human_review(conn: psycopg.Connection, inst: Institution, review_id: str, review_line_id: int,
-                       targets: list[dict] | None = None) -> int:
-    """in_review (or a human grade of the same item) -> graded (human) by the review row `review_line_id`.
+def apply_human_reviews(conn: psycopg.Connection, inst: Institution, file_id: int | None,
+                        reviews: list[dict]) -> tuple[dict[int, int], list[int]]:
+    """in_review (or a human grade of the same item) -> graded (human), for a reviewers' file at once.
 
-    Every answer of the item takes the reviewer's score; a grade it had is superseded and kept
-    (`is_current = false`), so a second review of an item is a new grade version, never an overwrite.
-    Returns the answers graded (0: the item's answers were regraded since, nothing applied). `targets`
-    (from `review_targets`, same transaction) saves the lookup when the caller already made it.
+    `reviews` are the file's validated rows in file order (review_id, score, reviewer, comment, row, day).
+    Every answer of a review's item takes the reviewer's score; a grade it had is superseded and kept
+    (`is_current = false`), so a second review of an item is a new grade version, never an overwrite. A
+    file naming an item twice applies its rows in order, in rounds of one row per item; each round is
+    a fixed number of set-based statements, whatever the file's size. Returns ({row: answers graded},
+    [rows of which no answer waits any more: their answers were regraded since; nothing applied]).
+    Call it inside the file's transaction.
     """
-    params = {"inst": inst.id, "review_id": review_id, "review_line_id": review_line_id}
-    targets = review_targets(conn, inst, review_id) if targets is None else targets
-    if not targets:
-        return 0
-    version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": targets[0]["exam_day"]})[0]
-    params.update(submission_ids=[t["submission_id"] for t in targets],
-                  question_ids=[t["question_id"] for t in targets], version=version["version"])
-    db.execute(conn, "lifecycle/supersede_for_review", params)
-    graded = db.execute(conn, "lifecycle/insert_human_grades", params)
-    db.execute(conn, "lifecycle/close_review_item", {**params, "answers": graded})
-    return graded
-
-
-def review_targets(conn: psycopg.Connection, inst: Institution, review_id: str) -> list[dict]:
-    """The answers a review of this item grades: waiting in review for it, or currently graded by it."""
-    return db.fetch_all(conn, "lifecycle/review_targets", {"inst": inst.id, "review_id": review_id})
+    rounds: list[list[dict]] = []
+    seen: dict[str, int] = {}
+    for review in reviews:
+        n = seen[review["review_id"]] = seen.get(review["review_id"], -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(review)
+    graded: dict[int, int] = {}
+    refused: list[int] = []
+    params = {"inst": inst.id, "file_id": file_id}
+    for batch in rounds:
+        db.execute(conn, "lifecycle/stage_reviews")
+        db.execute(conn, "lifecycle/clear_staged_reviews")
+        with conn.cursor() as cur, cur.copy(
+                "COPY stage_reviews (source_row, review_id, score, reviewer, comment, exam_day) FROM STDIN") as copy:
+            for r in batch:
+                copy.write_row((r["row"], r["review_id"], r["score"], r["reviewer"], r["comment"], r["day"]))
+        db.execute(conn, "lifecycle/drop_staged_review_targets")
+        db.execute(conn, "lifecycle/staged_review_targets", params)
+        refused += [r["source_row"] for r in db.fetch_all(conn, "lifecycle/unstage_reviews_without_targets")]
+        db.execute(conn, "lifecycle/insert_staged_reviews", params)
+        db.execute(conn, "lifecycle/supersede_for_staged_reviews", params)
+        db.execute(conn, "lifecycle/insert_staged_human_grades", params)
+        graded.update((r["source_row"], r["answers_graded"])
+                      for r in db.fetch_all(conn, "lifecycle/close_staged_review_items", params))
+    return graded, sorted(refused)
 
 
 def apply_review_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:

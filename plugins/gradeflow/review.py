@@ -10,7 +10,8 @@
   `comment`; other columns, e.g. the packet's own, are ignored) under `incoming/<prefix>/<day>/reviews/`.
   The ingest sweep checksums, deduplicates, reports rejects and archives it like any other file and
   hands its bytes to `ingest_review_file`: each row is validated (named rejects) and good rows become
-  `human` grades through `gradeflow.lifecycle.apply_human_review`, with an audit line per file.
+  `human` grades through `gradeflow.lifecycle.apply_human_reviews` (set-based, a fixed number of
+  statements per file), with an audit line per file.
 
 See docs/review-round-trip.md.
 """
@@ -297,23 +298,21 @@ def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: Inco
     ids = sorted({t for t in (_text(r.review_id) if r.review_id is not _NOT_AN_OBJECT else None for r in rows) if t})
     items = {i["review_id"]: i for i in db.fetch_all(conn, "review/find_items", {"inst": inst.id, "ids": ids})}
     result = ReviewIngest("loaded", total=len(rows))
+    good_rows = []
     for row in rows:
         good, bad = _check_row(name, row, items)
         if bad:
             result.rejects.append(bad)
-            continue
-        targets = lifecycle.review_targets(conn, inst, good["review_id"])
-        if not targets:
-            # Nothing waits for this item any more (its answers were regraded since): refused, and said so.
-            result.rejects.append(Reject(name, row.row, "review_id", good["review_id"],
-                                         "review item is closed: none of its answers waits for this review"))
-            continue
-        line_id = db.fetch_all(conn, "review/insert_review", {**good, "inst": inst.id, "file_id": file_id})[0][
-            "review_line_id"]
-        graded = lifecycle.apply_human_review(conn, inst, good["review_id"], line_id, targets)
-        items[good["review_id"]]["status"] = "reviewed"
-        result.applied += 1
-        result.answers_graded += graded
+        else:
+            good_rows.append(good)
+    graded, refused = lifecycle.apply_human_reviews(conn, inst, file_id, good_rows)
+    by_row = {g["row"]: g for g in good_rows}
+    # Nothing waits for these items any more (their answers were regraded since): refused, and said so.
+    result.rejects += [Reject(name, row, "review_id", by_row[row]["review_id"],
+                              "review item is closed: none of its answers waits for this review") for row in refused]
+    result.rejects.sort(key=lambda r: r.row or 0)
+    result.applied = len(graded)
+    result.answers_graded = sum(graded.values())
     db.audit(conn, "reviewers", "reviews_ingested", inst.id, parsed.exam_day,
              {"file": name, "file_id": file_id, "rows": result.total, "applied": result.applied,
               "answers_graded": result.answers_graded, "rejected": len(result.rejects),

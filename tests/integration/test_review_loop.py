@@ -181,6 +181,28 @@ def test_a_second_review_is_a_new_grade_version_and_keeps_the_history(conn, s3, 
                         ).fetchone() == (2, 2)
 
 
+def test_one_file_naming_items_twice_applies_its_rows_in_order_as_grade_versions(conn, s3, emulator, openai_client):
+    # Two answers in review as two items (different texts); the file names the first item twice, around the second.
+    _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL) + answers_for("s3", "st3", "atp, I think"))
+    items = [row["review_id"] for row in _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))]
+    assert len(items) == 2
+    first, second = items
+    _drop_reviews(s3, "r.csv", _reviews_csv([
+        {"review_id": first, "score": 1, "reviewer": "a"},
+        {"review_id": second, "score": 2, "reviewer": "a"},
+        {"review_id": "no-such-item", "score": 1, "reviewer": "a"},
+        {"review_id": first, "score": 3, "reviewer": "b", "comment": "on second thought"}]))
+    report = ingest_institution(NORTH, conn, s3)
+    assert report.rows_rejected == 1
+    history = conn.execute("SELECT review_id, score, reviewer, attempt, is_current FROM grades g"
+                           " WHERE grader = 'human' ORDER BY review_id = %s DESC, grade_id", (first,)).fetchall()
+    assert [(i == first, float(s), r, a, c) for i, s, r, a, c in history] == [
+        (True, 1.0, "a", 1, False), (True, 3.0, "b", 2, True), (False, 2.0, "a", 1, True)]
+    kept = conn.execute("SELECT source_row, answers_graded FROM reviews ORDER BY review_line_id").fetchall()
+    assert kept == [(1, 1), (2, 1), (4, 1)]
+    assert conn.execute("SELECT count(*) FROM answer_lifecycle WHERE state = 'in_review'").fetchone()[0] == 0
+
+
 def test_an_identical_answer_arriving_after_the_review_takes_the_human_grade(conn, s3, emulator, openai_client):
     _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL))
     (item,) = _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))
