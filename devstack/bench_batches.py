@@ -35,16 +35,21 @@ def _load(raw, n: int) -> None:
                 "rubric, reference_answer) VALUES ('northfield', 'bench', 'q1', 1, 'short_answer', 3, "
                 "'What does the mitochondrion do?', 'One point each for ATP, cellular respiration and energy.', "
                 "'The mitochondrion produces ATP through cellular respiration, supplying energy.')")
+    # COPY cannot write a table under row-level security (FORCEd on the owner too): stage, then INSERT ... SELECT.
+    raw.execute("CREATE TEMP TABLE bench_submissions (LIKE submissions INCLUDING DEFAULTS)")
+    raw.execute("CREATE TEMP TABLE bench_answers (LIKE answers INCLUDING DEFAULTS)")
     with raw.cursor() as cur:
-        with cur.copy("COPY submissions (institution_id, submission_id, exam_id, student_id, exam_day, submitted_at, "
-                      "source_file_id) FROM STDIN") as copy:
+        with cur.copy("COPY bench_submissions (institution_id, submission_id, exam_id, student_id, exam_day, "
+                      "submitted_at, source_file_id) FROM STDIN") as copy:
             for i in range(n):
                 copy.write_row(("northfield", f"s{i:07d}", "bench", f"st{i:07d}", DAY, "2026-11-23T10:00:00Z", 1))
-        with cur.copy("COPY answers (institution_id, submission_id, question_id, exam_id, exam_day, answer_text, "
+        with cur.copy("COPY bench_answers (institution_id, submission_id, question_id, exam_id, exam_day, answer_text, "
                       "answer_sha256, source_file_id, source_row) FROM STDIN") as copy:
             for i in range(n):
                 copy.write_row(("northfield", f"s{i:07d}", "q1", "bench", DAY,
                                 f"answer {i}: it makes ATP by cellular respiration", f"{i:064x}", 1, i + 1))
+    raw.execute("INSERT INTO submissions SELECT * FROM bench_submissions")
+    raw.execute("INSERT INTO answers SELECT * FROM bench_answers")
     raw.execute("ANALYZE")
 
 
@@ -61,7 +66,9 @@ def main() -> None:
     from gradeflow.config import OpenAISettings, get_institution
 
     settings = OpenAISettings(enqueued_token_cap=10**12, max_share_per_institution=1.0)
-    inst = replace(get_institution("northfield"), daily_token_budget=10**12)
+    # min_confidence 0.5: the emulator's grades of these answers (confidence 0.68) are released as they are,
+    # so collect writes grades (the route to review is the same statement with fewer rows written).
+    inst = replace(get_institution("northfield"), daily_token_budget=10**12, min_confidence=0.5)
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     client = OpenAI(api_key=stack.EMULATOR_KEY, base_url=f"http://127.0.0.1:{info.openai_port}/v1", timeout=600)
     with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as conn:  # the owner: it migrates and loads

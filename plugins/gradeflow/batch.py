@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from string import Template
@@ -109,11 +110,38 @@ def encoding_for(model: str) -> str:
     return MODEL_ENCODINGS[max(matches, key=len)] if matches else DEFAULT_ENCODING
 
 
+@lru_cache(maxsize=1)
+def _bindings():
+    """The Rust extension behind bpe_openai (it carries its own BPE tables), loaded on its own.
+
+    `import bpe_openai._bindings` would first run the package's __init__, which builds Python copies of
+    three encodings' BPE tables at import (3-5 s on these machines) that the Rust tokenizer never uses.
+    """
+    import importlib.machinery
+    import importlib.util
+    from pathlib import Path
+
+    name = "bpe_openai._bindings"
+    if name in sys.modules:
+        return sys.modules[name]
+    package = importlib.util.find_spec("bpe_openai")  # finds the package without executing it
+    for folder in package.submodule_search_locations or []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = Path(folder) / f"_bindings{suffix}"
+            if path.exists():
+                loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+                module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+                loader.exec_module(module)
+                sys.modules[name] = module  # a later `from bpe_openai import _bindings` reuses it (one init)
+                return module
+    from bpe_openai import _bindings as module  # an unusual layout: the ordinary (slower) import
+
+    return module
+
+
 @lru_cache(maxsize=4)
 def _tokenizer(encoding: str):
-    from bpe_openai import _bindings  # the Rust tokenizer behind bpe_openai.get_encoding, without its Python BPE tables
-
-    return _bindings.tokenizer_for_encoding(encoding)
+    return _bindings().tokenizer_for_encoding(encoding)  # the Rust tokenizer behind bpe_openai.get_encoding
 
 
 def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:

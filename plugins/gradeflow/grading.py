@@ -343,21 +343,21 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
         rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome))
     report.cost_usd = round(sum(r[8] for r in rows), 6)
     with conn.transaction():
+        db.execute(conn, "bulk_plans")  # hash joins over the job's lines: no per-row loop on stale statistics
         db.execute(conn, "grade/create_collect_stage")
         with conn.cursor() as cur, cur.copy(f"COPY collected_lines ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as cp:
             for row in rows:
                 cp.write_row(row)
-        db.execute(conn, "grade/record_line_usage", {"inst": inst.id, "job_id": job_id})
         db.execute(conn, "grade/record_ledger", {"inst": inst.id, "job_id": job_id})
-        lifecycle.grade_lines(conn, inst, job_id)
+        lifecycle.grade_lines(conn, inst, job_id)  # and every line's tokens and cost onto its request
         for detail, cids in retries.items():
             report.lines_requeued += lifecycle.requeue(conn, inst, cids, detail)
         if unrun:
             report.lines_requeued += lifecycle.requeue_unrun(conn, inst, unrun, missing_detail)
         day = job["exam_day"]
         version = grading_version(conn, inst, day)
-        report.answers_to_review += sum(lifecycle.route_doubtful(conn, inst, day, version).values())
-        report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version)
+        report.answers_to_review += sum(lifecycle.route_doubtful(conn, inst, day, version, job_id).values())
+        report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version, job_id)
         for (reason, detail), cids in failures.items():
             report.answers_to_review += lifecycle.to_review(conn, inst, cids, reason, detail)
         db.execute(conn, "grade/record_collected", {"inst": inst.id, "job_id": job_id, "cost_usd": report.cost_usd,

@@ -122,13 +122,22 @@ def requeue_unrun(conn: psycopg.Connection, inst: Institution, custom_ids: list[
 
 
 def grade_lines(conn: psycopg.Connection, inst: Institution, job_id: int) -> int:
-    """Queued requests of job `job_id` whose good result is staged in `collected_lines` -> graded."""
-    return db.execute(conn, "lifecycle/grade_lines", {"inst": inst.id, "job_id": job_id})
+    """Queued requests of job `job_id` whose good result is staged in `collected_lines` -> graded.
+
+    In the same pass every staged line's tokens and cost are added to its request (the ledger across
+    attempts), so each request row is written once. Returns the requests graded.
+    """
+    return db.fetch_all(conn, "lifecycle/grade_lines", {"inst": inst.id, "job_id": job_id})[0]["graded"]
 
 
-def apply_model_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
-    """Graded model requests -> an `llm` grade for every answer they stand for; return the answers graded."""
-    return db.execute(conn, "lifecycle/apply_model_grades", {"inst": inst.id, "day": day, "version": version})
+def apply_model_grades(conn: psycopg.Connection, inst: Institution, day: date, version: int,
+                       job_id: int | None = None) -> int:
+    """Graded model requests -> an `llm` grade for every answer they stand for; return the answers graded.
+
+    With `job_id` (collect), only that job's requests: the work is the job's size, not the day's.
+    """
+    return db.execute(conn, "lifecycle/apply_model_grades", {"inst": inst.id, "day": day, "version": version,
+                                                             "job_id": job_id})
 
 
 def fan_out_reviews(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> int:
@@ -136,16 +145,18 @@ def fan_out_reviews(conn: psycopg.Connection, inst: Institution, day: date, vers
     return db.execute(conn, "lifecycle/fan_out_reviews", {"inst": inst.id, "day": day, "version": version})
 
 
-def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, version: int) -> dict[str, int]:
+def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, version: int,
+                   job_id: int | None = None) -> dict[str, int]:
     """Newly graded model requests that may not be released as they are -> in_review; answers routed by reason.
 
     A raw score outside [0, max_points] goes to review as `score_out_of_range` (the clamped score is the
     suggestion); a confidence below the institution's `min_confidence` as `low_confidence`. The model's
     score, rationale and confidence stay on the request: the reviewer sees them as a suggestion. Call it
-    right before `apply_model_grades`, in the same transaction.
+    right before `apply_model_grades`, in the same transaction (with the same `job_id`, if any).
     """
     rows = db.fetch_all(conn, "lifecycle/route_doubtful", {"inst": inst.id, "day": day, "version": version,
-                                                             "min_confidence": inst.min_confidence})
+                                                             "min_confidence": inst.min_confidence,
+                                                             "job_id": job_id})
     routed: dict[str, int] = {}
     for row in rows:
         routed[row["reason"]] = routed.get(row["reason"], 0) + 1

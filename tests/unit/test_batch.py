@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +126,15 @@ def test_which_line_errors_are_retried(line, retryable):
     assert not result.ok and result.retryable is retryable
     reason = lifecycle.review_reason_for(result.code or "", result.retryable)
     assert reason == ("attempts_exhausted" if retryable else "invalid_request")
+
+
+def test_token_counting_loads_only_the_rust_tokenizer_and_counts_as_bpe_openai_does():
+    """Counting tokens must not pay for bpe_openai's Python BPE tables (seconds at import, unused)."""
+    code = ("import sys; from gradeflow import batch; n = batch.count_tokens('It makes ATP, über 😀'); "
+            "print(n, 'bpe_openai' in sys.modules); import bpe_openai; "
+            "print(len(bpe_openai.get_encoding('o200k_base').encode('It makes ATP, über 😀')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(batch.__file__).parents[1])})
+    counted, package_imported, reference = out.stdout.split()
+    assert package_imported == "False"
+    assert int(counted) == int(reference) > 0
