@@ -1,0 +1,85 @@
+"""References of the night's bulk tables are checked once per statement (migration 010), with a foreign
+key's meaning: a dangling reference is refused, and so is removing (or re-keying) a referenced row.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+import pytest
+
+from gradeflow import ingest, prepare
+from gradeflow.config import get_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+
+NORTH = get_institution("northfield")
+GRADE = ("INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, "
+         "job_id) VALUES ('northfield', %s, %s, %s, 0, 1, 'rule', %s)")
+
+
+@pytest.fixture
+def graded_day(conn, s3):
+    rows = [row for n in range(3) for row in answers_for(f"s{n}", f"st{n}")]
+    put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest.ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, date.fromisoformat(DAY))
+    assert prepare.grade_by_rule(conn, NORTH, date.fromisoformat(DAY)) > 0
+    return conn
+
+
+def test_the_bulk_tables_have_no_per_row_foreign_keys_left(admin_conn, conn):
+    per_row = admin_conn.execute(
+        "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint WHERE contype = 'f' "
+        "AND (conrelid, confrelid) IN (('grades'::regclass, 'answers'::regclass), "
+        "('grades'::regclass, 'batch_jobs'::regclass), ('review_queue'::regclass, 'answers'::regclass), "
+        "('batch_lines'::regclass, 'llm_requests'::regclass), ('llm_requests'::regclass, 'batch_jobs'::regclass))"
+    ).fetchall()
+    assert per_row == []
+
+
+def test_a_grade_of_an_answer_that_does_not_exist_is_refused(graded_day):
+    conn = graded_day
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match='reference') as caught, conn.transaction():
+        conn.execute(  # one dangling row among good ones: the whole statement is refused
+            "INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, "
+            "is_current) VALUES ('northfield', 's0', 'q1', %(day)s, 0, 1, 'rule', false), "
+            "('northfield', 's404', 'q1', %(day)s, 0, 1, 'rule', false), "
+            "('northfield', 's1', 'q1', %(day)s, 0, 1, 'rule', false)", {"day": DAY})
+    assert "s404" in caught.value.diag.message_detail and "answers" in caught.value.diag.message_detail
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+        conn.execute(GRADE, ("s0", "q4", DAY, 424242))  # a batch job that does not exist (q4: no grade yet)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+        conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                     "VALUES ('northfield', 's404', 'q1', %s, 'manual')", (DAY,))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():  # re-pointing a grade
+        conn.execute("UPDATE grades SET submission_id = 's404' WHERE submission_id = 's0' AND question_id = 'q1'")
+    assert conn.execute("SELECT count(*) FROM grades WHERE submission_id = 's404'").fetchone()[0] == 0
+
+
+def test_a_referenced_row_cannot_be_removed_or_rekeyed(graded_day):
+    conn = graded_day
+    graded = conn.execute("SELECT submission_id, question_id FROM grades LIMIT 1").fetchone()
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="still referenced"), conn.transaction():
+        conn.execute("DELETE FROM answers WHERE submission_id = %s AND question_id = %s", graded)
+    with conn.transaction():  # a submission with no answers, so only the grade's reference stands in the way
+        conn.execute("INSERT INTO submissions (institution_id, submission_id, exam_id, student_id, exam_day, "
+                     "submitted_at, source_file_id) SELECT institution_id, 'moved', exam_id, 'st-moved', exam_day, "
+                     "submitted_at, source_file_id FROM submissions WHERE submission_id = %s", graded[:1])
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="still referenced"), conn.transaction():
+        conn.execute("UPDATE answers SET submission_id = 'moved' WHERE submission_id = %s AND question_id = %s",
+                     graded)
+    # An answer nothing refers to may go (the check is on references, not a ban on deletes).
+    with conn.transaction():
+        conn.execute("DELETE FROM grades WHERE submission_id = %s AND question_id = %s", graded)
+        assert conn.execute("DELETE FROM answers WHERE submission_id = %s AND question_id = %s",
+                            graded).rowcount == 1
+
+
+def test_a_ledger_line_needs_its_request_and_job(graded_day):
+    conn = graded_day
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
+        conn.execute("INSERT INTO batch_lines (institution_id, job_id, custom_id, exam_day, attempt, est_input_tokens, "
+                     "est_output_tokens) VALUES ('northfield', 1, 'gf1-nope', %s, 1, 1, 1)", (DAY,))
