@@ -141,18 +141,18 @@ def _questions(conn: psycopg.Connection, inst: Institution, exam_ids) -> dict[tu
 
 
 def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[date], versions: dict,
-                     writer: batch.RequestWriter, plan: BatchPlan) -> dict[str, tuple[str, int]]:
-    """Insert the new merged requests in bulk; return their lines: custom_id -> (JSONL line, input tokens)."""
+                     writer: batch.RequestWriter, plan: BatchPlan) -> dict[str, tuple[bytes, int]]:
+    """Insert the new merged requests in bulk; return their lines: custom_id -> (JSONL line as UTF-8, input tokens)."""
     groups = db.fetch_all(conn, "prepare/new_request_groups", {"inst": inst.id, "days": days,
                                                                  "qtypes": sorted(FREE_TEXT_TYPES)})
     questions = _questions(conn, inst, (g["exam_id"] for g in groups))
-    lines: dict[str, tuple[str, int]] = {}
+    lines: dict[str, tuple[bytes, int]] = {}
     staged = []
     for g in groups:
         day = g["exam_day"]
         cid = batch.custom_id(inst.id, str(day), g["exam_id"], g["question_id"], g["answer_sha256"], versions[day])
         text, tokens = writer.line(cid, questions[(g["exam_id"], g["question_id"])], g["answer_text"])
-        lines[cid] = (text, tokens)
+        lines[cid] = (text.encode(), tokens)  # encoded once: its size decides the job it fits in
         staged.append((cid, day, g["exam_id"], g["question_id"], g["answer_sha256"], versions[day],
                        g["first_fifo_seq"], g["answer_count"], tokens))
     plan.answers = sum(g["answer_count"] for g in groups)
@@ -177,7 +177,7 @@ def expected_output_tokens(conn: psycopg.Connection, inst: Institution, night: d
 
 
 def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int = 1,
-               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[str, int]] | None = None,
+               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[bytes, int]] | None = None,
                settings: OpenAISettings | None = None) -> BatchPlan:
     """Admit waiting requests into the night's jobs (strict FIFO within the budget) and write their files.
 
@@ -226,7 +226,7 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
 
 
 def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict], writer: batch.RequestWriter,
-                lines: dict[str, tuple[str, int]]) -> None:
+                lines: dict[str, tuple[bytes, int]]) -> None:
     """Build the lines of waiting requests not built in this run (carried over, or retried), in one query."""
     missing = [r for r in pending if r["custom_id"] not in lines]
     if not missing:
@@ -235,17 +235,18 @@ def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict]
         conn, "prepare/request_texts", {"inst": inst.id, "custom_ids": [r["custom_id"] for r in missing]})}
     questions = _questions(conn, inst, (r["exam_id"] for r in missing))
     for r in missing:
-        lines[r["custom_id"]] = writer.line(r["custom_id"], questions[(r["exam_id"], r["question_id"])],
-                                            texts[r["custom_id"]] or "")
+        text, tokens = writer.line(r["custom_id"], questions[(r["exam_id"], r["question_id"])],
+                                   texts[r["custom_id"]] or "")
+        lines[r["custom_id"]] = (text.encode(), tokens)
 
 
-def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[str, int]], token_cap: int):
+def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[bytes, int]], token_cap: int):
     """Cut admitted requests (in order) into jobs: one exam day each, within count, bytes and token share."""
     shard: list[dict] = []
     size = tokens = 0
     for req in admitted:
-        text, req_tokens = lines[req["custom_id"]]
-        req_bytes = len(text.encode())
+        data, req_tokens = lines[req["custom_id"]]
+        req_bytes = len(data)
         full = shard and (req["exam_day"] != shard[0]["exam_day"] or len(shard) >= inst.max_requests_per_batch
                           or size + req_bytes > inst.max_batch_bytes or tokens + req_tokens > token_cap)
         if full:
@@ -259,12 +260,12 @@ def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[str,
 
 
 def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int, shard: list[dict],
-               lines: dict[str, tuple[str, int]], expected_out: int, plan: BatchPlan) -> int:
+               lines: dict[str, tuple[bytes, int]], expected_out: int, plan: BatchPlan) -> int:
     """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it."""
     ids = [r["custom_id"] for r in shard]
     work = [f"{r['custom_id']}@{r['sends'] + 1}" for r in shard]  # a retry is new work: a new fingerprint
     fingerprint = hashlib.sha256("\n".join([inst.id, inst.model, *work]).encode()).hexdigest()
-    body = "".join(lines[cid][0] for cid in ids).encode()
+    body = b"".join(lines[cid][0] for cid in ids)
     if len(body) > inst.max_batch_bytes and len(ids) > 1:  # measured on the bytes written
         raise RuntimeError(f"job of {len(ids)} requests is {len(body)} bytes, over {inst.max_batch_bytes}")
     key = inst.key("batches", shard[0]["exam_day"], f"{fingerprint[:20]}.jsonl")

@@ -127,6 +127,8 @@ SELECT gradeflow_set_wise_reference('review_queue', ARRAY['institution_id', 'sub
                                     'answers', ARRAY['institution_id', 'submission_id', 'question_id']);
 -- Model requests and the token ledger: written and updated a job (up to 50,000 lines) at a time.
 SELECT gradeflow_set_wise_reference('llm_requests', ARRAY['job_id'], 'batch_jobs', ARRAY['job_id']);
+SELECT gradeflow_set_wise_reference('llm_requests', ARRAY['institution_id'], 'institutions', ARRAY['institution_id']);
+SELECT gradeflow_set_wise_reference('batch_lines', ARRAY['institution_id'], 'institutions', ARRAY['institution_id']);
 SELECT gradeflow_set_wise_reference('batch_lines', ARRAY['custom_id'], 'llm_requests', ARRAY['custom_id']);
 SELECT gradeflow_set_wise_reference('batch_lines', ARRAY['job_id'], 'batch_jobs', ARRAY['job_id']);
 
