@@ -246,6 +246,12 @@ def test_an_expired_orphan_is_salvaged_and_no_line_is_paid_twice(conn, s3, emula
     assert emulator.stats()["batches_created"] == 2 and _statuses(conn) == {"graded": 4}
     paid = conn.execute("SELECT custom_id, count(*) FROM batch_lines WHERE output_tokens > 0 GROUP BY 1").fetchall()
     assert len(paid) == 4 and all(n == 1 for _, n in paid)
+    # Each request carries the sum of its ledger lines over both sends (the lines that never ran add 0).
+    mismatched = conn.execute(
+        "SELECT r.custom_id FROM llm_requests r JOIN (SELECT custom_id, sum(input_tokens) AS i, "
+        "sum(output_tokens) AS o, sum(cost_usd) AS c FROM batch_lines GROUP BY 1) l USING (custom_id) "
+        "WHERE (r.input_tokens, r.output_tokens, r.cost_usd) IS DISTINCT FROM (l.i, l.o, l.c)").fetchall()
+    assert mismatched == [] and conn.execute("SELECT min(input_tokens) FROM llm_requests").fetchone()[0] > 0
 
 
 def test_a_batch_running_past_the_deadline_is_collected_by_the_next_night(conn, s3, emulator, openai_client):
