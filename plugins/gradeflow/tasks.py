@@ -127,17 +127,17 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back)
     with open_db(inst.id) as conn:
-        counts = publish.day_counts(conn, inst, day)
-        if not counts["answers"]:
+        if not publish.has_answers(conn, inst, day):
             from airflow.sdk.exceptions import AirflowSkipException
 
+            counts = publish.day_counts(conn, inst, day)
             log.info("no answers for %s %s: nothing to release (%d submissions, %d rejected rows)", inst.id, day,
                      counts["submissions"], counts["rejected_rows"])
             raise AirflowSkipException(f"no answers for {inst.id} {day}: nothing to release")
         gate = publish.validate(conn, inst, day)
         if not gate.success:
             diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
-            _, message = alerts.gate_failure_message(inst.id, day, gate.failures, counts, diagnosis)
+            _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
             raise publish.ReleaseBlocked(message)
     return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
 
