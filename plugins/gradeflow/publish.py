@@ -37,12 +37,12 @@ def day_counts(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
         return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
 
 
-# The frame the GX suite checks (gradeflow.validation.ANSWER_COLUMNS), as Arrow types.
 def has_answers(conn: psycopg.Connection, inst: Institution, day: date) -> bool:
     """Whether the day has any answer (cheap: the gate's full counts are read in its own snapshot)."""
     return db.fetch_all(conn, "publish/has_answers", {"inst": inst.id, "day": day})[0]["has_answers"]
 
 
+# The frame the GX suite checks (gradeflow.validation.ANSWER_COLUMNS), as Arrow types.
 STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission_id", "string"),
                  ("question_id", "string"), ("max_points", "float64"), ("grade_count", "int32"),
                  ("in_review", "bool"), ("waiting", "bool"), ("score", "float64"), ("grader", "string"))
