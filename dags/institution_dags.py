@@ -94,7 +94,7 @@ DOCS = {
                "every earlier day whose state changed since its last release (late answers, carried-over "
                "work, batches collected after a deadline). The open review "
                "items are written to `reviews/{p}/<day>/open-<timestamp>.csv` for reviewers.\n\n"
-               "**Also scheduled by** the Asset `gradeflow://{id}/reviews`: when `{id}__ingest` applies a reviewers' "
+               "**Also scheduled by** the Asset `x-gradeflow://{id}/reviews`: when `{id}__ingest` applies a reviewers' "
                "file (`incoming/{p}/<day>/reviews/`), its `announce_reviews` task emits that Asset with the exam "
                "day, and this DAG runs for that day at once: the human grades are released as a new version "
                "without an admin (docs/review-round-trip.md).",

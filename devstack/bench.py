@@ -212,11 +212,13 @@ def _stage_collect(args) -> tuple[int, dict]:
 def _stage_validate(args) -> tuple[int, dict]:
     from gradeflow import publish, tasks
 
+    started = time.perf_counter()
     gate = tasks.validate_grades(args.institution, **_context(args.day))
+    seconds = time.perf_counter() - started  # the gate's time, not the count below (the bench's own)
     with tasks.open_db(args.institution) as conn:
         answers = publish.day_counts(conn, _inst(args.institution), args.day)["answers"]
     Path(args.scratch).write_text(json.dumps(gate))
-    return answers, {"validation_id": gate["validation_id"]}
+    return answers, {"validation_id": gate["validation_id"], "seconds": seconds}
 
 
 def _stage_release(args) -> tuple[int, dict]:

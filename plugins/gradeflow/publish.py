@@ -8,11 +8,9 @@ only once per state: rerunning publish on an unchanged day releases nothing new.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -20,6 +18,8 @@ from gradeflow import db, storage
 from gradeflow.config import Institution
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import pandas as pd
     import psycopg
 
@@ -37,51 +37,112 @@ def day_counts(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
         return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
 
 
+def has_answers(conn: psycopg.Connection, inst: Institution, day: date) -> bool:
+    """Whether the day has any answer (cheap: the gate's full counts are read in its own snapshot)."""
+    return db.fetch_all(conn, "publish/has_answers", {"inst": inst.id, "day": day})[0]["has_answers"]
+
+
+# The frame the GX suite checks (gradeflow.validation.ANSWER_COLUMNS), as Arrow types.
 STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission_id", "string"),
                  ("question_id", "string"), ("max_points", "float64"), ("grade_count", "int32"),
-                 ("in_review", "bool"), ("waiting", "bool"), ("state", "string"), ("pending_reason", "string"),
-                 ("review_reason", "string"), ("score", "float64"), ("grader", "string"), ("grade_id", "int64"))
-_FINGERPRINT_COLUMNS = ("submission_id", "question_id", "grade_id", "state", "pending_reason", "review_reason")
+                 ("in_review", "bool"), ("waiting", "bool"), ("score", "float64"), ("grader", "string"))
+EXPORT_ROW_GROUP = 131_072  # rows per Parquet row group: memory stays bounded whatever the day's size
+_CSV_BLOCK = 4 << 20  # bytes of CSV per Arrow batch read from a COPY stream
 
 
-def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> pd.DataFrame:
-    """One row per received answer with its outcome (grade count, review, score, grader).
+def _with_answer_rows(name: str) -> str:
+    """include/sql/<name>.sql with its placeholders replaced by publish/answer_rows and publish/row_hash.
 
-    Computed in the database in one set-based query and streamed out with COPY into Arrow (a
-    million rows in about a second), not fetched row by row.
+    SQL text only (files of this package), never data: the data goes in as bind parameters.
+    """
+    text = db.sql(name)
+    for part in ("answer_rows", "row_hash"):
+        lines = [line for line in db.sql(f"publish/{part}").splitlines() if not line.startswith("--")]
+        text = text.replace("{" + part + "}", "\n".join(lines).strip().rstrip(";"))
+    return text.strip().rstrip(";")
+
+
+def copy_batches(conn: psycopg.Connection, query: str, params: dict, schema) -> Iterator:
+    """Stream ``query`` out of Postgres with COPY (CSV) as Arrow record batches of ``schema`` (bounded memory).
+
+    Set-based and streamed: the rows are never held whole in Python. PostgreSQL sends one message per
+    row, so blocks of about _CSV_BLOCK bytes of whole rows are parsed by Arrow one at a time. Text may
+    hold newlines and quotes; an unquoted empty field is NULL, a quoted one the empty string
+    (PostgreSQL's CSV convention). Consume it inside the caller's transaction.
     """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    schema = pa.schema([(name, getattr(pa, kind)() if kind != "bool" else pa.bool_()) for name, kind in STATE_COLUMNS])
-    buf = io.BytesIO()
-    query = f"COPY ({db.sql('publish/answer_states').strip().rstrip(';')}) TO STDOUT (FORMAT csv, HEADER true)"
-    with conn.transaction(), conn.cursor() as cur:
-        db.execute(conn, "bulk_plans")
-        with cur.copy(query, {"inst": inst.id, "day": day}) as copy:
-            for chunk in copy:
-                buf.write(chunk)
-    table = pacsv.read_csv(
-        io.BytesIO(buf.getvalue()),
-        convert_options=pacsv.ConvertOptions(column_types=schema, true_values=["t"], false_values=["f"],
-                                             strings_can_be_null=True, quoted_strings_can_be_null=False),
-    ) if buf.tell() else schema.empty_table()
-    return table.select([name for name, _ in STATE_COLUMNS]).to_pandas()
+    db.check_tenant(conn, params.get("inst"))
+    read = pacsv.ReadOptions(column_names=schema.names, block_size=_CSV_BLOCK * 2)
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in schema}, true_values=["t"],
+                                   false_values=["f"], strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+    def parsed(parts: list) -> Iterator:
+        table = pacsv.read_csv(pa.py_buffer(b"".join(parts)), read_options=read, parse_options=parse,
+                               convert_options=convert)
+        yield from table.cast(schema).to_batches()
+
+    parts, size = [], 0
+    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
+        for chunk in copy:  # one row per chunk: a block never ends inside a row
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= _CSV_BLOCK:
+                yield from parsed(parts)
+                parts, size = [], 0
+    if parts:
+        yield from parsed(parts)
 
 
-def fingerprint(states: pd.DataFrame) -> str:
-    """Identity of the exact outcome state of a day (which grade, which review, for every answer).
+def _states_schema():
+    import pyarrow as pa
 
-    The rows come in the query's order; each field is written as text (a missing one as a NUL mark).
+    return pa.schema([(name, pa.bool_() if kind == "bool" else getattr(pa, kind)()) for name, kind in STATE_COLUMNS])
+
+
+def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> tuple[pd.DataFrame, str]:
+    """The gate's frame (one row per received answer with its outcome) and the fingerprint of those rows.
+
+    Computed in the database in one set-based query (publish/answer_states over publish/answer_rows) and
+    streamed out with COPY into Arrow, not fetched row by row. The fingerprint is summed from the rows'
+    hashes as they arrive: it is the one `state_fingerprint` computes in SQL for the same state.
     """
-    digest = hashlib.sha256()
-    if len(states):
-        text = [states[c].astype("string").fillna("\x00") for c in _FINGERPRINT_COLUMNS]
-        joined = text[0]
-        for column in text[1:]:
-            joined = joined + "\x1f" + column
-        digest.update("\n".join(joined.tolist()).encode())
-    return digest.hexdigest()
+    import pyarrow as pa
+
+    schema = _states_schema()
+    full = pa.schema([*schema, ("row_hash", pa.int64())])
+    frames, count, total = [], 0, 0
+    for batch in copy_batches(conn, _with_answer_rows("publish/answer_states"), {"inst": inst.id, "day": day}, full):
+        count += batch.num_rows
+        total += _exact_sum(batch.column("row_hash"))
+        frames.append(batch.select(schema.names))
+    table = pa.Table.from_batches(frames, schema=schema)
+    return table.to_pandas(), f"v2:{count}:{total}"
+
+
+def _exact_sum(values) -> int:
+    """The exact sum of an int64 Arrow array (no overflow): the high and low 32 bits summed apart."""
+    import numpy as np
+
+    array = values.to_numpy(zero_copy_only=False).astype(np.int64)
+    high, low = array >> 32, array & 0xFFFFFFFF
+    return (int(high.sum()) << 32) + int(low.sum())
+
+
+def state_fingerprint(conn: psycopg.Connection, inst: Institution, day: date) -> str:
+    """Identity of the exact outcome state of a day (every column of publish/answer_rows), computed in SQL.
+
+    Order-independent and computed in one pass without pulling a row out of the database, so the gate
+    and the release can both afford it: the release refuses a state whose fingerprint differs from the
+    one the gate validated.
+    """
+    db.check_tenant(conn, inst.id)
+    query = _with_answer_rows("publish/state_fingerprint")
+    with conn.cursor() as cur:
+        cur.execute(query, {"inst": inst.id, "day": day})
+        return cur.fetchone()[0]
 
 
 def summary_frame(counts: dict, inst: Institution, day: date) -> pd.DataFrame:
@@ -102,6 +163,7 @@ class GateResult:
     success: bool
     fingerprint: str
     failures: list[str]
+    counts: dict = field(default_factory=dict)  # the day's counts (day_counts), read in the gate's snapshot
 
 
 def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResult:
@@ -110,11 +172,14 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
 
     from gradeflow.validation import validate_day
 
-    states = answer_states(conn, inst, day)
-    counts = day_counts(conn, inst, day)
-    frame = states.drop(columns=["grade_id", "state", "pending_reason", "review_reason"])
+    with conn.transaction():
+        # One snapshot: the counts, the frame GX checks and the fingerprint the release must match.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        db.execute(conn, "bulk_plans")
+        counts = db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
+        frame, fp = answer_states(conn, inst, day)
     outcome = validate_day(frame, summary_frame(counts, inst, day), institution=inst.id)
-    fp = fingerprint(states)
+    del frame
     with conn.transaction():
         validation_id = db.fetch_all(conn, "publish/insert_validation", {
             "inst": inst.id, "day": day, "success": outcome.success, "results": Jsonb(outcome.to_dict()),
@@ -126,7 +191,7 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
              counts["graded_llm"], counts["graded_human"], counts["in_review"], counts["deferred"],
              counts["pending_model"], counts["received"],
              "" if outcome.success else "; failures: " + "; ".join(failures))
-    return GateResult(validation_id, outcome.success, fp, failures)
+    return GateResult(validation_id, outcome.success, fp, failures, counts)
 
 
 def release(conn: psycopg.Connection, inst: Institution, day: date, validation_id: int,
@@ -144,7 +209,8 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
                                                              "validation_id": validation_id})
         if not gate or not gate[0]["success"]:
             raise ReleaseBlocked(f"validation run {validation_id} of {inst.id} {day} did not pass: nothing released")
-        current = fingerprint(answer_states(conn, inst, day))
+        db.execute(conn, "bulk_plans")
+        current = state_fingerprint(conn, inst, day)
         if current != gate[0]["fingerprint"]:
             raise ReleaseBlocked(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
                                  "rerun the gate: nothing released")
@@ -177,37 +243,65 @@ def export(conn: psycopg.Connection, s3, inst: Institution, day: date, release_i
     only then is the release marked exported, in the audit log too. A failure in between leaves
     a release that readers do not see, and `repair_exports` (every publish run) finishes it.
     """
-    import pyarrow as pa
+    import tempfile
+    from pathlib import Path
+
+    from psycopg.types.json import Jsonb
 
     release = db.fetch_all(conn, "publish/get_release", {"inst": inst.id, "release_id": release_id})
     if not release:
         raise LookupError(f"release {release_id} does not exist for institution {inst.id}")
     version = release[0]["version"]
     params = {"inst": inst.id, "release_id": release_id}
-    rows = db.fetch_all(conn, "publish/release_rows", params)
-    subs = db.fetch_all(conn, "publish/submission_rows", params)
-    if any(r["institution_id"] != inst.id for r in rows + subs):  # isolation guard, belt and braces
-        raise RuntimeError(f"release {release_id} holds rows of another institution")
     key = inst.key("releases", day, f"results-v{version}.parquet")
     submissions_key = inst.key("releases", day, f"submissions-v{version}.parquet")
     agreement_key = inst.key("reports", day, f"agreement-v{version}.json")
-    storage.write_bytes(s3, key, _parquet(pa.Table.from_pylist(rows, schema=_release_schema())),
-                        "application/vnd.apache.parquet")
-    storage.write_bytes(s3, submissions_key, _parquet(pa.Table.from_pylist(subs, schema=_submission_schema())),
-                        "application/vnd.apache.parquet")
+    with tempfile.TemporaryDirectory(prefix="gradeflow-export-") as tmp:
+        results_path, submissions_path = Path(tmp) / "results.parquet", Path(tmp) / "submissions.parquet"
+        with conn.transaction():
+            db.execute(conn, "bulk_plans")
+            rows = _write_parquet(conn, inst, "publish/release_rows", params, _release_schema(), results_path)
+            subs = _write_parquet(conn, inst, "publish/submission_rows", params, _submission_schema(),
+                                  submissions_path)
+        storage.upload_file(s3, key, results_path, "application/vnd.apache.parquet")
+        storage.upload_file(s3, submissions_key, submissions_path, "application/vnd.apache.parquet")
     agreement = agreement_report(conn, inst, day, release_id, version)
     storage.write_bytes(s3, agreement_key, json.dumps(agreement, indent=2).encode(), "application/json")
-    from psycopg.types.json import Jsonb
-
     with conn.transaction():
         db.execute(conn, "publish/record_export", {**params, "key": key, "submissions_key": submissions_key,
                                                    "agreement_key": agreement_key, "agreement": Jsonb(agreement)})
         db.audit(conn, actor, "release_exported", inst.id, day, {
             "release_id": release_id, "version": version, "results_key": key, "submissions_key": submissions_key,
-            "agreement_key": agreement_key, "rows": len(rows), "submissions": len(subs)})
+            "agreement_key": agreement_key, "rows": rows, "submissions": subs})
     log.info("Exported %s %s v%d: %d answer rows to %s, %d submissions to %s; now visible", inst.id, day, version,
-             len(rows), key, len(subs), submissions_key)
+             rows, key, subs, submissions_key)
     return key
+
+
+def _write_parquet(conn: psycopg.Connection, inst: Institution, name: str, params: dict, schema, path) -> int:
+    """Stream include/sql/<name>.sql into a Parquet file (zstd, row groups of EXPORT_ROW_GROUP rows); its rows.
+
+    Memory holds one row group at most. Every batch is checked to hold only the institution's rows
+    (isolation guard, belt and braces: row-level security already filters them).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rows, pending, pending_rows = 0, [], 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for batch in copy_batches(conn, db.sql(name).strip().rstrip(";"), params, schema):
+            if batch.num_rows and not pc.all(pc.equal(batch.column("institution_id"), inst.id)).as_py():
+                raise RuntimeError(f"release {params['release_id']} holds rows of another institution")
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= EXPORT_ROW_GROUP:
+                writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=EXPORT_ROW_GROUP)
+                rows, pending, pending_rows = rows + pending_rows, [], 0
+        if pending_rows or not rows:
+            writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=EXPORT_ROW_GROUP)
+            rows += pending_rows
+    return rows
 
 
 def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, release_id: int, version: int) -> dict:
@@ -233,14 +327,6 @@ def repair_exports(conn: psycopg.Connection, s3, inst: Institution, actor: str =
                     inst.id, rel["exam_day"], rel["version"], rel["released_at"])
         export(conn, s3, inst, rel["exam_day"], rel["release_id"], actor=actor)
     return [rel["release_id"] for rel in broken]
-
-
-def _parquet(table) -> bytes:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
 
 
 def _release_schema():

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from gradeflow.config import AWS_CONN_ID, bucket
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mypy_boto3_s3 import S3Client
 
 
@@ -49,6 +51,14 @@ def read_bytes(s3: S3Client, key: str) -> bytes:
 def write_bytes(s3: S3Client, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
     """Write (or overwrite) one object; overwriting the same key keeps reruns idempotent."""
     s3.put_object(Bucket=bucket(), Key=key, Body=data, ContentType=content_type)
+
+
+def upload_file(s3: S3Client, key: str, path: Path, content_type: str = "application/octet-stream") -> None:
+    """Write (or overwrite) one object from a local file, in parts of 16 MB when large (multipart upload)."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=2)
+    s3.upload_file(str(path), bucket(), key, ExtraArgs={"ContentType": content_type}, Config=config)
 
 
 def exists(s3: S3Client, key: str) -> bool:

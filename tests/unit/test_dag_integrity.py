@@ -205,3 +205,31 @@ def test_the_report_is_a_teardown_after_the_release(dagbag):
         leaves = [t.task_id for t in dag.tasks if not t.is_teardown and all(
             dag.get_task(d).is_teardown for d in t.downstream_task_ids)]
         assert leaves == ["publish_release"]
+
+
+# Modules a task needs and parsing does not: each costs a tenth of a second or more per parse of the DAG file
+# (1,200 DAGs, issue 9), and the AWS SDK came in through the provider handlers of an Asset URI scheme.
+HEAVY_AT_RUN_TIME = ("pandas", "pyarrow", "great_expectations", "openai", "boto3", "botocore", "psycopg",
+                     "airflow.providers.amazon.aws.hooks.s3")
+
+
+def test_parsing_the_institution_dag_file_loads_no_heavy_module(project_root, tmp_path):
+    """The file that builds 4 DAGs per institution (1,200 at 300): the admin DAG file is one DAG, parsed apart."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # What the DAG file itself loads: Airflow may have some of these already (a Postgres metadata database
+    # brings psycopg), which costs the parse nothing.
+    code = ("import json, sys; from airflow.dag_processing.dagbag import DagBag; import airflow.sdk; "
+            "before = set(sys.modules); "
+            f"bag = DagBag({str(project_root / 'dags' / 'institution_dags.py')!r}); "
+            "assert not bag.import_errors, bag.import_errors; "
+            f"print(json.dumps([m for m in {list(HEAVY_AT_RUN_TIME)!r} if m in sys.modules and m not in before]))")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "PYTHONPATH": os.pathsep.join([str(project_root / "plugins"), str(project_root)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=project_root, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

@@ -29,11 +29,11 @@ def test_publish_runs_on_its_cron_or_when_reviews_land(dags):
     for inst in load_institutions():
         publish = dags[f"{inst.id}__publish"]
         assert isinstance(publish.timetable, AssetOrTimeSchedule)
-        assert f"gradeflow://{inst.id}/reviews" in str(publish.timetable.asset_condition)
+        assert f"x-gradeflow://{inst.id}/reviews" in str(publish.timetable.asset_condition)
         assert publish.timetable.timetable.expression == "0 6 * * *"
         assert "Asset" in publish.doc_md and "review" in publish.doc_md
         announce = dags[f"{inst.id}__ingest"].get_task("announce_reviews")
-        assert [o.uri for o in announce.outlets] == [f"gradeflow://{inst.id}/reviews"]
+        assert [o.uri for o in announce.outlets] == [f"x-gradeflow://{inst.id}/reviews"]
         assert announce.upstream_task_ids == {"ingest_files"}
         packet = dags[f"{inst.id}__grade"].get_task("write_review_packet")
         assert packet.upstream_task_ids == {"grade_night"}

@@ -1,27 +1,9 @@
--- One row per received answer of the day with its outcome: the frame the release gate validates.
--- grade_count, in_review and waiting are counted independently from their own tables, so an answer
--- counted twice (graded and in review, or graded twice) or not at all shows up as outcomes <> 1.
--- Set-based: each table is read once for the day and joined by hash (no query per answer).
-WITH g AS (
-    SELECT submission_id, question_id, count(*)::int AS grade_count
-      FROM grades
-     WHERE institution_id = %(inst)s AND exam_day = %(day)s AND is_current
-     GROUP BY submission_id, question_id
-), v AS (
-    SELECT DISTINCT submission_id, question_id
-      FROM review_queue
-     WHERE institution_id = %(inst)s AND exam_day = %(day)s AND resolved_at IS NULL
-)
-SELECT l.institution_id AS institution, l.exam_day::text AS exam_day, l.submission_id, l.question_id,
-       q.max_points::float8 AS max_points,
-       coalesce(g.grade_count, 0) AS grade_count,
-       v.submission_id IS NOT NULL AS in_review,
-       l.state IN ('deferred', 'queued', 'received') AS waiting,
-       l.state, l.pending_reason, l.review_reason,
-       l.score::float8 AS score, l.grader, l.grade_id
-  FROM answer_lifecycle l
-  JOIN questions q ON q.institution_id = l.institution_id AND q.exam_id = l.exam_id AND q.question_id = l.question_id
-  LEFT JOIN g ON g.submission_id = l.submission_id AND g.question_id = l.question_id
-  LEFT JOIN v ON v.submission_id = l.submission_id AND v.question_id = l.question_id
- WHERE l.institution_id = %(inst)s AND l.exam_day = %(day)s
- ORDER BY l.submission_id COLLATE "C", l.question_id COLLATE "C"
+-- The frame the release gate's GX suite checks: the columns of publish/answer_rows it looks at, one row
+-- per received answer, in a stable order (so a failed check's sample rows are the same on a rerun), with
+-- each row's hash (publish/row_hash, over every column of the row): the gate sums them into the state
+-- fingerprint of exactly the rows it checked, in the same pass (publish/state_fingerprint).
+-- The placeholders take the text of publish/answer_rows and publish/row_hash.
+SELECT institution, exam_day, submission_id, question_id, max_points, grade_count, in_review, waiting, score, grader,
+       {row_hash} AS row_hash
+  FROM ({answer_rows}) a
+ ORDER BY submission_id COLLATE "C", question_id COLLATE "C"

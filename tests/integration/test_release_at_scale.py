@@ -1,0 +1,108 @@
+"""The release path at scale (issue 9): the gate's state fingerprint computed in SQL, the release checking it
+with one query, the export streamed from COPY into Parquet row groups. The promise under test stays
+"nothing unvalidated is released": what the release copies is exactly what the gate checked."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+import pyarrow.parquet as pq
+import pytest
+
+from gradeflow import db, prepare, publish
+from gradeflow.config import get_institution
+from gradeflow.ingest import ingest_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+
+NORTH = get_institution("northfield")
+EXAM_DAY = date.fromisoformat(DAY)
+
+
+def _day(conn, s3, submissions: int = 3) -> None:
+    """A day graded by rule, its free-text answers waiting for the model (a state the gate passes)."""
+    rows = [row for n in range(submissions) for row in answers_for(f"s{n}", f"st{n}")]
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, EXAM_DAY)
+    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
+
+
+# Changes made behind the gate's back, in columns the release copies. The first two were outside the
+# earlier fingerprint (ids and states only): a score edited in place, a question's points changed.
+CHANGES = {
+    "score edited in place": "UPDATE grades SET score = 0 WHERE grade_id = (SELECT min(grade_id) FROM grades "
+                             "WHERE is_current AND score > 0)",
+    "max points changed": "UPDATE questions SET max_points = max_points + 1 WHERE question_id = "
+                          "(SELECT min(question_id) FROM grades)",
+    "answer sent to review": "INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                             "SELECT institution_id, submission_id, question_id, exam_day, 'manual' FROM grades "
+                             "ORDER BY grade_id LIMIT 1",
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_state_changed_after_the_gate_is_not_released(conn, admin_conn, s3, change):
+    _day(conn, s3)
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    assert gate.success and gate.fingerprint.startswith("v2:")
+    assert admin_conn.execute(CHANGES[change]).rowcount == 1
+    with pytest.raises(publish.ReleaseBlocked, match="changed after validation"):
+        publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM release_results").fetchone()[0] == 0
+
+
+def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
+    """The same state gives the same fingerprint (a rerun releases nothing new); a change gives another."""
+    _day(conn, s3)
+    first = publish.validate(conn, NORTH, EXAM_DAY)
+    again = publish.validate(conn, NORTH, EXAM_DAY)
+    assert first.fingerprint == again.fingerprint == publish.state_fingerprint(conn, NORTH, EXAM_DAY)
+    answers = publish.day_counts(conn, NORTH, EXAM_DAY)["answers"]
+    assert first.fingerprint.startswith(f"v2:{answers}:")
+    released = publish.release(conn, NORTH, EXAM_DAY, again.validation_id)
+    assert released["new"] and released["row_count"] == answers
+    assert not publish.release(conn, NORTH, EXAM_DAY, first.validation_id)["new"]
+    conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                 "SELECT institution_id, submission_id, question_id, exam_day, 'manual' FROM grades LIMIT 1")
+    assert publish.state_fingerprint(conn, NORTH, EXAM_DAY) != first.fingerprint
+
+
+def test_the_export_streams_row_groups_and_keeps_every_value(conn, admin_conn, s3, monkeypatch):
+    """Tiny CSV blocks and row groups: many batches and row groups, the same rows and values as release_results,
+    text with newlines, quotes and commas intact, an empty rationale kept apart from a missing one."""
+    monkeypatch.setattr(publish, "EXPORT_ROW_GROUP", 5)
+    monkeypatch.setattr(publish, "_CSV_BLOCK", 512)
+    _day(conn, s3, submissions=6)
+    admin_conn.execute("UPDATE grades SET rationale = %s WHERE grade_id = (SELECT min(grade_id) FROM grades)",
+                       ('line one\nline "two", with a comma',))
+    admin_conn.execute("UPDATE grades SET rationale = '' WHERE grade_id = (SELECT max(grade_id) FROM grades)")
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    released = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+    params = {"inst": NORTH.id, "release_id": released["release_id"]}
+    for name, fetched in ((key, "publish/release_rows"),
+                          (key.replace("results-", "submissions-"), "publish/submission_rows")):
+        parquet = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=name)["Body"].read()))
+        expected = db.fetch_all(conn, fetched, params)
+        assert parquet.read().to_pylist() == expected
+        assert parquet.metadata.num_rows == len(expected)
+    results = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
+    assert results.metadata.num_row_groups > 1
+    rationales = results.read(columns=["rationale"]).column(0).to_pylist()
+    assert 'line one\nline "two", with a comma' in rationales and "" in rationales and None in rationales
+    assert conn.execute("SELECT exported_at IS NOT NULL FROM releases").fetchone()[0]
+
+
+def test_an_empty_release_exports_empty_files_with_their_schema(conn, admin_conn, s3):
+    """No rows (a release whose results were all removed): valid Parquet files, zero rows, the full schema."""
+    _day(conn, s3, submissions=1)
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    released = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    admin_conn.execute("DELETE FROM release_results")
+    key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
+    assert table.num_rows == 0 and table.schema == publish._release_schema()
