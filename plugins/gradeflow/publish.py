@@ -201,35 +201,44 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
     The release is not visible yet: `export` writes its files and only then marks it exported
     (views `published_releases` / `published_results` show exported releases only).
     """
-    with conn.transaction():
-        # One snapshot for the check and the copy: what is released is exactly what was validated.
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"release:{inst.id}:{day}",))
-        gate = db.fetch_all(conn, "publish/get_validation", {"inst": inst.id, "day": day,
-                                                             "validation_id": validation_id})
-        if not gate or not gate[0]["success"]:
-            raise ReleaseBlocked(f"validation run {validation_id} of {inst.id} {day} did not pass: nothing released")
-        db.execute(conn, "bulk_plans")
-        current = state_fingerprint(conn, inst, day)
-        if current != gate[0]["fingerprint"]:
-            raise ReleaseBlocked(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
-                                 "rerun the gate: nothing released")
-        last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
-        if last and last[0]["fingerprint"] == current:
-            log.info("Release %s %s v%d already holds this state; nothing new to release", inst.id, day,
-                     last[0]["version"])
-            return {**last[0], "new": False}
-        version = (last[0]["version"] + 1) if last else 1
-        params = {"inst": inst.id, "day": day, "version": version, "fingerprint": current,
-                  "validation_id": validation_id}
-        release_id = db.fetch_all(conn, "publish/insert_release", params)[0]["release_id"]
-        grading_version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
-        rows = db.execute(conn, "publish/insert_release_results", {**params, "release_id": release_id,
-                                                                   "grading_version": grading_version})
-        db.execute(conn, "publish/finish_release", {"inst": inst.id, "release_id": release_id, "row_count": rows})
-        db.audit(conn, actor, "release", inst.id, day, {"release_id": release_id, "version": version, "rows": rows,
-                                                         "fingerprint": current, "validation_id": validation_id,
-                                                         "grading_version": grading_version})
+    # One release of a day at a time, and the lock is taken BEFORE the snapshot: a REPEATABLE READ
+    # snapshot starts with the transaction's first statement, so a lock taken inside it would let a
+    # waiting release read the state from before the release it waited for (and number its version again).
+    lock = (f"release:{inst.id}:{day}",)
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
+    try:
+        with conn.transaction():
+            # One snapshot for the check and the copy: what is released is exactly what was validated.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            gate = db.fetch_all(conn, "publish/get_validation", {"inst": inst.id, "day": day,
+                                                                 "validation_id": validation_id})
+            if not gate or not gate[0]["success"]:
+                raise ReleaseBlocked(f"validation run {validation_id} of {inst.id} {day} did not pass: "
+                                     "nothing released")
+            db.execute(conn, "bulk_plans")
+            current = state_fingerprint(conn, inst, day)
+            if current != gate[0]["fingerprint"]:
+                raise ReleaseBlocked(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
+                                     "rerun the gate: nothing released")
+            last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
+            if last and last[0]["fingerprint"] == current:
+                log.info("Release %s %s v%d already holds this state; nothing new to release", inst.id, day,
+                         last[0]["version"])
+                return {**last[0], "new": False}
+            version = (last[0]["version"] + 1) if last else 1
+            params = {"inst": inst.id, "day": day, "version": version, "fingerprint": current,
+                      "validation_id": validation_id}
+            release_id = db.fetch_all(conn, "publish/insert_release", params)[0]["release_id"]
+            grading_version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
+            rows = db.execute(conn, "publish/insert_release_results", {**params, "release_id": release_id,
+                                                                       "grading_version": grading_version})
+            db.execute(conn, "publish/finish_release", {"inst": inst.id, "release_id": release_id, "row_count": rows})
+            db.audit(conn, actor, "release", inst.id, day, {"release_id": release_id, "version": version, "rows": rows,
+                                                             "fingerprint": current, "validation_id": validation_id,
+                                                             "grading_version": grading_version})
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
     log.info("Released %s %s v%d: %d result rows", inst.id, day, version, rows)
     return {"release_id": release_id, "version": version, "row_count": rows, "export_key": None, "new": True}
 

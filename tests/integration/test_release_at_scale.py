@@ -5,6 +5,8 @@ with one query, the export streamed from COPY into Parquet row groups. The promi
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -69,6 +71,30 @@ def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
     conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
                  "SELECT institution_id, submission_id, question_id, exam_day, 'manual' FROM grades LIMIT 1")
     assert publish.state_fingerprint(conn, NORTH, EXAM_DAY) != first.fingerprint
+
+
+def test_a_release_that_waited_for_another_sees_what_that_one_released(conn, tenant_conn, admin_conn, s3):
+    """Two releases of one day at once (a manual rerun during the scheduled publish): the second waits for the
+    first and then sees its release, so it numbers no second version 1 and reuses it."""
+    _day(conn, s3)
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    first = tenant_conn("northfield")
+    lock = (f"release:northfield:{EXAM_DAY}",)
+    first.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)  # the first release holds the day...
+    waited: dict = {}
+    second = threading.Thread(target=lambda: waited.update(publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)))
+    second.start()
+    deadline = time.monotonic() + 30
+    while not admin_conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                 ).fetchone()[0]:
+        assert time.monotonic() < deadline, "the second release never waited for the first"
+        time.sleep(0.05)
+    released = publish.release(first, NORTH, EXAM_DAY, gate.validation_id)  # ...and commits version 1
+    first.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
+    second.join(timeout=60)
+    assert released["new"] and released["version"] == 1
+    assert waited and not waited["new"] and waited["release_id"] == released["release_id"]
+    assert conn.execute("SELECT count(*) FROM releases").fetchone()[0] == 1
 
 
 def test_the_export_streams_row_groups_and_keeps_every_value(conn, admin_conn, s3, monkeypatch):
