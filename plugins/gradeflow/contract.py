@@ -156,7 +156,15 @@ def _csv_error(exc: csv.Error, first: int, line: int) -> str:
 
 
 def _rows_csv(text: str) -> Iterator[dict | BadRow]:
-    """Rows of a CSV file as dicts by header name; a record that cannot be read is a BadRow.
+    """Rows of a CSV file as dicts by header name; a record that cannot be read is a BadRow."""
+    records = _csv_records(text)
+    header = next(records)
+    for record in records:
+        yield record if isinstance(record, BadRow) else dict(zip(header, record, strict=True))
+
+
+def _csv_records(text: str) -> Iterator[list[str] | BadRow]:
+    """The header of a CSV file, then its records (each as long as the header) or a BadRow each.
 
     An unbalanced quote would swallow the following lines into one field: the record where it
     opened is rejected (named by its line) and reading starts again at the line after it, so the
@@ -178,11 +186,12 @@ def _rows_csv(text: str) -> Iterator[dict | BadRow]:
                 if record:  # blank lines before the header are skipped
                     _check_header(record, "header")
                     header = record
+                    yield header
                 continue
             if not error and not record:
                 continue  # a blank line is not a row
             if not error and len(record) == len(header):
-                yield dict(zip(header, record, strict=True))
+                yield record
                 continue
             if not error:
                 error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
@@ -232,24 +241,31 @@ class _DuplicateKey(ValueError):
 
 def _rows_jsonl(text: str) -> Iterator[dict | BadRow]:
     # Only \n (and \r\n) end a line: U+2028, U+0085 and friends are valid inside a JSON string.
+    for line in _jsonl_lines(text):
+        yield _json_row(line)
+
+
+def _jsonl_lines(text: str) -> Iterator[str]:
+    """The lines of a JSONL text that are rows (blank lines are not)."""
     for line in text.split("\n"):
         line = line.removesuffix("\r")
-        if not line.strip(" \t\r"):
-            continue
-        try:
-            obj = json.loads(line, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=NonFinite,
-                             object_pairs_hook=_unique_keys)
-        except _DuplicateKey as exc:
-            yield BadRow(f"key {exc.args[0]!r} appears more than once in this line's object", shown(line),
-                         field=shown(exc.args[0]))
-            continue
-        except json.JSONDecodeError as exc:
-            yield BadRow(f"not valid JSON: {exc.msg} (column {exc.colno})", shown(line))
-            continue
-        except (ValueError, RecursionError) as exc:  # e.g. nesting too deep
-            yield BadRow(f"not readable JSON: {type(exc).__name__}", shown(line))
-            continue
-        yield obj if isinstance(obj, dict) else BadRow("each line must be a JSON object", shown(line))
+        if line.strip(" \t\r"):
+            yield line
+
+
+def _json_row(line: str) -> dict | BadRow:
+    """One JSONL line as the object it holds, or a BadRow saying why it is not one."""
+    try:
+        obj = json.loads(line, parse_int=JsonNumber, parse_float=JsonNumber, parse_constant=NonFinite,
+                         object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        return BadRow(f"key {exc.args[0]!r} appears more than once in this line's object", shown(line),
+                      field=shown(exc.args[0]))
+    except json.JSONDecodeError as exc:
+        return BadRow(f"not valid JSON: {exc.msg} (column {exc.colno})", shown(line))
+    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep
+        return BadRow(f"not readable JSON: {type(exc).__name__}", shown(line))
+    return obj if isinstance(obj, dict) else BadRow("each line must be a JSON object", shown(line))
 
 
 def _column_values(column) -> list:
@@ -267,6 +283,19 @@ def _column_values(column) -> list:
 
 
 def _rows_parquet(data: bytes) -> Iterator[dict | BadRow]:
+    for batch in _parquet_batches(data, 10_000):
+        yield from _batch_rows(batch)
+
+
+def _batch_rows(batch) -> Iterator[dict | BadRow]:
+    """The rows of one Arrow record batch as dicts of Python values (the per-row way)."""
+    columns = {name: _column_values(batch.column(name)) for name in SUBMISSION_COLUMNS}
+    for i in range(batch.num_rows):
+        yield {name: values[i] for name, values in columns.items()}
+
+
+def _parquet_batches(data: bytes, size: int):
+    """The record batches of a Parquet file (the six columns), read one at a time."""
     import pyarrow.parquet as pq
 
     try:
@@ -276,31 +305,36 @@ def _rows_parquet(data: bytes) -> Iterator[dict | BadRow]:
         raise FileRejected(f"not a readable Parquet file: {exc}") from exc
     _check_header(names, "file's schema")
     try:
-        for batch in parquet.iter_batches(batch_size=10_000, columns=list(SUBMISSION_COLUMNS)):
-            columns = {name: _column_values(batch.column(name)) for name in SUBMISSION_COLUMNS}
-            for i in range(batch.num_rows):
-                yield {name: values[i] for name, values in columns.items()}
+        yield from parquet.iter_batches(batch_size=size, columns=list(SUBMISSION_COLUMNS))
     except (OSError, ValueError, TypeError, NotImplementedError) as exc:  # corrupt pages, unsupported encodings
         raise FileRejected(f"not a readable Parquet file: {exc}") from exc
 
 
 def read_rows(file_name: str, data: bytes) -> Iterator[dict | BadRow]:
     """Raw rows of a submissions file by its suffix; a BadRow item is a row that could not be parsed."""
+    suffix, text = _open_submissions(file_name, data)
+    if suffix == ".parquet":
+        yield from _rows_parquet(data)
+        return
+    yield from (_rows_csv(text) if suffix == ".csv" else _rows_jsonl(text))
+
+
+def _open_submissions(file_name: str, data: bytes) -> tuple[str, str | None]:
+    """The file's suffix and, for a text format, its text; FileRejected when it cannot be read at all."""
     suffix = PurePosixPath(file_name).suffix.lower()
     if suffix not in SUBMISSION_SUFFIXES:
         raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
     if not data:
         raise FileRejected("the file is empty (0 bytes)")
     if suffix == ".parquet":
-        yield from _rows_parquet(data)
-        return
+        return suffix, None
     try:
-        text = data.decode("utf-8-sig")  # a UTF-8 byte order mark is accepted and dropped
+        text = bytes(data).decode("utf-8-sig")  # a UTF-8 byte order mark is accepted and dropped
     except UnicodeDecodeError as exc:
         raise FileRejected(f"not UTF-8 text: {exc}") from exc
     if not text.strip():
         raise FileRejected("the file holds no data (only a byte order mark or blank space)")
-    yield from (_rows_csv(text) if suffix == ".csv" else _rows_jsonl(text))
+    return suffix, text
 
 
 # ---------------------------------------------------------------- checking values

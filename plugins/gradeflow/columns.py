@@ -1,0 +1,253 @@
+"""The file contract over Arrow columns: a submissions file validated a chunk at a time.
+
+The same contract as gradeflow.contract (which stays the reference, row by row), only faster: each
+chunk of rows is read into Arrow string columns and checked column-wise (pyarrow.compute) for the
+common case, a value that is plainly good. Every row a fast check cannot vouch for (a bad value, an
+unusual but valid timestamp, an id with spaces around it, an unknown exam) goes through
+`contract.validate_row`, and a chunk the fast reader cannot read exactly as the per-row reader
+would (a JSONL line with an extra key, a number or a broken line; a Parquet column that is not
+text) is read the per-row way. So every reject carries the very message the per-row path gives;
+tests/unit/test_contract_columns.py checks both paths agree on generated and arbitrary files.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gradeflow.contract import (
+    EARLIEST_SUBMISSION,
+    ID_COLUMNS,
+    LATEST_SUBMISSION,
+    MAX_ANSWER_CHARS,
+    MAX_ID_CHARS,
+    SUBMISSION_COLUMNS,
+    AnswerRow,
+    BadRow,
+    Reject,
+    _batch_rows,
+    _csv_records,
+    _json_row,
+    _jsonl_lines,
+    _open_submissions,
+    _parquet_batches,
+    validate_row,
+)
+
+# Python's str.isspace() characters (what str.strip() removes); a unit test checks the list.
+PY_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+            "\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+# A timestamp the fast path vouches for: the common ISO 8601 form datetime.fromisoformat reads the same way,
+# with an offset in range (-15:59 to +15:59). Anything else is checked by contract.check_timestamp.
+FAST_STAMP = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+              r"(\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-5]):[0-5][0-9])$")
+STAMP_TYPE = pa.timestamp("us", tz="UTC")
+GOOD_SCHEMA = pa.schema([("row_number", pa.int32()), *((c, pa.string()) for c in SUBMISSION_COLUMNS[:5]),
+                         ("submitted_at", STAMP_TYPE)])
+_STRING_SCHEMA = pa.schema([(c, pa.string()) for c in SUBMISSION_COLUMNS])
+
+
+@dataclass
+class ValidChunk:
+    """One chunk of a submissions file: rows read, the good rows as columns (GOOD_SCHEMA), the rejects."""
+
+    rows: int
+    good: pa.Table
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class _RawChunk:
+    """Rows as read: a table of six string columns with their row numbers, and rows read one by one."""
+
+    numbers: list[int] = field(default_factory=list)
+    table: pa.Table | None = None
+    rows: list[tuple[int, dict | BadRow]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.numbers) + len(self.rows)
+
+
+def validate_chunks(file_name: str, data: bytes, questions: dict[str, set[str]],
+                    rejected_exams: dict[str, str] | None = None, size: int = 50_000) -> Iterator[ValidChunk]:
+    """A submissions file in chunks of at most `size` rows, each validated: good rows and named rejects.
+
+    Raises FileRejected when the file as a whole cannot be read (possibly after some chunks).
+    """
+    suffix, text = _open_submissions(file_name, data)
+    raw = (_parquet_chunks(data, size) if suffix == ".parquet"
+           else _csv_chunks(text, size) if suffix == ".csv" else _jsonl_chunks(text, size))
+    check = _Checker(file_name, questions, rejected_exams or {})
+    for chunk in raw:
+        yield check(chunk)
+
+
+def validate_all(file_name: str, data: bytes, questions: dict[str, set[str]],
+                 rejected_exams: dict[str, str] | None = None, size: int = 50_000) -> tuple[list[AnswerRow],
+                                                                                           list[Reject]]:
+    """validate_chunks gathered as contract.validate_submissions returns it (rows in file order)."""
+    good: list[AnswerRow] = []
+    rejects: list[Reject] = []
+    for chunk in validate_chunks(file_name, data, questions, rejected_exams, size):
+        good += [AnswerRow(r["row_number"], *(r[c] for c in SUBMISSION_COLUMNS[:5]),
+                           r["submitted_at"].astimezone(UTC)) for r in chunk.good.to_pylist()]
+        rejects += chunk.rejects
+    good.sort(key=lambda r: r.row)
+    rejects.sort(key=lambda r: r.row or 0)
+    return good, rejects
+
+
+# ---------------------------------------------------------------- reading chunks
+
+def _csv_chunks(text: str, size: int) -> Iterator[_RawChunk]:
+    """CSV records in chunks: well-formed records as columns, broken ones as BadRows (contract's reader)."""
+    records = _csv_records(text)
+    header = next(records)
+    where = [header.index(c) for c in SUBMISSION_COLUMNS]
+    chunk, good = _RawChunk(), []
+    for number, record in enumerate(records, start=1):
+        if isinstance(record, BadRow):
+            chunk.rows.append((number, record))
+        else:
+            good.append(record)
+            chunk.numbers.append(number)
+        if chunk.count >= size:
+            yield _csv_table(chunk, good, where)
+            chunk, good = _RawChunk(), []
+    if chunk.count:
+        yield _csv_table(chunk, good, where)
+
+
+def _csv_table(chunk: _RawChunk, good: list[list[str]], where: list[int]) -> _RawChunk:
+    columns = list(zip(*good, strict=True)) if good else [()] * (max(where) + 1)
+    chunk.table = pa.table([pa.array(list(columns[i]), pa.string()) for i in where], schema=_STRING_SCHEMA)
+    return chunk
+
+
+def _jsonl_chunks(text: str, size: int) -> Iterator[_RawChunk]:
+    """JSONL lines in chunks, parsed by Arrow when it reads them exactly as json.loads would, else line by line.
+
+    Arrow is held to the six known keys, each a string or null, each once per object, one object per
+    line: any other line (a number, an extra or doubled key, broken JSON) makes Arrow fail, and the
+    chunk is read line by line (contract._json_row), so its rows get the per-row reader's values.
+    """
+    lines: list[str] = []
+    number = 0
+    for line in _jsonl_lines(text):
+        lines.append(line)
+        if len(lines) >= size:
+            yield _jsonl_chunk(lines, number)
+            number += len(lines)
+            lines = []
+    if lines:
+        yield _jsonl_chunk(lines, number)
+
+
+def _jsonl_chunk(lines: list[str], before: int) -> _RawChunk:
+    import pyarrow.json as pajson
+
+    numbers = list(range(before + 1, before + len(lines) + 1))
+    payload = "\n".join(lines).encode("utf-8", "surrogatepass")
+    try:
+        table = pajson.read_json(io.BytesIO(payload), read_options=pajson.ReadOptions(
+            use_threads=False, block_size=max(1 << 20, len(payload) + 1)), parse_options=pajson.ParseOptions(
+            explicit_schema=_STRING_SCHEMA, unexpected_field_behavior="error", newlines_in_values=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        table = None
+    if table is not None and table.num_rows == len(lines):
+        return _RawChunk(numbers, table.select(list(SUBMISSION_COLUMNS)).combine_chunks())
+    return _RawChunk(rows=[(n, _json_row(line)) for n, line in zip(numbers, lines, strict=True)])
+
+
+def _parquet_chunks(data: bytes, size: int) -> Iterator[_RawChunk]:
+    """Parquet record batches: text columns go column-wise; a batch with another type goes row by row."""
+    number = 0
+    for batch in _parquet_batches(data, size):
+        numbers = list(range(number + 1, number + batch.num_rows + 1))
+        number += batch.num_rows
+        if all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+               for t in batch.schema.types):
+            table = pa.Table.from_batches([batch]).cast(_STRING_SCHEMA)
+            yield _RawChunk(numbers, table)
+        else:
+            yield _RawChunk(rows=list(zip(numbers, _batch_rows(batch), strict=True)))
+
+
+# ---------------------------------------------------------------- checking chunks
+
+class _Checker:
+    """Validates raw chunks of one file: column-wise where it can vouch for a row, else row by row."""
+
+    def __init__(self, file_name: str, questions: dict[str, set[str]], rejected_exams: dict[str, str]) -> None:
+        self.file_name, self.questions, self.rejected_exams = file_name, questions, rejected_exams
+        self.exams = pa.array(sorted(questions), pa.string())
+        self.pairs = pa.array(sorted(f"{e}\x00{q}" for e, qs in questions.items() for q in qs), pa.string())
+
+    def __call__(self, chunk: _RawChunk) -> ValidChunk:
+        rows = list(chunk.rows)
+        good = []
+        if chunk.table is not None and chunk.table.num_rows:
+            fast, slow = self._fast(chunk.table, pa.array(chunk.numbers, pa.int32()))
+            good.append(fast)
+            rows += slow
+        answers, rejects = [], []
+        for number, raw in rows:
+            result = (Reject(self.file_name, number, raw.field, raw.value, raw.reason) if isinstance(raw, BadRow)
+                      else validate_row(self.file_name, number, raw, self.questions, self.rejected_exams))
+            (rejects if isinstance(result, Reject) else answers).append(result)
+        if answers:
+            good.append(pa.table([pa.array([a.row for a in answers], pa.int32()),
+                                  *(pa.array([getattr(a, c) for a in answers], pa.string())
+                                    for c in SUBMISSION_COLUMNS[:5]),
+                                  pa.array([a.submitted_at for a in answers], STAMP_TYPE)], schema=GOOD_SCHEMA))
+        table = pa.concat_tables(good) if good else GOOD_SCHEMA.empty_table()
+        rejects.sort(key=lambda r: r.row or 0)
+        return ValidChunk(chunk.count, table, rejects)
+
+    def _fast(self, table: pa.Table, numbers: pa.Array) -> tuple[pa.Table, list[tuple[int, dict]]]:
+        """The rows every column-wise check vouches for (cleaned), and the others as raw rows."""
+        ok = None
+        values = {}
+        for column in ID_COLUMNS:
+            raw = table.column(column)
+            value = pc.utf8_trim(raw, characters=PY_SPACE)
+            good = pc.and_(pc.and_(pc.is_valid(raw), pc.invert(pc.match_substring(raw, "\x00"))),
+                           pc.and_(pc.greater(pc.utf8_length(value), 0),
+                                   pc.less_equal(pc.utf8_length(value), MAX_ID_CHARS)))
+            values[column] = value
+            ok = good if ok is None else pc.and_(ok, good)
+        answer = pc.fill_null(table.column("answer"), "")
+        ok = pc.and_(ok, pc.and_(pc.invert(pc.match_substring(answer, "\x00")),
+                                 pc.less_equal(pc.utf8_length(answer), MAX_ANSWER_CHARS)))
+        values["answer"] = answer
+        ok = pc.and_(ok, pc.is_in(values["exam_id"], value_set=self.exams))
+        pair = pc.binary_join_element_wise(values["exam_id"], values["question_id"], "\x00")
+        ok = pc.and_(ok, pc.is_in(pair, value_set=self.pairs))
+        stamp, stamp_ok = _fast_stamps(table.column("submitted_at"))
+        ok = pc.fill_null(pc.and_(ok, stamp_ok), False)
+        good = pa.table([numbers, *(values[c] for c in SUBMISSION_COLUMNS[:5]), stamp], schema=GOOD_SCHEMA)
+        good = good.filter(ok)
+        bad = pc.invert(ok)
+        raw_bad = table.filter(bad).to_pylist()
+        slow = list(zip(numbers.filter(bad).to_pylist(), raw_bad, strict=True))
+        return good, slow
+
+
+def _fast_stamps(raw) -> tuple[pa.Array, pa.Array]:
+    """submitted_at as UTC instants where the fast path vouches for them, and where it does."""
+    text = pc.utf8_trim(raw, characters=PY_SPACE)
+    ok = pc.fill_null(pc.match_substring_regex(text, FAST_STAMP), False)
+    candidates = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+    try:
+        stamp = pc.cast(candidates, STAMP_TYPE)
+    except (pa.ArrowInvalid, ValueError):  # e.g. 30 February: such rows take the per-row path
+        return pa.nulls(len(raw), STAMP_TYPE), pa.array([False] * len(raw))
+    in_range = pc.and_(pc.greater_equal(stamp, pa.scalar(EARLIEST_SUBMISSION, STAMP_TYPE)),
+                       pc.less(stamp, pa.scalar(LATEST_SUBMISSION, STAMP_TYPE)))
+    return stamp, pc.fill_null(pc.and_(ok, in_range), False)
