@@ -29,12 +29,10 @@ from typing import TYPE_CHECKING
 from gradeflow import db, storage
 from gradeflow.config import Institution
 from gradeflow.contract import (
-    AnswerRow,
     FileRejected,
     IncomingPath,
     Reject,
     answer_sha256,
-    iter_submissions,
     parse_exam,
     parse_incoming_key,
     shown,
@@ -355,97 +353,65 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-class _Clashes:
-    """What a file's rows must agree with, carried from chunk to chunk: for each submission its
-    student and exam, for each (submission, question) the answer that stands (loaded first wins: an
-    earlier file, then an earlier row). Earlier loads are fetched set-wise, once per chunk."""
-
-    def __init__(self, conn: psycopg.Connection, inst: Institution, name: str) -> None:
-        self.conn, self.inst, self.name = conn, inst, name
-        self.owner: dict[str, tuple[str, str, str]] = {}
-        self.answered: dict[tuple[str, str], tuple[str, str]] = {}
-
-    def learn(self, rows: list[AnswerRow]) -> None:
-        """Fetch what earlier loads say about the submissions of these rows not seen yet in this file."""
-        ids = sorted({r.submission_id for r in rows} - self.owner.keys())
-        if not ids:
-            return
-        params = {"inst": self.inst.id, "ids": ids}
-        for r in db.fetch_all(self.conn, "ingest/loaded_submissions", params):
-            self.owner.setdefault(r["submission_id"], (r["student_id"], r["exam_id"], "already loaded"))
-        for r in db.fetch_all(self.conn, "ingest/loaded_answers", params):
-            self.answered.setdefault((r["submission_id"], r["question_id"]),
-                                     (r["answer_sha256"], f"{r['file_name']} row {r['source_row']}"))
-
-
-def _clashing_rows(clashes: _Clashes, rows: list[AnswerRow],
-                   shas: list[str]) -> tuple[list[tuple[AnswerRow, str]], list[Reject]]:
-    """Rows that contradict what is already known: a submission_id given to another student or
-    exam, or a second, different answer to the same question of the same submission.
+def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> list[Reject]:
+    """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
+    a submission_id given to another student or exam, or a second, different answer to the same
+    question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
-    harmless duplicate, counted later by the upsert. Returns the good rows with their answer hash.
+    harmless duplicate, counted later by the insert. Earlier loads are looked up only for the
+    submissions this file shares with them.
     """
-    clashes.learn(rows)
-    name, owner, answered = clashes.name, clashes.owner, clashes.answered
-    good, rejects = [], []
-    for row, sha in zip(rows, shas, strict=True):
-        student, exam, where = owner.setdefault(row.submission_id, (row.student_id, row.exam_id, f"row {row.row}"))
-        if (student, exam) != (row.student_id, row.exam_id):
-            field_name = "student_id" if student != row.student_id else "exam_id"
-            rejects.append(Reject(name, row.row, field_name, getattr(row, field_name),
-                                  f"submission {row.submission_id!r} belongs to student {student!r}, exam {exam!r} "
-                                  f"({where})"))
+    db.execute(conn, "ingest/stage_owners", {"inst": inst.id})
+    loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
+    rejects = []
+    for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
+        if r["owner_clash"]:
+            field_name = "student_id" if r["student_id"] != r["owner_student"] else "exam_id"
+            where = "already loaded" if r["loaded"] else f"row {r['owner_row']}"
+            rejects.append(Reject(name, r["row_number"], field_name, r[field_name],
+                                  f"submission {r['submission_id']!r} belongs to student {r['owner_student']!r}, "
+                                  f"exam {r['owner_exam']!r} ({where})"))
             continue
-        first_sha, first = answered.setdefault((row.submission_id, row.question_id), (sha, f"{name} row {row.row}"))
-        if sha != first_sha:
-            rejects.append(Reject(name, row.row, "answer", row.answer[:200],
-                                  f"a different answer to {row.question_id!r} of this submission was loaded "
-                                  f"first ({first}); the first one stands"))
-            continue
-        good.append((row, sha))
-    return good, rejects
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    """Consecutive lists of at most `size` items."""
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        first = (f"{r['loaded_file']} row {r['loaded_row']}" if r["loaded_row"] is not None
+                 else f"{name} row {r['first_row']}")
+        rejects.append(Reject(name, r["row_number"], "answer", r["answer_start"],
+                              f"a different answer to {r['question_id']!r} of this submission was loaded "
+                              f"first ({first}); the first one stands"))
+    if rejects:
+        db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects]})
+    return rejects
 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
                       name: str, data: bytes) -> _Outcome:
     """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
 
-    Memory holds one chunk of rows, not the file's rows; references are checked set-wise (the known
-    questions once, earlier loads once per chunk); what was just loaded is analysed so the next
-    statement's plan (and the night's) sees its real size, not the statistics of a small table.
+    Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
+    (gradeflow.columns), references set-wise (the known questions once per file, clashes with
+    earlier rows and loads in one statement over the stage); what was just loaded is analysed so
+    the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
     """
+    from gradeflow.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
+
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
     db.execute(conn, "ingest/create_stage")
-    clashes = _Clashes(conn, inst, name)
     total = staged = 0
     rejects: list[Reject] = []
     try:
-        for chunk in _chunks(iter_submissions(name, data, known, rejected_exams), CHUNK_ROWS):
-            total += len(chunk)
-            rows = [r for r in chunk if isinstance(r, AnswerRow)]
-            rejects += [r for r in chunk if isinstance(r, Reject)]
-            good, clashed = _clashing_rows(clashes, rows, [answer_sha256(r.answer) for r in rows])
-            rejects += clashed
-            staged += _stage_rows(conn, good)
+        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS):
+            total += chunk.rows
+            rejects += chunk.rejects
+            staged += _stage_rows(conn, chunk.good)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
+    _analyse(conn, "stage_answers", staged, force=True)
+    clashed = _clash_rejects(conn, inst, name)
+    staged -= len(clashed)
+    rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
-    _analyse(conn, "stage_answers", staged, force=True)
     db.execute(conn, "ingest/insert_submissions", params)
     _analyse(conn, "submissions", staged)
     loaded = db.execute(conn, "ingest/insert_answers", params)
@@ -459,13 +425,32 @@ def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = Fals
         db.execute(conn, f"ingest/analyse_{table}")
 
 
-def _stage_rows(conn: psycopg.Connection, rows: list[tuple[AnswerRow, str]]) -> int:
-    """COPY validated rows (with their answer hash) into the transaction-scoped staging table."""
+def _stage_rows(conn: psycopg.Connection, good) -> int:
+    """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
+    transaction-scoped staging table, as CSV written by Arrow."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not good.num_rows:
+        return 0
+    table = good.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
+        .append_column("answer_sha256", answer_hashes(good.column("answer"))) \
+        .append_column("submitted_at", good.column("submitted_at"))
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
     with conn.cursor() as cur, cur.copy(
         "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
-        " answer_sha256, submitted_at) FROM STDIN"
+        " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)"
     ) as copy:
-        for r, sha in rows:
-            copy.write_row((r.row, r.submission_id, r.student_id, r.exam_id, r.question_id, r.answer, sha,
-                            r.submitted_at))
-    return len(rows)
+        copy.write(memoryview(out.getvalue()))
+    return good.num_rows
+
+
+def answer_hashes(answers):
+    """contract.answer_sha256 of each answer of an Arrow column, computed once per distinct answer."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(answers).combine_chunks()
+    hashes = pa.array([answer_sha256(a) for a in encoded.dictionary.to_pylist()], pa.string())
+    return pc.take(hashes, encoded.indices)

@@ -1,0 +1,2 @@
+-- Staged rows refused as clashes do not load.
+DELETE FROM stage_answers WHERE row_number = ANY(%(rows)s);
