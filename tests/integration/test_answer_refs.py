@@ -1,0 +1,76 @@
+"""Migration 009: the references of answers are checked set-wise (once per statement) instead of by
+per-row foreign-key triggers, and they still hold: an answer whose submission, question or source file
+does not exist is refused, naming the key, and rows answers refer to cannot be deleted or re-keyed."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from gradeflow import ingest
+from gradeflow.config import get_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+
+NORTH = get_institution("northfield")
+INSERT = ("INSERT INTO answers (institution_id, submission_id, question_id, exam_id, exam_day, answer_text,"
+          " answer_sha256, source_file_id, source_row) VALUES ('northfield', %s, %s, 'bio-101', %s, 'x', 'h', %s, 1)")
+
+
+@pytest.fixture
+def loaded(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/day.csv", csv_bytes(answers_for("s1", "st1")))
+    report = ingest.ingest_institution(NORTH, conn, s3)
+    assert report.rows_loaded == 4
+    return conn.execute("SELECT max(file_id) FROM ingested_files").fetchone()[0]
+
+
+def test_the_per_row_foreign_keys_of_answers_are_gone(conn, loaded):
+    triggers = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'answers'::regclass "
+                            "AND contype = 'f'").fetchone()[0]
+    assert triggers == 0
+
+
+@pytest.mark.parametrize(("submission", "question", "file_shift", "named"), [
+    ("nobody", "q1", 0, "(northfield, nobody) is not present in table \"submissions\""),
+    ("s1", "q99", 0, "(northfield, bio-101, q99) is not present in table \"questions\""),
+    ("s1", "q1", 1000, "is not present in table \"ingested_files\""),
+])
+def test_an_answer_with_a_dangling_reference_is_refused(conn, loaded, submission, question, file_shift, named):
+    conn.execute("DELETE FROM answers WHERE submission_id = 's1' AND question_id = 'q1'")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(INSERT, (submission, question, DAY, loaded + file_shift))
+    assert named in (refused.value.diag.message_detail or "")
+    conn.rollback()
+
+
+def test_one_dangling_row_refuses_the_whole_statement(conn, loaded):
+    conn.execute("DELETE FROM answers WHERE question_id = 'q1'")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(INSERT.replace("VALUES ('northfield', %s, %s, 'bio-101', %s, 'x', 'h', %s, 1)",
+                                    "SELECT 'northfield', s, 'q1', 'bio-101', %s, 'x', 'h', %s, 1 "
+                                    "FROM unnest(ARRAY['s1', 'ghost']) s"), (DAY, loaded))
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM answers").fetchone()[0] == 3  # s1/q1 did not load either
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM submissions WHERE submission_id = 's1'",
+    "DELETE FROM questions WHERE question_id = 'q1'",
+    "UPDATE submissions SET submission_id = 's1-renamed'",
+    "UPDATE questions SET question_id = 'q1-renamed' WHERE question_id = 'q1'",
+])
+def test_rows_that_answers_refer_to_cannot_go(admin_conn, loaded, statement):
+    admin_conn.execute("SELECT set_config('gradeflow.institution', 'northfield', false)")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        admin_conn.execute(statement)
+    assert admin_conn.execute("SELECT count(*) FROM answers").fetchone()[0] == 4
+
+
+def test_rows_no_answer_refers_to_can_go_and_other_updates_pass(admin_conn, loaded):
+    admin_conn.execute("SELECT set_config('gradeflow.institution', 'northfield', false)")
+    admin_conn.execute("UPDATE submissions SET fifo_seq = 7")  # not a key: no check at all
+    admin_conn.execute("DELETE FROM answers WHERE question_id = 'q2'")
+    admin_conn.execute("DELETE FROM questions WHERE question_id = 'q2'")
+    assert admin_conn.execute("SELECT count(*) FROM questions WHERE question_id = 'q2'").fetchone()[0] == 0
