@@ -49,7 +49,8 @@ FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: 
 
 
 CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
-ANALYSE_AFTER_ROWS = 10_000      # a load this big refreshes the statistics of the tables it filled
+ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
+STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 
 
 class IngestBusy(RuntimeError):
@@ -153,6 +154,10 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
         _count(report, outcome)
         log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered), obj.key,
                  outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
+    if report.rows_loaded >= ANALYSE_AFTER_ROWS:  # once per sweep, not per file: the night plans on real sizes
+        with conn.transaction():
+            _analyse(conn, "submissions", report.rows_loaded)
+            _analyse(conn, "answers", report.rows_loaded)
     log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
              "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
              report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
@@ -353,14 +358,14 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> list[Reject]:
+def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
     harmless duplicate, counted later by the insert. Earlier loads are looked up only for the
-    submissions this file shares with them.
+    submissions this file shares with them; the flag says whether there are any.
     """
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id})
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
@@ -380,7 +385,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> li
                               f"first ({first}); the first one stands"))
     if rejects:
         db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects]})
-    return rejects
+    return rejects, loaded
 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
@@ -396,6 +401,7 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
 
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
+    db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})
     db.execute(conn, "ingest/create_stage")
     total = staged = 0
     rejects: list[Reject] = []
@@ -407,20 +413,18 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
-    clashed = _clash_rejects(conn, inst, name)
+    clashed, shared = _clash_rejects(conn, inst, name)
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
-    params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id}
-    db.execute(conn, "ingest/insert_submissions", params)
-    _analyse(conn, "submissions", staged)
+    params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
+    db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
     loaded = db.execute(conn, "ingest/insert_answers", params)
-    _analyse(conn, "answers", loaded)
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
 
 
 def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = False) -> None:
-    """ANALYZE a table after a big load (or always, for the stage), inside the file's transaction."""
+    """ANALYZE a table after a big load (or always, for the stage: inside the file's transaction)."""
     if force or rows >= ANALYSE_AFTER_ROWS:
         db.execute(conn, f"ingest/analyse_{table}")
 

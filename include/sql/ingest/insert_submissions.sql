@@ -1,6 +1,8 @@
+-- The file's new submissions, as their first staged row gives them (stage_owners; a first row is never
+-- a clash, so it is still staged).
 INSERT INTO submissions (institution_id, submission_id, exam_id, student_id, exam_day, submitted_at, source_file_id)
-SELECT DISTINCT ON (submission_id)
-       %(inst)s, submission_id, exam_id, student_id, %(day)s, submitted_at, %(file_id)s
-  FROM stage_answers
- ORDER BY submission_id, row_number
+SELECT %(inst)s, submission_id, exam_id, student_id, %(day)s, submitted_at, %(file_id)s
+  FROM stage_owners
+ WHERE NOT loaded
+ ORDER BY first_row
 ON CONFLICT (institution_id, submission_id) DO NOTHING;
