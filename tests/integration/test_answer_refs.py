@@ -1,6 +1,7 @@
-"""Migration 009: the references of answers are checked set-wise (once per statement) instead of by
-per-row foreign-key triggers, and they still hold: an answer whose submission, question or source file
-does not exist is refused, naming the key, and rows answers refer to cannot be deleted or re-keyed."""
+"""Migration 009: the references of answers and submissions are checked set-wise (once per statement)
+instead of by per-row foreign-key triggers, and they still hold: an answer whose submission, question or
+source file does not exist is refused, naming the key (a submission likewise for its exam, institution
+and file), and rows they refer to cannot be deleted or re-keyed."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def loaded(conn, s3):
     return conn.execute("SELECT max(file_id) FROM ingested_files").fetchone()[0]
 
 
-def test_the_per_row_foreign_keys_of_answers_are_gone(conn, loaded):
-    triggers = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'answers'::regclass "
-                            "AND contype = 'f'").fetchone()[0]
-    assert triggers == 0
+def test_the_per_row_foreign_keys_of_answers_and_submissions_are_gone(conn, loaded):
+    keys = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid IN ('answers'::regclass, "
+                        "'submissions'::regclass) AND contype = 'f'").fetchone()[0]
+    assert keys == 0
 
 
 @pytest.mark.parametrize(("submission", "question", "file_shift", "named"), [
@@ -55,8 +56,28 @@ def test_one_dangling_row_refuses_the_whole_statement(conn, loaded):
     assert conn.execute("SELECT count(*) FROM answers").fetchone()[0] == 3  # s1/q1 did not load either
 
 
+SUBMISSION = ("INSERT INTO submissions (institution_id, submission_id, exam_id, student_id, exam_day, submitted_at,"
+              " source_file_id) VALUES ('northfield', 's2', %s, 'st2', %s, now(), %s)")
+
+
+@pytest.mark.parametrize(("exam", "file_shift", "named"), [
+    ("chem-999", 0, "(northfield, chem-999) is not present in table \"exams\""),
+    ("bio-101", 1000, "is not present in table \"ingested_files\""),
+])
+def test_a_submission_with_a_dangling_reference_is_refused(conn, loaded, exam, file_shift, named):
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(SUBMISSION, (exam, DAY, loaded + file_shift))
+    assert named in (refused.value.diag.message_detail or "")
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM submissions").fetchone()[0] == 1
+
+
 @pytest.mark.parametrize("statement", [
     "DELETE FROM submissions WHERE submission_id = 's1'",
+    "DELETE FROM exams WHERE exam_id = 'bio-101'",
+    "UPDATE exams SET exam_id = 'bio-102'",
+    "UPDATE answers SET question_id = 'q99' WHERE question_id = 'q1'",
+    "UPDATE submissions SET exam_id = 'chem-999'",
     "DELETE FROM questions WHERE question_id = 'q1'",
     "UPDATE submissions SET submission_id = 's1-renamed'",
     "UPDATE questions SET question_id = 'q1-renamed' WHERE question_id = 'q1'",
