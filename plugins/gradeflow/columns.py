@@ -12,10 +12,14 @@ tests/unit/test_contract_columns.py checks both paths agree on generated and arb
 
 from __future__ import annotations
 
+import codecs
+import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
+from pathlib import PurePosixPath
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,17 +29,20 @@ from gradeflow.contract import (
     ID_COLUMNS,
     LATEST_SUBMISSION,
     MAX_ANSWER_CHARS,
+    MAX_CSV_RESYNCS,
     MAX_ID_CHARS,
     SUBMISSION_COLUMNS,
+    SUBMISSION_SUFFIXES,
     AnswerRow,
     BadRow,
+    FileRejected,
     Reject,
     _batch_rows,
-    _csv_records,
+    _check_header,
     _json_row,
-    _jsonl_lines,
-    _open_submissions,
     _parquet_batches,
+    _records,
+    shown,
     validate_row,
 )
 
@@ -74,18 +81,158 @@ class _RawChunk:
         return len(self.numbers) + len(self.rows)
 
 
-def validate_chunks(file_name: str, data: bytes, questions: dict[str, set[str]],
+def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str, set[str]],
                     rejected_exams: dict[str, str] | None = None, size: int = 50_000) -> Iterator[ValidChunk]:
-    """A submissions file in chunks of at most `size` rows, each validated: good rows and named rejects.
+    """A submissions file (bytes, or a seekable binary file read as a stream) in chunks of at most `size`
+    rows, each validated: good rows and named rejects. Memory holds a chunk, not the file.
 
     Raises FileRejected when the file as a whole cannot be read (possibly after some chunks).
     """
-    suffix, text = _open_submissions(file_name, data)
-    raw = (_parquet_chunks(data, size) if suffix == ".parquet"
-           else _csv_chunks(text, size) if suffix == ".csv" else _jsonl_chunks(text, size))
+    stream = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
+    suffix = _check_file(file_name, stream)
+    raw = (_parquet_chunks(stream, size) if suffix == ".parquet"
+           else _csv_chunks(stream, size) if suffix == ".csv" else _jsonl_chunks(stream, size))
     check = _Checker(file_name, questions, rejected_exams or {})
     for chunk in raw:
         yield check(chunk)
+
+
+# ---------------------------------------------------------------- reading a stream
+
+def _check_file(file_name: str, stream: BinaryIO) -> str:
+    """The file's suffix; FileRejected (with contract.read_rows' very messages) when it cannot be read at all.
+
+    A text file is read through once first, in blocks: it must be UTF-8 (the error names the position
+    a whole-file decode names) and hold more than blank space.
+    """
+    suffix = PurePosixPath(file_name).suffix.lower()
+    if suffix not in SUBMISSION_SUFFIXES:
+        raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
+    stream.seek(0, io.SEEK_END)
+    empty = stream.tell() == 0
+    stream.seek(0)
+    if empty:
+        raise FileRejected("the file is empty (0 bytes)")
+    if suffix != ".parquet" and not _utf8_text(stream):
+        raise FileRejected("the file holds no data (only a byte order mark or blank space)")
+    return suffix
+
+
+def _utf8_text(stream: BinaryIO, block: int = 1 << 20) -> bool:
+    """Whether a UTF-8 stream holds any text but blank space; FileRejected when it is not UTF-8. Rewinds."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    fed, seen, first = 0, False, True
+    while True:
+        chunk = stream.read(max(block, len(codecs.BOM_UTF8)) if first else block)
+        final = not chunk
+        if first and chunk.startswith(codecs.BOM_UTF8):  # dropped, as utf-8-sig does (positions follow it)
+            chunk = chunk[len(codecs.BOM_UTF8):]
+        first = False
+        held = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            start, end = fed - held + exc.start, fed - held + exc.end
+            what = (f"byte 0x{exc.object[exc.start]:02x} in position {start}" if end - start == 1
+                    else f"bytes in position {start}-{end - 1}")
+            raise FileRejected(f"not UTF-8 text: '{exc.encoding}' codec can't decode {what}: {exc.reason}") from exc
+        fed += len(chunk)
+        seen = seen or bool(text.strip())
+        if final:
+            stream.seek(0)
+            return seen
+
+
+def _text_lines(stream: BinaryIO) -> Iterator[str]:
+    """Lines of a UTF-8 stream as contract's CSV reader splits them (at \n, \r\n or \r, kept), BOM dropped."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        yield from text
+    finally:
+        text.detach()  # the caller's stream stays open
+
+
+def _stream_csv_records(stream: BinaryIO) -> Iterator[list[str] | BadRow]:
+    """contract._csv_records over a stream: the same records and BadRows, holding only the lines of the
+    record being read (a broken quote that swallows the rest of the file holds that rest, as it must:
+    reading starts again at the line after the quote)."""
+    csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
+    source = _text_lines(stream)
+    kept: list[str] = []  # lines from absolute index `base` on
+    base = 0
+
+    def lines_from(start: int) -> Iterator[str]:
+        i = start
+        while True:
+            if i - base < len(kept):
+                yield kept[i - base]
+            else:
+                line = next(source, None)
+                if line is None:
+                    return
+                kept.append(line)
+                yield line
+            i += 1
+
+    def forget_before(index: int) -> None:
+        nonlocal base
+        if index > base:
+            del kept[:index - base]
+            base = index
+
+    header: list[str] | None = None
+    pos, resyncs = 0, 0
+    while True:
+        reader = csv.reader(lines_from(pos), strict=True)
+        for record, first, last, error in _records(reader, pos):
+            if header is None:
+                if error:
+                    raise FileRejected(f"the header row cannot be read: {error}")
+                if record:  # blank lines before the header are skipped
+                    _check_header(record, "header")
+                    header = record
+                    yield header
+                forget_before(last)
+                continue
+            if not error and not record:
+                forget_before(last)
+                continue  # a blank line is not a row
+            if not error and len(record) == len(header):
+                forget_before(last)
+                yield record
+                continue
+            if not error:
+                error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
+                if last - first <= 1:  # a short or long row on one line: nothing else was swallowed
+                    forget_before(last)
+                    yield BadRow(error, shown(",".join(record)))
+                    continue
+                error += f"; it spans lines {first + 1}-{last}, so reading resumes at line {first + 2}"
+            resyncs += 1
+            if resyncs > MAX_CSV_RESYNCS:
+                yield BadRow(f"more than {MAX_CSV_RESYNCS} rows with broken quoting; the rest of the file from "
+                             f"line {first + 1} is not read", shown(kept[first - base]))
+                return
+            yield BadRow(error, shown(kept[first - base]))
+            pos = first + 1
+            forget_before(pos)
+            break
+        else:
+            break
+    if header is None:
+        raise FileRejected("the file has no header row (it holds only blank lines)")
+
+
+def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[str]:
+    """contract._jsonl_lines over a stream: lines end at \n only (U+2028 and friends stay inside)."""
+    first = True
+    for raw in stream:  # a binary stream's lines end at b"\n" only
+        if first and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        first = False
+        line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+        if line.strip(" \t\r"):
+            yield line
 
 
 def validate_all(file_name: str, data: bytes, questions: dict[str, set[str]],
@@ -105,9 +252,9 @@ def validate_all(file_name: str, data: bytes, questions: dict[str, set[str]],
 
 # ---------------------------------------------------------------- reading chunks
 
-def _csv_chunks(text: str, size: int) -> Iterator[_RawChunk]:
+def _csv_chunks(stream: BinaryIO, size: int) -> Iterator[_RawChunk]:
     """CSV records in chunks: well-formed records as columns, broken ones as BadRows (contract's reader)."""
-    records = _csv_records(text)
+    records = _stream_csv_records(stream)
     header = next(records)
     where = [header.index(c) for c in SUBMISSION_COLUMNS]
     chunk, good = _RawChunk(), []
@@ -130,7 +277,7 @@ def _csv_table(chunk: _RawChunk, good: list[list[str]], where: list[int]) -> _Ra
     return chunk
 
 
-def _jsonl_chunks(text: str, size: int) -> Iterator[_RawChunk]:
+def _jsonl_chunks(stream: BinaryIO, size: int) -> Iterator[_RawChunk]:
     """JSONL lines in chunks, parsed by Arrow when it reads them exactly as json.loads would, else line by line.
 
     Arrow is held to the six known keys, each a string or null, each once per object, one object per
@@ -139,7 +286,7 @@ def _jsonl_chunks(text: str, size: int) -> Iterator[_RawChunk]:
     """
     lines: list[str] = []
     number = 0
-    for line in _jsonl_lines(text):
+    for line in _stream_jsonl_lines(stream):
         lines.append(line)
         if len(lines) >= size:
             yield _jsonl_chunk(lines, number)
@@ -165,7 +312,7 @@ def _jsonl_chunk(lines: list[str], before: int) -> _RawChunk:
     return _RawChunk(rows=[(n, _json_row(line)) for n, line in zip(numbers, lines, strict=True)])
 
 
-def _parquet_chunks(data: bytes, size: int) -> Iterator[_RawChunk]:
+def _parquet_chunks(data: BinaryIO, size: int) -> Iterator[_RawChunk]:
     """Parquet record batches: text columns go column-wise; a batch with another type goes row by row."""
     number = 0
     for batch in _parquet_batches(data, size):

@@ -294,12 +294,12 @@ def _batch_rows(batch) -> Iterator[dict | BadRow]:
         yield {name: values[i] for name, values in columns.items()}
 
 
-def _parquet_batches(data: bytes, size: int):
-    """The record batches of a Parquet file (the six columns), read one at a time."""
+def _parquet_batches(data, size: int):
+    """The record batches of a Parquet file (bytes or a seekable binary file; the six columns), one at a time."""
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
+        parquet = pq.ParquetFile(io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data)
         names = parquet.schema_arrow.names
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise FileRejected(f"not a readable Parquet file: {exc}") from exc

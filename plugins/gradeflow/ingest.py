@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from gradeflow import db, storage
 from gradeflow.config import Institution
@@ -176,8 +176,13 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
                  parsed: IncomingPath | None) -> _Outcome:
-    data = storage.read_bytes(s3, obj.key)
-    sha = hashlib.sha256(data).hexdigest()
+    data, sha = storage.read_spooled(s3, obj.key)  # streamed: a big file is spooled to disk, not held
+    with data:
+        return _ingest_spooled(inst, conn, s3, obj, parsed, data, sha)
+
+
+def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
+                    parsed: IncomingPath | None, data: IO[bytes], sha: str) -> _Outcome:
     name = obj.key.rsplit("/", 1)[-1]
     day = parsed.exam_day if parsed else _today(inst)
     archived_key = inst.key("archive", day, sha, name)
@@ -250,7 +255,7 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
 
 
 def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage.S3Object,
-                       parsed: IncomingPath | None, data: bytes, file_row: dict, earlier: list[dict]):
+                       parsed: IncomingPath | None, data: IO[bytes], file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     name = file_row["name"]
     if earlier:  # every row of these bytes was loaded or refused for good by an earlier drop
@@ -262,8 +267,10 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
     file_id = _insert_file(conn, file_row)
-    loader = {"exam": _load_exam, "reviews": _load_reviews}.get(parsed.kind, _load_submissions)
-    return file_id, loader(inst, conn, parsed, file_id, name, data)
+    if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
+        loader = _load_exam if parsed.kind == "exam" else _load_reviews
+        return file_id, loader(inst, conn, parsed, file_id, name, data.read())
+    return file_id, _load_submissions(inst, conn, parsed, file_id, name, data)
 
 
 def _today(inst: Institution):
@@ -389,7 +396,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> tu
 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
-                      name: str, data: bytes) -> _Outcome:
+                      name: str, data: IO[bytes]) -> _Outcome:
     """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise

@@ -6,9 +6,11 @@ never lists or writes under another's prefix.
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from gradeflow.config import AWS_CONN_ID, bucket
 
@@ -46,6 +48,25 @@ def list_objects(s3: S3Client, prefix: str) -> list[S3Object]:
 def read_bytes(s3: S3Client, key: str) -> bytes:
     """The whole object."""
     return s3.get_object(Bucket=bucket(), Key=key)["Body"].read()
+
+
+SPOOL_IN_MEMORY = 16 * 1024 * 1024  # a bigger object is spooled to a temporary file on disk
+
+
+def read_spooled(s3: S3Client, key: str, in_memory: int = SPOOL_IN_MEMORY) -> tuple[IO[bytes], str]:
+    """The object streamed in blocks into a temporary file (in memory up to `in_memory` bytes, then on
+    disk), rewound, with the SHA-256 of its bytes: a big file is never held whole in memory."""
+    spool = tempfile.SpooledTemporaryFile(max_size=in_memory)  # noqa: SIM115 - returned open; the caller closes it
+    try:
+        digest = hashlib.sha256()
+        for block in s3.get_object(Bucket=bucket(), Key=key)["Body"].iter_chunks(chunk_size=1024 * 1024):
+            digest.update(block)
+            spool.write(block)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, digest.hexdigest()
 
 
 def write_bytes(s3: S3Client, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:

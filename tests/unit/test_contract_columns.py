@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradeflow.columns import PY_SPACE, validate_all, validate_chunks
+from gradeflow.columns import PY_SPACE, _utf8_text, validate_all, validate_chunks
 from gradeflow.contract import FileRejected, parse_exam, validate_submissions
 from tests.fuzz_files import Case, cases
 
@@ -124,3 +124,30 @@ def test_a_jsonl_chunk_arrow_cannot_read_exactly_is_read_line_by_line():
 
 def test_py_space_is_what_str_strip_removes():
     assert set(PY_SPACE) == {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40).map(lambda b: b"\xef\xbb\xbf" + b if b and b[0] % 3 == 0 else b),
+       st.sampled_from([1, 2, 3, 5, 1 << 20]))
+def test_the_utf8_check_names_the_position_a_whole_file_decode_names(data, block):
+    try:
+        expected = ("text", bool(data.decode("utf-8-sig").strip()))
+    except UnicodeDecodeError as exc:
+        expected = ("rejected", f"not UTF-8 text: {exc}")
+    try:
+        got = ("text", _utf8_text(io.BytesIO(data), block))
+    except FileRejected as exc:
+        got = ("rejected", str(exc))
+    assert got == expected
+
+
+def test_a_file_is_read_as_a_stream_from_a_spooled_file():
+    import tempfile
+
+    rows = [_line(submission_id=f"s{i}") for i in range(50)]
+    for name, data in _files(rows).items():
+        with tempfile.SpooledTemporaryFile(max_size=64) as spool:  # on disk: the reader never gets bytes
+            spool.write(data)
+            spool.seek(0)
+            chunks = list(validate_chunks(name, spool, QUESTIONS, size=7))
+        assert sum(c.good.num_rows for c in chunks) == 50 and len(chunks) == 8, name
