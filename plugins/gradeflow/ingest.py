@@ -365,7 +365,7 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> tuple[list[Reject], bool]:
+def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
@@ -374,7 +374,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str) -> tu
     harmless duplicate, counted later by the insert. Earlier loads are looked up only for the
     submissions this file shares with them; the flag says whether there are any.
     """
-    db.execute(conn, "ingest/stage_owners", {"inst": inst.id})
+    db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
+    db.execute(conn, "ingest/analyse_stage_owners")
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
     rejects = []
     for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
@@ -420,12 +421,13 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
-    clashed, shared = _clash_rejects(conn, inst, name)
+    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day)
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
+    _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
     loaded = db.execute(conn, "ingest/insert_answers", params)
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
 

@@ -2,14 +2,15 @@
 -- file. An answer an earlier load holds is a duplicate; it is looked for only when some staged submission
 -- was loaded before (%(loaded)s, from stage_owners), so a new file's rows are inserted without a probe
 -- per row (no ON CONFLICT: the institution's ingest lock keeps other writers away, and the primary key
--- would still refuse a twin with an error rather than a silent double).
+-- would still refuse a twin with an error rather than a silent double). Only the transaction's own,
+-- analysed temp tables are joined: the plan does not depend on the statistics of submissions.
 INSERT INTO answers (institution_id, submission_id, question_id, exam_id, exam_day, answer_text,
                      answer_sha256, source_file_id, source_row)
 SELECT DISTINCT ON (s.submission_id, s.question_id)
-       %(inst)s, s.submission_id, s.question_id, s.exam_id, t.exam_day, s.answer_text,
+       %(inst)s, s.submission_id, s.question_id, s.exam_id, o.exam_day, s.answer_text,
        s.answer_sha256, %(file_id)s, s.row_number
   FROM stage_answers s
-  JOIN submissions t ON t.institution_id = %(inst)s AND t.submission_id = s.submission_id
+  JOIN stage_owners o ON o.submission_id = s.submission_id
  WHERE NOT (%(loaded)s AND EXISTS (SELECT 1 FROM answers a
                                      WHERE a.institution_id = %(inst)s AND a.submission_id = s.submission_id
                                        AND a.question_id = s.question_id))

@@ -1,13 +1,14 @@
 -- Who each staged submission belongs to (gradeflow.ingest._clash_rejects): the student and exam of an
 -- earlier load when there is one, else of the submission's first staged row (the first row wins, and
--- its submitted_at is the submission's).
+-- its submitted_at is the submission's; a new submission's exam day is the file's).
 CREATE TEMP TABLE stage_owners ON COMMIT DROP AS
 SELECT f.submission_id,
        coalesce(t.student_id, f.student_id) AS student_id,
        coalesce(t.exam_id, f.exam_id) AS exam_id,
        t.submission_id IS NOT NULL AS loaded,
        f.row_number AS first_row,
-       f.submitted_at
+       f.submitted_at,
+       coalesce(t.exam_day, %(day)s) AS exam_day
   FROM (SELECT DISTINCT ON (submission_id) submission_id, student_id, exam_id, row_number, submitted_at
           FROM stage_answers
          ORDER BY submission_id, row_number) f
