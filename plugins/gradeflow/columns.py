@@ -13,6 +13,7 @@ tests/unit/test_contract_columns.py checks both paths agree on generated and arb
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
@@ -149,7 +150,8 @@ def _text_lines(stream: BinaryIO) -> Iterator[str]:
     try:
         yield from text
     finally:
-        text.detach()  # the caller's stream stays open
+        with contextlib.suppress(ValueError):  # the stream may be closed already (a file rejected midway)
+            text.detach()  # the caller's stream stays open
 
 
 def _stream_csv_records(stream: BinaryIO) -> Iterator[list[str] | BadRow]:
