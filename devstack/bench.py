@@ -9,7 +9,7 @@ question types, about a third free text, identical short answers, ~1% bad rows, 
 on the embedded stack in `.devstack-bench/` with the Batch API emulator answering instantly, then runs
 every stage through the functions the DAGs call (gradeflow.tasks, and publish.release / publish.export
 for the release step). Each stage runs in a fresh process, so its peak memory (RSS high-water mark,
-`getrusage`) is its own; the time is of the stage's call only (not of imports).
+`VmHWM`) is its own; the time is of the stage's call only (not of imports).
 
 Printed and written to `bench-output/bench.json`, per stage: rows, seconds, rows/s, peak RSS, and for
 ingest the ratio to its ceiling: a raw `COPY` of the same rows into an unindexed table, measured in the
@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -83,11 +84,15 @@ def generate(out_dir: Path, institution: str, day: date, answers: int) -> dict:
 
     per_exam = sample_day.submissions_for_answers(institution, day, answers, seed=SEED)
     marker = out_dir / f"manifest-{institution}-{day}-{per_exam}.json"
-    if marker.exists():
+    # The files on disk are of the size generated last: reuse them only if that is the size asked for.
+    current = out_dir / f"current-{institution}-{day}.txt"
+    if marker.exists() and current.exists() and current.read_text() == marker.name:
         return json.loads(marker.read_text())
+    shutil.rmtree(out_dir / "incoming" / institution / str(day), ignore_errors=True)
     manifest = sample_day.generate_day(out_dir, [institution], day, seed=SEED, submissions_per_exam=per_exam,
                                        timezones=_timezones())[institution]
     marker.write_text(json.dumps(manifest))
+    current.write_text(marker.name)
     return manifest
 
 
@@ -271,7 +276,7 @@ def measure_stage(args) -> dict:
     if profiler is not None:
         profiler.disable()
         _write_profile(profiler, args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     return {"rows": rows, "seconds": seconds, "peak_rss_mb": round(peak, 1), "rss_before_mb": round(rss_before, 1),
             **extra}
 
@@ -291,6 +296,20 @@ def _warm_imports(stage: str) -> None:
     for name in names:
         importlib.import_module(name)
     storage.client()
+
+
+def _peak_rss_mb() -> float:
+    """This process's RSS high-water mark (VmHWM). Not getrusage's ru_maxrss: Linux carries that across
+    fork and exec, so every stage would report at least the parent's size when it started the stage
+    (the parent holds the generated day: about 1 GB at 1M answers)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_now_mb() -> float:
