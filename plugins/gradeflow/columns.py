@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,6 @@ from gradeflow.contract import (
     ID_COLUMNS,
     LATEST_SUBMISSION,
     MAX_ANSWER_CHARS,
-    MAX_CSV_RESYNCS,
     MAX_ID_CHARS,
     SUBMISSION_COLUMNS,
     SUBMISSION_SUFFIXES,
@@ -39,11 +37,9 @@ from gradeflow.contract import (
     FileRejected,
     Reject,
     _batch_rows,
-    _check_header,
     _json_row,
     _parquet_batches,
-    _records,
-    shown,
+    csv_records,
     validate_row,
 )
 
@@ -155,74 +151,8 @@ def _text_lines(stream: BinaryIO) -> Iterator[str]:
 
 
 def _stream_csv_records(stream: BinaryIO) -> Iterator[list[str] | BadRow]:
-    """contract._csv_records over a stream: the same records and BadRows, holding only the lines of the
-    record being read (a broken quote that swallows the rest of the file holds that rest, as it must:
-    reading starts again at the line after the quote)."""
-    csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
-    source = _text_lines(stream)
-    kept: list[str] = []  # lines from absolute index `base` on
-    base = 0
-
-    def lines_from(start: int) -> Iterator[str]:
-        i = start
-        while True:
-            if i - base < len(kept):
-                yield kept[i - base]
-            else:
-                line = next(source, None)
-                if line is None:
-                    return
-                kept.append(line)
-                yield line
-            i += 1
-
-    def forget_before(index: int) -> None:
-        nonlocal base
-        if index > base:
-            del kept[:index - base]
-            base = index
-
-    header: list[str] | None = None
-    pos, resyncs = 0, 0
-    while True:
-        reader = csv.reader(lines_from(pos), strict=True)
-        for record, first, last, error in _records(reader, pos):
-            if header is None:
-                if error:
-                    raise FileRejected(f"the header row cannot be read: {error}")
-                if record:  # blank lines before the header are skipped
-                    _check_header(record, "header")
-                    header = record
-                    yield header
-                forget_before(last)
-                continue
-            if not error and not record:
-                forget_before(last)
-                continue  # a blank line is not a row
-            if not error and len(record) == len(header):
-                forget_before(last)
-                yield record
-                continue
-            if not error:
-                error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
-                if last - first <= 1:  # a short or long row on one line: nothing else was swallowed
-                    forget_before(last)
-                    yield BadRow(error, shown(",".join(record)))
-                    continue
-                error += f"; it spans lines {first + 1}-{last}, so reading resumes at line {first + 2}"
-            resyncs += 1
-            if resyncs > MAX_CSV_RESYNCS:
-                yield BadRow(f"more than {MAX_CSV_RESYNCS} rows with broken quoting; the rest of the file from "
-                             f"line {first + 1} is not read", shown(kept[first - base]))
-                return
-            yield BadRow(error, shown(kept[first - base]))
-            pos = first + 1
-            forget_before(pos)
-            break
-        else:
-            break
-    if header is None:
-        raise FileRejected("the file has no header row (it holds only blank lines)")
+    """contract.csv_records over a stream's lines: the same records and BadRows, one algorithm."""
+    return csv_records(_text_lines(stream))
 
 
 def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[str]:

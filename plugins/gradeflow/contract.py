@@ -17,7 +17,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -164,21 +164,50 @@ def _rows_csv(text: str) -> Iterator[dict | BadRow]:
 
 
 def _csv_records(text: str) -> Iterator[list[str] | BadRow]:
-    """The header of a CSV file, then its records (each as long as the header) or a BadRow each.
+    """The header of a CSV text, then its records (each as long as the header) or a BadRow each."""
+    return csv_records(io.StringIO(text, newline=""))  # ends lines at \n, \r\n or \r only
+
+
+def csv_records(source: Iterable[str]) -> Iterator[list[str] | BadRow]:
+    """The header of a CSV file given as lines (ends kept), then its records (each as long as the header)
+    or a BadRow each; only the lines of the record being read are held, so a file can be streamed.
 
     An unbalanced quote would swallow the following lines into one field: the record where it
     opened is rejected (named by its line) and reading starts again at the line after it, so the
-    rows around it still load. The same happens to a record spanning several lines whose field
-    count is wrong. After MAX_CSV_RESYNCS such restarts, the rest of the file is one reject.
+    rows around it still load (the swallowed lines are held until then, as they must be). The same
+    happens to a record spanning several lines whose field count is wrong. After MAX_CSV_RESYNCS such
+    restarts, the rest of the file is one reject.
     """
     # Python's csv caps a field at 128 KiB and would reject the whole file; the per-row
     # MAX_ANSWER_CHARS check is the limit that applies, with a reason naming the row.
     csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
-    lines = io.StringIO(text, newline="").readlines()  # ends lines at \n, \r\n or \r only
+    lines = iter(source)
+    kept: list[str] = []  # lines from absolute index `base` on
+    base = 0
+
+    def lines_from(start: int) -> Iterator[str]:
+        i = start
+        while True:
+            if i - base < len(kept):
+                yield kept[i - base]
+            else:
+                line = next(lines, None)
+                if line is None:
+                    return
+                kept.append(line)
+                yield line
+            i += 1
+
+    def forget_before(index: int) -> None:
+        nonlocal base
+        if index > base:
+            del kept[:index - base]
+            base = index
+
     header: list[str] | None = None
     pos, resyncs = 0, 0
-    while pos < len(lines):
-        reader = csv.reader(lines[pos:], strict=True)
+    while True:
+        reader = csv.reader(lines_from(pos), strict=True)
         for record, first, last, error in _records(reader, pos):
             if header is None:
                 if error:
@@ -187,25 +216,30 @@ def _csv_records(text: str) -> Iterator[list[str] | BadRow]:
                     _check_header(record, "header")
                     header = record
                     yield header
+                forget_before(last)
                 continue
             if not error and not record:
+                forget_before(last)
                 continue  # a blank line is not a row
             if not error and len(record) == len(header):
+                forget_before(last)
                 yield record
                 continue
             if not error:
                 error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
                 if last - first <= 1:  # a short or long row on one line: nothing else was swallowed
+                    forget_before(last)
                     yield BadRow(error, shown(",".join(record)))
                     continue
                 error += f"; it spans lines {first + 1}-{last}, so reading resumes at line {first + 2}"
             resyncs += 1
             if resyncs > MAX_CSV_RESYNCS:
                 yield BadRow(f"more than {MAX_CSV_RESYNCS} rows with broken quoting; the rest of the file from "
-                             f"line {first + 1} is not read", shown(lines[first]))
+                             f"line {first + 1} is not read", shown(kept[first - base]))
                 return
-            yield BadRow(error, shown(lines[first]))
+            yield BadRow(error, shown(kept[first - base]))
             pos = first + 1
+            forget_before(pos)
             break
         else:
             break
