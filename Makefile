@@ -23,7 +23,7 @@ demo: venv
 
 evaluate: venv
 ifdef CSV
-	PYTHONPATH=plugins $(PY) -m gradeflow.evaluate $(CSV) $(ARGS)
+	PYTHONPATH=plugins $(PY) -m gradeflow.admin.evaluate $(CSV) $(ARGS)
 else
 	$(PY) -m devstack.evaluate_demo
 endif

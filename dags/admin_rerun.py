@@ -1,6 +1,6 @@
 """gradeflow__admin_rerun: regrade and republish a day, a question or a student, from a validated form.
 
-Wiring only: the reset lives in gradeflow.rerun; the stage DAGs do the regrading.
+Wiring only: the reset lives in gradeflow.admin.rerun; the stage DAGs do the regrading.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, TriggerRule, task
 
-from gradeflow import tasks
-from gradeflow.config import load_institutions
-from gradeflow.dag_defaults import DAG_POLICY, DAY_FORMAT, DEFAULT_ARGS, tags
-from gradeflow.rerun import SCOPES, STAGES
+from gradeflow.admin.rerun import SCOPES, STAGES
+from gradeflow.airflow import tasks
+from gradeflow.airflow.policy import DAG_POLICY, DAY_FORMAT, DEFAULT_ARGS, tags
+from gradeflow.core.config import load_institutions
 
 DOC = """
 # Admin rerun

@@ -5,8 +5,8 @@
     <id>__grade    20:00 local                         submit batches, wait deferred, collect results
     <id>__publish  06:00 local, next morning           GX gate, release, Parquet export
 
-Wiring only: every task calls a function of gradeflow.tasks. Policy (unpaused at creation, no catchup,
-failure e-mails, the publish deadline alert) comes from gradeflow.dag_defaults.
+Wiring only: every task calls a function of gradeflow.airflow.tasks. Policy (unpaused at creation, no catchup,
+failure e-mails, the publish deadline alert) comes from gradeflow.airflow.policy.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from functools import cache
 import pendulum
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule
 
-from gradeflow import tasks
-from gradeflow.config import BATCH_API_POOL, Institution, load_institutions
-from gradeflow.dag_defaults import (
+from gradeflow.airflow import tasks
+from gradeflow.airflow.policy import (
     DAG_POLICY,
     DEFAULT_ARGS,
     config_defaults,
@@ -29,8 +28,9 @@ from gradeflow.dag_defaults import (
     release_deadline,
     tags,
 )
-from gradeflow.dag_defaults import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
-from gradeflow.waiting import GradeNightOperator
+from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
+from gradeflow.airflow.waiting import GradeNightOperator
+from gradeflow.core.config import BATCH_API_POOL, Institution, load_institutions
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
 BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
@@ -170,7 +170,7 @@ def grade_dag(inst: Institution) -> DAG:
         # enqueued-token cap, collect, retry with backoff) and holds no worker while it waits. In the pool
         # `openai_batch_api` (create it with --include-deferred, so a waiting night keeps its slot): the pool
         # bounds how many institutions talk to the API at once; the token cap itself is held by a
-        # reservation ledger in Postgres (gradeflow.grading.reserve), across every institution.
+        # reservation ledger in Postgres (gradeflow.grading.night.reserve), across every institution.
         grade_night = GradeNightOperator(
             task_id="grade_night", institution_id=inst.id, pool=BATCH_API_POOL, poll_interval=POLL_SECONDS,
             recheck_seconds=max(POLL_SECONDS * 5, 1.0), execution_timeout=timedelta(hours=10, minutes=30),

@@ -7,7 +7,7 @@
 Generates a sample day of about N answers for one institution with the sample-day generator (mixed
 question types, about a third free text, identical short answers, ~1% bad rows, one file sent twice),
 on the embedded stack in `.devstack-bench/` with the Batch API emulator answering instantly, then runs
-every stage through the functions the DAGs call (gradeflow.tasks, and publish.release / publish.export
+every stage through the functions the DAGs call (gradeflow.airflow.tasks, and publish.release / publish.export
 for the release step). Each stage runs in a fresh process, so its peak memory (RSS high-water mark,
 `VmHWM`) is its own; the time is of the stage's call only (not of imports).
 
@@ -99,7 +99,7 @@ def generate(out_dir: Path, institution: str, day: date, answers: int) -> dict:
 # ---------------------------------------------------------------- stages (run in a child process)
 
 def _inst(institution: str):
-    from gradeflow.config import get_institution
+    from gradeflow.core.config import get_institution
 
     return get_institution(institution)
 
@@ -113,7 +113,7 @@ def _stage_ceiling(args) -> tuple[int, dict]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from gradeflow import db
+    from gradeflow.core import db
 
     manifest = json.loads(Path(args.manifest).read_text())
     table = pa.concat_tables([_read_any(Path(args.data) / key) for key in manifest["files"]
@@ -154,7 +154,7 @@ def _read_any(path: Path):
 
 
 def _stage_ingest(args) -> tuple[int, dict]:
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     report = tasks.ingest_files(args.institution, **_context(args.day))
     rows = report["rows_loaded"] + report["rows_rejected"] + report["rows_duplicate"]
@@ -163,19 +163,19 @@ def _stage_ingest(args) -> tuple[int, dict]:
 
 
 def _stage_order(args) -> tuple[int, dict]:
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     return tasks.order_submissions(args.institution, **_context(args.day))["ordered"], {}
 
 
 def _stage_rule(args) -> tuple[int, dict]:
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     return tasks.grade_by_rule(args.institution, **_context(args.day))["graded"], {}
 
 
 def _stage_batches(args) -> tuple[int, dict]:
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     plan = tasks.build_batches(args.institution, **_context(args.day))
     return plan["requests_queued"], {k: plan[k] for k in ("answers", "distinct_requests", "jobs_written",
@@ -184,7 +184,9 @@ def _stage_batches(args) -> tuple[int, dict]:
 
 def _stage_submit(args) -> tuple[int, dict]:
     """Submit the night's jobs under the cap (grading.submit_jobs, as grade_night's first step does)."""
-    from gradeflow import db, grading, storage, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.core import db, storage
+    from gradeflow.grading import night as grading
 
     inst = _inst(args.institution)
     with tasks.open_db(args.institution) as conn:
@@ -197,7 +199,9 @@ def _stage_collect(args) -> tuple[int, dict]:
     """Wait (untimed) for the emulator to finish every open job, then collect them all (grading.collect_job)."""
     import time
 
-    from gradeflow import db, grading, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.core import db
+    from gradeflow.grading import night as grading
 
     inst = _inst(args.institution)
     client = grading.openai_client()
@@ -215,7 +219,8 @@ def _stage_collect(args) -> tuple[int, dict]:
 
 
 def _stage_validate(args) -> tuple[int, dict]:
-    from gradeflow import publish, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.release import publish
 
     started = time.perf_counter()
     gate = tasks.validate_grades(args.institution, **_context(args.day))
@@ -227,7 +232,8 @@ def _stage_validate(args) -> tuple[int, dict]:
 
 
 def _stage_release(args) -> tuple[int, dict]:
-    from gradeflow import publish, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.release import publish
 
     gate = json.loads(Path(args.scratch).read_text())
     with tasks.open_db(args.institution) as conn:
@@ -237,7 +243,9 @@ def _stage_release(args) -> tuple[int, dict]:
 
 
 def _stage_export(args) -> tuple[int, dict]:
-    from gradeflow import publish, storage, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.core import storage
+    from gradeflow.release import publish
 
     gate = json.loads(Path(args.scratch).read_text())
     with tasks.open_db(args.institution) as conn:
@@ -259,7 +267,7 @@ def run_stage(args) -> None:
 
 def measure_stage(args) -> dict:
     """Warm up imports and the connection, run one stage; its rows, seconds and memory."""
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     tasks.open_db(args.institution).close()  # imports and the schema check are not the stage's time
     _warm_imports(args.stage)
@@ -285,14 +293,14 @@ def _warm_imports(stage: str) -> None:
     """Import what the stage will import, so the stage's time is its work (not compiling modules)."""
     import importlib
 
-    from gradeflow import storage
+    from gradeflow.core import storage
 
     names = ["pandas", "pyarrow", "pyarrow.csv", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.json", "boto3",
-             "psycopg.types.json", "gradeflow.ingest", "gradeflow.prepare", "gradeflow.publish"]
+             "psycopg.types.json", "gradeflow.intake.ingest", "gradeflow.grading.prepare", "gradeflow.release.publish"]
     if stage in ("submit", "collect"):
-        names += ["openai", "gradeflow.grading"]
+        names += ["openai", "gradeflow.grading.night"]
     if stage == "validate":
-        names += ["great_expectations", "gradeflow.validation"]
+        names += ["great_expectations", "gradeflow.release.gate"]
     for name in names:
         importlib.import_module(name)
     storage.client()
@@ -549,7 +557,7 @@ def run(args) -> int:
     STATE_DIR = args.state_dir.resolve()
     first_day = min(args.answers, 300_000) if args.first_day_answers is None else args.first_day_answers
     started = time.perf_counter()
-    # Before anything imports gradeflow.config (stack.up runs the migrate step): the bench's tenants.
+    # Before anything imports gradeflow.core.config (stack.up runs the migrate step): the bench's tenants.
     os.environ["GRADEFLOW_INSTITUTIONS"] = str(institutions_yaml(STATE_DIR / "institutions.yaml"))
     sys.path[:0] = [str(stack.PROJECT_ROOT / "plugins")]
     info = stack.up(STATE_DIR, emulator_timing_scale=0.0)

@@ -62,8 +62,10 @@ def main() -> None:
     import boto3
     from openai import OpenAI
 
-    from gradeflow import db, grading, prepare
-    from gradeflow.config import OpenAISettings, get_institution
+    from gradeflow.core import db
+    from gradeflow.core.config import OpenAISettings, get_institution
+    from gradeflow.grading import night as grading
+    from gradeflow.grading import prepare
 
     settings = OpenAISettings(enqueued_token_cap=10**12, max_share_per_institution=1.0)
     # min_confidence 0.5: the emulator's grades of these answers (confidence 0.68) are released as they are,

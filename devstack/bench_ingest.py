@@ -50,9 +50,9 @@ def main() -> None:
     os.environ.update(stack.env(info))
     import boto3
 
-    from gradeflow import db
-    from gradeflow.config import get_institution
-    from gradeflow.ingest import ingest_institution
+    from gradeflow.core import db
+    from gradeflow.core.config import get_institution
+    from gradeflow.intake.ingest import ingest_institution
 
     data = _csv(args.rows)
     with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as raw:

@@ -225,7 +225,7 @@ def review_round_trip(info: stack.StackInfo, day: date, insts: list) -> dict:
 
 def review_summary(conn, inst, day: date, s3=None) -> dict:
     """The review loop's counts for summary.json: routed by reason, packets, reviews in, versions, agreement."""
-    from gradeflow import db
+    from gradeflow.core import db
 
     routed = dict(conn.execute("SELECT reason, count(*) FROM review_queue WHERE institution_id = %s "
                                "AND exam_day = %s GROUP BY reason ORDER BY reason", (inst.id, day)).fetchall())
@@ -251,7 +251,9 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
     """Counts per institution and exam day, and local copies of the exported releases."""
     import boto3
 
-    from gradeflow import grading, publish, tasks
+    from gradeflow.airflow import tasks
+    from gradeflow.grading import night as grading
+    from gradeflow.release import publish
 
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     summary: dict = {}
@@ -364,7 +366,7 @@ def _drop_only(args: argparse.Namespace) -> int:
     info = stack.status(args.state_dir)
     if info is None:
         raise SystemExit("the embedded stack is not running: start it with `make airflow` or `make stack-up`")
-    from gradeflow.config import load_institutions
+    from gradeflow.core.config import load_institutions
 
     manifest = drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day",
                                list(load_institutions()))
@@ -413,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             path, alert_inst = demo_institutions(Path(info.state_dir),
                                                  args.alert_institution or (wanted[-1] if wanted else None))
             os.environ["GRADEFLOW_INSTITUTIONS"] = str(path)
-            from gradeflow.config import get_institution, load_institutions
+            from gradeflow.core.config import get_institution, load_institutions
 
             insts = [get_institution(x) for x in wanted] if wanted else list(load_institutions())
             CONSOLE.say(f"Dropping a sample day for {', '.join(i.id for i in insts)} into S3 "

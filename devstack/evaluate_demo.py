@@ -1,11 +1,11 @@
-"""`make evaluate` on a fresh machine: `gradeflow.evaluate` against the Batch API emulator, with sample data.
+"""`make evaluate` on a fresh machine: `gradeflow.admin.evaluate` against the Batch API emulator, with sample data.
 
 Writes a CSV of human-scored free-text answers (the sample-day generator's questions and answers; the
 "human" scores are the emulator's reference grade, rounded to whole points, and now and then a point
-apart, as graders disagree), starts the embedded stack, and runs `python -m gradeflow.evaluate` on it
+apart, as graders disagree), starts the embedded stack, and runs `python -m gradeflow.admin.evaluate` on it
 through the same prompt and Batch API path as the night. For your own data and endpoint:
 
-    PYTHONPATH=plugins .venv/bin/python -m gradeflow.evaluate answers.csv --base-url http://host/v1 --model m
+    PYTHONPATH=plugins .venv/bin/python -m gradeflow.admin.evaluate answers.csv --base-url http://host/v1 --model m
 
     python -m devstack.evaluate_demo [--answers 20] [--csv demo-output/evaluate-sample.csv] [--keep]
 """
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     info = stack.up(args.state_dir, emulator_timing_scale=0.02)
     try:
         os.environ.update(stack.env(info))
-        from gradeflow import evaluate
+        from gradeflow.admin import evaluate
 
         return evaluate.main([str(args.csv), "--poll-seconds", "0.5",
                               "--json", str(args.csv.with_suffix(".figures.json"))])

@@ -195,7 +195,7 @@ def migrate(info: StackInfo) -> list[str]:
     """The migrate step, as the owner role: schema, tenants, row-level security, read-only roles."""
     if str(PROJECT_ROOT / "plugins") not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
-    from gradeflow import db
+    from gradeflow.core import db
 
     with connect_as(info, OWNER_ROLE, autocommit=True) as conn:
         return db.migrate(conn)

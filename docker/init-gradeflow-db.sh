@@ -2,7 +2,7 @@
 # GradeFlow's roles and database beside Airflow's metadata database. Run once by the postgres image,
 # as its superuser, when the data volume is first initialised. Passwords come from the environment
 # (set them in .env, see .env.example); none is written in any file of the repository.
-#   gradeflow_owner   owns the schema, runs `python -m gradeflow.db migrate` (CREATEROLE for the
+#   gradeflow_owner   owns the schema, runs `python -m gradeflow.core.db migrate` (CREATEROLE for the
 #                     per-institution read-only roles); no superuser, no BYPASSRLS
 #   gradeflow_worker  the night's login: DML under row-level security, no DDL, no BYPASSRLS
 # See docs/security.md.

@@ -59,7 +59,7 @@ def admin_conn(embedded_stack):
 @pytest.fixture
 def tenant_conn(embedded_stack, admin_conn):
     """Open worker connections bound to one institution each, as the night's tasks do: tenant_conn("lakeshore")."""
-    from gradeflow import db
+    from gradeflow.core import db
 
     opened = []
 
@@ -76,7 +76,7 @@ def tenant_conn(embedded_stack, admin_conn):
 def conn(admin_conn, tenant_conn):
     """The night's connection for northfield (worker role, bound to it), on a migrated database with every
     table emptied. Work on another institution goes through tenant_conn(<id>), as in the tasks."""
-    from gradeflow import db
+    from gradeflow.core import db
 
     db.migrate(admin_conn)
     tables = [r[0] for r in admin_conn.execute(
@@ -111,7 +111,7 @@ def emulator(embedded_stack):
 @pytest.fixture
 def openai_client(embedded_stack):
     """The official SDK client pointed at the emulator, built the way the pipeline builds it."""
-    from gradeflow.grading import openai_client as build
+    from gradeflow.grading.night import openai_client as build
 
     return build()
 

@@ -13,8 +13,8 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow import publish
-from gradeflow.config import get_institution
+from gradeflow.core.config import get_institution
+from gradeflow.release import publish
 
 pytestmark = pytest.mark.e2e
 DAY = "2026-11-23"
@@ -51,7 +51,7 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
     import boto3
 
     from devstack import stack
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     s3 = boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))  # not the fixture: it empties the bucket
     inst = get_institution("northfield")

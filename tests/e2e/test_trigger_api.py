@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from gradeflow.config import load_institutions
+from gradeflow.core.config import load_institutions
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gradeflow import alerts, publish, tasks
+from gradeflow.airflow import alerts, tasks
+from gradeflow.release import publish
 
 from .helpers import DAY, answers_for
 from .test_pipeline import GOOD, _load, _prepare
@@ -118,7 +119,7 @@ def _rerun_context(paused: set[str], **params):
 
 
 def test_admin_rerun_refuses_at_once_when_a_stage_dag_is_paused(conn, s3):
-    from gradeflow.rerun import RerunRefused
+    from gradeflow.admin.rerun import RerunRefused
 
     context, asked = _rerun_context({"northfield__publish"})
     with pytest.raises(RerunRefused, match="northfield__publish is paused.*Nothing was changed"):
@@ -137,7 +138,7 @@ def test_admin_rerun_checks_only_the_stages_it_triggers(conn, s3):
 
 
 def test_admin_dry_run_with_defaults_runs_and_a_real_run_needs_day_and_reason(conn, s3):
-    from gradeflow.rerun import RerunRefused
+    from gradeflow.admin.rerun import RerunRefused
 
     context, asked = _rerun_context({"northfield__prepare"}, exam_day=None, reason=None, dry_run=True)
     # The defaults are a dry run of yesterday (local): it runs, and says plainly that the day has no answers.

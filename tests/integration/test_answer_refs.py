@@ -8,8 +8,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from gradeflow import ingest
-from gradeflow.config import get_institution
+from gradeflow.core.config import get_institution
+from gradeflow.intake import ingest
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 

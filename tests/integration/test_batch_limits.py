@@ -9,9 +9,13 @@ import time
 from dataclasses import replace
 from datetime import date, timedelta
 
-from gradeflow import batch, db, grading, prepare, publish, tasks
-from gradeflow.config import OpenAISettings, get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.airflow import tasks
+from gradeflow.core import db
+from gradeflow.core.config import OpenAISettings, get_institution
+from gradeflow.grading import batch, prepare
+from gradeflow.grading import night as grading
+from gradeflow.intake.ingest import ingest_institution
+from gradeflow.release import publish
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 

@@ -14,8 +14,9 @@ import psycopg
 import pytest
 
 from devstack import stack
-from gradeflow import db, publish
-from gradeflow.config import get_institution
+from gradeflow.core import db
+from gradeflow.core.config import get_institution
+from gradeflow.release import publish
 
 from .helpers import DAY
 
@@ -78,7 +79,7 @@ def _orphan(script_env: dict) -> subprocess.Popen:
     """A task process that takes publish's lock and dies (kill -9) in the middle of a long statement."""
     code = textwrap.dedent(f"""
         import sys
-        from gradeflow import db
+        from gradeflow.core import db
         conn = db.connect(institution="northfield")
         conn.execute("BEGIN")
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ({RELEASE_LOCK!r},))

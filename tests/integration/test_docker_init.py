@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from devstack import stack
-from gradeflow import db
+from gradeflow.core import db
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`python -m gradeflow.evaluate` end to end on the Batch API emulator: online, and offline through JSONL files."""
+"""`python -m gradeflow.admin.evaluate` end to end on the Batch API emulator: online, and offline via JSONL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gradeflow import evaluate
+from gradeflow.admin import evaluate
 
 from .helpers import EXAM
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from gradeflow.config import get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.core.config import get_institution
+from gradeflow.intake.ingest import ingest_institution
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
 

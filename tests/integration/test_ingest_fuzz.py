@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 
-from gradeflow.config import get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.core.config import get_institution
+from gradeflow.intake.ingest import ingest_institution
 from tests.fuzz_files import Case, cases
 
 from .helpers import DAY, keys, put

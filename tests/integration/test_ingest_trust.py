@@ -10,9 +10,10 @@ import threading
 
 import pytest
 
-from gradeflow import db, ingest
-from gradeflow.config import get_institution
-from gradeflow.ingest import IngestBusy, ingest_institution
+from gradeflow.core import db
+from gradeflow.core.config import get_institution
+from gradeflow.intake import ingest
+from gradeflow.intake.ingest import IngestBusy, ingest_institution
 
 from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, keys, put
 

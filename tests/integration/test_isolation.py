@@ -8,9 +8,13 @@ import psycopg
 import pytest
 
 from devstack import stack
-from gradeflow import db, grading, prepare, publish, tasks
-from gradeflow.config import get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.airflow import tasks
+from gradeflow.core import db
+from gradeflow.core.config import get_institution
+from gradeflow.grading import night as grading
+from gradeflow.grading import prepare
+from gradeflow.intake.ingest import ingest_institution
+from gradeflow.release import publish
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 from .test_pipeline import GOOD, _wait
@@ -193,7 +197,7 @@ def test_a_task_fails_clearly_when_the_schema_is_not_migrated(embedded_stack, mo
         conn_json = json.loads(os.environ["AIRFLOW_CONN_GRADEFLOW_DB"])
         monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_DB", json.dumps({**conn_json, "schema": "gradeflow_unmigrated"}))
         monkeypatch.setattr(tasks, "_SCHEMA_CHECKED", set())
-        with pytest.raises(db.SchemaNotMigrated, match=r"missing 001_schema.*python -m gradeflow.db migrate"):
+        with pytest.raises(db.SchemaNotMigrated, match=r"missing 001_schema.*python -m gradeflow.core.db migrate"):
             tasks.order_submissions("northfield", params={"exam_day": DAY})
     finally:
         with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:

@@ -12,9 +12,11 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow import db, prepare, publish
-from gradeflow.config import get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.core import db
+from gradeflow.core.config import get_institution
+from gradeflow.grading import prepare
+from gradeflow.intake.ingest import ingest_institution
+from gradeflow.release import publish
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 

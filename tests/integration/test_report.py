@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from gradeflow import publish, report
-from gradeflow.config import get_institution
+from gradeflow.core.config import get_institution
+from gradeflow.release import publish, report
 
 from .helpers import answers_for
 from .test_pipeline import EXAM_DAY, GOOD, NORTH, _grade, _load, _prepare

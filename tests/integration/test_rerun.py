@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gradeflow import prepare, publish
-from gradeflow.config import get_institution
-from gradeflow.rerun import RerunRefused, RerunRequest, reset_scope
+from gradeflow import lifecycle
+from gradeflow.admin.rerun import RerunRefused, RerunRequest, reset_scope
+from gradeflow.core.config import get_institution
+from gradeflow.release import publish
 
 from .helpers import answers_for
 from .test_pipeline import EXAM_DAY, GOOD, NORTH, _grade, _load, _prepare
@@ -59,7 +60,7 @@ def test_regrade_one_question_is_a_new_version_and_a_new_release(conn, s3, emula
 
 
 def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_client):
-    from gradeflow import grading
+    from gradeflow.grading import night as grading
 
     emulator.faults(timing={"validating": 30, "in_progress": 30, "finalizing": 30})
     _load(conn, s3, answers_for("s1", "st1", GOOD))
@@ -67,7 +68,7 @@ def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_clie
     grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
     with pytest.raises(RerunRefused, match="may still deliver"):
         reset_scope(conn, NORTH, _request())
-    assert prepare.grading_version(conn, get_institution("northfield"), EXAM_DAY) == 1
+    assert lifecycle.grading_version(conn, get_institution("northfield"), EXAM_DAY) == 1
     assert _audit(conn) == [("rerun_refused", "admin@example.org", "rubric for q4 corrected by the examiner")]
 
 
@@ -84,7 +85,7 @@ def test_rerun_from_grade_or_publish_changes_no_grade(conn, s3, emulator, openai
 
 
 def test_rerun_before_submission_withdraws_the_old_work(conn, s3, emulator, openai_client):
-    from gradeflow import grading
+    from gradeflow.grading import night as grading
 
     _load(conn, s3, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2", "energy"))
     _prepare(conn, s3)  # v1 job written, not submitted
@@ -129,7 +130,7 @@ def test_a_scope_that_matches_nothing_is_refused_not_a_new_version(conn, s3, emu
     for dry_run in (True, False):
         with pytest.raises(RerunRefused, match=f"scope {named} matches no answer of northfield on {EXAM_DAY}"):
             reset_scope(conn, NORTH, _request(scope=scope, scope_value=value, dry_run=dry_run))
-    assert prepare.grading_version(conn, NORTH, EXAM_DAY) == 1
+    assert lifecycle.grading_version(conn, NORTH, EXAM_DAY) == 1
     assert conn.execute("SELECT count(*) FROM grades WHERE NOT is_current").fetchone()[0] == 0
     refused = conn.execute("SELECT action, actor, details ->> 'scope_value', (details ->> 'dry_run')::boolean,"
                            " details ->> 'refused' FROM audit_log WHERE action LIKE 'rerun%' ORDER BY audit_id"
@@ -149,7 +150,7 @@ def test_every_admin_request_through_the_task_is_audited_with_who_and_why(conn, 
     """Done, dry run, refused by the form and refused by the database: each leaves one audit line."""
     from types import SimpleNamespace
 
-    from gradeflow import tasks
+    from gradeflow.airflow import tasks
 
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     _prepare(conn, s3)

@@ -12,9 +12,12 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow import agreement, grading, prepare, publish, review
-from gradeflow.config import get_institution
-from gradeflow.ingest import ingest_institution
+from gradeflow.core.config import get_institution
+from gradeflow.grading import night as grading
+from gradeflow.grading import prepare
+from gradeflow.intake.ingest import ingest_institution
+from gradeflow.release import agreement, publish
+from gradeflow.review import packets as review
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
 
@@ -273,7 +276,7 @@ def test_bad_review_files_and_rows_get_named_rejects_and_never_block_good_ones(c
 
 
 def test_a_review_of_an_item_withdrawn_by_a_rerun_is_refused(conn, s3, emulator, openai_client):
-    from gradeflow.rerun import RerunRequest, reset_scope
+    from gradeflow.admin.rerun import RerunRequest, reset_scope
 
     _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL))
     (item,) = _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))

@@ -9,8 +9,9 @@ from datetime import date
 import psycopg
 import pytest
 
-from gradeflow import ingest, prepare
-from gradeflow.config import get_institution
+from gradeflow.core.config import get_institution
+from gradeflow.grading import prepare
+from gradeflow.intake import ingest
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 

@@ -13,8 +13,10 @@ import psycopg
 import pytest
 
 from devstack import stack
-from gradeflow import db, ingest, prepare
-from gradeflow.config import get_institution
+from gradeflow.core import db
+from gradeflow.core.config import get_institution
+from gradeflow.grading import prepare
+from gradeflow.intake import ingest
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
 

@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradeflow import agreement, review
-from gradeflow.config import ConfigError, _parse_institution
-from gradeflow.contract import FileRejected
+from gradeflow.core.config import ConfigError, _parse_institution
+from gradeflow.core.text import spreadsheet_safe
+from gradeflow.intake import review_files
+from gradeflow.intake.contract import FileRejected
+from gradeflow.release import agreement
+from gradeflow.review import packets as review
 
 MODEL = np.array([0, 1, 2, 3])
 HUMAN = np.array([0, 1, 3, 3])
@@ -55,8 +58,8 @@ def test_figures_and_report_per_question():
 
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
 def test_spreadsheet_safe_prefixes_formula_starts(value):
-    assert review.spreadsheet_safe(value) == "'" + value
-    assert review.spreadsheet_safe("plain text") == "plain text" and review.spreadsheet_safe(2.5) == 2.5
+    assert spreadsheet_safe(value) == "'" + value
+    assert spreadsheet_safe("plain text") == "plain text" and spreadsheet_safe(2.5) == 2.5
 
 
 def test_packet_csv_never_starts_a_cell_with_a_formula():
@@ -68,16 +71,16 @@ def test_packet_csv_never_starts_a_cell_with_a_formula():
 
 def test_review_file_parsing():
     data = "\ufeffReview_ID,Score,Reviewer,extra\nrv-1,2,ann,x\n\nrv-2,1\n".encode()
-    rows = review.parse_review_file("r.csv", data)
+    rows = review_files.parse_review_file("r.csv", data)
     assert [(r.row, r.review_id, r.score, r.reviewer) for r in rows] == [(1, "rv-1", "2", "ann"),
                                                                          (3, "rv-2", "1", None)]
-    rows = review.parse_review_file("r.jsonl", b'{"review_id": "rv-1", "score": 2, "reviewer": "ann"}\n\n')
+    rows = review_files.parse_review_file("r.jsonl", b'{"review_id": "rv-1", "score": 2, "reviewer": "ann"}\n\n')
     assert rows[0].score == 2
     for name, data, reason in [("r.csv", b"", "empty"), ("r.csv", b"review_id,score\n", "missing column"),
                                ("r.csv", b"\xff\xfe", "not UTF-8"), ("r.csv", b"review_id,score,reviewer\x00\n", "NUL"),
                                ("r.csv", b"review_id,score,reviewer,score\n", "named twice")]:
         with pytest.raises(FileRejected, match=reason):
-            review.parse_review_file(name, data)
+            review_files.parse_review_file(name, data)
 
 
 def test_check_row_reasons():
@@ -85,9 +88,9 @@ def test_check_row_reasons():
              "rv-2": {"status": "closed", "max_points": 3.0, "exam_day": "2026-11-23"}}
 
     def reason(**kw):
-        row = review.ReviewRow(1, kw.get("review_id", "rv-1"), kw.get("score", "1"), kw.get("reviewer", "ann"),
+        row = review_files.ReviewRow(1, kw.get("review_id", "rv-1"), kw.get("score", "1"), kw.get("reviewer", "ann"),
                                kw.get("comment"))
-        good, bad = review._check_row("f.csv", row, items)
+        good, bad = review_files._check_row("f.csv", row, items)
         return bad.reason if bad else good
 
     assert reason()["score"] == 1.0 and reason(score="2,5")["score"] == 2.5 and reason(score=3)["score"] == 3.0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gradeflow import batch
+from gradeflow.grading import batch
 
 QUESTION = {"qtype": "short_answer", "max_points": 3, "prompt": "What does the mitochondrion do?",
             "rubric": "ATP and respiration", "reference_answer": "It makes ATP by cellular respiration."}
@@ -130,11 +130,11 @@ def test_which_line_errors_are_retried(line, retryable):
 
 def test_token_counting_loads_only_the_rust_tokenizer_and_counts_as_bpe_openai_does():
     """Counting tokens must not pay for bpe_openai's Python BPE tables (seconds at import, unused)."""
-    code = ("import sys; from gradeflow import batch; n = batch.count_tokens('It makes ATP, über 😀'); "
+    code = ("import sys; from gradeflow.grading import batch; n = batch.count_tokens('It makes ATP, über 😀'); "
             "print(n, 'bpe_openai' in sys.modules); import bpe_openai; "
             "print(len(bpe_openai.get_encoding('o200k_base').encode('It makes ATP, über 😀')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(batch.__file__).parents[1])})
+                         env={**os.environ, "PYTHONPATH": str(Path(batch.__file__).parents[2])})
     counted, package_imported, reference = out.stdout.split()
     assert package_imported == "False"
     assert int(counted) == int(reference) > 0

@@ -2,7 +2,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gradeflow.config import ConfigError, load_institutions
+from gradeflow.core.config import ConfigError, load_institutions
 
 
 def test_sample_institutions_span_three_kinds_of_time_zone():

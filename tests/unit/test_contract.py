@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow.contract import (
+from gradeflow.intake.contract import (
     FileRejected,
     answer_sha256,
     parse_exam,

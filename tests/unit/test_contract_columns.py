@@ -1,4 +1,4 @@
-"""The column-wise contract (gradeflow.columns) against the per-row reference (gradeflow.contract):
+"""The column-wise contract (gradeflow.intake.columns) against the per-row reference (gradeflow.intake.contract):
 for generated files (valid and broken, in the three formats) and arbitrary bytes, at several chunk
 sizes, both give the same good rows with the same values and the same rejects with the same messages."""
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradeflow.columns import PY_SPACE, _utf8_text, validate_all, validate_chunks
-from gradeflow.contract import FileRejected, parse_exam, validate_submissions
+from gradeflow.intake.columns import PY_SPACE, _utf8_text, validate_all, validate_chunks
+from gradeflow.intake.contract import FileRejected, parse_exam, validate_submissions
 from tests.fuzz_files import Case, cases
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

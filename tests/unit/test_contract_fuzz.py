@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gradeflow.contract import FileRejected, parse_exam, validate_submissions
+from gradeflow.intake.contract import FileRejected, parse_exam, validate_submissions
 from tests.fuzz_files import Case, cases
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

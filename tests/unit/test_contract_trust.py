@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gradeflow.contract import FileRejected, parse_exam, validate_submissions
-from gradeflow.ingest import report_cell
+from gradeflow.core.text import spreadsheet_safe as report_cell
+from gradeflow.intake.contract import FileRejected, parse_exam, validate_submissions
 
 QUESTIONS = {"bio": {"q1", "q2"}}
 HEADER = "submission_id,student_id,exam_id,question_id,answer,submitted_at\n"

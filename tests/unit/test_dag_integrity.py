@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gradeflow.config import load_institutions
-from gradeflow.dag_defaults import OWNER
+from gradeflow.airflow.policy import OWNER
+from gradeflow.core.config import load_institutions
 
 STAGES = ("ingest", "prepare", "grade", "publish")
 
@@ -105,8 +105,8 @@ def test_ingest_runs_every_15_minutes_in_the_local_day(dagbag):
 def test_exam_day_comes_from_logical_date_in_local_time():
     from types import SimpleNamespace
 
-    from gradeflow.config import get_institution
-    from gradeflow.tasks import exam_day_for
+    from gradeflow.airflow.tasks import exam_day_for
+    from gradeflow.core.config import get_institution
 
     ny = get_institution("northfield")
     # 06:00 New York on 24 Nov is 11:00 UTC: publish works on the 23rd.
@@ -176,7 +176,7 @@ def test_descriptions_show_local_schedule_beside_utc(dagbag):
 
 
 def test_publish_has_a_release_deadline_alert_per_institution(dagbag):
-    from gradeflow.alerts import release_deadline_missed
+    from gradeflow.airflow.alerts import release_deadline_missed
 
     for inst in load_institutions():
         deadline = dagbag.dags[f"{inst.id}__publish"].deadline

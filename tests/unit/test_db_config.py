@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from gradeflow import db
+from gradeflow.core import db
 
 
 def _env_example(project_root) -> dict[str, str]:
@@ -45,7 +45,7 @@ def test_compose_runs_the_init_script_with_passwords_from_env_and_migrates(proje
     assert "./docker/init-gradeflow-db.sh:/docker-entrypoint-initdb.d/10-gradeflow.sh:ro" in postgres["volumes"]
     assert {"GRADEFLOW_DB_OWNER_PASSWORD", "GRADEFLOW_DB_WORKER_PASSWORD"} <= set(postgres["environment"])
     command = compose["services"]["airflow-init"]["command"]
-    assert "python -m gradeflow.db migrate" in (command if isinstance(command, str) else " ".join(command))
+    assert "python -m gradeflow.core.db migrate" in (command if isinstance(command, str) else " ".join(command))
 
 
 def test_durations_and_application_name(monkeypatch):

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import gradeflow.config as config
-from gradeflow.config import BATCH_API_POOL, Institution, get_institution, load_institutions
+import gradeflow.core.config as config
+from gradeflow.core.config import BATCH_API_POOL, Institution, get_institution, load_institutions
 
 PAGES = ("run-against-real-services.md", "add-an-institution.md", "operate-a-night.md")
 LOCAL = {"ingest": ("08:00", "17:45"), "prepare": ("18:00", None), "grade": ("20:00", None), "publish": ("06:00", None)}

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from gradeflow.config import (
+from gradeflow.core.config import (
     AWS_CONN_ID,
     BATCH_API_POOL,
     FREE_TEXT_TYPES,
@@ -111,7 +111,7 @@ def test_database_credentials_match_postgres(project_root, env_example, compose)
 
 
 def test_every_connection_id_in_code_is_configured(env_example):
-    import gradeflow.config as config
+    import gradeflow.core.config as config
 
     ids = {v for k, v in vars(config).items() if k.endswith("_CONN_ID")}
     configured = {k.removeprefix("AIRFLOW_CONN_").lower() for k in env_example if k.startswith("AIRFLOW_CONN_")}

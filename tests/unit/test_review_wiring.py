@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from gradeflow import tasks
-from gradeflow.config import get_institution, load_institutions
+from gradeflow.airflow import tasks
+from gradeflow.core.config import get_institution, load_institutions
 
 
 @pytest.fixture(scope="module")

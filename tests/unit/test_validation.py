@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from gradeflow.validation import (
+from gradeflow.release.gate import (
     DEFAULT_EXPECTATIONS_DIR,
     CheckResult,
     ValidationOutcome,

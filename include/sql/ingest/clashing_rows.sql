@@ -1,4 +1,4 @@
--- Staged rows that contradict what is already known, set-wise (gradeflow.ingest._clash_rejects words them):
+-- Staged rows that contradict what is already known, set-wise (gradeflow.intake.ingest._clash_rejects words them):
 -- a submission given to another student or exam than its owner (stage_owners), or a second, different
 -- answer to a question of a submission: the answer that stands is an earlier load's, else the first
 -- staged row's among the rows that agree with their owner. %(loaded)s is false when no staged submission

@@ -1,4 +1,4 @@
--- Who each staged submission belongs to (gradeflow.ingest._clash_rejects): the student and exam of an
+-- Who each staged submission belongs to (gradeflow.intake.ingest._clash_rejects): the student and exam of an
 -- earlier load when there is one, else of the submission's first staged row (the first row wins, and
 -- its submitted_at is the submission's; a new submission's exam day is the file's).
 CREATE TEMP TABLE stage_owners ON COMMIT DROP AS

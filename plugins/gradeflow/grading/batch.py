@@ -20,7 +20,7 @@ from functools import lru_cache
 from string import Template
 from typing import Any
 
-from gradeflow.config import PROMPTS_DIR
+from gradeflow.core.config import PROMPTS_DIR
 
 CUSTOM_ID_PREFIX = "gf1-"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})  # a batch that will not change

@@ -23,14 +23,16 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import PurePosixPath
 
-from gradeflow.exam_contract import ExamDefinition as ExamDefinition  # re-exported: the contract's one entry
-from gradeflow.exam_contract import clean_text
-from gradeflow.exam_contract import parse_exam as parse_exam
+from gradeflow.core.text import clean_text
+from gradeflow.intake.exam_contract import ExamDefinition as ExamDefinition  # re-exported: the contract's one entry
+from gradeflow.intake.exam_contract import parse_exam as parse_exam
+from gradeflow.intake.rejects import FileRejected as FileRejected  # re-exported
+from gradeflow.intake.rejects import Reject as Reject  # re-exported
 
 SUBMISSION_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at")
 ID_COLUMNS = ("submission_id", "student_id", "exam_id", "question_id")
 SUBMISSION_SUFFIXES = (".csv", ".jsonl", ".parquet")
-REVIEW_SUFFIXES = (".csv", ".jsonl")  # reviewers' files (gradeflow.review)
+REVIEW_SUFFIXES = (".csv", ".jsonl")  # reviewers' files (gradeflow.intake.review_files)
 MAX_ANSWER_CHARS = 20_000
 MAX_ID_CHARS = 128
 # submitted_at: an instant in this range, with an offset PostgreSQL can store (|offset| < 16 h).
@@ -40,21 +42,6 @@ MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
 MAX_CSV_RESYNCS = 1_000  # broken quotes a CSV may have before its rest is rejected as one row
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-
-@dataclass(frozen=True)
-class Reject:
-    """Why one row (or, with row None, the whole file) was not loaded.
-
-    `waits` marks a refusal that can change later (the row's exam or question is not known yet, or
-    its exam file was rejected): such rows are read again when the file is re-sent.
-    """
-
-    file: str
-    row: int | None
-    field: str | None
-    value: str | None
-    reason: str
-    waits: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,9 +53,6 @@ class IncomingPath:
     kind: str  # exam | submissions | reviews | unknown
     name: str
 
-
-class FileRejected(ValueError):
-    """The file as a whole cannot be read; the message says why."""
 
 
 def parse_incoming_key(key: str) -> IncomingPath | None:
@@ -559,7 +543,7 @@ def iter_submissions(file_name: str, data: bytes, questions: dict[str, set[str]]
                      rejected_exams: dict[str, str] | None = None) -> Iterator[AnswerRow | Reject]:
     """The rows of a submissions file one by one, each a good AnswerRow or a Reject, in file order.
 
-    A generator: the caller works through a big file in bounded chunks (gradeflow.ingest) and never
+    A generator: the caller works through a big file in bounded chunks (gradeflow.intake.ingest) and never
     holds every validated row at once. Raises FileRejected when the file as a whole cannot be read
     (possibly after some rows were yielded: the caller then discards what it staged).
     """

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import batch, db, lifecycle, storage
-from gradeflow.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
+from gradeflow import lifecycle
+from gradeflow.core import db, storage
+from gradeflow.core.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
+from gradeflow.grading import batch
 
 if TYPE_CHECKING:
     import psycopg
@@ -23,11 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANALYSE_AFTER_ROWS = 10_000  # grading this many answers refreshes the statistics of grades
-
-
-def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> int:
-    """The day's grading version: 1, raised by each admin rerun."""
-    return db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
 
 
 def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) -> int:
@@ -39,17 +36,13 @@ def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) ->
     return numbered
 
 
-def _ungraded(conn: psycopg.Connection, inst: Institution, day: date, qtypes: frozenset[str]) -> list[dict]:
-    return db.fetch_all(conn, "prepare/ungraded_answers", {"inst": inst.id, "day": day, "qtypes": sorted(qtypes)})
-
-
 def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0).
 
-    One set-based statement in the database (the rules of gradeflow.rules as SQL functions, migration
+    One set-based statement in the database (the rules of gradeflow.grading.rules as SQL functions, migration
     007): no answer travels to Python and back.
     """
-    version = grading_version(conn, inst, day)
+    version = lifecycle.grading_version(conn, inst, day)
     with conn.transaction():
         db.execute(conn, "bulk_plans")
         graded = db.execute(conn, "prepare/grade_by_rule", {
@@ -109,7 +102,7 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
     order_submissions(conn, inst, day)  # answers that arrived after the cut-off get their place in line too
     late = catch_up_late_days(conn, inst, day)
     days = sorted({day, *late})
-    versions = {d: grading_version(conn, inst, d) for d in days}
+    versions = {d: lifecycle.grading_version(conn, inst, d) for d in days}
     writer = batch.RequestWriter(inst.model)
     plan = BatchPlan(late_days=[str(d) for d in late])
     lines = _create_requests(conn, inst, days, versions, writer, plan)

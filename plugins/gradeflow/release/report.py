@@ -18,8 +18,8 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from gradeflow import db, storage
-from gradeflow.config import Institution
+from gradeflow.core import db, storage
+from gradeflow.core.config import Institution
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,10 +56,10 @@ def agreement_rows(conn: psycopg.Connection, inst: Institution, day: date) -> li
 
     One dict per question: `question_id`, `pairs` (answers with both a model suggestion and a current
     human grade), `mean_abs_diff` (points) and `exact_share` (0..1, same score), plus the other figures
-    of `gradeflow.agreement` (pearson_r, qwk). Empty when no human grade has a model suggestion yet; the
+    of `gradeflow.release.agreement` (pearson_r, qwk). Empty when no human grade has a model suggestion yet; the
     report then says "no human grades yet".
     """
-    from gradeflow import agreement
+    from gradeflow.release import agreement
 
     return agreement.agreement_rows(conn, inst, day)
 
@@ -69,7 +69,7 @@ def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list
 
     One snapshot (repeatable read, read only): the counts and the plots add up even while a rerun writes.
     """
-    from gradeflow import publish
+    from gradeflow.release import publish
 
     params = {"inst": inst.id, "day": day}
     with conn.transaction():

@@ -1,7 +1,7 @@
 """How far the model agrees with human graders: the statistics, per question and overall.
 
 Used by the release (every answer a human graded that also had a model suggestion: the day's
-agreement report) and by `gradeflow.evaluate` (a CSV of human-scored answers through the same
+agreement report) and by `gradeflow.admin.evaluate` (a CSV of human-scored answers through the same
 prompt and Batch API path). All figures are computed with numpy/pandas:
 
 * `n` pairs; `pearson_r` of model and human points (None when either side does not vary);
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import psycopg
 
-    from gradeflow.config import Institution
+    from gradeflow.core.config import Institution
 
 # Confidence bands for choosing min_confidence (lower bound inclusive, upper exclusive; the last includes 1).
 CONFIDENCE_BANDS = ((0.0, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 0.95), (0.95, 1.0))
@@ -115,7 +115,7 @@ def release_pairs(conn: psycopg.Connection, inst: Institution, release_id: int) 
     """(model suggestion, human grade) for every answer of a release that has both."""
     import pandas as pd
 
-    from gradeflow import db
+    from gradeflow.core import db
 
     rows = db.fetch_all(conn, "publish/agreement_pairs", {"inst": inst.id, "release_id": release_id})
     return pd.DataFrame(rows, columns=["question_id", "max_points", "model_score", "human_score", "confidence"])
@@ -125,7 +125,7 @@ def day_pairs(conn: psycopg.Connection, inst: Institution, day) -> pd.DataFrame:
     """(model suggestion, current human grade) for every answer of the day that has both, live."""
     import pandas as pd
 
-    from gradeflow import db
+    from gradeflow.core import db
 
     rows = db.fetch_all(conn, "review/agreement_pairs", {"inst": inst.id, "day": day})
     return pd.DataFrame(rows, columns=["question_id", "max_points", "model_score", "human_score", "confidence"])

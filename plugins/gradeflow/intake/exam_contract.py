@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from gradeflow.config import FREE_TEXT_TYPES, QUESTION_TYPES, RULE_TYPES
+from gradeflow.core.config import FREE_TEXT_TYPES, QUESTION_TYPES, RULE_TYPES
+from gradeflow.core.text import clean_text
+from gradeflow.intake.rejects import Reject
 
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_POINTS = 1_000            # max_points: 0 < x <= MAX_POINTS
@@ -23,16 +25,6 @@ MAX_OPTION_CHARS = 64
 MAX_QUESTIONS = 1_000
 MAX_DEPTH = 32                # nesting of the JSON document
 
-
-def clean_text(value: object) -> bool:
-    """Text PostgreSQL can store: a str with no NUL character and no lone surrogate."""
-    if not isinstance(value, str) or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass
@@ -165,8 +157,6 @@ def parse_exam(file_name: str, data: bytes) -> tuple[ExamDefinition | None, list
 
     An exam file may only define the exam it is named after: `exams/<exam_id>.json`.
     """
-    from gradeflow.contract import Reject
-
     doc, error = _load(data)
     if error:
         return None, [Reject(file_name, None, None, None, error)]

@@ -1,6 +1,6 @@
 """The file contract over Arrow columns: a submissions file validated a chunk at a time.
 
-The same contract as gradeflow.contract (which stays the reference, row by row), only faster: each
+The same contract as gradeflow.intake.contract (which stays the reference, row by row), only faster: each
 chunk of rows is read into Arrow string columns and checked column-wise (pyarrow.compute) for the
 common case, a value that is plainly good. Every row a fast check cannot vouch for (a bad value, an
 unusual but valid timestamp, an id with spaces around it, an unknown exam) goes through
@@ -24,7 +24,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gradeflow.contract import (
+from gradeflow.intake.contract import (
     EARLIEST_SUBMISSION,
     ID_COLUMNS,
     LATEST_SUBMISSION,

@@ -1,7 +1,7 @@
 """Grade (20:00 local): reconcile with the API, submit the night's jobs in waves, collect, retry with backoff.
 
 The night is a bounded loop of steps (`advance`), each short and idempotent, run by a deferrable
-operator that waits between them without holding a worker (gradeflow.waiting):
+operator that waits between them without holding a worker (gradeflow.airflow.waiting):
 
 1. Reconcile: every open job of the institution, from any earlier night, is reattached (by its batch
    id, or by its fingerprint in the batch metadata, whatever the batch's status) and collected once its
@@ -28,16 +28,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from gradeflow import batch, db, lifecycle, storage
-from gradeflow.config import OPENAI_CONN_ID, Institution, OpenAISettings, load_openai_settings
-from gradeflow.prepare import grading_version
+from gradeflow import lifecycle
+from gradeflow.core import db, storage
+from gradeflow.core.config import OPENAI_CONN_ID, Institution, OpenAISettings, load_openai_settings
+from gradeflow.grading import batch
 
 if TYPE_CHECKING:
     import psycopg
     from openai import OpenAI
 
 log = logging.getLogger(__name__)
-alerts = logging.getLogger("gradeflow.alerts")
+alerts = logging.getLogger("gradeflow.airflow.alerts")
 
 TERMINAL = batch.TERMINAL_STATUSES
 COMPLETION_WINDOW = "24h"
@@ -355,7 +356,7 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
         if unrun:
             report.lines_requeued += lifecycle.requeue_unrun(conn, inst, unrun, missing_detail)
         day = job["exam_day"]
-        version = grading_version(conn, inst, day)
+        version = lifecycle.grading_version(conn, inst, day)
         report.answers_to_review += sum(lifecycle.route_doubtful(conn, inst, day, version, job_id).values())
         report.answers_graded = lifecycle.apply_model_grades(conn, inst, day, version, job_id)
         for (reason, detail), cids in failures.items():
@@ -434,7 +435,7 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
             deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
             settings: OpenAISettings | None = None) -> WaveStep:
     """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait."""
-    from gradeflow import prepare
+    from gradeflow.grading import prepare
 
     now = time.time() if now is None else now
     past_deadline = deadline is not None and now >= deadline

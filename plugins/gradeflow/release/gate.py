@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-DEFAULT_EXPECTATIONS_DIR = Path(__file__).resolve().parents[2] / "expectations"
+DEFAULT_EXPECTATIONS_DIR = Path(__file__).resolve().parents[3] / "expectations"
 
 ANSWER_COLUMNS = ("institution", "exam_day", "submission_id", "question_id", "max_points", "grade_count",
                   "in_review", "waiting", "score", "grader")

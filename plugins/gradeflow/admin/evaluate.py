@@ -1,15 +1,15 @@
-"""Evaluate a model against human graders before trusting it: `python -m gradeflow.evaluate answers.csv`.
+"""Evaluate a model against human graders before trusting it: `python -m gradeflow.admin.evaluate answers.csv`.
 
 The CSV holds human-scored answers, one per row: `question`, `rubric`, `reference`, `max_points`,
 `answer`, `human_score` (optional: `question_id`, `question_type` = short_answer | essay). Every row goes
-through the very prompt and Batch API path the night uses (`gradeflow.batch.build_request`, one JSONL
+through the very prompt and Batch API path the night uses (`gradeflow.grading.batch.build_request`, one JSONL
 input file, `files.create`, `batches.create`, polling, `batch.parse_line` on the output and error files)
 against whatever OpenAI-compatible endpoint you name, or offline:
 
-    python -m gradeflow.evaluate answers.csv                         # the Airflow connection gradeflow_openai
-    python -m gradeflow.evaluate answers.csv --base-url http://host:8000/v1 --model my-model
-    python -m gradeflow.evaluate answers.csv --write-jsonl batch-input.jsonl    # then run it anywhere
-    python -m gradeflow.evaluate answers.csv --read-jsonl batch-output.jsonl    # e.g. from vLLM's run_batch
+    python -m gradeflow.admin.evaluate answers.csv                         # the Airflow connection gradeflow_openai
+    python -m gradeflow.admin.evaluate answers.csv --base-url http://host:8000/v1 --model my-model
+    python -m gradeflow.admin.evaluate answers.csv --write-jsonl batch-input.jsonl    # then run it anywhere
+    python -m gradeflow.admin.evaluate answers.csv --read-jsonl batch-output.jsonl    # e.g. from vLLM's run_batch
 
 It prints (and with --json writes) n, Pearson r, quadratic weighted kappa, MAE and the share of
 model grades a human would change, overall and per question, and the same by model-confidence band
@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gradeflow import agreement, batch
-from gradeflow.config import FREE_TEXT_TYPES, OPENAI_CONN_ID
-from gradeflow.contract import answer_sha256
+from gradeflow.core.config import FREE_TEXT_TYPES, OPENAI_CONN_ID
+from gradeflow.grading import batch
+from gradeflow.intake.contract import answer_sha256
+from gradeflow.release import agreement
 
 REQUIRED = ("question", "rubric", "reference", "max_points", "answer", "human_score")
 
@@ -172,7 +173,7 @@ def _client(args: argparse.Namespace):
         from openai import OpenAI
 
         return OpenAI(base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
-    from gradeflow.grading import openai_client
+    from gradeflow.grading.night import openai_client
 
     return openai_client(args.conn_id)
 

@@ -2,7 +2,7 @@
 
 Airflow DAGs are static, while the night's shape is not (how many shards fit under the shared
 enqueued-token cap, how many retry waves, how long the backoff). So the grade DAG has one task,
-`grade_night`, whose operator runs `gradeflow.grading.advance` (reconcile and collect, write a due
+`grade_night`, whose operator runs `gradeflow.grading.night.advance` (reconcile and collect, write a due
 retry wave, submit what fits under the cap) and then defers on `WaveTrigger` until the first of its
 live batches finishes, the next wave's backoff has passed, or it is time to look for room under the
 cap again. No worker slot is held while waiting. The loop is bounded: each line has at most
@@ -26,8 +26,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from gradeflow.batch import TERMINAL_STATUSES as TERMINAL
-from gradeflow.config import OPENAI_CONN_ID
+from gradeflow.core.config import OPENAI_CONN_ID
+from gradeflow.grading.batch import TERMINAL_STATUSES as TERMINAL
 
 DEADLINE_LOCAL = dtime(5, 45)  # the night's model work stops here: the 06:00 release goes out regardless
 CATCH_UP_HOURS = 10  # a run started after its night's deadline (a manual catch-up) gets this long
@@ -46,7 +46,7 @@ class WaveTrigger(BaseTrigger):
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return ("gradeflow.waiting.WaveTrigger", {
+        return ("gradeflow.airflow.waiting.WaveTrigger", {
             "batch_ids": self.batch_ids, "wake_at": self.wake_at, "deadline": self.deadline,
             "conn_id": self.conn_id, "poll_interval": self.poll_interval})
 
@@ -78,7 +78,7 @@ class WaveTrigger(BaseTrigger):
 
 
 class GradeNightOperator(BaseOperator):
-    """Grades one institution's night in waves (gradeflow.grading.advance), deferring between steps.
+    """Grades one institution's night in waves (gradeflow.grading.night.advance), deferring between steps.
 
     Returns the night's counts (waves, batches, estimated vs actual tokens, cost) as a small manifest.
     """
@@ -111,8 +111,10 @@ class GradeNightOperator(BaseOperator):
         return deadline
 
     def _step(self, context: Any, deadline: float | None) -> dict | None:
-        from gradeflow import grading, storage, tasks
-        from gradeflow.config import get_institution
+        from gradeflow.airflow import tasks
+        from gradeflow.core import storage
+        from gradeflow.core.config import get_institution
+        from gradeflow.grading import night as grading
 
         inst = get_institution(self.institution_id)
         if self.retry_backoff_seconds is not None:

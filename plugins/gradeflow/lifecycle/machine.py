@@ -23,35 +23,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gradeflow import db
+from gradeflow.core import db
 
 if TYPE_CHECKING:
     from datetime import date
 
     import psycopg
 
-    from gradeflow.config import Institution
+    from gradeflow.core.config import Institution
 
-STATES = ("received", "queued", "deferred", "in_review", "graded")
-GRADERS = ("rule", "llm", "human")
-# Why an answer waits for a human: a closed set (table review_reasons holds the same codes and their meaning).
-REVIEW_REASONS = {
-    "low_confidence": "the model's confidence is below the institution's min_confidence",
-    "score_out_of_range": "the model's raw score is outside [0, max_points]; the clamped score is a suggestion",
-    "refused": "the model refused to grade the answer",
-    "truncated": "the model's output was cut at the token limit (finish_reason=length)",
-    "unparseable": "the model's output is not the JSON the grading schema asks for",
-    "invalid_request": "the Batch API rejected the line's input (a 4xx error): sending it again cannot help",
-    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, server error) "
-                          "on every allowed attempt",
-    "batch_failed": "the whole batch failed for a reason that sending it again cannot fix",
-    "manual": "an admin or reviewer asked for a human grade",
-}
-# Why a released answer is still pending (release_results.pending_reason).
-PENDING_REASONS = ("in_review", "deferred_budget", "deferred_cap", "pending_model", "received")
-DEFER_REASONS = ("deferred_budget", "deferred_cap")
+from gradeflow.core.states import (  # noqa: F401  re-exported: the machine's vocabulary
+    DEFER_REASONS,
+    GRADERS,
+    PENDING_REASONS,
+    REVIEW_REASONS,
+    STATES,
+)
 
-# Result-line error codes (gradeflow.batch) and the review reason they lead to when not retried.
+# Result-line error codes (gradeflow.grading.batch) and the review reason they lead to when not retried.
 _CODE_REASONS = {
     "refusal": "refused",
     "truncated": "truncated",
@@ -62,6 +51,11 @@ _CODE_REASONS = {
     "score_out_of_range": "score_out_of_range",
     "low_confidence": "low_confidence",
 }
+
+
+def grading_version(conn: psycopg.Connection, inst: Institution, day: date) -> int:
+    """The day's grading version: 1, raised by each admin rerun (a rerun supersedes the current grades)."""
+    return db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
 
 
 def review_reason_for(code: str, retryable: bool) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import db, storage
-from gradeflow.config import Institution
+from gradeflow.core import db, storage
+from gradeflow.core.config import Institution
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,7 +42,7 @@ def has_answers(conn: psycopg.Connection, inst: Institution, day: date) -> bool:
     return db.fetch_all(conn, "publish/has_answers", {"inst": inst.id, "day": day})[0]["has_answers"]
 
 
-# The frame the GX suite checks (gradeflow.validation.ANSWER_COLUMNS), as Arrow types.
+# The frame the GX suite checks (gradeflow.release.gate.ANSWER_COLUMNS), as Arrow types.
 STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission_id", "string"),
                  ("question_id", "string"), ("max_points", "float64"), ("grade_count", "int32"),
                  ("in_review", "bool"), ("waiting", "bool"), ("score", "float64"), ("grader", "string"))
@@ -149,7 +149,7 @@ def summary_frame(counts: dict, inst: Institution, day: date) -> pd.DataFrame:
     """The conservation summary row the day_summary suite checks."""
     import pandas as pd
 
-    from gradeflow.validation import SUMMARY_COUNTS
+    from gradeflow.release.gate import SUMMARY_COUNTS
 
     keys = SUMMARY_COUNTS
     return pd.DataFrame([{"institution": inst.id, "exam_day": str(day), **{k: int(counts[k]) for k in keys}}])
@@ -170,7 +170,7 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
     """Run the GX suites over the day; record the run; return whether the day may be released."""
     from psycopg.types.json import Jsonb
 
-    from gradeflow.validation import validate_day
+    from gradeflow.release.gate import validate_day
 
     with conn.transaction():
         # One snapshot: the counts, the frame GX checks and the fingerprint the release must match.
@@ -315,7 +315,7 @@ def _write_parquet(conn: psycopg.Connection, inst: Institution, name: str, param
 
 def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, release_id: int, version: int) -> dict:
     """Model vs human on every answer of the release that has both; logged and returned for the report."""
-    from gradeflow import agreement
+    from gradeflow.release import agreement
 
     found = agreement.report(agreement.release_pairs(conn, inst, release_id))
     overall = found["overall"]

@@ -11,7 +11,7 @@ most statements in autocommit outside explicit transactions, so a per-connection
 every statement; a per-transaction `SET LOCAL` would leave each autocommit statement unbound
 (it would read zero rows, silently). A bound connection is never re-bound (TenantMismatch), and a
 statement whose `inst` parameter names another institution is refused before it is sent.
-Migrations run as the owner role, by an explicit step (`python -m gradeflow.db migrate`, run by
+Migrations run as the owner role, by an explicit step (`python -m gradeflow.core.db migrate`, run by
 the embedded stack's `up`), never by a task.
 
 Bounded waits: every connection carries statement, lock and idle-in-transaction timeouts, a
@@ -35,7 +35,7 @@ import psycopg
 import psycopg.errors
 from psycopg import sql as sql_mod
 
-from gradeflow.config import POSTGRES_CONN_ID, POSTGRES_OWNER_CONN_ID, SQL_DIR, Institution, load_institutions
+from gradeflow.core.config import POSTGRES_CONN_ID, POSTGRES_OWNER_CONN_ID, SQL_DIR, Institution, load_institutions
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def require_schema(conn: psycopg.Connection) -> None:
         where = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
         raise SchemaNotMigrated(
             f"GradeFlow's database {where} is not migrated: missing {', '.join(missing)}. Run the migrate step "
-            f"as the owner role: `python -m gradeflow.db migrate` (connection {POSTGRES_OWNER_CONN_ID!r}); "
+            f"as the owner role: `python -m gradeflow.core.db migrate` (connection {POSTGRES_OWNER_CONN_ID!r}); "
             "on the embedded stack `make stack-up` does it. Tasks work as the least-privilege role and never migrate."
         )
 
@@ -372,8 +372,8 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
 
 
 def _sync_review_reasons(conn: psycopg.Connection) -> None:
-    """Keep the review_reasons table equal to the closed set in gradeflow.lifecycle (the one source)."""
-    from gradeflow.lifecycle import REVIEW_REASONS
+    """Keep the review_reasons table equal to the closed set in gradeflow.core.states (the one source)."""
+    from gradeflow.core.states import REVIEW_REASONS
 
     with conn.cursor() as cur:
         cur.executemany(sql("upsert_review_reason"),
@@ -393,7 +393,7 @@ def audit(conn: psycopg.Connection, actor: str, action: str, institution_id: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m gradeflow.db migrate` (as the owner connection) | `check` (as the worker)."""
+    """CLI: `python -m gradeflow.core.db migrate` (as the owner connection) | `check` (as the worker)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="GradeFlow's database: migrate (owner) or check (worker)")

@@ -12,13 +12,13 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-from gradeflow.alerts import FailureNotifier
+from gradeflow.airflow.alerts import FailureNotifier
 
 OWNER = "gradeflow-data-eng"
 STAGES = ("ingest", "prepare", "grade", "publish", "admin")
 PAUSED_UPON_CREATION = False
 
-notify_failure = FailureNotifier("task")  # e-mails the institution's alert_emails (see gradeflow.alerts)
+notify_failure = FailureNotifier("task")  # e-mails the institution's alert_emails (see gradeflow.airflow.alerts)
 notify_run_failure = FailureNotifier("run")
 
 
@@ -119,14 +119,14 @@ def release_deadline(inst: Any) -> Any:
     """Deadline alert for the publish DAG: results not released by the institution's local release_deadline.
 
     Measured from the run's logical date (the 06:00 local publish run); the triggerer e-mails the
-    institution through gradeflow.alerts.release_deadline_missed. A run that succeeded before the
+    institution through gradeflow.airflow.alerts.release_deadline_missed. A run that succeeded before the
     deadline clears it; manual runs (no logical date) have none.
     """
     from airflow.sdk.definitions.callback import AsyncCallback
     from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-    from gradeflow.alerts import release_deadline_missed
-    from gradeflow.config import PUBLISH_AT
+    from gradeflow.airflow.alerts import release_deadline_missed
+    from gradeflow.core.config import PUBLISH_AT
 
     minutes = (int(inst.release_deadline[:2]) * 60 + int(inst.release_deadline[3:])
                - int(PUBLISH_AT[:2]) * 60 - int(PUBLISH_AT[3:]))

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
-from gradeflow import db
-from gradeflow.config import Institution
-from gradeflow.prepare import grading_version
+from gradeflow import lifecycle
+from gradeflow.core import db
+from gradeflow.core.config import Institution
 
 if TYPE_CHECKING:
     import psycopg
@@ -113,7 +113,7 @@ def _reset(conn: psycopg.Connection, inst: Institution, request: RerunRequest, p
                                "Wait for the grade DAG to collect them, then rerun.")
         db.execute(conn, "rerun/scoped_answers", params)
         answers = db.fetch_all(conn, "rerun/count_scope", params)[0]["answers"]
-        version = grading_version(conn, inst, request.exam_day)
+        version = lifecycle.grading_version(conn, inst, request.exam_day)
         if not answers:
             what = "the whole day" if request.scope == "day" else f"{request.scope} {request.scope_value!r}"
             raise RerunRefused(f"scope {what} matches no answer of {inst.id} on {request.exam_day}: nothing to "

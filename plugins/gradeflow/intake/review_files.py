@@ -1,19 +1,10 @@
-"""Human review, round trip: review items, blind review packets out, reviewers' files in.
+"""Reviewers' files in: a CSV or JSONL of scores under `incoming/<prefix>/<day>/reviews/`, validated row by row.
 
-* **Items.** Every distinct piece of work waiting in review (a model request, i.e. identical answers to a
-  question merged; or a lone answer) is one review item with a random, opaque `review_id`.
-* **Packets out.** `write_packet` writes the open items of an institution and day to
-  `reviews/<prefix>/<day>/open-<timestamp>.csv` and `.parquet`: question, rubric, reference, the
-  answer text, the model's suggestion and the reason, and no student or submission identity (blind).
-  The CSV is safe to open in a spreadsheet: a cell that could run as a formula is prefixed with `'`.
-* **Reviews in.** Reviewers return a CSV or JSONL file (`review_id`, `score`, `reviewer`, optional
-  `comment`; other columns, e.g. the packet's own, are ignored) under `incoming/<prefix>/<day>/reviews/`.
-  The ingest sweep checksums, deduplicates, reports rejects and archives it like any other file and
-  hands its bytes to `ingest_review_file`: each row is validated (named rejects) and good rows become
-  `human` grades through `gradeflow.lifecycle.apply_human_reviews` (set-based, a fixed number of
-  statements per file), with an audit line per file.
-
-See docs/review-round-trip.md.
+Reviewers return `review_id`, `score`, `reviewer`, optional `comment` (other columns, e.g. the packet's own, are
+ignored). The ingest sweep checksums, deduplicates, reports rejects and archives it like any other file and
+hands its bytes to `ingest_review_file`: each row is validated (named rejects) and good rows become `human`
+grades through `gradeflow.lifecycle.apply_human_reviews` (set-based, a fixed number of statements per file),
+with an audit line per file. See docs/review-round-trip.md.
 """
 
 from __future__ import annotations
@@ -25,108 +16,24 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from gradeflow import db, lifecycle, storage
-from gradeflow.config import Institution
-from gradeflow.contract import FileRejected, IncomingPath, Reject
+from gradeflow import lifecycle
+from gradeflow.core import db
+from gradeflow.core.config import Institution
+from gradeflow.core.text import clean_text
+from gradeflow.intake.contract import IncomingPath
+from gradeflow.intake.rejects import FileRejected, Reject
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
 
-PACKET_COLUMNS = ("review_id", "exam_day", "exam_id", "question_id", "question_type", "question_text", "rubric",
-                  "reference_answer", "max_points", "answer_text", "answers", "reason", "suggested_score",
-                  "model_raw_score", "suggested_rationale", "suggested_confidence", "earlier_reviews")
-RETURN_COLUMNS = ("score", "reviewer", "comment")  # left empty in the packet for reviewers to fill in
 REQUIRED = ("review_id", "score", "reviewer")
 MAX_TEXT = 2000
 
 
-def spreadsheet_safe(value: Any) -> Any:
-    """A CSV cell that no spreadsheet runs as a formula (the rejects report's rule, `ingest.report_cell`)."""
-    from gradeflow.ingest import report_cell
-
-    return report_cell(value)
-
-
-# ------------------------------------------------------------------------------------------ items, packets
-
-
-def sync_items(conn: psycopg.Connection, inst: Institution, day: date) -> None:
-    """Give every piece of work waiting in review its item; close items withdrawn without a review."""
-    params = {"inst": inst.id, "day": day}
-    with conn.transaction():
-        db.execute(conn, "review/sync_new_items", params)
-        db.execute(conn, "review/sync_link_queue", params)
-        db.execute(conn, "review/sync_close_withdrawn", params)
-
-
-def open_items(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
-    """The open review items of the day, one row per distinct piece of work, blind (see PACKET_COLUMNS)."""
-    sync_items(conn, inst, day)
-    return db.fetch_all(conn, "review/open_items", {"inst": inst.id, "day": day})
-
-
-@dataclass
-class Packet:
-    """A review packet written to S3 (no keys when nothing is open)."""
-
-    items: int
-    answers: int
-    csv_key: str | None = None
-    parquet_key: str | None = None
-    by_reason: dict[str, int] = field(default_factory=dict)
-
-
-def packet_csv(rows: list[dict]) -> bytes:
-    """The packet as CSV (UTF-8 with BOM for spreadsheets), formula-safe, with empty columns to fill in."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([*PACKET_COLUMNS, *RETURN_COLUMNS])
-    for row in rows:
-        writer.writerow([spreadsheet_safe(row[c]) for c in PACKET_COLUMNS] + [""] * len(RETURN_COLUMNS))
-    return ("\ufeff" + buf.getvalue()).encode()
-
-
-def packet_parquet(rows: list[dict]) -> bytes:
-    """The packet as Parquet (values as they are: Parquet cells never run as formulas)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema([(c, pa.float64() if c in ("max_points", "suggested_score", "model_raw_score",
-                                                   "suggested_confidence") else
-                         pa.int32() if c in ("answers", "earlier_reviews") else pa.string())
-                        for c in PACKET_COLUMNS])
-    table = pa.Table.from_pylist([{c: r[c] for c in PACKET_COLUMNS} for r in rows], schema=schema)
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
-def write_packet(conn: psycopg.Connection, s3, inst: Institution, day: date, when: datetime | None = None) -> Packet:
-    """Write the day's open review items to reviews/<prefix>/<day>/open-<timestamp>.csv and .parquet."""
-    rows = open_items(conn, inst, day)
-    packet = Packet(len(rows), sum(r["answers"] for r in rows))
-    for row in rows:
-        packet.by_reason[row["reason"]] = packet.by_reason.get(row["reason"], 0) + 1
-    if not rows:
-        log.info("Review packet %s %s: no open review items, nothing written", inst.id, day)
-        return packet
-    stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
-    packet.csv_key = inst.key("reviews", day, f"open-{stamp}.csv")
-    packet.parquet_key = inst.key("reviews", day, f"open-{stamp}.parquet")
-    storage.write_bytes(s3, packet.csv_key, packet_csv(rows), "text/csv")
-    storage.write_bytes(s3, packet.parquet_key, packet_parquet(rows), "application/vnd.apache.parquet")
-    log.info("Review packet %s %s: %d open item(s) standing for %d answer(s) (%s) written to %s and .parquet",
-             inst.id, day, packet.items, packet.answers,
-             ", ".join(f"{k} {v}" for k, v in sorted(packet.by_reason.items())), packet.csv_key)
-    return packet
-
-
-# ------------------------------------------------------------------------------------------ reviews in
 
 
 @dataclass(frozen=True)
@@ -209,16 +116,6 @@ def _parse_jsonl(text: str) -> list[ReviewRow]:
 _NOT_AN_OBJECT = object()
 
 
-def _storable(text: str) -> bool:
-    """Text PostgreSQL can store: no NUL, no lone surrogate (JSON escapes can carry both)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
 
 def _text(value: Any) -> str | None:
     """A non-empty text value (numbers in JSONL allowed), else None."""
@@ -251,7 +148,7 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
     """A validated review (id, score, reviewer, comment, item) or the named reason it is refused."""
     def reject(fld: str | None, value: Any, reason: str) -> tuple[None, Reject]:
         shown = None if value is None else str(value)[:200]
-        return None, Reject(name, row.row, fld, shown if shown is None or _storable(shown) else repr(shown), reason)
+        return None, Reject(name, row.row, fld, shown if shown is None or clean_text(shown) else repr(shown), reason)
 
     if row.review_id is _NOT_AN_OBJECT:
         return reject(None, None, "the line is not a JSON object")
@@ -273,7 +170,7 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
     reviewer = _text(row.reviewer)
     if reviewer is None:
         return reject("reviewer", row.reviewer, "reviewer is missing")
-    if len(reviewer) > 200 or not _storable(reviewer):
+    if len(reviewer) > 200 or not clean_text(reviewer):
         return reject("reviewer", reviewer, "reviewer is longer than 200 characters or holds NUL or broken Unicode")
     comment = row.comment
     if comment is not None and not isinstance(comment, str):
@@ -281,7 +178,7 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
             return reject("comment", comment, "comment is not text")
         comment = _text(comment)
     comment = (comment or "").strip() or None
-    if comment is not None and (len(comment) > MAX_TEXT or not _storable(comment)):
+    if comment is not None and (len(comment) > MAX_TEXT or not clean_text(comment)):
         return reject("comment", comment, f"comment is longer than {MAX_TEXT} characters or holds NUL or "
                                           "broken Unicode")
     return {"review_id": review_id, "score": score, "reviewer": reviewer, "comment": comment, "row": row.row,
@@ -320,11 +217,3 @@ def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: Inco
     log.info("Reviews %s: %d row(s): %d applied (%d answers graded by a human), %d rejected", name, result.total,
              result.applied, result.answers_graded, len(result.rejects))
     return result
-
-
-def announce_reviews(conn: psycopg.Connection, inst: Institution) -> list[str]:
-    """The earliest exam day with reviews applied since the last call (marked announced), or []: the cue
-    for the publish DAG (one day per call; later days follow at the next call)."""
-    with conn.transaction():
-        rows = db.fetch_all(conn, "review/announce", {"inst": inst.id})
-    return [r["exam_day"] for r in rows]

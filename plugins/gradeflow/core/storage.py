@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING
 
-from gradeflow.config import AWS_CONN_ID, bucket
+from gradeflow.core.config import AWS_CONN_ID, bucket
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,7 +12,7 @@ import logging
 from datetime import date, timedelta
 from typing import Any
 
-from gradeflow.config import Institution, get_institution
+from gradeflow.core.config import Institution, get_institution
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def open_db(institution_id: str):
 
     Tasks never migrate (they work as the least-privilege role): the owner's migrate step does.
     """
-    from gradeflow import db  # here, not at the top: psycopg is not needed to parse 1,200 DAGs
+    from gradeflow.core import db  # here, not at the top: psycopg is not needed to parse 1,200 DAGs
 
     conn = db.connect(institution=institution_id)
     if conn.info.dsn not in _SCHEMA_CHECKED:
@@ -75,8 +75,8 @@ def open_db(institution_id: str):
 
 def ingest_files(institution_id: str, **context: Any) -> dict:
     """Sweep the institution's incoming/ files into Postgres; fail (after the others) if any file errored."""
-    from gradeflow import storage
-    from gradeflow.ingest import ingest_institution
+    from gradeflow.core import storage
+    from gradeflow.intake.ingest import ingest_institution
 
     inst = get_institution(institution_id)
     with open_db(inst.id) as conn:
@@ -89,7 +89,7 @@ def ingest_files(institution_id: str, **context: Any) -> dict:
 
 def order_submissions(institution_id: str, **context: Any) -> dict:
     """Number the exam day's submissions first-in-first-out."""
-    from gradeflow import prepare
+    from gradeflow.grading import prepare
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
@@ -99,7 +99,7 @@ def order_submissions(institution_id: str, **context: Any) -> dict:
 
 def grade_by_rule(institution_id: str, **context: Any) -> dict:
     """Grade the exam day's objective answers by rule."""
-    from gradeflow import prepare
+    from gradeflow.grading import prepare
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
@@ -111,7 +111,8 @@ def build_batches(institution_id: str, **context: Any) -> dict:
     """Write the exam day's Batch API input files and jobs."""
     from dataclasses import asdict
 
-    from gradeflow import prepare, storage
+    from gradeflow.core import storage
+    from gradeflow.grading import prepare
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
@@ -120,12 +121,14 @@ def build_batches(institution_id: str, **context: Any) -> dict:
 
 
 # The grade DAG's work (reconcile, submit in waves under the shared cap, collect, retry with backoff)
-# is one deferrable operator: gradeflow.waiting.GradeNightOperator, stepping gradeflow.grading.advance.
+# is one deferrable operator: gradeflow.airflow.waiting.GradeNightOperator, stepping gradeflow.grading.night.advance.
 
 
 def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
     """Run the release gate for the exam day; fail the task (nothing released) if it does not pass."""
-    from gradeflow import alerts, db, publish
+    from gradeflow.airflow import alerts
+    from gradeflow.core import db
+    from gradeflow.release import publish
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back)
@@ -147,7 +150,9 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
 
 def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
     """Release the validated state (one transaction) and export it to S3 as Parquet."""
-    from gradeflow import publish, review, storage
+    from gradeflow.core import storage
+    from gradeflow.release import publish
+    from gradeflow.review import packets as review
 
     inst = get_institution(institution_id)
     day = date.fromisoformat(gate["exam_day"])
@@ -167,7 +172,8 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
 
 def write_report(institution_id: str, **context: Any) -> dict:
     """Write the day's HTML report to reports/<prefix>/<day>/ (after the release, whether or not it passed)."""
-    from gradeflow import report, storage
+    from gradeflow.core import storage
+    from gradeflow.release import report
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, days_back=1)
@@ -182,7 +188,8 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
     other than yesterday: each such day goes through the same gate, gets a new version (only if its
     state differs from its last release) and a new Parquet export.
     """
-    from gradeflow import db, publish, storage
+    from gradeflow.core import db, storage
+    from gradeflow.release import publish
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst, 1)
@@ -209,7 +216,8 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
 
 def write_review_packet(institution_id: str, **context: Any) -> dict:
     """Write the exam day's open review items (blind) to reviews/<prefix>/<day>/open-<timestamp>.csv/.parquet."""
-    from gradeflow import review, storage
+    from gradeflow.core import storage
+    from gradeflow.review import packets as review
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
@@ -227,7 +235,7 @@ def announce_reviews(institution_id: str, **context: Any) -> dict:
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from gradeflow import review
+    from gradeflow.review import packets as review
 
     inst = get_institution(institution_id)
     with open_db(inst.id) as conn:
@@ -242,7 +250,7 @@ def announce_reviews(institution_id: str, **context: Any) -> dict:
 
 def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:
     """E-mail the institution when an unusual share of the day's answers waits in human review."""
-    from gradeflow import alerts
+    from gradeflow.airflow import alerts
 
     alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share)
     if alert:
@@ -268,7 +276,7 @@ def rerun_params(params: dict, now_utc: Any) -> dict:
 
 def stage_dags_paused(institution_id: str, start_stage: str, is_paused: Any) -> list[str]:
     """The stage DAGs a rerun from start_stage would trigger that are paused (is_paused(dag_id) -> bool)."""
-    from gradeflow.rerun import STAGES
+    from gradeflow.admin.rerun import STAGES
 
     wanted = [f"{institution_id}__{stage}" for stage in STAGES[STAGES.index(start_stage):]]
     return [dag_id for dag_id in wanted if is_paused(dag_id)]
@@ -285,7 +293,7 @@ def reset_for_rerun(**context: Any) -> dict:
     line, supersede the scope's grades. Every refusal is audited too, then fails the task with its reason."""
     from datetime import UTC, datetime
 
-    from gradeflow.rerun import RerunRefused, RerunRequest, record_refusal, reset_scope
+    from gradeflow.admin.rerun import RerunRefused, RerunRequest, record_refusal, reset_scope
 
     dag_run = context["dag_run"]
     requested_by = getattr(dag_run, "triggering_user_name", None) or "unknown"

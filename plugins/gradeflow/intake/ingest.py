@@ -26,9 +26,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from gradeflow import db, storage
-from gradeflow.config import Institution
-from gradeflow.contract import (
+from gradeflow.core import db, storage
+from gradeflow.core.config import Institution
+from gradeflow.core.text import spreadsheet_safe
+from gradeflow.intake.contract import (
     FileRejected,
     IncomingPath,
     Reject,
@@ -289,16 +290,6 @@ def _insert_file(conn: psycopg.Connection, row: dict) -> int:
     return db.fetch_all(conn, "ingest/insert_file", row)[0]["file_id"]
 
 
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def report_cell(value: object) -> object:
-    """A value made safe for a spreadsheet (OWASP CSV injection): text that starts like a formula
-    gets a leading single quote. Only the CSV report is changed; the database keeps the raw value."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
 
 def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: int, day, name: str,
                     outcome: _Outcome) -> str | None:
@@ -311,7 +302,8 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["file", "row", "field", "value", "reason"])
-    writer.writerows([report_cell(c) for c in (r.file, r.row, r.field, r.value, r.reason)] for r in outcome.rejects)
+    writer.writerows([spreadsheet_safe(c) for c in (r.file, r.row, r.field, r.value, r.reason)]
+                     for r in outcome.rejects)
     key = inst.key("rejects", day, f"{name}.{file_id}.rejects.csv")  # one report per drop, never overwritten
     storage.write_bytes(s3, key, buf.getvalue().encode(), "text/csv")
     return key
@@ -319,10 +311,10 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
 
 def _load_reviews(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
                   data: bytes) -> _Outcome:
-    """A reviewers' file: validated and applied by gradeflow.review (the common steps stay here)."""
-    from gradeflow import review
+    """A reviewers' file: validated and applied by gradeflow.intake.review_files (the common steps stay here)."""
+    from gradeflow.intake import review_files
 
-    result = review.ingest_review_file(inst, conn, parsed, file_id, name, data)
+    result = review_files.ingest_review_file(inst, conn, parsed, file_id, name, data)
     return _Outcome(result.status, total=result.total, loaded=result.applied, rejects=result.rejects)
 
 
@@ -401,11 +393,11 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
-    (gradeflow.columns), references set-wise (the known questions once per file, clashes with
+    (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
     earlier rows and loads in one statement over the stage); what was just loaded is analysed so
     the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
     """
-    from gradeflow.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
+    from gradeflow.intake.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
 
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)

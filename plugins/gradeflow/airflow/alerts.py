@@ -22,9 +22,9 @@ from typing import Any
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from gradeflow.config import SMTP_CONN_ID, ConfigError, get_institution
+from gradeflow.core.config import SMTP_CONN_ID, ConfigError, get_institution
 
-log = logging.getLogger("gradeflow.alerts")
+log = logging.getLogger("gradeflow.airflow.alerts")
 
 
 @dataclass(frozen=True)

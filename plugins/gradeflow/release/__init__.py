@@ -1,0 +1,4 @@
+"""Release: the Great Expectations gate, release tables, exports, agreement and the daily report.
+
+May import: gradeflow.core, gradeflow.lifecycle.
+"""
