@@ -17,7 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from gradeflow import lifecycle
-from gradeflow.core import db
+from gradeflow.core import config, db
 from gradeflow.core.config import Institution
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCOPES = ("day", "question", "student")
-STAGES = ("prepare", "grade", "publish")
+STAGES = config.STAGES[config.STAGES.index("prepare"):]  # where a rerun may start
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 

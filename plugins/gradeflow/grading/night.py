@@ -491,28 +491,3 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
                f"{ledger['input_tokens'] or 0} out {ledger['output_tokens'] or 0}; ${cost:.4f}")
     log.info(message)
     return WaveStep(True, message, counts=counts)
-
-
-def run_night(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
-              deadline: float | None = None, poll: float = 0.1, max_steps: int = 10_000,
-              recheck_seconds: float = 0.5, settings: OpenAISettings | None = None) -> list[WaveStep]:
-    """The whole night without Airflow (tests, benchmarks): advance, sleep until the next event, repeat."""
-    steps = []
-    for _ in range(max_steps):
-        step = advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
-                       settings=settings)
-        steps.append(step)
-        if step.done:
-            return steps
-        _sleep_until_event(client, step, poll)
-    raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")
-
-
-def _sleep_until_event(client: OpenAI, step: WaveStep, poll: float) -> None:
-    """What the trigger does, synchronously: until a waited batch is finished or the wake time comes."""
-    while True:
-        if step.wake_at is not None and time.time() >= step.wake_at:
-            return
-        if any(client.batches.retrieve(b).status in TERMINAL for b in step.wait_batch_ids):
-            return
-        time.sleep(poll)

@@ -39,8 +39,8 @@ def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) ->
 def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0).
 
-    One set-based statement in the database (the rules of gradeflow.grading.rules as SQL functions, migration
-    007): no answer travels to Python and back.
+    One set-based statement in the database (the rules as SQL functions of migration 007; their reference
+    semantics in tests/rules_reference.py): no answer travels to Python and back.
     """
     version = lifecycle.grading_version(conn, inst, day)
     with conn.transaction():
