@@ -30,7 +30,7 @@ from gradeflow.airflow.policy import (
 )
 from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
 from gradeflow.airflow.waiting import GradeNightOperator
-from gradeflow.core.config import BATCH_API_POOL, Institution, load_institutions
+from gradeflow.core.config import BATCH_API_POOL, SCHEDULES, Institution, load_institutions
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
 BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
@@ -48,7 +48,6 @@ POLICY = (
     "\n\n**Pause and alerts**: created unpaused (catchup off: only the next scheduled run happens). "
     "Failed tasks and runs e-mail the institution's `alert_emails`."
 )
-SCHEDULES = {"ingest": ("08:00", "17:45"), "prepare": ("18:00",), "grade": ("20:00",), "publish": ("06:00",)}
 DOCS = {
     "ingest": "Sweeps `incoming/{p}/<day>/` (exams, then submissions in arrival order) into Postgres: every "
               "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, originals "
@@ -115,8 +114,8 @@ def _start_date(timezone: str):
     return pendulum.datetime(2026, 1, 1, tz=timezone)
 
 
-def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
-    when = local_schedule(inst.timezone, *SCHEDULES[stage])
+def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
+    when = local_schedule(inst.timezone, *SCHEDULES[stage].times)
     if stage == "ingest":
         when = f"every 15 min {when}"
     elif stage == "publish":
@@ -125,7 +124,7 @@ def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: l
                               share=inst.review_alert_share)
     doc = (f"# {inst.name}: {stage}\n\n{text}\n\n**Schedule**: {when} (the UI shows UTC)."
            + (INGEST_RERUN if stage == "ingest" else RERUN) + POLICY)
-    cron_schedule = _timetable(cron, inst.timezone)
+    cron_schedule = _timetable(SCHEDULES[stage].cron, inst.timezone)
     return DAG(
         dag_id=f"{inst.id}__{stage}",
         description=f"{stage} for {inst.name}: {when}",
@@ -143,7 +142,7 @@ def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: l
 
 
 def ingest_dag(inst: Institution) -> DAG:
-    with _dag(inst, "ingest", "*/15 8-17 * * *", timedelta(minutes=30)) as dag:
+    with _dag(inst, "ingest", timedelta(minutes=30)) as dag:
         sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
         # Reviewers' scores applied (by this sweep or an earlier one): tell the publish DAG (Asset event).
         sweep >> task(task_id="announce_reviews", trigger_rule=TriggerRule.ALL_DONE,
@@ -152,7 +151,7 @@ def ingest_dag(inst: Institution) -> DAG:
 
 
 def prepare_dag(inst: Institution) -> DAG:
-    with _dag(inst, "prepare", "0 18 * * *", timedelta(hours=2)) as dag:
+    with _dag(inst, "prepare", timedelta(hours=2)) as dag:
         sweep = task(task_id="ingest_files")(tasks.ingest_files)(institution_id=inst.id)
         # A file the sweep could not load stays in incoming/ and fails the sweep, visibly; the
         # night's grading of everything that did load goes on regardless.
@@ -165,7 +164,7 @@ def prepare_dag(inst: Institution) -> DAG:
 
 
 def grade_dag(inst: Institution) -> DAG:
-    with _dag(inst, "grade", "0 20 * * *", timedelta(hours=11)) as dag:
+    with _dag(inst, "grade", timedelta(hours=11)) as dag:
         # One deferrable task runs the night's bounded loop of waves (reconcile, submit under the shared
         # enqueued-token cap, collect, retry with backoff) and holds no worker while it waits. In the pool
         # `openai_batch_api` (create it with --include-deferred, so a waiting night keeps its slot): the pool
@@ -182,7 +181,7 @@ def grade_dag(inst: Institution) -> DAG:
 
 
 def publish_dag(inst: Institution) -> DAG:
-    with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
+    with _dag(inst, "publish", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
               deadline=release_deadline(inst)) as dag:
         gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
         released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 DAY = "2026-11-23"
 EXAM = {
@@ -51,3 +52,22 @@ def put(s3, key: str, data: bytes) -> None:
 
 def keys(s3, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="gradeflow", Prefix=prefix).get("Contents", []))
+
+
+def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, max_steps: int = 10_000,
+              recheck_seconds: float = 0.5, settings=None) -> list:
+    """The whole night without Airflow: advance, sleep until the next event (what the trigger of
+    gradeflow.airflow.waiting does, synchronously), repeat."""
+    from gradeflow.grading import night as grading
+
+    steps = []
+    for _ in range(max_steps):
+        step = grading.advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
+                               settings=settings)
+        steps.append(step)
+        if step.done:
+            return steps
+        while not (step.wake_at is not None and time.time() >= step.wake_at) and not any(
+                client.batches.retrieve(b).status in grading.TERMINAL for b in step.wait_batch_ids):
+            time.sleep(poll)
+    raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")

@@ -17,7 +17,7 @@ from gradeflow.grading import night as grading
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
-from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put, run_night
 
 D1 = date.fromisoformat(DAY)
 D2 = D1 + timedelta(days=1)
@@ -93,7 +93,7 @@ def test_deferred_work_goes_first_the_next_nights_and_its_day_is_released_again(
     inst = replace(NORTH, daily_token_budget=2 * cost + cost // 2)  # two requests a night
     plan = _prepare(conn, s3, inst, D1)
     assert (plan.requests_queued, plan.requests_deferred) == (2, 1)
-    grading.run_night(conn, s3, openai_client, inst, D1)
+    run_night(conn, s3, openai_client, inst, D1)
     first = _release(conn, inst, D1)
     pending = conn.execute("SELECT pending_reason, count(*) FROM release_results WHERE release_id = %s "
                            "AND status = 'pending' GROUP BY 1", (first["release_id"],)).fetchall()
@@ -106,7 +106,7 @@ def test_deferred_work_goes_first_the_next_nights_and_its_day_is_released_again(
     night2 = conn.execute("SELECT exam_day, request_count FROM batch_jobs WHERE night = %s ORDER BY job_id",
                           (D2,)).fetchall()
     assert night2 == [(D1, 1), (D2, 1)]
-    grading.run_night(conn, s3, openai_client, inst, D2)
+    run_night(conn, s3, openai_client, inst, D2)
     assert conn.execute("SELECT nights_deferred FROM llm_requests WHERE exam_day = %s AND status = 'graded' "
                         "ORDER BY nights_deferred DESC LIMIT 1", (D1,)).fetchone()[0] == 1
     waiting = conn.execute("SELECT exam_day, status FROM llm_requests WHERE status <> 'graded'").fetchall()
@@ -124,7 +124,7 @@ def test_three_attempts_with_exponential_backoff_then_review(conn, s3, emulator,
     inst = replace(NORTH, retry_backoff_seconds=0.4)
     _load(conn, s3, inst, _rows(2))
     _prepare(conn, s3, inst)
-    steps = grading.run_night(conn, s3, openai_client, inst, D1)
+    steps = run_night(conn, s3, openai_client, inst, D1)
     jobs = conn.execute("SELECT wave, request_count, created_at, collected_at FROM batch_jobs "
                         "ORDER BY job_id").fetchall()
     assert [(w, n) for w, n, _, _ in jobs] == [(1, 2), (2, 2), (3, 2)]
@@ -146,7 +146,7 @@ def test_jobs_stay_within_the_request_count(conn, s3, emulator, openai_client):
     plan = _prepare(conn, s3, replace(NORTH, max_requests_per_batch=3))
     sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id")]
     assert sizes == [3, 3, 3, 1] and plan.requests_queued == 10
-    grading.run_night(conn, s3, openai_client, NORTH, D1)
+    run_night(conn, s3, openai_client, NORTH, D1)
     assert _statuses(conn) == {"graded": 10}
 
 
@@ -164,7 +164,7 @@ def test_jobs_stay_within_the_bytes_written(conn, s3, emulator, openai_client):
     assert [j[0] for j in jobs] == [2, 2, 2, 2, 2]
     for _, size, key in jobs:  # measured on the bytes written to S3
         assert size <= limit and size == s3.head_object(Bucket="gradeflow", Key=key)["ContentLength"]
-    grading.run_night(conn, s3, openai_client, NORTH, D1)
+    run_night(conn, s3, openai_client, NORTH, D1)
     assert _statuses(conn) == {"graded": 10} and emulator.stats()["token_limit_failures"] == 0
 
 
@@ -188,7 +188,7 @@ def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, 
     def night(inst):
         try:
             with db.connect(institution=inst.id) as bound:
-                grading.run_night(bound, s3, openai_client, inst, D1, settings=settings, recheck_seconds=0.1)
+                run_night(bound, s3, openai_client, inst, D1, settings=settings, recheck_seconds=0.1)
         except Exception as exc:  # reported below
             errors.append(exc)
 
@@ -209,7 +209,7 @@ def test_a_token_limit_refusal_is_requeued_never_reviewed_and_the_deadline_relea
     emulator.faults(token_limit=10)  # any batch: accepted, then failed with token_limit_exceeded
     _load(conn, s3, NORTH, _rows(2))
     _prepare(conn, s3, NORTH)
-    steps = grading.run_night(conn, s3, openai_client, NORTH, D1, deadline=time.time() + 1.5)
+    steps = run_night(conn, s3, openai_client, NORTH, D1, deadline=time.time() + 1.5)
     assert steps[-1].done and "pending_model" in steps[-1].message
     assert conn.execute("SELECT count(*) FROM review_queue").fetchone()[0] == 0
     assert set(_statuses(conn)) <= {"pending", "queued"}
@@ -218,7 +218,7 @@ def test_a_token_limit_refusal_is_requeued_never_reviewed_and_the_deadline_relea
     assert conn.execute("SELECT DISTINCT pending_reason FROM release_results WHERE release_id = %s AND "
                         "status = 'pending'", (released["release_id"],)).fetchall() == [("pending_model",)]
     emulator.faults(token_limit=None)
-    grading.run_night(conn, s3, openai_client, NORTH, D2)  # the next night picks the work up first
+    run_night(conn, s3, openai_client, NORTH, D2)  # the next night picks the work up first
     assert _statuses(conn) == {"graded": 2}
 
 
@@ -229,7 +229,7 @@ def test_a_lost_batch_id_is_reattached_not_created_twice_even_after_a_clear(conn
     conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")  # the crash lost the id
     grading.advance(conn, s3, openai_client, NORTH, D1)  # a cleared task runs again
     _prepare(conn, s3, NORTH)  # and prepare too
-    grading.run_night(conn, s3, openai_client, NORTH, D1)
+    run_night(conn, s3, openai_client, NORTH, D1)
     assert emulator.stats()["batches_created"] == 1 and _statuses(conn) == {"graded": 2}
 
 
@@ -243,7 +243,7 @@ def test_an_expired_orphan_is_salvaged_and_no_line_is_paid_twice(conn, s3, emula
         time.sleep(0.05)
     conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")  # lost, and now expired
     emulator.faults(expire_after_fraction=None)
-    grading.run_night(conn, s3, openai_client, NORTH, D1)
+    run_night(conn, s3, openai_client, NORTH, D1)
     jobs = conn.execute("SELECT openai_batch_id, request_count, cost_usd FROM batch_jobs ORDER BY job_id").fetchall()
     assert jobs[0][0] == batch_id and float(jobs[0][2]) > 0  # the orphan was reattached and its cost recorded
     assert [j[1] for j in jobs] == [4, 2]  # only the two lines that never ran went out again
@@ -262,12 +262,12 @@ def test_a_batch_running_past_the_deadline_is_collected_by_the_next_night(conn, 
     emulator.faults(timing={"in_progress": 2.5})
     _load(conn, s3, NORTH, _rows(2))
     _prepare(conn, s3, NORTH)
-    steps = grading.run_night(conn, s3, openai_client, NORTH, D1, deadline=time.time() + 0.5)
+    steps = run_night(conn, s3, openai_client, NORTH, D1, deadline=time.time() + 0.5)
     assert "still running" in steps[-1].message and "next grade run" in steps[-1].message
     first = _release(conn, NORTH, D1)
     assert publish.day_counts(conn, NORTH, D1)["pending_model"] == 2
     time.sleep(2.5)
-    grading.run_night(conn, s3, openai_client, NORTH, D2)  # next night: reconcile finds the job of night D1
+    run_night(conn, s3, openai_client, NORTH, D2)  # next night: reconcile finds the job of night D1
     assert _statuses(conn) == {"graded": 2} and emulator.stats()["batches_created"] == 1
     out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})
     assert out["released"] == [f"{D1} v{first['version'] + 1}"]
@@ -276,14 +276,14 @@ def test_a_batch_running_past_the_deadline_is_collected_by_the_next_night(conn, 
 def test_a_late_file_is_graded_the_next_night_and_released_as_a_new_version(conn, s3, emulator, openai_client):
     _load(conn, s3, NORTH, _rows(1))
     _prepare(conn, s3, NORTH, D1)
-    grading.run_night(conn, s3, openai_client, NORTH, D1)
+    run_night(conn, s3, openai_client, NORTH, D1)
     assert _release(conn, NORTH, D1)["version"] == 1
     # After day 1's cut-off, a file for day 1 arrives: the next morning's sweep loads it.
     _load(conn, s3, NORTH, _rows(1, prefix="late", text="a late answer about mitochondria"), name="late.csv")
     assert publish.day_counts(conn, NORTH, D1)["received"] == 4
     plan = _prepare(conn, s3, NORTH, D2)  # night 2 (no answers of its own)
     assert plan.late_days == [str(D1)] and plan.requests_queued == 1
-    grading.run_night(conn, s3, openai_client, NORTH, D2)
+    run_night(conn, s3, openai_client, NORTH, D2)
     counts = publish.day_counts(conn, NORTH, D1)
     assert counts["received"] == 0 and counts["answers"] == counts["graded_rule"] + counts["graded_llm"] == 8
     out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})

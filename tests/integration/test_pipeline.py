@@ -17,7 +17,7 @@ from gradeflow.grading import prepare
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
-from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put, run_night
 
 # Batch mechanics are tested with confidence routing off; tests/integration/test_review_loop.py tests it.
 NORTH = replace(get_institution("northfield"), min_confidence=0.0)
@@ -51,7 +51,7 @@ def _grade(conn, s3, client, inst=NORTH):
     Returns one collect report per job, in job order (the ledger's view of each job).
     """
     inst = replace(inst, retry_backoff_seconds=0.05)
-    grading.run_night(conn, s3, client, inst, EXAM_DAY)
+    run_night(conn, s3, client, inst, EXAM_DAY)
     return [_job_report(conn, job_id) for (job_id,) in conn.execute(
         "SELECT job_id FROM batch_jobs WHERE collected_at IS NOT NULL ORDER BY job_id").fetchall()]
 

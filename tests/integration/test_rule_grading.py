@@ -1,4 +1,4 @@
-"""Rule grading in the database: one statement grades a realistic day exactly as gradeflow.grading.rules would."""
+"""Rule grading in the database: one statement grades a realistic day as tests/rules_reference.py would."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from datetime import date
 
 from devstack import sample_day
 from gradeflow.core.config import get_institution
-from gradeflow.grading import prepare, rules
+from gradeflow.grading import prepare
 from gradeflow.intake.ingest import ingest_institution
+from tests import rules_reference as rules
 
 NORTH = get_institution("northfield")
 DAY = date(2026, 11, 23)
@@ -15,7 +16,7 @@ DAY = date(2026, 11, 23)
 
 def test_sql_rule_grading_matches_the_python_rules_on_a_sample_day(conn, s3, tmp_path):
     """Every objective answer of a sample day (multi-answer keys, tolerances, odd shapes) gets the score
-    gradeflow.grading.rules gives it; empty free-text answers get 0; a rerun grades nothing twice."""
+    tests/rules_reference.py gives it; empty free-text answers get 0; a rerun grades nothing twice."""
     from psycopg.rows import dict_row
 
     sample_day.generate_day(tmp_path, ["northfield"], DAY, submissions_per_exam=40)

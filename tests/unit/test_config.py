@@ -2,7 +2,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gradeflow.core.config import ConfigError, load_institutions
+from gradeflow.core.config import PUBLISH_AT, SCHEDULES, STAGES, ConfigError, load_institutions
 
 
 def test_sample_institutions_span_three_kinds_of_time_zone():
@@ -49,3 +49,9 @@ def test_alert_fields_have_defaults_and_sample_recipients(tmp_path):
     (inst,) = load_institutions(path)
     assert inst.alert_emails == () and inst.release_deadline == "08:00" and inst.review_alert_share == 0.2
     assert all(i.alert_emails for i in load_institutions())
+
+
+def test_the_schedule_is_defined_once_and_gives_the_dags_crons():
+    assert STAGES == ("ingest", "prepare", "grade", "publish") and PUBLISH_AT == "06:00"
+    assert [s.cron for s in SCHEDULES.values()] == ["*/15 8-17 * * *", "0 18 * * *", "0 20 * * *", "0 6 * * *"]
+    assert SCHEDULES["ingest"].times == ("08:00", "17:45") and SCHEDULES["grade"].times == ("20:00",)

@@ -14,7 +14,7 @@ import gradeflow.core.config as config
 from gradeflow.core.config import BATCH_API_POOL, Institution, get_institution, load_institutions
 
 PAGES = ("run-against-real-services.md", "add-an-institution.md", "operate-a-night.md")
-LOCAL = {"ingest": ("08:00", "17:45"), "prepare": ("18:00", None), "grade": ("20:00", None), "publish": ("06:00", None)}
+LOCAL = {stage: (s.first, s.last) for stage, s in config.SCHEDULES.items()}
 JANUARY, JULY = date(2026, 1, 15), date(2026, 7, 15)
 
 

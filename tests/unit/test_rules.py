@@ -1,6 +1,6 @@
 import pytest
 
-from gradeflow.grading import rules
+from tests import rules_reference as rules
 
 
 @pytest.mark.parametrize(("answer", "key", "expected"), [
@@ -70,7 +70,7 @@ def _python_score(qtype, answer, key, tolerance, points=2.0):
 
 @pytest.mark.parametrize(("qtype", "answer", "key", "tolerance"), PARITY_CASES)
 def test_sql_rules_score_like_the_python_rules(conn, qtype, answer, key, tolerance):
-    """gradeflow_rule_score (what grade_by_rule runs) gives the same score as gradeflow.grading.rules."""
+    """gradeflow_rule_score (what grade_by_rule runs) gives the same score as tests/rules_reference.py."""
     from psycopg.types.json import Jsonb
 
     sql_score = conn.execute("SELECT gradeflow_rule_score(%s, %s, %s, %s::numeric, %s::numeric)::float8",

@@ -1,5 +1,5 @@
 -- Grade the day's ungraded objective answers by rule, and its empty free-text answers (0 points), in one
--- statement (semantics: gradeflow/grading/rules.py, as SQL functions in migration 007; each question's key is
+-- statement (reference semantics: tests/rules_reference.py, as SQL functions in migration 007; each question's key is
 -- read once, in the materialised q). Only answers with no current grade and no open review are touched,
 -- so a rerun grades nothing twice.
 WITH q AS MATERIALIZED (

@@ -17,7 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from gradeflow import lifecycle
-from gradeflow.core import db
+from gradeflow.core import config, db
 from gradeflow.core.config import Institution
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCOPES = ("day", "question", "student")
-STAGES = ("prepare", "grade", "publish")
+STAGES = config.STAGES[config.STAGES.index("prepare"):]  # where a rerun may start
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -124,7 +124,8 @@ def _reset(conn: psycopg.Connection, inst: Institution, request: RerunRequest, p
         if regrade:
             result["grades_superseded"] = db.execute(conn, "rerun/supersede_grades", params)
             result["reviews_closed"] = db.execute(conn, "rerun/resolve_reviews", params)
-            result["requests_withdrawn"] = db.execute(conn, "rerun/retire_unsubmitted", params)
+            result["requests_withdrawn"] = lifecycle.withdraw_unsent(conn, inst, request.exam_day)
+            lifecycle.sync_review_items(conn, inst, request.exam_day)  # items with nothing waiting -> closed
             result["new_version"] = version + 1
         action = "rerun_dry_run" if request.dry_run else "rerun_reset" if regrade else "rerun_resume"
         details = {**_request_details(request), "version": result["new_version"], **result}

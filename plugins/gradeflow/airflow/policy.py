@@ -13,9 +13,10 @@ from functools import lru_cache
 from typing import Any
 
 from gradeflow.airflow.alerts import FailureNotifier
+from gradeflow.core.config import STAGES
 
 OWNER = "gradeflow-data-eng"
-STAGES = ("ingest", "prepare", "grade", "publish", "admin")
+TAG_STAGES = (*STAGES, "admin")  # a DAG's stage: tag
 PAUSED_UPON_CREATION = False
 
 notify_failure = FailureNotifier("task")  # e-mails the institution's alert_emails (see gradeflow.airflow.alerts)
@@ -55,7 +56,7 @@ def config_defaults() -> dict[str, Any]:
 
 def tags(stage: str, institution_id: str | None = None) -> list[str]:
     """Tags from the approved set: gradeflow, stage:<name>, institution:<id>."""
-    if stage not in STAGES:
+    if stage not in TAG_STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     return ["gradeflow", f"stage:{stage}"] + ([f"institution:{institution_id}"] if institution_id else [])
 

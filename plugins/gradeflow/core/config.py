@@ -38,7 +38,38 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-PUBLISH_AT = "06:00"  # the publish DAG's local time, the morning after the exam day
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """When a stage's DAG runs, in the institution's local time: at `first`, or every `every_minutes` from
+    `first` to `last`."""
+
+    first: str
+    last: str | None = None
+    every_minutes: int | None = None
+
+    @property
+    def times(self) -> tuple[str, ...]:
+        return (self.first,) if self.last is None else (self.first, self.last)
+
+    @property
+    def cron(self) -> str:
+        hour, minute = int(self.first[:2]), int(self.first[3:])
+        if self.every_minutes is None:
+            return f"{minute} {hour} * * *"
+        return f"*/{self.every_minutes} {hour}-{int(self.last[:2])} * * *"
+
+
+# The institution DAGs' stages in a day's order, and when each runs (local time): the one definition.
+SCHEDULES = {
+    "ingest": StageSchedule("08:00", "17:45", every_minutes=15),
+    "prepare": StageSchedule("18:00"),
+    "grade": StageSchedule("20:00"),
+    "publish": StageSchedule("06:00"),  # the morning after the exam day
+}
+STAGES = tuple(SCHEDULES)
+PUBLISH_AT = SCHEDULES["publish"].first
 
 
 def bucket() -> str:

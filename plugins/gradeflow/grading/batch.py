@@ -176,11 +176,6 @@ def prompt_tokens(body: dict, encoding: str | None = None) -> int:
             + response_format_tokens(body, enc))
 
 
-def estimate_tokens(request: dict, expected_output: int | None = None) -> int:
-    """Input tokens (exact) plus the expected output (the output cap when not given)."""
-    return prompt_tokens(request["body"]) + (MAX_OUTPUT_TOKENS if expected_output is None else expected_output)
-
-
 class RequestWriter:
     """Request lines and their exact input tokens, fast: the fixed part of each question is built once.
 

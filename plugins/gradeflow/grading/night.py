@@ -138,8 +138,7 @@ def submit_ready(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution
             release_reservation(conn, inst, job["job_id"])
             raise
         with conn.transaction():
-            db.execute(conn, "grade/record_submitted",
-                       {"inst": inst.id, "job_id": job["job_id"], "batch_id": remote.id, "status": remote.status})
+            lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status)
         submitted += 1
     return submitted, len(waiting) - submitted
 
@@ -210,8 +209,7 @@ def reconcile(conn: psycopg.Connection, client: OpenAI, inst: Institution, colle
                 continue
             remote = _pick(candidates)
             with conn.transaction():
-                db.execute(conn, "grade/record_submitted", {"inst": inst.id, "job_id": job["job_id"],
-                                                            "batch_id": remote.id, "status": remote.status})
+                lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status)
             report.reattached += 1
             log.warning("Job %s (night %s): reattached to batch %s (%s) found by its fingerprint; its id had been "
                         "lost; nothing is sent twice", job["job_id"], job["night"], remote.id, remote.status)
@@ -386,15 +384,8 @@ def _chain(*iterables):
 
 
 def _record_state(conn: psycopg.Connection, inst: Institution, job_id: int, remote: Any) -> None:
-    from psycopg.types.json import Jsonb
-
-    counts = remote.request_counts.model_dump() if remote.request_counts else None
-    errors = remote.errors.model_dump() if remote.errors else None
     with conn.transaction():
-        db.execute(conn, "grade/record_batch_state", {
-            "inst": inst.id, "job_id": job_id, "status": remote.status, "output_file_id": remote.output_file_id,
-            "error_file_id": remote.error_file_id, "request_counts": Jsonb(counts), "errors": Jsonb(errors),
-            "terminal": remote.status in TERMINAL})
+        lifecycle.job_state(conn, inst, job_id, remote)
 
 
 def ledger(conn: psycopg.Connection, inst: Institution, night: date) -> dict:
@@ -500,28 +491,3 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
                f"{ledger['input_tokens'] or 0} out {ledger['output_tokens'] or 0}; ${cost:.4f}")
     log.info(message)
     return WaveStep(True, message, counts=counts)
-
-
-def run_night(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
-              deadline: float | None = None, poll: float = 0.1, max_steps: int = 10_000,
-              recheck_seconds: float = 0.5, settings: OpenAISettings | None = None) -> list[WaveStep]:
-    """The whole night without Airflow (tests, benchmarks): advance, sleep until the next event, repeat."""
-    steps = []
-    for _ in range(max_steps):
-        step = advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
-                       settings=settings)
-        steps.append(step)
-        if step.done:
-            return steps
-        _sleep_until_event(client, step, poll)
-    raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")
-
-
-def _sleep_until_event(client: OpenAI, step: WaveStep, poll: float) -> None:
-    """What the trigger does, synchronously: until a waited batch is finished or the wake time comes."""
-    while True:
-        if step.wake_at is not None and time.time() >= step.wake_at:
-            return
-        if any(client.batches.retrieve(b).status in TERMINAL for b in step.wait_batch_ids):
-            return
-        time.sleep(poll)

@@ -39,8 +39,8 @@ def order_submissions(conn: psycopg.Connection, inst: Institution, day: date) ->
 def grade_by_rule(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """Grade every ungraded objective answer of the day (and empty free-text answers, which score 0).
 
-    One set-based statement in the database (the rules of gradeflow.grading.rules as SQL functions, migration
-    007): no answer travels to Python and back.
+    One set-based statement in the database (the rules as SQL functions of migration 007; their reference
+    semantics in tests/rules_reference.py): no answer travels to Python and back.
     """
     version = lifecycle.grading_version(conn, inst, day)
     with conn.transaction():
@@ -155,7 +155,7 @@ def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[dat
         with conn.cursor() as cur, cur.copy("COPY new_llm_requests FROM STDIN") as copy:
             for row in staged:
                 copy.write_row(row)
-        plan.new_requests = db.execute(conn, "prepare/insert_requests", {"inst": inst.id})
+        plan.new_requests = lifecycle.create_requests(conn, inst)
     if plan.new_requests > 1000:  # plans over a table that just grew must not use stale statistics
         db.execute(conn, "prepare/analyse_requests")
     return lines
@@ -265,11 +265,11 @@ def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
     storage.write_bytes(s3, key, body, "application/jsonl")
     est_in = sum(lines[cid][1] for cid in ids)
     with conn.transaction():
-        row = db.fetch_all(conn, "prepare/insert_batch_job", {
-            "inst": inst.id, "day": shard[0]["exam_day"], "night": night, "wave": wave, "fingerprint": fingerprint,
-            "attempt": max(r["attempt"] for r in shard) + 1, "model": inst.model, "input_key": key,
-            "request_count": len(ids), "est_input_tokens": est_in, "est_output_tokens": expected_out * len(ids),
-            "input_bytes": len(body)})[0]
+        row = lifecycle.create_job(
+            conn, inst, day=shard[0]["exam_day"], night=night, wave=wave, fingerprint=fingerprint,
+            attempt=max(r["attempt"] for r in shard) + 1, model=inst.model, input_key=key,
+            request_count=len(ids), est_input_tokens=est_in, est_output_tokens=expected_out * len(ids),
+            input_bytes=len(body))
         lifecycle.queue(conn, inst, row["job_id"], ids)
         db.execute(conn, "prepare/create_lines_stage")
         with conn.cursor() as cur, cur.copy("COPY staged_lines FROM STDIN") as copy:

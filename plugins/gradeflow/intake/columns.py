@@ -17,7 +17,6 @@ import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
@@ -32,7 +31,6 @@ from gradeflow.intake.contract import (
     MAX_ID_CHARS,
     SUBMISSION_COLUMNS,
     SUBMISSION_SUFFIXES,
-    AnswerRow,
     BadRow,
     FileRejected,
     Reject,
@@ -165,21 +163,6 @@ def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[str]:
         line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
         if line.strip(" \t\r"):
             yield line
-
-
-def validate_all(file_name: str, data: bytes, questions: dict[str, set[str]],
-                 rejected_exams: dict[str, str] | None = None, size: int = 50_000) -> tuple[list[AnswerRow],
-                                                                                           list[Reject]]:
-    """validate_chunks gathered as contract.validate_submissions returns it (rows in file order)."""
-    good: list[AnswerRow] = []
-    rejects: list[Reject] = []
-    for chunk in validate_chunks(file_name, data, questions, rejected_exams, size):
-        good += [AnswerRow(r["row_number"], *(r[c] for c in SUBMISSION_COLUMNS[:5]),
-                           r["submitted_at"].astimezone(UTC)) for r in chunk.good.to_pylist()]
-        rejects += chunk.rejects
-    good.sort(key=lambda r: r.row)
-    rejects.sort(key=lambda r: r.row or 0)
-    return good, rejects
 
 
 # ---------------------------------------------------------------- reading chunks

@@ -70,6 +70,12 @@ def _check_reason(reason: str, allowed) -> None:
         raise ValueError(f"unknown reason {reason!r}; allowed: {sorted(allowed)}")
 
 
+def create_requests(conn: psycopg.Connection, inst: Institution) -> int:
+    """None -> pending: a model request for every group staged in `new_llm_requests` (prepare); return how
+    many are new (a request that exists already is kept as it is)."""
+    return db.execute(conn, "lifecycle/insert_requests", {"inst": inst.id})
+
+
 def to_review(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str,
               detail: str | None = None) -> int:
     """Model requests -> in_review (every answer they stand for); return the answers queued for review."""

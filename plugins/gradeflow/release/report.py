@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gradeflow.core import db, storage
-from gradeflow.core.config import Institution
+from gradeflow.core.config import STAGES, Institution
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "prepare", "grade", "publish")
 STATE_COLOURS = {"rule": "#4e79a7", "model": "#59a14f", "human": "#b07aa1", "in review": "#f28e2b",
                  "deferred": "#edc948", "pending model": "#76b7b2", "received": "#e15759"}
 BINS = ("<20%", "20-40%", "40-60%", "60-80%", "80-100%")

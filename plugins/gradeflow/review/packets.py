@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from gradeflow import lifecycle
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
 from gradeflow.core.text import spreadsheet_safe
@@ -34,20 +35,10 @@ PACKET_COLUMNS = ("review_id", "exam_day", "exam_id", "question_id", "question_t
 RETURN_COLUMNS = ("score", "reviewer", "comment")  # left empty in the packet for reviewers to fill in
 
 
-
-
-def sync_items(conn: psycopg.Connection, inst: Institution, day: date) -> None:
-    """Give every piece of work waiting in review its item; close items withdrawn without a review."""
-    params = {"inst": inst.id, "day": day}
-    with conn.transaction():
-        db.execute(conn, "review/sync_new_items", params)
-        db.execute(conn, "review/sync_link_queue", params)
-        db.execute(conn, "review/sync_close_withdrawn", params)
-
-
 def open_items(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
     """The open review items of the day, one row per distinct piece of work, blind (see PACKET_COLUMNS)."""
-    sync_items(conn, inst, day)
+    with conn.transaction():  # every piece of work waiting in review has its item; withdrawn ones are closed
+        lifecycle.sync_review_items(conn, inst, day)
     return db.fetch_all(conn, "review/open_items", {"inst": inst.id, "day": day})
 
 

@@ -1,4 +1,4 @@
-"""Rule graders for objective questions: multiple choice, true/false, numeric with tolerance.
+"""Reference semantics of the rule graders (multiple choice, true/false, numeric with tolerance): tests only.
 
 Pure functions. An answer of the wrong shape is not an error: it scores 0 (the student's answer
 is wrong, not the file). Scores are always within [0, max_points].

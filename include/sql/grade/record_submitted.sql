@@ -1,2 +1,0 @@
-UPDATE batch_jobs SET openai_batch_id = %(batch_id)s, status = %(status)s, submitted_at = coalesce(submitted_at, now())
- WHERE institution_id = %(inst)s AND job_id = %(job_id)s;
