@@ -194,7 +194,8 @@ def test_a_task_fails_clearly_when_the_schema_is_not_migrated(embedded_stack, mo
         su.execute(f"CREATE DATABASE gradeflow_unmigrated OWNER {stack.OWNER_ROLE}")
     try:
         conn_json = json.loads(os.environ["AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD"])
-        monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD", json.dumps({**conn_json, "schema": "gradeflow_unmigrated"}))
+        monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD",
+                           json.dumps({**conn_json, "schema": "gradeflow_unmigrated"}))
         monkeypatch.setattr(tasks, "_SCHEMA_CHECKED", set())
         with pytest.raises(db.SchemaNotMigrated, match=r"missing 001_schema.*python -m gradeflow.core.db migrate"):
             tasks.order_submissions("northfield", params={"exam_day": DAY})
