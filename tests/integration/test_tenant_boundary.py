@@ -179,6 +179,11 @@ def test_locks_a_tenant_may_take(two_nights, admin_conn, analyst):  # noqa: F811
     for table in (*SHARED, "schema_migrations", "review_reasons"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
             north.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
+    # What docs/security.md says remains: the audit log (INSERT, SELECT) allows ROW EXCLUSIVE at most.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
+        north.execute("LOCK TABLE audit_log IN SHARE MODE NOWAIT")
+    with north.transaction():
+        north.execute("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE NOWAIT")
     for mode in ("ROW EXCLUSIVE", "SHARE", "ACCESS EXCLUSIVE"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), analyst.transaction():
             analyst.execute(f"LOCK TABLE releases IN {mode} MODE NOWAIT")
