@@ -174,7 +174,8 @@ def _bootstrap_roles(info: StackInfo) -> None:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
                                                                           sql.Identifier(owner)))
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(GRADEFLOW_DB)))
+        for database in (GRADEFLOW_DB, AIRFLOW_DB):  # no login connects to a database it was not given
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(GRADEFLOW_DB),
                                                                     sql.Identifier(OWNER_ROLE)))
     with _socket_connect(info, GRADEFLOW_DB) as conn:  # a state folder from before the owner role: hand it over

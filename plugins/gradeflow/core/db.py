@@ -3,14 +3,12 @@
 Every statement is a file under include/sql/ rendered with bind parameters (never string
 formatting with data).
 
-Isolation (docs/security.md): the night works as the least-privilege worker role, on a connection
-bound to ONE institution for its whole life (`connect(institution=...)` sets the session setting
-`gradeflow.institution` that the row-level security policies of migration 003 compare with each
-row's institution_id). Every task already opens one connection per institution and the code runs
-most statements in autocommit outside explicit transactions, so a per-connection binding covers
-every statement; a per-transaction `SET LOCAL` would leave each autocommit statement unbound
-(it would read zero rows, silently). A bound connection is never re-bound (TenantMismatch), and a
-statement whose `inst` parameter names another institution is refused before it is sent.
+Isolation (docs/security.md): each institution's tasks log in as that institution's own role
+(`gradeflow_worker_<id>`, connection `gradeflow_db_<id>`), and the row-level security policies
+(migrations 003 and 016) compare each row's institution_id with the institution of the session's login
+role, which no SQL the session runs can change. `connect(institution=...)` also sets the session
+setting `gradeflow.institution` (informational), checks the login is the institution's, and the code
+refuses a statement whose `inst` parameter names another institution (TenantMismatch).
 Migrations run as the owner role, by an explicit step (`python -m gradeflow.core.db migrate`, run by
 the embedded stack's `up`), never by a task.
 
