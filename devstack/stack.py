@@ -36,7 +36,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".devstack"
 PG_USER = "postgres"  # bootstrap superuser: creates roles and databases, nothing else
 OWNER_ROLE = "gradeflow_owner"  # owns GradeFlow's schema, runs migrations
-WORKER_ROLE = "gradeflow_worker"  # the night's least-privilege login
+WORKER_ROLE = "gradeflow_worker"  # the night's group role (grants); each institution logs in as WORKER_ROLE_<id>
 AIRFLOW_ROLE = "airflow"  # owns Airflow's metadata database
 GRADEFLOW_DB = "gradeflow"
 AIRFLOW_DB = "airflow"
@@ -124,12 +124,23 @@ host all all ::1/128 scram-sha-256
 def _secrets(state_dir: Path) -> dict[str, str]:
     """Random passwords of this state folder's roles, created once (file mode 0600)."""
     path = Path(state_dir) / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {role: secrets.token_urlsafe(24) for role in (PG_USER, OWNER_ROLE, WORKER_ROLE, AIRFLOW_ROLE)}
+    values = json.loads(path.read_text()) if path.exists() else {}
+    wanted = (PG_USER, OWNER_ROLE, AIRFLOW_ROLE, *_tenant_logins())
+    if all(role in values for role in wanted):
+        return values
+    values.update({role: secrets.token_urlsafe(24) for role in wanted if role not in values})
     path.touch(mode=0o600)
     path.write_text(json.dumps(values, indent=2))
     return values
+
+
+def _tenant_logins() -> list[str]:
+    """The login role of each institution in include/institutions.yaml (created by the migrate step)."""
+    if str(PROJECT_ROOT / "plugins") not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+    from gradeflow.core.config import load_institutions
+
+    return [f"{WORKER_ROLE}_{inst.id}" for inst in load_institutions()]
 
 
 def _socket_connect(info: StackInfo, dbname: str):
@@ -144,7 +155,6 @@ def _bootstrap_roles(info: StackInfo) -> None:
 
     pw = _secrets(Path(info.state_dir))
     roles = {PG_USER: "SUPERUSER", OWNER_ROLE: "LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOBYPASSRLS",
-             WORKER_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS",
              AIRFLOW_ROLE: "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS"}
     with _socket_connect(info, "postgres") as conn:
         for role, attributes in roles.items():  # names and attributes are our constants, passwords are bound
@@ -152,11 +162,20 @@ def _bootstrap_roles(info: StackInfo) -> None:
                 conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("ALTER ROLE {} " + attributes + " PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(pw[role])))
+        # The night's group role holds the grants; NOLOGIN (each institution has its own login, created by
+        # migrate as a member); the owner administers it (PG16: CREATEROLE alone may not grant it).
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (WORKER_ROLE,)).fetchone():
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(WORKER_ROLE)))
+        conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD NULL")
+                     .format(sql.Identifier(WORKER_ROLE)))
+        conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(sql.Identifier(WORKER_ROLE),
+                                                                       sql.Identifier(OWNER_ROLE)))
         for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE)):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
                                                                           sql.Identifier(owner)))
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(GRADEFLOW_DB)))
+        for database in (GRADEFLOW_DB, AIRFLOW_DB):  # no login connects to a database it was not given
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(GRADEFLOW_DB),
                                                                     sql.Identifier(OWNER_ROLE)))
     with _socket_connect(info, GRADEFLOW_DB) as conn:  # a state folder from before the owner role: hand it over
@@ -197,8 +216,9 @@ def migrate(info: StackInfo) -> list[str]:
         sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
     from gradeflow.core import db
 
+    pw = _secrets(Path(info.state_dir))
     with connect_as(info, OWNER_ROLE, autocommit=True) as conn:
-        return db.migrate(conn)
+        return db.migrate(conn, passwords={login: pw[login] for login in _tenant_logins()})
 
 
 def _uid_gid(user: str) -> tuple[int, int]:
@@ -320,11 +340,13 @@ def env(info: StackInfo) -> dict[str, str]:
     airflow_home = Path(info.state_dir) / "airflow"
     pw = _secrets(Path(info.state_dir))
     airflow_login = _airflow_db_owner(info)
-    return {
-        "AIRFLOW_CONN_GRADEFLOW_DB": json.dumps({
+    tenants = {  # one connection per institution, logging in as its own role (docs/security.md)
+        f"AIRFLOW_CONN_GRADEFLOW_DB_{login.removeprefix(WORKER_ROLE + '_').upper()}": json.dumps({
             "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
-            "login": WORKER_ROLE, "password": pw[WORKER_ROLE], "schema": GRADEFLOW_DB,
-        }),
+            "login": login, "password": pw[login], "schema": GRADEFLOW_DB,
+        }) for login in _tenant_logins()}
+    return {
+        **tenants,
         "AIRFLOW_CONN_GRADEFLOW_S3": json.dumps({
             "conn_type": "aws", "login": s3["aws_access_key_id"], "password": s3["aws_secret_access_key"],
             "extra": {"endpoint_url": s3["endpoint_url"], "region_name": s3["region_name"]},

@@ -59,7 +59,8 @@ def test_a_blocked_statement_fails_with_a_message_naming_the_blocker(conn, monke
     waiter = db.connect(institution="northfield")
     try:
         holder.execute("BEGIN")
-        holder.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RELEASE_LOCK,))  # a publish stuck mid-way
+        # a publish stuck mid-way
+        holder.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
         started = time.monotonic()
         with pytest.raises(db.LockWaitTimeout) as caught:
             publish.release(waiter, NORTH, EXAM_DAY, validation_id=1)
@@ -82,7 +83,7 @@ def _orphan(script_env: dict) -> subprocess.Popen:
         from gradeflow.core import db
         conn = db.connect(institution="northfield")
         conn.execute("BEGIN")
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ({RELEASE_LOCK!r},))
+        conn.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", ({RELEASE_LOCK!r},))
         print(conn.info.backend_pid, flush=True)
         conn.execute("SELECT pg_sleep(600)")
     """)
@@ -110,7 +111,7 @@ def test_a_killed_task_mid_query_does_not_stall_the_next_run(conn, superuser, mo
     started = time.monotonic()
     with db.connect(institution="northfield") as nxt, nxt.transaction():
         # The next run takes the same lock: it gets it as soon as PostgreSQL notices the dead client.
-        nxt.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RELEASE_LOCK,))
+        nxt.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
     print(f"next run got the lock {time.monotonic() - started:.1f}s after the kill (orphan backend {pid})")
     assert not superuser.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
 
@@ -123,7 +124,7 @@ def test_without_the_client_check_the_orphan_keeps_its_lock_and_is_named(conn, s
     try:
         with pytest.raises(db.LockWaitTimeout, match=rf"pid {pid} .*state 'active'.*pg_sleep"), \
                 db.connect(institution="northfield") as nxt, nxt.transaction():
-            nxt.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RELEASE_LOCK,))
+            nxt.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
     finally:
         superuser.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
@@ -134,9 +135,9 @@ def test_a_transaction_left_idle_is_ended_and_frees_its_lock(conn, superuser, mo
     monkeypatch.setenv("GRADEFLOW_DB_LOCK_TIMEOUT", "20s")
     try:
         forgetful.execute("BEGIN")
-        forgetful.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RELEASE_LOCK,))
+        forgetful.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
         with db.connect(institution="northfield") as nxt, nxt.transaction():
-            nxt.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (RELEASE_LOCK,))
+            nxt.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
         assert not _held_by(superuser, forgetful.info.backend_pid)
     finally:
         forgetful.close()

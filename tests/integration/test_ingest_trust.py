@@ -180,9 +180,9 @@ def test_every_ingest_decision_is_in_the_audit_log(conn, s3):
 def test_a_sweep_never_waits_silently_on_an_orphaned_ingest(conn, s3, monkeypatch):
     """As after a killed ingest: its backend still holds the institution's lock and an open transaction."""
     put(s3, EXAM_KEY, exam_bytes())
-    orphan = db.connect()
+    orphan = db.connect(institution="northfield")
     try:
-        orphan.execute("SELECT pg_advisory_lock(%s, hashtext('northfield'))", (ingest.INGEST_LOCK_CLASS,))
+        orphan.execute("SELECT pg_advisory_lock(gradeflow_lock_key('ingest:northfield'))")
         orphan.execute("SET application_name = 'killed-ingest'")
         monkeypatch.setattr(ingest, "LOCK_WAIT_SECONDS", 0.5)
         with pytest.raises(IngestBusy) as raised:

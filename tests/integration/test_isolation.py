@@ -105,7 +105,7 @@ def test_a_view_that_would_bypass_row_level_security_fails_the_migration(conn, a
 
 def test_the_worker_role_is_least_privilege(conn, admin_conn):
     worker = conn.execute("SELECT session_user").fetchone()[0]
-    assert worker == db.worker_role()
+    assert worker == db.tenant_login("northfield") == f"{db.worker_role()}_northfield"
     attrs = admin_conn.execute("SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles"
                                " WHERE rolname = %s", (worker,)).fetchone()
     assert attrs == (False, False, False, False)
@@ -125,7 +125,7 @@ def test_the_worker_role_is_least_privilege(conn, admin_conn):
         conn.execute("CREATE TABLE sneaky (x int)")
 
 
-def test_one_institution_reads_none_and_writes_none_of_another(two_nights, admin_conn, tenant_conn):
+def test_one_institution_reads_none_and_writes_none_of_another(two_nights, admin_conn, tenant_conn, embedded_stack):
     north, lake = two_nights
     tables = _tenant_tables(admin_conn)
 
@@ -157,12 +157,11 @@ def test_one_institution_reads_none_and_writes_none_of_another(two_nights, admin
     # The code refuses to use a bound connection for another institution, before PostgreSQL has to.
     with pytest.raises(db.TenantMismatch, match="bound to institution 'northfield'"):
         publish.day_counts(north, LAKE, EXAM_DAY)
-    # Without an institution set, the worker role sees nothing at all.
-    unbound = db.connect()
-    try:
-        assert all(unbound.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables)
-    finally:
-        unbound.close()
+    # A login that is no institution's (here: the worker group's grants, taken by another session user)
+    # sees nothing at all.
+    with stack.connect_as(embedded_stack, stack.PG_USER, autocommit=True) as su:
+        su.execute(f"SET ROLE {db.worker_role()}")
+        assert all(su.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 0 for t in tables)
 
 
 def test_an_institutions_read_only_role_reads_only_its_releases(two_nights, embedded_stack):
@@ -194,8 +193,9 @@ def test_a_task_fails_clearly_when_the_schema_is_not_migrated(embedded_stack, mo
         su.execute("DROP DATABASE IF EXISTS gradeflow_unmigrated")
         su.execute(f"CREATE DATABASE gradeflow_unmigrated OWNER {stack.OWNER_ROLE}")
     try:
-        conn_json = json.loads(os.environ["AIRFLOW_CONN_GRADEFLOW_DB"])
-        monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_DB", json.dumps({**conn_json, "schema": "gradeflow_unmigrated"}))
+        conn_json = json.loads(os.environ["AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD"])
+        monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD",
+                           json.dumps({**conn_json, "schema": "gradeflow_unmigrated"}))
         monkeypatch.setattr(tasks, "_SCHEMA_CHECKED", set())
         with pytest.raises(db.SchemaNotMigrated, match=r"missing 001_schema.*python -m gradeflow.core.db migrate"):
             tasks.order_submissions("northfield", params={"exam_day": DAY})

@@ -82,7 +82,7 @@ def test_a_release_that_waited_for_another_sees_what_that_one_released(conn, ten
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     first = tenant_conn("northfield")
     lock = (f"release:northfield:{EXAM_DAY}",)
-    first.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)  # the first release holds the day...
+    first.execute("SELECT pg_advisory_lock(gradeflow_lock_key(%s))", lock)  # the first release holds the day...
     waited: dict = {}
     second = threading.Thread(target=lambda: waited.update(publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)))
     second.start()
@@ -92,7 +92,7 @@ def test_a_release_that_waited_for_another_sees_what_that_one_released(conn, ten
         assert time.monotonic() < deadline, "the second release never waited for the first"
         time.sleep(0.05)
     released = publish.release(first, NORTH, EXAM_DAY, gate.validation_id)  # ...and commits version 1
-    first.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
+    first.execute("SELECT pg_advisory_unlock(gradeflow_lock_key(%s))", lock)
     second.join(timeout=60)
     assert released["new"] and released["version"] == 1
     assert waited and not waited["new"] and waited["release_id"] == released["release_id"]

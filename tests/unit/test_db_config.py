@@ -11,9 +11,9 @@ import yaml
 from gradeflow.core import db
 
 
-def _env_example(project_root) -> dict[str, str]:
+def _env_example(project_root, name: str = ".env.example") -> dict[str, str]:
     values = {}
-    for line in (project_root / ".env.example").read_text().splitlines():
+    for line in (project_root / name).read_text().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key] = value.strip("'")
@@ -21,11 +21,14 @@ def _env_example(project_root) -> dict[str, str]:
 
 
 def test_env_example_db_connections_match_the_init_script_passwords(project_root):
+    from gradeflow.core.config import load_institutions
+
     env = _env_example(project_root)
-    worker, owner = json.loads(env["AIRFLOW_CONN_GRADEFLOW_DB"]), json.loads(env["AIRFLOW_CONN_GRADEFLOW_DB_OWNER"])
-    assert (worker["login"], worker["password"]) == (db.worker_role(), env["GRADEFLOW_DB_WORKER_PASSWORD"])
+    owner = json.loads(_env_example(project_root, ".env.owner.example")["AIRFLOW_CONN_GRADEFLOW_DB_OWNER"])
     assert (owner["login"], owner["password"]) == ("gradeflow_owner", env["GRADEFLOW_DB_OWNER_PASSWORD"])
-    assert worker["schema"] == owner["schema"] == "gradeflow"
+    for inst in load_institutions():
+        worker = json.loads(env[f"AIRFLOW_CONN_{db.tenant_conn_id(inst.id).upper()}"])
+        assert worker["login"] == db.tenant_login(inst.id) and worker["schema"] == owner["schema"] == "gradeflow"
     for name, _, default in db.SESSION_SETTINGS[:4]:
         assert env[dict((n, e) for n, e, _ in db.SESSION_SETTINGS)[name]] == default
 
@@ -43,7 +46,7 @@ def test_compose_runs_the_init_script_with_passwords_from_env_and_migrates(proje
     compose = yaml.safe_load((project_root / "docker-compose.yaml").read_text())
     postgres = compose["services"]["postgres"]
     assert "./docker/init-gradeflow-db.sh:/docker-entrypoint-initdb.d/10-gradeflow.sh:ro" in postgres["volumes"]
-    assert {"GRADEFLOW_DB_OWNER_PASSWORD", "GRADEFLOW_DB_WORKER_PASSWORD"} <= set(postgres["environment"])
+    assert {"GRADEFLOW_DB_OWNER_PASSWORD", "AIRFLOW_DB_PASSWORD"} <= set(postgres["environment"])
     command = compose["services"]["airflow-init"]["command"]
     assert "python -m gradeflow.core.db migrate" in (command if isinstance(command, str) else " ".join(command))
 

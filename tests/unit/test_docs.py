@@ -53,9 +53,13 @@ def test_every_institution_field_is_described(docs):
 
 def test_every_connection_and_the_pool_are_explained(docs):
     page = docs["run-against-real-services.md"]
+    per_institution = {config.POSTGRES_CONN_ID, config.AWS_CONN_ID}  # gradeflow_db_<id>, gradeflow_s3_<id>
     for name, value in vars(config).items():
         if name.endswith("_CONN_ID"):
-            assert f"`{value}`" in page and f"AIRFLOW_CONN_{value.upper()}" in page, value
+            if value in per_institution:
+                assert f"`{value}_<id>`" in page and f"AIRFLOW_CONN_{value.upper()}_NORTHFIELD" in page, value
+            else:
+                assert f"`{value}`" in page and f"AIRFLOW_CONN_{value.upper()}" in page, value
     assert f"airflow pools set {BATCH_API_POOL} " in page and "GRADEFLOW_BUCKET" in page
 
 

@@ -53,7 +53,7 @@ def _one_shot(service: dict) -> bool:
 
 def test_compose_is_the_airflow_3_split_with_health_checks(compose):
     services = compose["services"]
-    assert AIRFLOW_SERVICES | {"postgres", "minio", "minio-init"} <= set(services)
+    assert AIRFLOW_SERVICES | {"preflight", "postgres", "minio", "minio-init"} <= set(services)
     assert not [n for n, s in services.items() if "standalone" in str(s.get("command", ""))]
     commands = {n: services[n]["command"] for n in AIRFLOW_SERVICES - {"airflow-init"}}
     assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
@@ -72,53 +72,159 @@ def test_every_compose_variable_is_in_env_example(project_root, env_example, com
     text = (project_root / "docker-compose.yaml").read_text()
     used = set(re.findall(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
     assert used and not used - set(env_example), f"missing from .env.example: {sorted(used - set(env_example))}"
-    for name in AIRFLOW_SERVICES:
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert compose["services"][name]["env_file"] == [{"path": ".env", "required": True}]
 
 
-def test_s3_credentials_and_bucket_match_minio(env_example, compose, monkeypatch):
-    s3 = _conn(env_example, AWS_CONN_ID)
-    assert (s3["login"], s3["password"]) == (env_example["MINIO_ROOT_USER"], env_example["MINIO_ROOT_PASSWORD"])
+def _owner_example(project_root) -> dict[str, str]:
+    values = {}
+    for line in (project_root / ".env.owner.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().removeprefix("'").removesuffix("'")
+    return values
+
+
+def _service_env(compose, name: str) -> str:
+    """Everything a service is given: its environment (with the x-airflow anchor merged) and env files."""
+    service = compose["services"][name]
+    return json.dumps({"environment": service.get("environment"), "env_file": service.get("env_file")})
+
+
+def test_the_owner_connection_and_superuser_credentials_reach_only_init_services(project_root, compose):
+    owner = _owner_example(project_root)
+    assert set(owner) == {f"AIRFLOW_CONN_{POSTGRES_OWNER_CONN_ID.upper()}"}
+    with_owner = {n for n in compose["services"] if ".env.owner" in _service_env(compose, n)}
+    assert with_owner == {"preflight", "airflow-init"}
+    superuser = {n for n in compose["services"] if "POSTGRES_SUPERUSER_PASSWORD" in _service_env(compose, n)}
+    assert superuser == {"postgres"}
+    minio_root = {n for n in compose["services"] if "MINIO_ROOT_PASSWORD" in _service_env(compose, n)}
+    assert minio_root == {"minio", "minio-init"}
+    postgres = compose["services"]["postgres"]["environment"]
+    assert postgres["POSTGRES_USER"] != "airflow"  # the metadata role is no superuser
+    meta = compose["x-airflow"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert meta == "postgresql+psycopg2://airflow:${AIRFLOW_DB_PASSWORD:?set AIRFLOW_DB_PASSWORD in .env}" \
+                   "@postgres:5432/airflow"
+    init_sh = (project_root / "docker" / "init-gradeflow-db.sh").read_text()
+    assert re.search(r"CREATE ROLE airflow LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS", init_sh)
+    assert "CREATE DATABASE airflow OWNER airflow;" in init_sh
+    assert "CREATE ROLE gradeflow_worker NOLOGIN" in init_sh
+    assert "GRANT gradeflow_worker TO gradeflow_owner WITH ADMIN OPTION;" in init_sh
+
+
+def test_ports_are_published_on_localhost_by_default(env_example, compose):
+    published = [(n, p) for n, s in compose["services"].items() for p in s.get("ports", [])]
+    assert published and all(p.startswith("${GRADEFLOW_BIND_ADDRESS:-127.0.0.1}:") for _, p in published)
+    assert env_example["GRADEFLOW_BIND_ADDRESS"] == "127.0.0.1"
+
+
+def _preflight(project_root, env: dict[str, str]):
+    import subprocess
+
+    return subprocess.run(["sh", str(project_root / "docker" / "check-secrets.sh")], env={"PATH": "/usr/bin:/bin",
+                          **env}, capture_output=True, text=True)
+
+
+def test_preflight_refuses_every_placeholder_secret(project_root, env_example, compose):
+    every = {**env_example, **_owner_example(project_root)}
+    placeholders = {k for k, v in every.items() if "change-me" in v}
+    assert {"POSTGRES_SUPERUSER_PASSWORD", "AIRFLOW_DB_PASSWORD", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD",
+            "GRADEFLOW_DB_OWNER_PASSWORD", "AIRFLOW_CONN_GRADEFLOW_DB_OWNER",
+            "AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD", "MINIO_SECRET_NORTHFIELD"} <= placeholders
+    refused = _preflight(project_root, every)
+    assert refused.returncode != 0
+    assert all(name in refused.stderr for name in placeholders) and "AIRFLOW_FERNET_KEY(empty)" in refused.stderr
+    assert "change-me" not in refused.stderr  # names, never values
+    real = {k: v.replace("change-me", "s3cr3t") for k, v in every.items()} | {"AIRFLOW_FERNET_KEY": "k" * 44}
+    assert _preflight(project_root, real).returncode == 0
+    for name in placeholders | {"AIRFLOW_FERNET_KEY"}:  # each one alone is enough to refuse
+        assert _preflight(project_root, {**real, name: every[name]}).returncode != 0, name
+    services = compose["services"]
+    assert services["preflight"]["env_file"] == [{"path": ".env", "required": True},
+                                                 {"path": ".env.owner", "required": True}]
+    for name, service in services.items():
+        if name != "preflight" and name != "minio-init":  # minio-init waits for minio, which waits for preflight
+            assert "preflight" in (service.get("depends_on") or {}), name
+    assert compose["x-airflow"]["environment"]["AIRFLOW__CORE__FERNET_KEY"].startswith("${AIRFLOW_FERNET_KEY:?")
+
+
+def test_each_institution_has_its_own_s3_user_limited_to_its_prefixes(project_root, env_example, compose, tmp_path,
+                                                                      monkeypatch):
+    import subprocess
+
+    from gradeflow.core.config import load_institutions
+
+    institutions = load_institutions()
+    tenants = dict(t.split(":") for t in env_example["GRADEFLOW_S3_TENANTS"].split())
+    assert tenants == {i.id: i.s3_prefix for i in institutions}
     minio = compose["services"]["minio"]
-    assert minio["environment"]["MINIO_ROOT_USER"].startswith("${MINIO_ROOT_USER")
-    assert minio["environment"]["MINIO_ROOT_PASSWORD"].startswith("${MINIO_ROOT_PASSWORD")
-    endpoint = urlparse(s3["extra"]["endpoint_url"])
-    assert endpoint.hostname == "minio" and f"{endpoint.port}:{endpoint.port}" in minio["ports"]
     init = compose["services"]["minio-init"]
-    assert init["environment"]["MINIO_ROOT_USER"] == minio["environment"]["MINIO_ROOT_USER"]
-    assert init["environment"]["MINIO_ROOT_PASSWORD"] == minio["environment"]["MINIO_ROOT_PASSWORD"]
-    assert init["environment"]["GRADEFLOW_BUCKET"].startswith("${GRADEFLOW_BUCKET")
-    assert "mc mb --ignore-existing" in init["command"][0] and '"local/$$GRADEFLOW_BUCKET"' in init["command"][0]
+    for inst in institutions:
+        s3 = _conn(env_example, f"{AWS_CONN_ID}_{inst.id}")
+        secret = f"MINIO_SECRET_{inst.id.upper()}"
+        assert (s3["login"], s3["password"]) == (f"gradeflow-{inst.id}", env_example[secret])
+        assert init["environment"][secret].startswith(f"${{{secret}:?")
+        endpoint = urlparse(s3["extra"]["endpoint_url"])
+        assert endpoint.hostname == "minio" and any(p.endswith(f":{endpoint.port}:{endpoint.port}")
+                                                    for p in minio["ports"])
+    assert f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}" not in env_example  # no shared S3 login for the tasks
+    # Run the init script with a stand-in `mc` that records its calls: the policy each user gets.
+    fake = tmp_path / "mc"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$MC_LOG"\ncase "$*" in "admin policy create"*) cp "$6" '
+                    '"$MC_LOG.$5.json";; esac\n')
+    fake.chmod(0o755)
+    log = tmp_path / "calls"
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MC_LOG": str(log), **env_example}
+    subprocess.run(["sh", str(project_root / "docker" / "init-minio.sh")], env=env, check=True, capture_output=True)
+    calls = log.read_text()
+    bucket_name = env_example["GRADEFLOW_BUCKET"]
+    tops = ("incoming", "archive", "rejects", "releases", "reports", "reviews", "batches")
+    for inst in institutions:
+        assert f"admin user add local gradeflow-{inst.id} {env_example[f'MINIO_SECRET_{inst.id.upper()}']}" in calls
+        assert f"admin policy attach local gradeflow-{inst.id} --user gradeflow-{inst.id}" in calls
+        policy = json.loads((tmp_path / f"calls.gradeflow-{inst.id}.json").read_text())
+        objects = {r for st in policy["Statement"] if "s3:GetObject" in st["Action"] for r in st["Resource"]}
+        assert objects == {f"arn:aws:s3:::{bucket_name}/{top}/{inst.s3_prefix}/*" for top in tops}
+        listing = [st for st in policy["Statement"] if st["Action"] == ["s3:ListBucket"]][0]
+        assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == (
+            {f"{top}/{inst.s3_prefix}/*" for top in tops} | {f"{top}/{inst.s3_prefix}/" for top in tops})
+    assert f"mc mb --ignore-existing local/{bucket_name}" in f"mc {calls}".replace("\n", "\nmc ")
     monkeypatch.delenv("GRADEFLOW_BUCKET", raising=False)
     assert env_example["GRADEFLOW_BUCKET"] == bucket()
 
 
 def test_database_credentials_match_postgres(project_root, env_example, compose):
+    from gradeflow.core import db
+    from gradeflow.core.config import load_institutions
+
     init_sh = (project_root / "docker" / "init-gradeflow-db.sh").read_text()
-    database, owner = re.search(r"CREATE DATABASE (\w+) OWNER (\w+)", init_sh).groups()
-    for conn_id, role, variable in ((POSTGRES_CONN_ID, "gradeflow_worker", "GRADEFLOW_DB_WORKER_PASSWORD"),
-                                    (POSTGRES_OWNER_CONN_ID, owner, "GRADEFLOW_DB_OWNER_PASSWORD")):
-        db = _conn(env_example, conn_id)
-        assert re.search(rf"CREATE ROLE {role} LOGIN .*PASSWORD :'\w+'", init_sh) and "\\getenv" in init_sh
-        assert (db["host"], db["port"], db["login"], db["password"], db["schema"]) == (
-            "postgres", 5432, role, env_example[variable], database)
-        assert compose["services"]["postgres"]["environment"][variable].startswith(f"${{{variable}")
-    postgres = compose["services"]["postgres"]["environment"]
-    meta = compose["x-airflow"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")
-    assert meta.startswith(f"postgresql+psycopg2://{postgres['POSTGRES_USER']}:${{POSTGRES_PASSWORD")
-    assert meta.endswith(f"@postgres:5432/{postgres['POSTGRES_DB']}")
+    database, owner = re.search(r"CREATE DATABASE (gradeflow) OWNER (\w+)", init_sh).groups()
+    owner_conn = json.loads(_owner_example(project_root)[f"AIRFLOW_CONN_{POSTGRES_OWNER_CONN_ID.upper()}"])
+    assert re.search(rf"CREATE ROLE {owner} LOGIN .*PASSWORD :'\w+'", init_sh) and "\\getenv" in init_sh
+    assert (owner_conn["host"], owner_conn["port"], owner_conn["login"], owner_conn["password"],
+            owner_conn["schema"]) == ("postgres", 5432, owner, env_example["GRADEFLOW_DB_OWNER_PASSWORD"], database)
+    assert compose["services"]["postgres"]["environment"]["GRADEFLOW_DB_OWNER_PASSWORD"].startswith(
+        "${GRADEFLOW_DB_OWNER_PASSWORD")
+    for inst in load_institutions():  # one login per institution, its password set by migrate from this
+        tenant = _conn(env_example, db.tenant_conn_id(inst.id))
+        assert (tenant["host"], tenant["port"], tenant["login"], tenant["schema"]) == (
+            "postgres", 5432, db.tenant_login(inst.id), database)
+    assert f"AIRFLOW_CONN_{POSTGRES_CONN_ID.upper()}" not in env_example  # no shared worker login
 
 
-def test_every_connection_id_in_code_is_configured(env_example):
+def test_every_connection_id_in_code_is_configured(project_root, env_example):
     import gradeflow.core.config as config
+    from gradeflow.core.config import load_institutions
 
     ids = {v for k, v in vars(config).items() if k.endswith("_CONN_ID")}
-    configured = {k.removeprefix("AIRFLOW_CONN_").lower() for k in env_example if k.startswith("AIRFLOW_CONN_")}
-    assert ids == configured
-    expected_types = {POSTGRES_CONN_ID: "postgres", AWS_CONN_ID: "aws", OPENAI_CONN_ID: "openai"}
-    for conn_id, conn_type in expected_types.items():
-        assert _conn(env_example, conn_id)["conn_type"] == conn_type
+    per_institution = {f"{base}_{inst.id}" for base in (POSTGRES_CONN_ID, AWS_CONN_ID) for inst in load_institutions()}
+    configured = {k.removeprefix("AIRFLOW_CONN_").lower() for k in {**env_example, **_owner_example(project_root)}
+                  if k.startswith("AIRFLOW_CONN_")}
+    assert configured == (ids - {POSTGRES_CONN_ID, AWS_CONN_ID}) | per_institution
+    assert _conn(env_example, OPENAI_CONN_ID)["conn_type"] == "openai"
+    for conn_id in per_institution:
+        assert _conn(env_example, conn_id)["conn_type"] == ("postgres" if conn_id.startswith(POSTGRES_CONN_ID)
+                                                            else "aws")
     assert not re.search(r"sk-(?!change-me)[A-Za-z0-9]{10,}", json.dumps(env_example))
 
 

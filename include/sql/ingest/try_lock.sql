@@ -1,2 +1,3 @@
--- One ingest sweep per institution at a time (session-level: released when the connection ends).
-SELECT pg_try_advisory_lock(%(cls)s, hashtext(%(inst)s)) AS locked;
+-- One ingest sweep per institution at a time (session-level: released when the connection ends). The key
+-- comes from the institution's own secret (gradeflow_lock_key, migration 016): no other tenant can take it first.
+SELECT pg_try_advisory_lock(gradeflow_lock_key('ingest:' || %(inst)s)) AS locked;

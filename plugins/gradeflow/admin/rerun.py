@@ -100,7 +100,7 @@ def record_refusal(conn: psycopg.Connection, institution_id: str, requested_by: 
 
 def _reset(conn: psycopg.Connection, inst: Institution, request: RerunRequest, params: dict, regrade: bool) -> dict:
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"rerun:{inst.id}:{request.exam_day}",))
+        conn.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (f"rerun:{inst.id}:{request.exam_day}",))
         if request.run_id:
             done = db.fetch_all(conn, "rerun/find_run", params)
             if done:

@@ -80,7 +80,7 @@ def ingest_files(institution_id: str, **context: Any) -> dict:
 
     inst = get_institution(institution_id)
     with open_db(inst.id) as conn:
-        report = ingest_institution(inst, conn, storage.client())
+        report = ingest_institution(inst, conn, storage.client(inst.id))
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} file(s) could not be ingested and stay in incoming/ for the "
                            f"next sweep (see the log above): {report.failed}")
@@ -117,7 +117,7 @@ def build_batches(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
     with open_db(inst.id) as conn:
-        return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(), inst, day))}
+        return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(inst.id), inst, day))}
 
 
 # The grade DAG's work (reconcile, submit in waves under the shared cap, collect, retry with backoff)
@@ -157,7 +157,7 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
     inst = get_institution(institution_id)
     day = date.fromisoformat(gate["exam_day"])
     actor = f"{inst.id}__publish"
-    s3 = storage.client()
+    s3 = storage.client(inst.id)
     with open_db(inst.id) as conn:
         repaired = publish.repair_exports(conn, s3, inst, actor=actor)
         released = publish.release(conn, inst, day, gate["validation_id"], actor=actor)
@@ -179,7 +179,7 @@ def write_report(institution_id: str, **context: Any) -> dict:
     day = exam_day_for(context, inst, days_back=1)
     timings = report.airflow_stage_timings(context, inst, day)
     with open_db(inst.id) as conn:
-        key = report.write_report(conn, storage.client(), inst, day, timings)
+        key = report.write_report(conn, storage.client(inst.id), inst, day, timings)
     return {"exam_day": str(day), "report_key": key, "airflow_runs_timed": len(timings)}
 def republish_changed_days(institution_id: str, **context: Any) -> dict:
     """Release a new version of every earlier day whose state changed since its last release.
@@ -196,7 +196,7 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
     released, blocked = [], []
     with open_db(inst.id) as conn:
         days = [r["exam_day"] for r in db.fetch_all(conn, "publish/changed_days", {"inst": inst.id, "day": day})]
-        s3 = storage.client() if days else None
+        s3 = storage.client(inst.id) if days else None
         for other in days:
             gate = publish.validate(conn, inst, other)
             if not gate.success:
@@ -222,7 +222,7 @@ def write_review_packet(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
     with open_db(inst.id) as conn:
-        packet = review.write_packet(conn, storage.client(), inst, day)
+        packet = review.write_packet(conn, storage.client(inst.id), inst, day)
     return {"exam_day": str(day), "items": packet.items, "answers": packet.answers, "by_reason": packet.by_reason,
             "csv_key": packet.csv_key, "parquet_key": packet.parquet_key}
 

@@ -122,7 +122,7 @@ class GradeNightOperator(BaseOperator):
         night = tasks.exam_day_for(context, inst)
         deadline = deadline or self._deadline(context, inst, night)
         with tasks.open_db(inst.id) as conn:
-            step = grading.advance(conn, storage.client(), grading.openai_client(self.conn_id), inst, night,
+            step = grading.advance(conn, storage.client(inst.id), grading.openai_client(self.conn_id), inst, night,
                                    deadline=deadline, recheck_seconds=self.recheck_seconds)
         self.log.info("%s", step.message)
         if step.done:

@@ -23,7 +23,7 @@ PROMPTS_DIR = INCLUDE_DIR / "prompts"
 INSTITUTIONS_FILE = Path(os.environ.get("GRADEFLOW_INSTITUTIONS", INCLUDE_DIR / "institutions.yaml"))
 
 # Only connection ids live in code; their values come from AIRFLOW_CONN_* or a secrets backend.
-POSTGRES_CONN_ID = "gradeflow_db"  # the night: least-privilege worker role, bound to one institution
+POSTGRES_CONN_ID = "gradeflow_db"  # base id: each institution's tasks use gradeflow_db_<id> (db.tenant_conn_id)
 POSTGRES_OWNER_CONN_ID = "gradeflow_db_owner"  # migrations and cross-institution admin views only
 AWS_CONN_ID = "gradeflow_s3"
 OPENAI_CONN_ID = "gradeflow_openai"

@@ -3,14 +3,12 @@
 Every statement is a file under include/sql/ rendered with bind parameters (never string
 formatting with data).
 
-Isolation (docs/security.md): the night works as the least-privilege worker role, on a connection
-bound to ONE institution for its whole life (`connect(institution=...)` sets the session setting
-`gradeflow.institution` that the row-level security policies of migration 003 compare with each
-row's institution_id). Every task already opens one connection per institution and the code runs
-most statements in autocommit outside explicit transactions, so a per-connection binding covers
-every statement; a per-transaction `SET LOCAL` would leave each autocommit statement unbound
-(it would read zero rows, silently). A bound connection is never re-bound (TenantMismatch), and a
-statement whose `inst` parameter names another institution is refused before it is sent.
+Isolation (docs/security.md): each institution's tasks log in as that institution's own role
+(`gradeflow_worker_<id>`, connection `gradeflow_db_<id>`), and the row-level security policies
+(migrations 003 and 016) compare each row's institution_id with the institution of the session's login
+role, which no SQL the session runs can change. `connect(institution=...)` also sets the session
+setting `gradeflow.institution` (informational), checks the login is the institution's, and the code
+refuses a statement whose `inst` parameter names another institution (TenantMismatch).
 Migrations run as the owner role, by an explicit step (`python -m gradeflow.core.db migrate`, run by
 the embedded stack's `up`), never by a task.
 
@@ -49,7 +47,10 @@ RELEASE_VIEWS = ("published_releases", "published_results")
 # openai_enqueued: the API organisation's enqueued-token reservations, shared by every institution on
 # purpose (row-level security would hide the others' and let the cap be passed); the worker writes it
 # only through gradeflow_reserve_enqueued / gradeflow_release_enqueued (migration 004), for itself.
-GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "openai_enqueued"})
+# gradeflow_tenant_roles / gradeflow_org_limits (migration 016): login -> institution, and the organisation's
+# caps; only the owner reads them, the night through definer functions that check the calling role.
+GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "openai_enqueued", "gradeflow_tenant_roles",
+                           "gradeflow_org_limits"})
 
 # Session settings of the night's connections: (setting, environment variable, default).
 # Defaults: no statement of the night runs for minutes (set-based SQL and COPY; the 200k-row ingest
@@ -69,8 +70,18 @@ MIGRATE_STATEMENT_TIMEOUT_ENV = "GRADEFLOW_DB_MIGRATE_STATEMENT_TIMEOUT"  # defa
 
 
 def worker_role() -> str:
-    """The role the night works as (its login is this role or a member of it)."""
+    """The group role that holds the night's table grants; each institution's login is a member of it."""
     return os.environ.get("GRADEFLOW_DB_WORKER_ROLE", "gradeflow_worker")
+
+
+def tenant_login(institution_id: str) -> str:
+    """The login role of one institution's tasks (created by migrate; rows are bound to it, migration 016)."""
+    return f"{worker_role()}_{institution_id}"
+
+
+def tenant_conn_id(institution_id: str) -> str:
+    """The Airflow connection of one institution's tasks: gradeflow_db_<id>, logging in as tenant_login(id)."""
+    return f"{POSTGRES_CONN_ID}_{institution_id}"
 
 
 def reader_role(institution_id: str) -> str:
@@ -112,10 +123,15 @@ def application_name(institution: str | None) -> str:
 def connect(conn_id: str = POSTGRES_CONN_ID, institution: str | None = None) -> psycopg.Connection:
     """An autocommit psycopg 3 connection from the Airflow connection `conn_id`, with bounded waits.
 
-    With `institution`, the connection is bound to that institution for its life: row-level
-    security then shows and accepts only its rows. Without it, the worker role sees zero rows
-    (only the owner connection, `gradeflow_db_owner`, works without one: migrations, admin views).
+    With `institution` (and the default `conn_id`), the connection is the institution's own,
+    `gradeflow_db_<id>`, logging in as `gradeflow_worker_<id>`: row-level security binds rows to that
+    login role, so whatever SQL runs on it sees and writes only that institution's rows. The code also
+    refuses to use it for another institution (TenantMismatch), and a connection whose login belongs to
+    another institution is refused at once. Without `institution` only the owner connection,
+    `gradeflow_db_owner`, is of use (migrations, admin views).
     """
+    if institution and conn_id == POSTGRES_CONN_ID:
+        conn_id = tenant_conn_id(institution)
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     class _Hook(PostgresHook):
@@ -136,9 +152,28 @@ def connect(conn_id: str = POSTGRES_CONN_ID, institution: str | None = None) -> 
     conn.execute("SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
                  [v for item in settings.items() for v in item])
     if institution:
+        _check_login(conn, conn_id, institution)
         _BOUND[conn] = institution
     _WATCHED[conn] = (conn_id, _seconds(settings["lock_timeout"]))
     return conn
+
+
+def _check_login(conn: psycopg.Connection, conn_id: str, institution: str) -> None:
+    """The login must be the institution's own role (what the policies bind rows to), or fail now."""
+    try:
+        mine = conn.execute("SELECT gradeflow_role_institution()").fetchone()[0]
+    except psycopg.errors.UndefinedFunction:
+        try:
+            require_schema(conn)  # names every missing migration
+        finally:
+            conn.close()
+        raise SchemaNotMigrated("the database has no per-institution roles yet (migration 016): run "
+                                "`python -m gradeflow.core.db migrate` as the owner") from None
+    if mine != institution:
+        login = conn.info.user
+        conn.close()
+        raise TenantMismatch(f"connection {conn_id!r} logs in as {login!r}, which is not the login of institution "
+                             f"{institution!r} ({tenant_login(institution)!r}, created by the migrate step)")
 
 
 def bound_institution(conn: psycopg.Connection) -> str | None:
@@ -318,14 +353,16 @@ def execute(conn: psycopg.Connection, name: str, params: dict[str, Any] | None =
         return cur.rowcount
 
 
-def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | None = None) -> list[str]:
+def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | None = None,
+            passwords: dict[str, str] | None = None) -> list[str]:
     """Apply the migrations not applied yet, in order, sync the tenants, then enforce isolation.
 
     Run as the owner role (tables' owner, CREATEROLE, no superuser needed), by the explicit migrate
     step, never by a task. An advisory lock serialises migrators; applied versions are recorded in
     schema_migrations. It ends, every time, by putting row-level security and the worker's grants
     on every table with an institution_id (including tables that later migrations add) and by
-    creating each institution's read-only role for its release tables.
+    creating each institution's login (gradeflow_worker_<id>, its password from `passwords` or from
+    the institution's Airflow connection gradeflow_db_<id>, set again on every run) and read-only role.
     """
     applied_now: list[str] = []
     institutions = institutions if institutions is not None else load_institutions()
@@ -336,8 +373,9 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
                       (session_settings()["lock_timeout"], os.environ.get(MIGRATE_STATEMENT_TIMEOUT_ENV, "30min")))
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (worker,)).fetchone():
-            raise SchemaNotMigrated(f"the worker role {worker!r} does not exist: create it first (docs/security.md: "
-                                    f"CREATE ROLE {worker} LOGIN PASSWORD '<from your vault>' NOSUPERUSER NOBYPASSRLS)")
+            # The group role of the night's grants: created here, the owner then holds ADMIN on it (PG16).
+            conn.execute(sql_mod.SQL("CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS").format(
+                sql_mod.Identifier(worker)))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
@@ -356,10 +394,8 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
                 {"id": inst.id, "name": inst.name, "tz": inst.timezone, "prefix": inst.s3_prefix, "model": inst.model},
             )
         _sync_review_reasons(conn)
+        _sync_tenant_logins(conn, institutions, worker, passwords)
         secured = conn.execute("SELECT gradeflow_enforce_isolation(%s)", (worker,)).fetchone()[0]
-        # The night refreshes statistics of what it just wrote through the owner's function (008).
-        conn.execute(sql_mod.SQL("GRANT EXECUTE ON FUNCTION gradeflow_analyse(text) TO {}").format(
-            sql_mod.Identifier(worker)))
         for inst in institutions:
             conn.execute("SELECT gradeflow_grant_reader(%s, %s, %s)", (reader_role(inst.id), inst.id,
                                                                        list(RELEASE_TABLES)))
@@ -369,6 +405,48 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
     log.info("Migrated: %d migration(s) applied%s; row-level security on %d table(s); %d read-only role(s)",
              len(applied_now), f" ({', '.join(applied_now)})" if applied_now else "", secured, len(institutions))
     return applied_now
+
+
+def _sync_tenant_logins(conn: psycopg.Connection, institutions: tuple[Institution, ...], worker: str,
+                        passwords: dict[str, str] | None) -> None:
+    """One login per institution, mapped to it, its password (re)set from its connection on every run.
+
+    Setting the password on every run undoes a login that changed its own password (PostgreSQL lets
+    any role do that) at the next migrate step; the organisation's token caps go to gradeflow_org_limits.
+    """
+    from gradeflow.core.config import load_openai_settings
+
+    for inst in institutions:
+        login = tenant_login(inst.id)
+        conn.execute("SELECT gradeflow_tenant_login(%s, %s, %s)", (login, inst.id, worker))
+        password = (passwords or {}).get(login) if passwords is not None else _connection_password(inst.id, login)
+        if password:
+            conn.execute(sql_mod.SQL("ALTER ROLE {} PASSWORD {}").format(sql_mod.Identifier(login),
+                                                                       sql_mod.Literal(password)))
+        else:
+            log.warning("No password for %s (connection %s not found): set it with ALTER ROLE %s PASSWORD ...",
+                        login, tenant_conn_id(inst.id), login)
+    settings = load_openai_settings()
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO gradeflow_org_limits (name, value) VALUES (%s, %s) "
+                        "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+                        [("enqueued_token_cap", settings.enqueued_token_cap),
+                         ("institution_token_cap", settings.institution_cap())])
+
+
+def _connection_password(institution_id: str, login: str) -> str | None:
+    """The password of the institution's Airflow connection, when this process can read it."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    try:
+        connection = PostgresHook.get_connection(tenant_conn_id(institution_id))
+    except AirflowNotFoundException:
+        return None
+    if connection.login and connection.login != login:
+        raise SchemaNotMigrated(f"connection {tenant_conn_id(institution_id)!r} logs in as {connection.login!r}; "
+                                f"it must log in as {login!r}")
+    return connection.password
 
 
 def _sync_review_reasons(conn: psycopg.Connection) -> None:
@@ -393,7 +471,7 @@ def audit(conn: psycopg.Connection, actor: str, action: str, institution_id: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m gradeflow.core.db migrate` (as the owner connection) | `check` (as the worker)."""
+    """CLI: `python -m gradeflow.core.db migrate` (as the owner connection) | `check` (as each institution)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="GradeFlow's database: migrate (owner) or check (worker)")
@@ -404,8 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         with connect(POSTGRES_OWNER_CONN_ID) as conn:
             migrate(conn)
     else:
-        with connect() as conn:
-            require_schema(conn)
+        for inst in load_institutions():
+            with connect(institution=inst.id) as conn:
+                require_schema(conn)
         print("schema is current")
     return 0
 

@@ -29,11 +29,23 @@ class S3Object:
     last_modified: datetime
 
 
-def client() -> S3Client:
-    """A boto3 S3 client built by S3Hook from the Airflow connection (endpoint_url honoured)."""
+def client(institution_id: str | None = None) -> S3Client:
+    """A boto3 S3 client built by S3Hook from the Airflow connection (endpoint_url honoured).
+
+    With an institution, its own connection `gradeflow_s3_<id>` when one is configured (a user whose
+    policy reaches only that institution's prefixes, docs/security.md), else the shared `gradeflow_s3`.
+    """
+    from airflow.exceptions import AirflowNotFoundException
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    return S3Hook(aws_conn_id=AWS_CONN_ID).get_conn()
+    conn_id = AWS_CONN_ID
+    if institution_id:
+        try:
+            S3Hook.get_connection(f"{AWS_CONN_ID}_{institution_id}")
+            conn_id = f"{AWS_CONN_ID}_{institution_id}"
+        except AirflowNotFoundException:
+            pass
+    return S3Hook(aws_conn_id=conn_id).get_conn()
 
 
 def list_objects(s3: S3Client, prefix: str) -> list[S3Object]:

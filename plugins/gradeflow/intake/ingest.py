@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INGEST_LOCK_CLASS = 0x696E_6773  # "ings": with hashtext(institution_id), one sweep per institution
 LOCK_WAIT_SECONDS = 30.0         # how long a sweep waits for another sweep of the same institution
 FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: no silent waits on rows
 
@@ -112,7 +111,7 @@ def _sweep_lock(inst: Institution, conn: psycopg.Connection) -> Iterator[None]:
     """
     from psycopg.pq import TransactionStatus
 
-    params = {"cls": INGEST_LOCK_CLASS, "inst": inst.id}
+    params = {"inst": inst.id}  # the key: gradeflow_lock_key('ingest:<id>'), the institution's own (016)
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while not db.fetch_all(conn, "ingest/try_lock", params)[0]["locked"]:
         if time.monotonic() >= deadline:

@@ -204,8 +204,8 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
     # One release of a day at a time, and the lock is taken BEFORE the snapshot: a REPEATABLE READ
     # snapshot starts with the transaction's first statement, so a lock taken inside it would let a
     # waiting release read the state from before the release it waited for (and number its version again).
-    lock = (f"release:{inst.id}:{day}",)
-    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
+    lock = (f"release:{inst.id}:{day}",)  # keyed on the institution's own secret (gradeflow_lock_key, 016)
+    conn.execute("SELECT pg_advisory_lock(gradeflow_lock_key(%s))", lock)
     try:
         with conn.transaction():
             # One snapshot for the check and the copy: what is released is exactly what was validated.
@@ -238,7 +238,7 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
                                                              "grading_version": grading_version})
     finally:
         if not conn.closed:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
+            conn.execute("SELECT pg_advisory_unlock(gradeflow_lock_key(%s))", lock)
     log.info("Released %s %s v%d: %d result rows", inst.id, day, version, rows)
     return {"release_id": release_id, "version": version, "row_count": rows, "export_key": None, "new": True}
 

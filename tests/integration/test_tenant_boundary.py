@@ -1,0 +1,199 @@
+"""The tenant boundary against code holding a password (issue 15, docs/security.md).
+
+Each test logs in as a role an attacker inside one institution could hold: an institution's own
+worker login (gradeflow_worker_<id>, what its tasks use) or an analyst holding only its read-only
+role, and tries what the issue found possible: another institution's rows and functions, a temporary
+table shadowing one of ours, rebinding through set_config, references to another institution's rows,
+table and advisory locks, and changing its own password.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+
+from devstack import stack
+from gradeflow.core import db
+
+from .test_isolation import _tenant_tables, two_nights  # noqa: F401 - the fixture, by name
+
+SHARED = ("openai_enqueued", "gradeflow_tenant_roles", "gradeflow_org_limits")
+LEDGER_COLUMNS = ("job_id bigint, tenant text, model text, tokens bigint, reserved_at timestamptz,"
+                  " released_at timestamptz")
+
+
+def _password(embedded_stack, role: str) -> str:
+    return stack._secrets(embedded_stack.state_dir)[role]
+
+
+def _login(embedded_stack, role: str, password: str | None = None) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=embedded_stack.pg_port, user=role, dbname=stack.GRADEFLOW_DB,
+                           password=password or _password(embedded_stack, role), autocommit=True)
+
+
+@pytest.fixture
+def analyst(embedded_stack):
+    """A login holding only northfield's read-only role, as an institution's analyst gets it."""
+    with stack.connect_as(embedded_stack, stack.PG_USER, autocommit=True) as su:
+        su.execute("DROP ROLE IF EXISTS analyst_north")
+        su.execute(f"CREATE ROLE analyst_north LOGIN PASSWORD 'analyst-pw' IN ROLE {db.reader_role('northfield')}")
+    connection = _login(embedded_stack, "analyst_north", "analyst-pw")
+    yield connection
+    connection.close()
+    with stack.connect_as(embedded_stack, stack.PG_USER, autocommit=True) as su:
+        su.execute("DROP ROLE analyst_north")
+
+
+def _job(admin_conn, institution: str) -> int:
+    return admin_conn.execute("SELECT min(job_id) FROM batch_jobs WHERE institution_id = %s",
+                              (institution,)).fetchone()[0]
+
+
+def test_every_definer_function_pins_search_path_and_is_not_executable_by_public(conn, admin_conn):
+    functions = admin_conn.execute(
+        "SELECT p.oid::regprocedure::text, coalesce(p.proconfig, '{}'),"
+        "       EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x"
+        "                WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE')"
+        "  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef").fetchall()
+    assert len(functions) >= 9
+    bad = [(name, config, public) for name, config, public in functions
+           if "search_path=pg_catalog, public, pg_temp" not in config or public]
+    assert bad == []
+    worker_may = {r[0] for r in admin_conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace"
+        " AND p.prosecdef AND has_function_privilege(%s, p.oid, 'EXECUTE')", (db.tenant_login("northfield"),))}
+    assert {re.sub(r"\(.*", "", f) for f in worker_may} == {
+        "gradeflow_role_institution", "gradeflow_lock_key", "gradeflow_reserve_enqueued",
+        "gradeflow_release_enqueued", "gradeflow_analyse"}
+
+
+def test_rows_are_bound_to_the_login_role_not_to_a_setting(two_nights, admin_conn, embedded_stack):  # noqa: F811
+    north, _ = two_nights
+    tables = _tenant_tables(admin_conn)
+    own = {t: admin_conn.execute(f"SELECT count(*) FROM {t} WHERE institution_id = 'northfield'").fetchone()[0]
+           for t in tables}
+    # Rebinding through the setting, unsetting it, taking the group role, shadowing the role map with a temp table.
+    north.execute("SELECT set_config('gradeflow.institution', 'lakeshore', false)")
+    north.execute("CREATE TEMP TABLE gradeflow_tenant_roles (role_name name, institution text)")
+    north.execute("INSERT INTO gradeflow_tenant_roles VALUES (session_user, 'lakeshore')")
+    for attempt in ("SELECT 1", "SELECT set_config('gradeflow.institution', '', false)",
+                    f"SET ROLE {db.worker_role()}"):
+        north.execute(attempt)
+        for table in tables:
+            seen = dict(north.execute(f"SELECT institution_id, count(*) FROM {table} GROUP BY 1").fetchall())
+            assert seen.get("lakeshore", 0) == 0, f"{attempt}: northfield's login reads lakeshore's {table}"
+            assert seen.get("northfield", 0) == own[table], f"{attempt}: northfield's login lost its {table}"
+            if table != "audit_log":
+                assert north.execute(f"UPDATE {table} SET institution_id = institution_id WHERE institution_id ="
+                                     " 'lakeshore'").rowcount == 0
+    # The code's own guard still refuses a connection whose login is another institution's.
+    north.execute("RESET ROLE")
+    with pytest.raises(db.TenantMismatch, match="gradeflow_worker_lakeshore"):
+        db.connect(conn_id=db.tenant_conn_id("northfield"), institution="lakeshore")
+    # The old shared login is gone: the group role cannot log in.
+    assert admin_conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                              (db.worker_role(),)).fetchone()[0] is False
+
+
+def test_the_token_ledger_is_reached_only_for_ones_own_jobs(two_nights, admin_conn, analyst, embedded_stack):  # noqa: F811
+    north, lake = two_nights
+    north_job, lake_job = _job(admin_conn, "northfield"), _job(admin_conn, "lakeshore")
+    admin_conn.execute("DELETE FROM openai_enqueued")
+    admin_conn.execute("INSERT INTO openai_enqueued (job_id, tenant, model, tokens) VALUES (%s, 'lakeshore',"
+                       " 'gpt-4.1-mini', 1900000)", (lake_job,))
+    reserve = "SELECT * FROM gradeflow_reserve_enqueued(%s, %s, 'gpt-4.1-mini', %s, %s, %s)"
+    release = "SELECT gradeflow_release_enqueued(%s, %s)"
+    # A read-only analyst may call neither function (EXECUTE was PUBLIC's), nor read the ledger.
+    for statement, args in ((reserve, (north_job, "northfield", 10**12, 10**15, 10**15)),
+                            (release, (lake_job, "lakeshore")), ("SELECT * FROM openai_enqueued", None)):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            analyst.execute(statement, args)
+    # Northfield's login: not for another institution, not another's job under its own name.
+    for statement, args in ((reserve, (lake_job, "lakeshore", 1, 10**6, 10**6)),
+                            (reserve, (lake_job, "northfield", 1, 10**6, 10**6)),
+                            (release, (lake_job, "lakeshore"))):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only"):
+            north.execute(statement, args)
+    assert north.execute(release, (lake_job, "northfield")).fetchone()[0] == 0
+    for table in SHARED:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            north.execute(f"SELECT * FROM {table}")
+    # A temporary ledger that shadows the real one changes nothing: the organisation's 2,000,000 are nearly
+    # all held, so 200,000 more do not fit, whatever cap the caller passes.
+    north.execute(f"CREATE TEMP TABLE openai_enqueued ({LEDGER_COLUMNS})")
+    row = north.execute(reserve, (north_job, "northfield", 200_000, 10**15, 10**15)).fetchone()
+    assert row[0] is False and row[1] == 1_900_000
+    # A session that is no institution's login (the group's grants under another session user) is refused.
+    with stack.connect_as(embedded_stack, stack.PG_USER, autocommit=True) as su:
+        su.execute(f"SET ROLE {db.worker_role()}")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only"):
+            su.execute(release, (lake_job, "lakeshore"))
+    assert admin_conn.execute("SELECT released_at IS NULL FROM openai_enqueued WHERE job_id = %s",
+                              (lake_job,)).fetchone()[0]
+    assert lake.execute(release, (lake_job, "lakeshore")).fetchone()[0] == 1  # the owner institution can
+
+
+def test_no_reference_reaches_another_institutions_row(two_nights, admin_conn):  # noqa: F811
+    north, _ = two_nights
+    lake_file = admin_conn.execute("SELECT min(file_id) FROM ingested_files WHERE institution_id = 'lakeshore'"
+                                   ).fetchone()[0]
+    lake_job = _job(admin_conn, "lakeshore")
+    lake_item = admin_conn.execute(
+        "INSERT INTO review_items (institution_id, exam_day, exam_id, question_id, work_key, reason)"
+        " VALUES ('lakeshore', '2026-01-01', 'e', 'q', 'queue:lake', 'low_confidence') RETURNING review_id"
+    ).fetchone()[0]
+    made_up_file, made_up_job, made_up_item = 10**12, 10**12, "rv-doesnotexist"
+    submission = ("INSERT INTO submissions (institution_id, submission_id, exam_id, student_id, submitted_at,"
+                  " exam_day, source_file_id) SELECT institution_id, 'x-' || submission_id, exam_id, student_id,"
+                  " submitted_at, exam_day, %s FROM submissions LIMIT 1")
+    job = "UPDATE llm_requests SET job_id = %s WHERE custom_id = (SELECT min(custom_id) FROM llm_requests)"
+    review = ("INSERT INTO reviews (institution_id, exam_day, review_id, score, reviewer)"
+              " VALUES ('northfield', '2026-01-01', %s, 1, 'r')")
+    for statement, theirs, made_up in ((submission, lake_file, made_up_file), (job, lake_job, made_up_job),
+                                       (review, lake_item, made_up_item)):
+        errors = []
+        for key in (theirs, made_up):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation) as caught, north.transaction():
+                north.execute(statement, (key,))
+            diag = caught.value.diag
+            errors.append(re.sub(rf"\b{re.escape(str(key))}\b", "<id>",
+                                 f"{diag.message_primary} {diag.message_detail}"))
+        assert errors[0] == errors[1], "another institution's id must fail exactly as an id that does not exist"
+        assert "institution_id" in errors[0]
+
+
+def test_locks_a_tenant_may_take(two_nights, admin_conn, analyst):  # noqa: F811
+    north, lake = two_nights
+    # Lakeshore tries northfield's ingest and release locks under every key it can compute: the old keys
+    # (hashtext of the institution), and gradeflow_lock_key of northfield's purpose (keyed on its own secret).
+    lake.execute("SELECT pg_advisory_lock(%s, hashtext('northfield'))", (0x696E_6773,))
+    lake.execute("SELECT pg_advisory_lock(hashtext('release:northfield:2026-01-01'))")
+    lake.execute("SELECT pg_advisory_lock(gradeflow_lock_key('ingest:northfield'))")
+    assert db.fetch_all(north, "ingest/try_lock", {"inst": "northfield"})[0]["locked"] is True
+    db.fetch_all(north, "ingest/unlock", {"inst": "northfield"})
+    lake.execute("SELECT pg_advisory_unlock_all()")
+    # The shared tables and reference data cannot be locked against the others (no privilege beyond SELECT,
+    # or none); the analyst can take no lock stronger than ACCESS SHARE on its release tables.
+    for table in (*SHARED, "schema_migrations", "review_reasons"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
+            north.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
+    # What docs/security.md says remains: the audit log (INSERT, SELECT) allows ROW EXCLUSIVE at most.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
+        north.execute("LOCK TABLE audit_log IN SHARE MODE NOWAIT")
+    with north.transaction():
+        north.execute("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE NOWAIT")
+    for mode in ("ROW EXCLUSIVE", "SHARE", "ACCESS EXCLUSIVE"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), analyst.transaction():
+            analyst.execute(f"LOCK TABLE releases IN {mode} MODE NOWAIT")
+
+
+def test_a_login_that_changes_its_own_password_is_reset_by_migrate(conn, admin_conn, embedded_stack):
+    login = db.tenant_login("northfield")
+    conn.execute("ALTER ROLE CURRENT_USER PASSWORD 'locked-out'")  # PostgreSQL lets any role do this
+    with pytest.raises(psycopg.OperationalError):
+        _login(embedded_stack, login).close()
+    db.migrate(admin_conn)  # from the institution's connection gradeflow_db_northfield
+    with _login(embedded_stack, login) as again:
+        assert again.execute("SELECT gradeflow_role_institution()").fetchone()[0] == "northfield"
