@@ -123,12 +123,10 @@ class GradeNightOperator(BaseOperator):
             inst = replace(inst, retry_backoff_seconds=self.retry_backoff_seconds)
         night = tasks.exam_day_for(context, inst)
         deadline = deadline or self._deadline(context, inst, night)
-        s3 = storage.client()
-        provider = grading.provider_for(inst, self.conn_id, s3=s3) if inst.provider == "openai_chat" else \
-            grading.provider_for(inst, self.conn_id)
+        provider = grading.provider_for(inst, self.conn_id)
         try:
             with tasks.open_db(inst.id) as conn:
-                step = grading.advance(conn, s3, provider, inst, night, deadline=deadline,
+                step = grading.advance(conn, storage.client(), provider, inst, night, deadline=deadline,
                                        recheck_seconds=self.recheck_seconds)
         finally:
             provider.close()
