@@ -5,7 +5,11 @@ The official `openai` SDK works against it unchanged; only `base_url` differs:
     OpenAI(api_key="sk-emulator", base_url="http://127.0.0.1:8765/v1")
 
 Endpoints: POST/GET/DELETE /v1/files, GET /v1/files/{id}/content, POST/GET /v1/batches,
-GET /v1/batches/{id}, POST /v1/batches/{id}/cancel. A batch's status is computed from the wall time
+GET /v1/batches/{id}, POST /v1/batches/{id}/cancel, and POST /v1/chat/completions (the synchronous endpoint
+an OpenAI-compatible server such as vLLM serves, graded the same way as a batch line; the chat knobs
+`chat_rate_limit_next`, `chat_server_error_next`, `chat_malformed_next` answer the next N requests with a
+429, a 500 or a 200 whose JSON is cut, and `chat_latency_ms` makes each request take that long).
+A batch's status is computed from the wall time
 elapsed since it was created (validating -> in_progress -> finalizing -> completed), lazily on each
 read. Each request is "graded" deterministically by concept coverage of the reference answer found
 in the system prompt; the student's text is only ever counted as words, never followed.
@@ -103,6 +107,11 @@ class Faults:
     refusal_every: int = 0
     all_fail: bool = False
     custom_id_faults: dict[str, str] = field(default_factory=dict)
+    # POST /v1/chat/completions only: the next N requests get a 429 / a 500 / a cut JSON body (counted down).
+    chat_rate_limit_next: int = 0
+    chat_server_error_next: int = 0
+    chat_malformed_next: int = 0
+    chat_latency_ms: int = 0
 
     def merged(self, update: dict[str, Any]) -> Faults:
         """A new Faults with `update` applied over this one (timing is merged key by key)."""
@@ -129,7 +138,7 @@ def _check_knob(key: str, value: Any, current: Any) -> Any:
     if key == "token_limit_scope":
         return _require(value, value in ("batch", "enqueued"), key, '"batch" or "enqueued"')
     if value is None:
-        return 0 if key.endswith("_every") else None
+        return 0 if key.endswith(("_every", "_next", "_ms")) else None
     if key == "expire_after_fraction":
         ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
         return _require(float(value) if ok else value, ok, key, "a number in [0, 1] or null")
@@ -655,12 +664,18 @@ class EmulatorState:
             self.faults = Faults().merged(asdict(self.initial_faults))
             self.stats: dict[str, Any] = {"files_uploaded": 0, "batches_created": 0, "batches_cancelled": 0,
                                           "file_downloads": 0, "peak_enqueued_tokens": 0,
-                                          "token_limit_failures": 0, "requests": {}}
+                                          "token_limit_failures": 0, "requests": {}, **_chat_stats()}
+            self.chat_in_flight = 0
 
     def count(self, key: str) -> None:
         """Count one request to an endpoint (by method and route)."""
         with self.lock:
             self.stats["requests"][key] = self.stats["requests"].get(key, 0) + 1
+
+    def count_chat(self, key: str) -> None:
+        """Count one chat request's outcome."""
+        with self.lock:
+            self.stats[key] += 1
 
     def set_faults(self, update: dict) -> dict:
         """Merge knobs into the current faults and return the resulting view."""
@@ -880,6 +895,54 @@ class EmulatorState:
         return self.add_file(f"{batch_id}_{kind}.jsonl", "batch_output", data).id
 
 
+def _chat_stats() -> dict[str, Any]:
+    """Counters of POST /v1/chat/completions: requests by outcome, the most at once, answers by request body."""
+    return {"chat_requests": 0, "chat_completed": 0, "chat_rate_limited": 0, "chat_server_errors": 0,
+            "chat_malformed": 0, "chat_peak_in_flight": 0, "chat_completed_by_body": {}}
+
+
+def chat_request(state: EmulatorState, body: Any) -> Response:
+    """POST /v1/chat/completions: the batch path's deterministic grading for one request, with the chat faults."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+        raise ApiError(400, "Missing required parameter: 'messages'.", param="messages",
+                       code="missing_required_parameter")
+    with state.lock:
+        faults = state.faults
+        state.stats["chat_requests"] += 1
+        state.chat_in_flight += 1
+        state.stats["chat_peak_in_flight"] = max(state.stats["chat_peak_in_flight"], state.chat_in_flight)
+        fault = next((k for k in ("chat_rate_limit_next", "chat_server_error_next", "chat_malformed_next")
+                      if getattr(faults, k) > 0), None)
+        if fault:
+            setattr(faults, fault, getattr(faults, fault) - 1)
+        latency = faults.chat_latency_ms / 1000
+    try:
+        if latency:
+            time.sleep(latency)
+        if fault == "chat_rate_limit_next":
+            state.count_chat("chat_rate_limited")
+            return JSONResponse({"error": {"message": "Rate limit reached for requests (emulated fault).",
+                                           "type": "requests", "param": None, "code": "rate_limit_exceeded"}},
+                                status_code=429, headers={"retry-after": "0"})
+        if fault == "chat_server_error_next":
+            state.count_chat("chat_server_errors")
+            return JSONResponse(server_error_body(), status_code=500)
+        key = _sha(json.dumps(body, sort_keys=True, default=str))
+        completion = chat_completion(body, _sha("chat", key), None, int(time.time()), 0)
+        if fault == "chat_malformed_next":
+            state.count_chat("chat_malformed")
+            text = json.dumps(completion)
+            return Response(text[: len(text) // 2], media_type="application/json")
+        with state.lock:
+            state.stats["chat_completed"] += 1
+            by_body = state.stats["chat_completed_by_body"]
+            by_body[key[:16]] = by_body.get(key[:16], 0) + 1
+        return JSONResponse(completion, headers={"x-request-id": f"req_{key[:32]}"})
+    finally:
+        with state.lock:
+            state.chat_in_flight -= 1
+
+
 def _token_limit_error(model: str | None, limit: int) -> list[dict]:
     """errors.data of a batch refused for the organisation's enqueued-token limit (accepted, then failed)."""
     return [{"code": "token_limit_exceeded", "line": None, "param": None, "message": (
@@ -972,6 +1035,7 @@ def create_app(state: EmulatorState) -> FastAPI:
     _add_counter(app, state)
     _add_file_routes(app, state)
     _add_batch_routes(app, state)
+    _add_chat_routes(app, state)
     _add_control_routes(app, state)
     return app
 
@@ -1039,6 +1103,13 @@ def _add_batch_routes(app: FastAPI, state: EmulatorState) -> None:
     @app.post("/v1/batches/{batch_id}/cancel")
     def cancel_batch(batch_id: str) -> dict:
         return state.cancel(batch_id)
+
+
+def _add_chat_routes(app: FastAPI, state: EmulatorState) -> None:
+    """The synchronous chat-completions endpoint (served from the thread pool: requests run concurrently)."""
+    @app.post(ENDPOINT)
+    def chat_completions(body: Annotated[dict, Body()]) -> Response:
+        return chat_request(state, body)
 
 
 def _add_control_routes(app: FastAPI, state: EmulatorState) -> None:

@@ -190,7 +190,7 @@ def _stage_submit(args) -> tuple[int, dict]:
 
     inst = _inst(args.institution)
     with tasks.open_db(args.institution) as conn:
-        job_ids = grading.submit_jobs(conn, storage.client(), grading.openai_client(), inst)
+        job_ids = grading.submit_jobs(conn, storage.client(), grading.provider_for(inst), inst)
         requests = db.fetch_all(conn, "grade/open_jobs", {"inst": args.institution, "day": args.day})
     return sum(j["request_count"] for j in requests), {"jobs": len(job_ids)}
 
@@ -204,15 +204,15 @@ def _stage_collect(args) -> tuple[int, dict]:
     from gradeflow.grading import night as grading
 
     inst = _inst(args.institution)
-    client = grading.openai_client()
+    provider = grading.provider_for(inst)
     with tasks.open_db(args.institution) as conn:
         jobs = [j["job_id"] for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": args.day})
-                if j["openai_batch_id"]]
+                if j["provider_batch_id"]]
         for job_id in jobs:
-            batch_id = grading.get_job(conn, inst, job_id)["openai_batch_id"]
-            while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
+            batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
+            while provider.retrieve(batch_id).status not in grading.TERMINAL:
                 time.sleep(0.2)
-        reports = [grading.collect_job(conn, client, inst, j) for j in jobs]
+        reports = [grading.collect_job(conn, provider, inst, j) for j in jobs]
     lines = sum(r.lines_ok + r.lines_failed + r.lines_missing for r in reports)
     return lines, {"jobs": len(reports), "answers_graded": sum(r.answers_graded for r in reports),
                    "answers_to_review": sum(r.answers_to_review for r in reports)}

@@ -85,7 +85,7 @@ def main() -> None:
         grading.submit_ready(conn, s3, client, inst, settings)
         jobs = [j["job_id"] for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})]
         for job_id in jobs:
-            batch_id = grading.get_job(conn, inst, job_id)["openai_batch_id"]
+            batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
             while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
                 time.sleep(0.5)
         started = time.perf_counter()

@@ -111,7 +111,7 @@ def emulator(embedded_stack):
 @pytest.fixture
 def openai_client(embedded_stack):
     """The official SDK client pointed at the emulator, built the way the pipeline builds it."""
-    from gradeflow.grading.night import openai_client as build
+    from gradeflow.grading.providers.openai_batch import client as build
 
     return build()
 

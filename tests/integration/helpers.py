@@ -57,9 +57,11 @@ def keys(s3, prefix: str) -> list[str]:
 def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, max_steps: int = 10_000,
               recheck_seconds: float = 0.5, settings=None) -> list:
     """The whole night without Airflow: advance, sleep until the next event (what the trigger of
-    gradeflow.airflow.waiting does, synchronously), repeat."""
+    gradeflow.airflow.waiting does, synchronously), repeat. `client` is a BatchProvider or a plain SDK client."""
     from gradeflow.grading import night as grading
+    from gradeflow.grading import providers
 
+    client = providers.as_provider(client, inst, settings)
     steps = []
     for _ in range(max_steps):
         step = grading.advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
@@ -68,6 +70,6 @@ def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, m
         if step.done:
             return steps
         while not (step.wake_at is not None and time.time() >= step.wake_at) and not any(
-                client.batches.retrieve(b).status in grading.TERMINAL for b in step.wait_batch_ids):
+                client.retrieve(b).status in grading.TERMINAL for b in step.wait_batch_ids):
             time.sleep(poll)
     raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")

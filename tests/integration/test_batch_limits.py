@@ -226,7 +226,7 @@ def test_a_lost_batch_id_is_reattached_not_created_twice_even_after_a_clear(conn
     _load(conn, s3, NORTH, _rows(2))
     _prepare(conn, s3, NORTH)
     grading.advance(conn, s3, openai_client, NORTH, D1)  # submits
-    conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")  # the crash lost the id
+    conn.execute("UPDATE batch_jobs SET provider_batch_id = NULL, status = 'prepared'")  # the crash lost the id
     grading.advance(conn, s3, openai_client, NORTH, D1)  # a cleared task runs again
     _prepare(conn, s3, NORTH)  # and prepare too
     run_night(conn, s3, openai_client, NORTH, D1)
@@ -238,13 +238,13 @@ def test_an_expired_orphan_is_salvaged_and_no_line_is_paid_twice(conn, s3, emula
     _load(conn, s3, NORTH, _rows(4))
     _prepare(conn, s3, NORTH)
     grading.advance(conn, s3, openai_client, NORTH, D1)
-    batch_id = conn.execute("SELECT openai_batch_id FROM batch_jobs").fetchone()[0]
+    batch_id = conn.execute("SELECT provider_batch_id FROM batch_jobs").fetchone()[0]
     while openai_client.batches.retrieve(batch_id).status != "expired":
         time.sleep(0.05)
-    conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")  # lost, and now expired
+    conn.execute("UPDATE batch_jobs SET provider_batch_id = NULL, status = 'prepared'")  # lost, and now expired
     emulator.faults(expire_after_fraction=None)
     run_night(conn, s3, openai_client, NORTH, D1)
-    jobs = conn.execute("SELECT openai_batch_id, request_count, cost_usd FROM batch_jobs ORDER BY job_id").fetchall()
+    jobs = conn.execute("SELECT provider_batch_id, request_count, cost_usd FROM batch_jobs ORDER BY job_id").fetchall()
     assert jobs[0][0] == batch_id and float(jobs[0][2]) > 0  # the orphan was reattached and its cost recorded
     assert [j[1] for j in jobs] == [4, 2]  # only the two lines that never ran went out again
     assert emulator.stats()["batches_created"] == 2 and _statuses(conn) == {"graded": 4}

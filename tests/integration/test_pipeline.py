@@ -39,7 +39,7 @@ def _prepare(conn, s3):
 
 def _wait(client, conn, timeout=30):
     deadline = time.monotonic() + timeout
-    for job in conn.execute("SELECT openai_batch_id FROM batch_jobs WHERE openai_batch_id IS NOT NULL").fetchall():
+    for job in conn.execute("SELECT provider_batch_id FROM batch_jobs WHERE provider_batch_id IS NOT NULL").fetchall():
         while client.batches.retrieve(job[0]).status not in grading.TERMINAL:
             assert time.monotonic() < deadline, "batch did not finish"
             time.sleep(0.1)
@@ -116,7 +116,7 @@ def test_reattaches_to_a_batch_whose_id_was_lost(conn, s3, emulator, openai_clie
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     _prepare(conn, s3)
     grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
-    conn.execute("UPDATE batch_jobs SET openai_batch_id = NULL, status = 'prepared'")
+    conn.execute("UPDATE batch_jobs SET provider_batch_id = NULL, status = 'prepared'")
     conn.commit()
     reports = _grade(conn, s3, openai_client)
     assert emulator.stats()["batches_created"] == 1 and reports[0].lines_ok == 1

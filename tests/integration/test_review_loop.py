@@ -38,7 +38,7 @@ def _day(conn, s3, client, rows, inst=NORTH):
     prepare.build_batches(conn, s3, inst, EXAM_DAY)
     job_ids = grading.submit_jobs(conn, s3, client, inst, EXAM_DAY)
     for job_id in job_ids:
-        batch_id = grading.get_job(conn, inst, job_id)["openai_batch_id"]
+        batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
         deadline = time.monotonic() + 30
         while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
             assert time.monotonic() < deadline

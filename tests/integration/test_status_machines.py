@@ -37,7 +37,7 @@ def test_a_job_moves_forward_through_the_apis_statuses(conn):
     job_id = _job(conn)
     assert _status(conn, job_id) == "prepared"
     with conn.transaction():
-        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "validating")
+        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "validating", "openai_batch")
     for status in ("in_progress", "in_progress", "completed", "completed"):  # polling may see a state again
         with conn.transaction():
             lifecycle.job_state(conn, NORTH, job_id, _remote(status))
@@ -47,11 +47,11 @@ def test_a_job_moves_forward_through_the_apis_statuses(conn):
 def test_a_job_does_not_move_back_or_to_an_unknown_status(conn):
     job_id = _job(conn)
     with conn.transaction():
-        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "completed")
+        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "completed", "openai_batch")
     with pytest.raises(ValueError, match=rf"batch job {job_id}: completed -> in_progress is not a transition"):
         lifecycle.job_state(conn, NORTH, job_id, _remote("in_progress"))
     with pytest.raises(ValueError, match="unknown status 'submitted'"):
-        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "submitted")
+        lifecycle.job_submitted(conn, NORTH, job_id, "batch_1", "submitted", "openai_batch")
     assert _status(conn, job_id) == "completed"
 
 

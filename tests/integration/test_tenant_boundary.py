@@ -19,7 +19,7 @@ from gradeflow.core import db
 
 from .test_isolation import _tenant_tables, two_nights  # noqa: F401 - the fixture, by name
 
-SHARED = ("openai_enqueued", "gradeflow_tenant_roles", "gradeflow_org_limits")
+SHARED = ("provider_enqueued", "gradeflow_tenant_roles", "gradeflow_org_limits")
 LEDGER_COLUMNS = ("job_id bigint, tenant text, model text, tokens bigint, reserved_at timestamptz,"
                   " released_at timestamptz")
 
@@ -100,14 +100,14 @@ def test_rows_are_bound_to_the_login_role_not_to_a_setting(two_nights, admin_con
 def test_the_token_ledger_is_reached_only_for_ones_own_jobs(two_nights, admin_conn, analyst, embedded_stack):  # noqa: F811
     north, lake = two_nights
     north_job, lake_job = _job(admin_conn, "northfield"), _job(admin_conn, "lakeshore")
-    admin_conn.execute("DELETE FROM openai_enqueued")
-    admin_conn.execute("INSERT INTO openai_enqueued (job_id, tenant, model, tokens) VALUES (%s, 'lakeshore',"
+    admin_conn.execute("DELETE FROM provider_enqueued")
+    admin_conn.execute("INSERT INTO provider_enqueued (job_id, tenant, model, tokens) VALUES (%s, 'lakeshore',"
                        " 'gpt-4.1-mini', 1900000)", (lake_job,))
     reserve = "SELECT * FROM gradeflow_reserve_enqueued(%s, %s, 'gpt-4.1-mini', %s, %s, %s)"
     release = "SELECT gradeflow_release_enqueued(%s, %s)"
     # A read-only analyst may call neither function (EXECUTE was PUBLIC's), nor read the ledger.
     for statement, args in ((reserve, (north_job, "northfield", 10**12, 10**15, 10**15)),
-                            (release, (lake_job, "lakeshore")), ("SELECT * FROM openai_enqueued", None)):
+                            (release, (lake_job, "lakeshore")), ("SELECT * FROM provider_enqueued", None)):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             analyst.execute(statement, args)
     # Northfield's login: not for another institution, not another's job under its own name.
@@ -122,7 +122,7 @@ def test_the_token_ledger_is_reached_only_for_ones_own_jobs(two_nights, admin_co
             north.execute(f"SELECT * FROM {table}")
     # A temporary ledger that shadows the real one changes nothing: the organisation's 2,000,000 are nearly
     # all held, so 200,000 more do not fit, whatever cap the caller passes.
-    north.execute(f"CREATE TEMP TABLE openai_enqueued ({LEDGER_COLUMNS})")
+    north.execute(f"CREATE TEMP TABLE provider_enqueued ({LEDGER_COLUMNS})")
     row = north.execute(reserve, (north_job, "northfield", 200_000, 10**15, 10**15)).fetchone()
     assert row[0] is False and row[1] == 1_900_000
     # A session that is no institution's login (the group's grants under another session user) is refused.
@@ -130,7 +130,7 @@ def test_the_token_ledger_is_reached_only_for_ones_own_jobs(two_nights, admin_co
         su.execute(f"SET ROLE {db.worker_role()}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only"):
             su.execute(release, (lake_job, "lakeshore"))
-    assert admin_conn.execute("SELECT released_at IS NULL FROM openai_enqueued WHERE job_id = %s",
+    assert admin_conn.execute("SELECT released_at IS NULL FROM provider_enqueued WHERE job_id = %s",
                               (lake_job,)).fetchone()[0]
     assert lake.execute(release, (lake_job, "lakeshore")).fetchone()[0] == 1  # the owner institution can
 

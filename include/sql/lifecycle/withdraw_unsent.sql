@@ -2,7 +2,7 @@
 -- version, so nothing of the old version can still be submitted (and paid for) beside it.
 WITH jobs AS (
     UPDATE batch_jobs SET status = 'superseded', collected_at = now()
-     WHERE institution_id = %(inst)s AND exam_day = %(day)s AND openai_batch_id IS NULL AND collected_at IS NULL
+     WHERE institution_id = %(inst)s AND exam_day = %(day)s AND provider_batch_id IS NULL AND collected_at IS NULL
     RETURNING job_id
 )
 UPDATE llm_requests r SET status = 'superseded'

@@ -75,12 +75,12 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(1869703523);  -- 0x6f616963, "oaic"
     SELECT coalesce(sum(e.tokens), 0), coalesce(sum(e.tokens) FILTER (WHERE e.tenant = mine), 0)
       INTO org_tokens, tenant_tokens
-      FROM public.openai_enqueued e
+      FROM public.provider_enqueued e
      WHERE e.released_at IS NULL AND e.model = p_model AND e.job_id <> p_job;
     reserved := p_tokens >= 0 AND org_tokens + p_tokens <= cap
                 AND (tenant_tokens + p_tokens <= share_cap OR tenant_tokens = 0);
     IF reserved THEN
-        INSERT INTO public.openai_enqueued (job_id, tenant, model, tokens) VALUES (p_job, mine, p_model, p_tokens)
+        INSERT INTO public.provider_enqueued (job_id, tenant, model, tokens) VALUES (p_job, mine, p_model, p_tokens)
         ON CONFLICT (job_id) DO UPDATE SET tokens = EXCLUDED.tokens, reserved_at = now(), released_at = NULL;
     END IF;
     RETURN NEXT;
@@ -96,7 +96,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
             MESSAGE = format('role %s may release enqueued tokens only of its own institution', session_user);
     END IF;
-    UPDATE public.openai_enqueued SET released_at = now()
+    UPDATE public.provider_enqueued SET released_at = now()
      WHERE job_id = p_job AND tenant = mine AND released_at IS NULL;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -204,7 +204,7 @@ BEGIN
         END IF;
         IF NOT t.tenant THEN
             EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON %I FROM %I', t.relname, worker);
-            IF t.relname IN ('gradeflow_tenant_roles', 'gradeflow_org_limits', 'openai_enqueued') THEN
+            IF t.relname IN ('gradeflow_tenant_roles', 'gradeflow_org_limits', 'provider_enqueued') THEN
                 -- the owner's: reached only through the definer functions above
                 EXECUTE format('REVOKE ALL ON %I FROM %I', t.relname, worker);
             ELSE  -- reference data: written by the migrate step, read by the night

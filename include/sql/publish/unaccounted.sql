@@ -23,10 +23,10 @@ SELECT
   (SELECT count(*) FROM llm_requests WHERE institution_id = %(inst)s AND exam_day = %(day)s
       AND status = 'queued') AS requests_queued,
   (SELECT count(*) FROM batch_jobs WHERE institution_id = %(inst)s AND exam_day = %(day)s
-      AND openai_batch_id IS NULL AND collected_at IS NULL) AS jobs_not_submitted,
-  (SELECT coalesce(json_agg(json_build_object('batch_id', openai_batch_id, 'status', status) ORDER BY job_id),
+      AND provider_batch_id IS NULL AND collected_at IS NULL) AS jobs_not_submitted,
+  (SELECT coalesce(json_agg(json_build_object('batch_id', provider_batch_id, 'status', status) ORDER BY job_id),
                    '[]'::json)
      FROM batch_jobs WHERE institution_id = %(inst)s AND exam_day = %(day)s
-      AND openai_batch_id IS NOT NULL AND collected_at IS NULL) AS batches_running,
+      AND provider_batch_id IS NOT NULL AND collected_at IS NULL) AS batches_running,
   (SELECT coalesce(json_agg(DISTINCT file_name), '[]'::json) FROM ingested_files
      WHERE institution_id = %(inst)s AND exam_day = %(day)s AND status = 'rejected') AS files_rejected;

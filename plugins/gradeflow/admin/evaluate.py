@@ -3,7 +3,7 @@
 The CSV holds human-scored answers, one per row: `question`, `rubric`, `reference`, `max_points`,
 `answer`, `human_score` (optional: `question_id`, `question_type` = short_answer | essay). Every row goes
 through the very prompt and Batch API path the night uses (`gradeflow.grading.batch.build_request`, one JSONL
-input file, `files.create`, `batches.create`, polling, `batch.parse_line` on the output and error files)
+input file, the openai_batch provider's upload, create and polling, `batch.parse_line` on the output and error files)
 against whatever OpenAI-compatible endpoint you name, or offline:
 
     python -m gradeflow.admin.evaluate answers.csv                         # the Airflow connection gradeflow_openai
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gradeflow.core.config import FREE_TEXT_TYPES, OPENAI_CONN_ID
-from gradeflow.grading import batch
+from gradeflow.grading import batch, providers
 from gradeflow.intake.contract import answer_sha256
 from gradeflow.release import agreement
 
@@ -105,21 +105,22 @@ def read_output(text: str) -> dict[str, dict]:
     return lines
 
 
-def run_batch(client: Any, cases: list[Case], poll_seconds: float = 5.0, timeout_seconds: float = 86400) -> dict:
-    """Upload, create, poll and download one batch through the SDK; return its lines by custom_id."""
-    uploaded = client.files.create(file=("evaluate.jsonl", input_jsonl(cases)), purpose="batch")
-    remote = client.batches.create(input_file_id=uploaded.id, endpoint=batch.BATCH_ENDPOINT, completion_window="24h",
-                                   metadata={"gradeflow_evaluate": "1"})
+def run_batch(provider: Any, cases: list[Case], poll_seconds: float = 5.0, timeout_seconds: float = 86400) -> dict:
+    """Upload, create, poll and download one batch through a batch provider (gradeflow.grading.providers; an
+    OpenAI SDK client is taken as the openai_batch provider); return its lines by custom_id."""
+    provider = providers.as_provider(provider)
+    file_id = provider.upload("evaluate.jsonl", input_jsonl(cases))
+    remote = provider.create(file_id, {"gradeflow_evaluate": "1"})
     deadline = time.monotonic() + timeout_seconds
     while remote.status not in batch.TERMINAL_STATUSES:
         if time.monotonic() > deadline:
             raise TimeoutError(f"batch {remote.id} still {remote.status} after {timeout_seconds:.0f}s")
-        time.sleep(poll_seconds)
-        remote = client.batches.retrieve(remote.id)
+        if not provider.runs_locally:
+            time.sleep(poll_seconds)
+        remote = provider.work(remote.id)
     lines: dict[str, dict] = {}
     for file_id in (remote.error_file_id, remote.output_file_id):
-        if file_id:
-            lines.update(read_output(client.files.content(file_id).text))
+        lines.update({str(line.get("custom_id")): line for line in provider.iter_lines(file_id)})
     print(f"batch {remote.id}: {remote.status}, {len(lines)} result line(s) for {len(cases)} request(s)",
           file=sys.stderr)
     return lines
@@ -168,14 +169,13 @@ def render(result: dict) -> str:
     return "\n".join(out)
 
 
-def _client(args: argparse.Namespace):
+def _provider(args: argparse.Namespace):
+    from gradeflow.grading.providers import openai_batch
+
     if args.base_url:
-        from openai import OpenAI
-
-        return OpenAI(base_url=args.base_url, api_key=os.environ.get("OPENAI_API_KEY", "not-needed"))
-    from gradeflow.grading.night import openai_client
-
-    return openai_client(args.conn_id)
+        return providers.get("openai_batch", sdk_client=openai_batch.client_for_url(
+            args.base_url, os.environ.get("OPENAI_API_KEY", "not-needed")))
+    return providers.get("openai_batch", conn_id=args.conn_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(cases)} request(s) to {args.write_jsonl}")
         return 0
     lines = read_output(args.read_jsonl.read_text()) if args.read_jsonl else \
-        run_batch(_client(args), cases, args.poll_seconds)
+        run_batch(_provider(args), cases, args.poll_seconds)
     result = evaluate(cases, lines)
     print(render(result))
     if args.json:

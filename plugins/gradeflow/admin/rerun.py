@@ -108,7 +108,7 @@ def _reset(conn: psycopg.Connection, inst: Institution, request: RerunRequest, p
                 return done[0]["details"]
         inflight = db.fetch_all(conn, "rerun/inflight_jobs", params)
         if inflight and regrade:
-            ids = ", ".join(f"{j['openai_batch_id']} ({j['status']})" for j in inflight)
+            ids = ", ".join(f"{j['provider_batch_id']} ({j['status']})" for j in inflight)
             raise RerunRefused(f"{inst.id} {request.exam_day} has batches that may still deliver: {ids}. "
                                "Wait for the grade DAG to collect them, then rerun.")
         db.execute(conn, "rerun/scoped_answers", params)

@@ -9,8 +9,10 @@ cap again. No worker slot is held while waiting. The loop is bounded: each line 
 `max_attempts` sends that count, and the night stops at its deadline (05:45 local, before the 06:00
 release), leaving unfinished work pending for the release and for the next run to collect.
 
-The trigger uses AsyncOpenAI from the same hook (`OpenAIHook.aget_conn`), so it never blocks the
-triggerer's event loop (the provider's OpenAIBatchTrigger polls with the synchronous SDK).
+The trigger uses the async client of the same hook (gradeflow.grading.providers.openai_batch.async_client),
+so it never blocks the triggerer's event loop (the Airflow provider's OpenAIBatchTrigger polls with the
+synchronous SDK). It polls only a remote provider's batches: a local batch (openai_chat) is moved on by
+the steps themselves, so between two of them the trigger only waits for the wake time.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ class WaveTrigger(BaseTrigger):
 
     async def _client(self):
         """The same client the hook builds for submitting (base_url, organization, auth type), async."""
-        from airflow.providers.openai.hooks.openai import OpenAIHook
+        from gradeflow.grading.providers.openai_batch import async_client
 
-        return await OpenAIHook(conn_id=self.conn_id).aget_conn()
+        return await async_client(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         client = await self._client() if self.batch_ids else None
@@ -121,13 +123,17 @@ class GradeNightOperator(BaseOperator):
             inst = replace(inst, retry_backoff_seconds=self.retry_backoff_seconds)
         night = tasks.exam_day_for(context, inst)
         deadline = deadline or self._deadline(context, inst, night)
-        with tasks.open_db(inst.id) as conn:
-            step = grading.advance(conn, storage.client(inst.id), grading.openai_client(self.conn_id), inst, night,
-                                   deadline=deadline, recheck_seconds=self.recheck_seconds)
+        provider = grading.provider_for(inst, self.conn_id)
+        try:
+            with tasks.open_db(inst.id) as conn:
+                step = grading.advance(conn, storage.client(inst.id), provider, inst, night, deadline=deadline,
+                                       recheck_seconds=self.recheck_seconds)
+        finally:
+            provider.close()
         self.log.info("%s", step.message)
         if step.done:
             return step.counts
-        self.defer(trigger=WaveTrigger(step.wait_batch_ids, step.wake_at, deadline, self.conn_id,
-                                       self.poll_interval),
+        self.defer(trigger=WaveTrigger(step.wait_batch_ids, step.wake_at, deadline,
+                                       getattr(provider, "conn_id", None) or self.conn_id, self.poll_interval),
                    method_name="execute_complete")
         return None

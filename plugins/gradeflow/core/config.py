@@ -28,7 +28,19 @@ POSTGRES_OWNER_CONN_ID = "gradeflow_db_owner"  # migrations and cross-institutio
 AWS_CONN_ID = "gradeflow_s3"
 OPENAI_CONN_ID = "gradeflow_openai"
 SMTP_CONN_ID = "gradeflow_smtp"  # alerts (apache-airflow-providers-smtp); host, port, from_email in its extra
+# The pool keeps its historical name (deployed setups create it by name); it bounds every provider's calls.
 BATCH_API_POOL = "openai_batch_api"
+
+# Batch providers an institution may choose (`provider:`); gradeflow.grading.providers registers them by
+# the same names (tests/unit/test_providers_seam.py checks both lists agree).
+PROVIDER_NAMES = ("openai_batch", "openai_chat")
+DEFAULT_PROVIDER = "openai_batch"
+# Options of the openai_chat provider (`chat:` per institution), each a positive number.
+CHAT_OPTIONS = frozenset({"concurrency", "requests_per_minute", "chunk_lines", "step_seconds", "max_retries",
+                          "retry_base_seconds", "retry_max_seconds", "timeout_seconds", "step_pause_seconds"})
+_CHAT_INTEGERS = frozenset({"concurrency", "chunk_lines", "max_retries"})
+_CHAT_ZERO_OK = frozenset({"max_retries", "retry_base_seconds", "step_pause_seconds"})
+_CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 
 RULE_TYPES = frozenset({"multiple_choice", "true_false", "numeric"})
 FREE_TEXT_TYPES = frozenset({"short_answer", "essay"})
@@ -98,6 +110,9 @@ class Institution:
     alert_emails: tuple[str, ...] = ()  # who is told of failed runs, failed gates, late results, review spikes
     release_deadline: str = "08:00"  # local HH:MM, the morning after the exam day: results must be out by then
     review_alert_share: float = 0.2  # alert when more than this share of a day's answers waits in review
+    provider: str = DEFAULT_PROVIDER  # the batch provider: openai_batch (Batch API) | openai_chat (local batch)
+    conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
+    chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -150,6 +165,7 @@ def _parse_institution(index: int, raw: dict) -> Institution:
         raise ConfigError(f"{where}: field 'id' must match {_ID_RE.pattern}, got {raw['id']!r}")
     raw = {"s3_prefix": raw["id"], **raw}
     raw.update(_alert_fields(where, raw))
+    raw.update(_provider_fields(where, raw))
     if not _PREFIX_RE.match(str(raw["s3_prefix"])):
         raise ConfigError(f"{where}: field 's3_prefix' must match {_PREFIX_RE.pattern}")
     try:
@@ -178,6 +194,36 @@ def _alert_fields(where: str, raw: dict) -> dict:
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
         raise ConfigError(f"{where}: field 'review_alert_share' must be a number in (0, 1], got {share!r}")
     return {"alert_emails": tuple(emails), "release_deadline": deadline, "review_alert_share": float(share)}
+
+
+def _provider_fields(where: str, raw: dict) -> dict:
+    """Validate the batch provider, its connection id (never a secret: a name) and the chat options."""
+    provider = raw.get("provider", DEFAULT_PROVIDER)
+    if provider not in PROVIDER_NAMES:
+        raise ConfigError(f"{where}: field 'provider' must be one of {list(PROVIDER_NAMES)}, got {provider!r}")
+    conn_id = raw.get("conn_id")
+    if conn_id is not None and (not isinstance(conn_id, str) or not _CONN_ID_RE.match(conn_id)):
+        raise ConfigError(f"{where}: field 'conn_id' must be an Airflow connection id (letters, digits, _ . -), "
+                          f"got {conn_id!r}; the endpoint's URL and key live in that connection, never here")
+    if provider == "openai_chat" and not conn_id:
+        raise ConfigError(f"{where}: provider 'openai_chat' needs field 'conn_id': the Airflow connection whose "
+                          "host is the chat endpoint's base_url (e.g. http://vllm.internal:8000/v1)")
+    chat = raw.get("chat") or {}
+    if not isinstance(chat, dict):
+        raise ConfigError(f"{where}: field 'chat' must be a mapping of options {sorted(CHAT_OPTIONS)}")
+    if chat and provider != "openai_chat":
+        raise ConfigError(f"{where}: field 'chat' is only for provider 'openai_chat' (provider is {provider!r})")
+    unknown = sorted(set(chat) - CHAT_OPTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: field 'chat' has unknown option(s) {unknown}; known: {sorted(CHAT_OPTIONS)}")
+    for key, value in chat.items():
+        zero_ok = key in _CHAT_ZERO_OK
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not zero_ok)
+                or (key in _CHAT_INTEGERS and not float(value).is_integer())):
+            raise ConfigError(f"{where}: field 'chat.{key}' must be a {'non-negative' if zero_ok else 'positive'} "
+                              f"{'whole number' if key in _CHAT_INTEGERS else 'number'}, got {value!r}")
+    return {"provider": provider, "conn_id": conn_id,
+            "chat": tuple(sorted((k, int(v) if k in _CHAT_INTEGERS else float(v)) for k, v in chat.items()))}
 
 
 @lru_cache(maxsize=4)

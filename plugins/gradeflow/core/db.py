@@ -44,12 +44,12 @@ RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-o
 # Releases whose exports are in place (security_invoker views over RELEASE_TABLES): what readers should query.
 RELEASE_VIEWS = ("published_releases", "published_results")
 # The only tables without institution_id: reference data the migrate step writes; the worker may only read them.
-# openai_enqueued: the API organisation's enqueued-token reservations, shared by every institution on
+# provider_enqueued: the API organisation's enqueued-token reservations, shared by every institution on
 # purpose (row-level security would hide the others' and let the cap be passed); the worker writes it
-# only through gradeflow_reserve_enqueued / gradeflow_release_enqueued (migration 004), for itself.
+# only through gradeflow_reserve_enqueued / gradeflow_release_enqueued (004, re-created in 014 and 016), for itself.
 # gradeflow_tenant_roles / gradeflow_org_limits (migration 016): login -> institution, and the organisation's
 # caps; only the owner reads them, the night through definer functions that check the calling role.
-GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "openai_enqueued", "gradeflow_tenant_roles",
+GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "provider_enqueued", "gradeflow_tenant_roles",
                            "gradeflow_org_limits"})
 
 # Session settings of the night's connections: (setting, environment variable, default).

@@ -21,7 +21,6 @@ line and attempt (batch_lines), per job (batch_jobs) and per request across atte
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,28 +29,42 @@ from typing import TYPE_CHECKING, Any
 
 from gradeflow import lifecycle
 from gradeflow.core import db, storage
-from gradeflow.core.config import OPENAI_CONN_ID, Institution, OpenAISettings, load_openai_settings
-from gradeflow.grading import batch
+from gradeflow.core.config import Institution, OpenAISettings, load_openai_settings
+from gradeflow.grading import batch, providers
+from gradeflow.grading.providers import BatchProvider
 
 if TYPE_CHECKING:
     import psycopg
-    from openai import OpenAI
 
 log = logging.getLogger(__name__)
 alerts = logging.getLogger("gradeflow.airflow.alerts")
 
 TERMINAL = batch.TERMINAL_STATUSES
-COMPLETION_WINDOW = "24h"
 REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
 
 
-def openai_client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
-    """The official SDK client, built by the Airflow OpenAI hook (base_url from the connection host)."""
-    from airflow.providers.openai.hooks.openai import OpenAIHook
+def provider_for(inst: Institution, conn_id: str | None = None, settings: OpenAISettings | None = None,
+                 **options: Any) -> BatchProvider:
+    """The institution's batch provider (include/institutions.yaml `provider:`, default openai_batch).
 
-    return OpenAIHook(conn_id=conn_id).get_conn()
+    `conn_id` overrides the institution's connection (the operator's `conn_id`, for openai_batch only:
+    the default is the shared gradeflow_openai)."""
+    if conn_id and inst.provider == "openai_batch" and not inst.conn_id:
+        options["conn_id"] = conn_id
+    return providers.for_institution(inst, settings, **options)
+
+
+def _job_provider(provider: BatchProvider, inst: Institution, job: dict) -> BatchProvider:
+    """The job's batch is read through the provider that created it: switch `provider:` only between nights."""
+    name = job.get("provider") or "openai_batch"
+    if job.get("provider_batch_id") and name != provider.name:
+        raise providers.ProviderError(
+            f"job {job['job_id']} of {inst.id} has batch {job['provider_batch_id']} on provider {name!r} but the "
+            f"night runs provider {provider.name!r}: collect it on {name!r} first (switch providers only when the "
+            "institution has no open job: `grade/open_jobs`)")
+    return provider
 
 
 def batch_metadata(inst: Institution, day: date, job: dict) -> dict[str, str]:
@@ -61,10 +74,10 @@ def batch_metadata(inst: Institution, day: date, job: dict) -> dict[str, str]:
             "gradeflow_fingerprint": job["fingerprint"]}
 
 
-def remote_batches(client: OpenAI, inst: Institution) -> dict[str, list[Any]]:
-    """The institution's batches in the API's list (newest first), by the fingerprint in their metadata."""
+def remote_batches(provider: BatchProvider, inst: Institution) -> dict[str, list[Any]]:
+    """The institution's batches in the provider's list (newest first), by the fingerprint in their metadata."""
     found: dict[str, list[Any]] = {}
-    for seen, remote in enumerate(client.batches.list(limit=100)):
+    for seen, remote in enumerate(provider.list_batches()):
         if seen >= REATTACH_SCAN_LIMIT:
             break
         meta = remote.metadata or {}
@@ -93,12 +106,16 @@ def get_job(conn: psycopg.Connection, inst: Institution, job_id: int) -> dict:
 # ------------------------------------------------------------------------ the shared enqueued-token cap
 
 
-def reserve(conn: psycopg.Connection, inst: Institution, job: dict, settings: OpenAISettings) -> bool:
+def reserve(conn: psycopg.Connection, inst: Institution, job: dict, settings: OpenAISettings,
+            provider: BatchProvider | None = None) -> bool:
     """Reserve the job's input tokens under the organisation's cap and the institution's share; False if no room.
 
     One advisory lock serialises every reserver of every institution, so two institutions can never
-    both see the same room. A job's reservation is released when its batch is seen finished.
+    both see the same room. A job's reservation is released when its batch is seen finished. A
+    provider without a shared enqueued-token queue (openai_chat) needs no reservation.
     """
+    if provider is not None and provider.limits().enqueued_token_cap is None:
+        return True
     tokens = int(job["est_input_tokens"])
     with conn.transaction():
         row = db.fetch_all(conn, "grade/reserve", {
@@ -120,53 +137,54 @@ def release_reservation(conn: psycopg.Connection, inst: Institution, job_id: int
 # --------------------------------------------------------------------------------------- submitting
 
 
-def submit_ready(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution,
+def submit_ready(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution,
                  settings: OpenAISettings | None = None) -> tuple[int, int]:
     """Submit unsubmitted open jobs in order while the cap has room; return (submitted, still waiting).
 
     Strict order: a job that does not fit stops the submission (a smaller later job does not overtake).
     """
     settings = settings or load_openai_settings()
-    waiting = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if not j["openai_batch_id"]]
+    provider = providers.as_provider(provider, inst, settings)
+    waiting = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if not j["provider_batch_id"]]
     submitted = 0
     for job in waiting:
-        if not reserve(conn, inst, job, settings):
+        if not reserve(conn, inst, job, settings, provider):
             break
         try:
-            remote = _create_batch(conn, s3, client, inst, job)
+            remote = _create_batch(conn, s3, provider, inst, job)
         except Exception:
             release_reservation(conn, inst, job["job_id"])
             raise
         with conn.transaction():
-            lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status)
+            lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status, provider.name)
         submitted += 1
     return submitted, len(waiting) - submitted
 
 
-def submit_jobs(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, day: date | None = None) -> list[int]:
+def submit_jobs(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution,
+                day: date | None = None) -> list[int]:
     """Reconcile, then submit what fits under the cap; return the ids of every job still to collect.
 
     (`day` is accepted for older callers: every open job of the institution is considered.)
     """
-    reconcile(conn, client, inst, collect=False)
-    created, waiting = submit_ready(conn, s3, client, inst)
+    provider = providers.as_provider(provider, inst)
+    reconcile(conn, provider, inst, collect=False)
+    created, waiting = submit_ready(conn, s3, provider, inst)
     jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
     log.info("Submit %s: %d batch(es) created, %d job(s) waiting for room under the enqueued-token cap, "
              "%d open job(s)", inst.id, created, waiting, len(jobs))
     return [job["job_id"] for job in jobs]
 
 
-def _create_batch(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, job: dict) -> Any:
-    file_id = job["openai_file_id"]
-    if not file_id:
-        data = storage.read_bytes(s3, job["input_key"])
-        uploaded = client.files.create(file=(job["input_key"].rsplit("/", 1)[-1], data), purpose="batch")
-        file_id = uploaded.id
+def _create_batch(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, job: dict) -> Any:
+    file_id = job["provider_file_id"]
+    if not file_id or job.get("provider") != provider.name:
+        data = b"" if provider.runs_locally else storage.read_bytes(s3, job["input_key"])
+        file_id = provider.upload(job["input_key"].rsplit("/", 1)[-1], data, source_key=job["input_key"])
         with conn.transaction():
-            db.execute(conn, "grade/record_file", {"inst": inst.id, "job_id": job["job_id"], "file_id": file_id})
-    remote = client.batches.create(input_file_id=file_id, endpoint=batch.BATCH_ENDPOINT,
-                                   completion_window=COMPLETION_WINDOW,
-                                   metadata=batch_metadata(inst, job["exam_day"], job))
+            db.execute(conn, "grade/record_file", {"inst": inst.id, "job_id": job["job_id"], "file_id": file_id,
+                                                   "provider": provider.name})
+    remote = provider.create(file_id, batch_metadata(inst, job["exam_day"], job))
     log.info("Job %s: created batch %s with %d requests (~%d input tokens), wave %d of night %s", job["job_id"],
              remote.id, job["request_count"], job["est_input_tokens"], job["wave"], job["night"])
     return remote
@@ -186,7 +204,7 @@ class ReconcileReport:
     unsubmitted: int = 0
 
 
-def reconcile(conn: psycopg.Connection, client: OpenAI, inst: Institution, collect: bool = True,
+def reconcile(conn: psycopg.Connection, provider: BatchProvider, inst: Institution, collect: bool = True,
               allow_retry: bool = True) -> ReconcileReport:
     """Reattach every open job of the institution (any day) and collect the finished ones.
 
@@ -194,14 +212,15 @@ def reconcile(conn: psycopg.Connection, client: OpenAI, inst: Institution, colle
     it, whatever its status (live, completed, expired, cancelled), is reattached instead of sending
     the work again; an expired orphan's finished lines are collected and paid once.
     """
+    provider = providers.as_provider(provider, inst)
     report = ReconcileReport()
     jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
     report.open_jobs = len(jobs)
     index: dict[str, list[Any]] | None = None
     for job in jobs:
-        if not job["openai_batch_id"]:
+        if not job["provider_batch_id"]:
             if index is None:
-                index = remote_batches(client, inst)
+                index = remote_batches(provider, inst)
             candidates = index.get(job["fingerprint"])
             if not candidates:
                 release_reservation(conn, inst, job["job_id"])  # a reservation left by a crash before create
@@ -209,13 +228,14 @@ def reconcile(conn: psycopg.Connection, client: OpenAI, inst: Institution, colle
                 continue
             remote = _pick(candidates)
             with conn.transaction():
-                lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status)
+                lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status,
+                                    provider.name)
             report.reattached += 1
             log.warning("Job %s (night %s): reattached to batch %s (%s) found by its fingerprint; its id had been "
                         "lost; nothing is sent twice", job["job_id"], job["night"], remote.id, remote.status)
         if not collect:
             continue
-        result = collect_job(conn, client, inst, job["job_id"], allow_retry=allow_retry)
+        result = collect_job(conn, provider, inst, job["job_id"], allow_retry=allow_retry)
         if result.collected:
             report.collected += 1
         else:
@@ -248,16 +268,6 @@ class CollectReport:
         return asdict(self)
 
 
-def _iter_lines(client: OpenAI, file_id: str | None):
-    """Lines of an output or error file, streamed (never the whole file in memory)."""
-    if not file_id:
-        return
-    with client.files.with_streaming_response.content(file_id) as response:
-        for raw in response.iter_lines():
-            if raw.strip():
-                yield json.loads(raw)
-
-
 def _batch_failure(remote: Any) -> tuple[str, str | None]:
     """Why lines of this batch have no result, and the batch-level error code (None if not a failure)."""
     errors = getattr(remote, "errors", None)
@@ -272,7 +282,7 @@ _STAGE_COLUMNS = ("custom_id", "ok", "score", "raw_score", "rationale", "confide
                   "output_tokens", "cost_usd", "error", "outcome")
 
 
-def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int,
+def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institution, job_id: int,
                 allow_retry: bool = True) -> CollectReport:
     """Collect one finished job's results into grades, review and retries, in one transaction.
 
@@ -282,7 +292,8 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
     line out of attempts, goes to human review with its reason.
     """
     job = get_job(conn, inst, job_id)
-    remote = client.batches.retrieve(job["openai_batch_id"])
+    provider = _job_provider(providers.as_provider(provider, inst), inst, job)
+    remote = provider.work(job["provider_batch_id"])  # a remote batch is only read; a local one moves on a chunk
     report = CollectReport(job_id, remote.status, batch_id=remote.id)
     _record_state(conn, inst, job_id, remote)
     if job["collected_at"] is not None or remote.status not in TERMINAL:
@@ -298,14 +309,14 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
     refused_whole = remote.status == "failed" and batch_code in RETRYABLE_BATCH_CODES
     rows, failures, retries, unrun = [], {}, {}, []
     seen: set[str] = set()
-    for line in _chain(_iter_lines(client, remote.error_file_id), _iter_lines(client, remote.output_file_id)):
+    for line in _chain(provider.iter_lines(remote.error_file_id), provider.iter_lines(remote.output_file_id)):
         cid = str(line.get("custom_id"))
         req = requests.get(cid)
         if req is None or req["status"] != "queued" or cid in seen:
             continue  # not ours, already settled, or a duplicate line: never applied (or paid) twice
         seen.add(cid)
         result = batch.parse_line(line, float(req["max_points"]))
-        cost = inst.cost_usd(result.input_tokens, result.output_tokens)
+        cost = provider.cost_usd(result.input_tokens, result.output_tokens)
         report.input_tokens += result.input_tokens
         report.output_tokens += result.output_tokens
         may_retry = allow_retry and req["attempt"] < inst.max_attempts
@@ -422,15 +433,16 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
+def advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, night: date,
             deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
             settings: OpenAISettings | None = None) -> WaveStep:
     """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait."""
     from gradeflow.grading import prepare
 
+    provider = providers.as_provider(provider, inst, settings)
     now = time.time() if now is None else now
     past_deadline = deadline is not None and now >= deadline
-    rec = reconcile(conn, client, inst)
+    rec = reconcile(conn, provider, inst)
     state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
     next_wave_at = None
     wave_plan = None
@@ -447,13 +459,13 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
             next_wave_at = None
     submitted = waiting = 0
     if not past_deadline:
-        submitted, waiting = submit_ready(conn, s3, client, inst, settings)
-    live = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if j["openai_batch_id"]]
+        submitted, waiting = submit_ready(conn, s3, provider, inst, settings)
+    live = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if j["provider_batch_id"]]
     state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
     counts = {"night": str(night), "collected_jobs": rec.collected, "reattached": rec.reattached,
               "submitted": submitted, "jobs_waiting_for_cap": waiting, "live_batches": len(live),
               "lines_pending_retry": state["pending"], "waves": int(state["last_wave"] or 0)}
-    live_ids = [j["openai_batch_id"] for j in live]
+    live_ids = [j["provider_batch_id"] for j in live]
     if past_deadline:
         unfinished = len(live_ids) + waiting + (1 if state["pending"] else 0)
         message = (f"Deadline {_utc(deadline)} reached for {inst.id} night {night}: "
@@ -464,7 +476,13 @@ def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, nig
         if unfinished:
             alerts.error("GRADEFLOW ALERT grade deadline %s", message)
         return WaveStep(True, message, counts=counts)
-    wakes = [t for t in (next_wave_at, now + recheck_seconds if waiting else None, deadline) if t is not None]
+    local = bool(live_ids) and provider.runs_locally
+    wakes = [t for t in (next_wave_at, now + recheck_seconds if waiting else None, deadline,
+                         time.time() + provider.step_pause_seconds if local else None) if t is not None]
+    if local:  # the provider does the work in the steps: come back soon, nothing to poll meanwhile
+        return WaveStep(False, f"{len(live_ids)} local batch(es) of {inst.id} on {provider.name} moved on by one "
+                        f"chunk each ({', '.join(live_ids[:5])}{' ...' if len(live_ids) > 5 else ''}); the next "
+                        "step sends the next chunk.", [], min(wakes), counts)
     if live_ids:
         parts = [f"Waiting, deferred (no worker held), for {len(live_ids)} batch(es) of {inst.id}: "
                  f"{', '.join(live_ids[:5])}{' ...' if len(live_ids) > 5 else ''}. When one finishes, its results "

@@ -43,9 +43,10 @@ def _move(conn: psycopg.Connection, inst: Institution, job_id: int, status: str,
                          f"(core.states.JOB_TRANSITIONS)")
 
 
-def job_submitted(conn: psycopg.Connection, inst: Institution, job_id: int, batch_id: str, status: str) -> None:
-    """prepared -> the API's status of batch `batch_id`, made for this job (or found by its fingerprint)."""
-    _move(conn, inst, job_id, status, "lifecycle/job_submitted", {"batch_id": batch_id})
+def job_submitted(conn: psycopg.Connection, inst: Institution, job_id: int, batch_id: str, status: str,
+                  provider: str) -> None:
+    """prepared -> the provider's status of batch `batch_id`, made for this job (or found by its fingerprint)."""
+    _move(conn, inst, job_id, status, "lifecycle/job_submitted", {"batch_id": batch_id, "provider": provider})
 
 
 def job_state(conn: psycopg.Connection, inst: Institution, job_id: int, remote: Any) -> None:
