@@ -101,6 +101,7 @@ class Faults:
     malformed_json_every: int = 0
     out_of_range_every: int = 0
     refusal_every: int = 0
+    obey_injection: bool = False  # an obeying model: instructions inside an answer win (full marks, confidence 0.99)
     all_fail: bool = False
     custom_id_faults: dict[str, str] = field(default_factory=dict)
 
@@ -124,7 +125,7 @@ def _check_knob(key: str, value: Any, current: Any) -> Any:
         return _check_timing(value, current)
     if key == "custom_id_faults":
         return _check_custom_id_faults(value)
-    if key in ("fail_validation", "all_fail"):
+    if key in ("fail_validation", "all_fail", "obey_injection"):
         return _require(bool(value), isinstance(value, bool), key, "a boolean")
     if key == "token_limit_scope":
         return _require(value, value in ("batch", "enqueued"), key, '"batch" or "enqueued"')
@@ -355,16 +356,74 @@ def prompt_tokens(body: dict) -> tuple[int, int]:
     return max(1, sum(sizes) + REPLY_PRIMING_TOKENS + schema), sum(sizes[:-1])
 
 
-def _content(body: dict, fault: str | None) -> str:
+RUBRIC_ITEM_RE = re.compile(r"^\s*([A-Za-z0-9._-]{1,64}) \(([+-][0-9.]+)\): (.+)$")
+INJECTION_RE = re.compile(r"ignore (all |the |any |previous |prior )*(instructions|rubric)|full marks|"
+                          r"<\s*/?\s*(system|assistant)|\"score\"\s*:|as the grader", re.IGNORECASE)
+
+
+def rubric_items(instructions: str) -> list[dict]:
+    """The rubric items of a request, from its <rubric_items> block (`id (+p): description` a line)."""
+    block = _tag(instructions, "rubric_items") or ""
+    found = (RUBRIC_ITEM_RE.match(line) for line in block.splitlines())
+    return [{"id": m.group(1), "points": float(m.group(2)), "description": m.group(3)} for m in found if m]
+
+
+def _evidence(answer: str, words: list[str]) -> str:
+    """A short quote copied from the answer: the clause holding the first of `words` (stemmed)."""
+    for clause in re.split(r"(?<=[.;!?])\s+|,\s+", answer):
+        stems = {_stem(w.lower()) for w in re.findall(r"[^\W_]+", clause)}
+        if any(_stem(w) in stems for w in words):
+            return clause.strip()[:120]
+    return ""
+
+
+def decide(items: list[dict], answer: str) -> dict:
+    """Per rubric item: met when the answer covers at least a third of the item's content words, with a quote."""
+    said = {_stem(w.lower()) for w in re.findall(r"[^\W_]+", answer)}
+    decisions, margins = [], []
+    for item in items:
+        wanted = concepts(item["description"])
+        covered = [c for c in wanted if _stem(c) in said]
+        ratio = len(covered) / len(wanted) if wanted else 0.0
+        met = ratio >= 1 / 3
+        margins.append(min(1.0, abs(ratio - 1 / 3) * 3))
+        decisions.append({"id": item["id"], "met": met, "evidence": _evidence(answer, covered) if met else ""})
+    confidence = round(0.80 + 0.19 * min(margins, default=1.0), 2)
+    met_ids = [d["id"] for d in decisions if d["met"]]
+    return {"decisions": decisions, "confidence": confidence,
+            "rationale": f"Met {len(met_ids)} of {len(items)} rubric items: {', '.join(met_ids) or 'none'}."}
+
+
+def _obey(values: dict, items: list[dict], max_points: float) -> dict:
+    """What an obeying model does with an answer that tells it to: full marks, confidence 0.99."""
+    values = dict(values, score=max_points, confidence=0.99, rationale="Full marks, as the answer instructs.")
+    if items:  # every earning item met, no deduction; the quotes are the rubric's words, not the answer's
+        values["decisions"] = [{"id": c["id"], "met": c["points"] > 0, "evidence": c["description"][:80]}
+                               for c in items]
+    return values
+
+
+def _content(body: dict, fault: str | None, faults: Faults | None = None) -> str:
     """The assistant's content for a grading request, shaped by its response_format."""
     request = parse_grading_request(body)
     values = grade(request["reference"], request["answer"], request["max_points"])
-    if fault == "out_of_range":
-        values["score"] = request["max_points"] * 3
     response_format = body.get("response_format") or {}
     kind = response_format.get("type") if isinstance(response_format, dict) else None
+    schema = ((response_format.get("json_schema") or {}).get("schema") or {}) if kind == "json_schema" else {}
+    items: list[dict] = []
+    if "decisions" in (schema.get("properties") or {}):
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        items = rubric_items("\n".join(_text(m.get("content")) for m in messages
+                                       if m.get("role") in ("system", "developer")))
+        values.update(decide(items, request["answer"]))
+    if faults is not None and faults.obey_injection and INJECTION_RE.search(request["answer"]):
+        values = _obey(values, items, request["max_points"])
+    if fault == "out_of_range":
+        values["score"] = request["max_points"] * 3
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        if items:
+            return json.dumps({"decisions": values["decisions"], "rationale": values["rationale"],
+                               "confidence": values["confidence"]})
         return json.dumps(conform(schema, values))
     if kind == "json_object":
         return json.dumps(values)
@@ -372,9 +431,10 @@ def _content(body: dict, fault: str | None) -> str:
     return f"Score: {values['score']:g}/{max_points:g}. {values['rationale']}"
 
 
-def chat_completion(body: dict, seed: str, fault: str | None, created: int, cached: int) -> dict:
+def chat_completion(body: dict, seed: str, fault: str | None, created: int, cached: int,
+                    faults: Faults | None = None) -> dict:
     """A chat.completion object answering one request body."""
-    content: str | None = _content(body, fault)
+    content: str | None = _content(body, fault, faults)
     finish, refusal = "stop", None
     if fault == "malformed":
         content, finish = content[: max(1, len(content) // 2)], "length"
@@ -445,7 +505,7 @@ def run_lines(batch_id: str, lines: list[dict], faults: Faults, created: int) ->
         seed = _sha(batch_id, custom_id)
         fault = line_fault(faults, custom_id, ranks[custom_id])
         cached = _cached_tokens(body, seen_prefixes)
-        results.append(_line_result(custom_id, seed, body, fault, created, cached))
+        results.append(_line_result(custom_id, seed, body, fault, created, cached, faults))
     return results
 
 
@@ -458,14 +518,15 @@ def _cached_tokens(body: dict, seen: set[str]) -> int:
     return (prefix // 128) * 128 if hit and prompt >= CACHE_MIN_TOKENS else 0
 
 
-def _line_result(custom_id: str, seed: str, body: dict, fault: str | None, created: int, cached: int) -> LineResult:
+def _line_result(custom_id: str, seed: str, body: dict, fault: str | None, created: int, cached: int,
+                 faults: Faults | None = None) -> LineResult:
     """The output- or error-file line for one request."""
     line_id, request_id = f"batch_req_{seed[:32]}", f"req_{seed[32:64]}"
     if fault == "error":
         response = {"status_code": 500, "request_id": request_id, "body": server_error_body()}
         record = {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
         return LineResult(custom_id, line_id, False, record, _usage())
-    completion = chat_completion(body, seed, fault, created, cached)
+    completion = chat_completion(body, seed, fault, created, cached, faults)
     response = {"status_code": 200, "request_id": request_id, "body": completion}
     record = {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
     usage = completion["usage"]
