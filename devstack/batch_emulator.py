@@ -386,7 +386,8 @@ def decide(items: list[dict], answer: str) -> dict:
         covered = [c for c in wanted if _stem(c) in said]
         ratio = len(covered) / len(wanted) if wanted else 0.0
         met = ratio >= 1 / 3
-        margins.append(min(1.0, abs(ratio - 1 / 3) * 3))
+        # how clear the decision is: 1 with every word or none covered, 0 right at the threshold
+        margins.append((ratio - 1 / 3) * 1.5 if met else (1 / 3 - ratio) * 3)
         decisions.append({"id": item["id"], "met": met, "evidence": _evidence(answer, covered) if met else ""})
     confidence = round(0.80 + 0.19 * min(margins, default=1.0), 2)
     met_ids = [d["id"] for d in decisions if d["met"]]

@@ -101,7 +101,7 @@ def _check_rubric_items(q: dict, where: str, problems: Problems) -> list[dict] |
                                             "{id, description, points}"))
         return None
     max_points = q.get("max_points")
-    found, seen = [], set()
+    found, seen, before = [], set(), len(problems)
     for i, item in enumerate(items):
         at = f"{where}.rubric[{i}]"
         if not isinstance(item, dict):
@@ -124,7 +124,7 @@ def _check_rubric_items(q: dict, where: str, problems: Problems) -> list[dict] |
             problems.append((f"{at}.points", f"must be a non-zero number between -{bound:g} and {bound:g} "
                                              "(negative: a deduction)"))
         found.append({"id": cid, "description": item.get("description"), "points": points})
-    return found
+    return found if len(problems) == before else None
 
 
 def _letters(value: object) -> bool:
