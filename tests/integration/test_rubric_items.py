@@ -23,7 +23,7 @@ from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, keys, put
 
 NORTH = get_institution("northfield")
 EXAM_DAY = date.fromisoformat(DAY)
-ITEMS = [{"id": "atp", "description": "produces ATP", "points": 2},
+ITEMS = [{"id": "atp", "description": "produces ATP molecules", "points": 2},
          {"id": "resp", "description": "cellular respiration", "points": 1},
          {"id": "chloro", "description": "photosynthesis or chloroplast", "points": -1}]
 FULL = "The mitochondrion produces ATP  through\ncellular respiration."
@@ -73,7 +73,7 @@ def test_rubric_items_end_to_end(conn, s3, emulator, openai_client):
 
     # The request asked for one decision per criterion, with evidence, under a strict schema.
     rubric, items = conn.execute("SELECT rubric, rubric_items FROM questions WHERE question_id = 'q4'").fetchone()
-    assert items == ITEMS and rubric.splitlines()[0] == "atp (+2): produces ATP"
+    assert items == ITEMS and rubric.splitlines()[0] == "atp (+2): produces ATP molecules"
 
     # Scores computed from the decisions: FULL 2+1, WRONG 2-1; both clear, so released as model grades.
     grades = dict(conn.execute("SELECT s.student_id, g.score FROM grades g JOIN submissions s USING "
@@ -83,6 +83,11 @@ def test_rubric_items_end_to_end(conn, s3, emulator, openai_client):
                              "submission_id) WHERE s.student_id = 'st2' AND g.question_id = 'q4'").fetchone()[0]
     assert [(d["id"], d["met"], d["evidence_found"]) for d in decisions] == [
         ("atp", True, True), ("resp", False, None), ("chloro", True, True)]
+
+    # Confidence came from the token log-probabilities of the decisions, recorded on request and ledger.
+    sources = conn.execute("SELECT DISTINCT r.confidence_source, l.confidence_source FROM llm_requests r JOIN "
+                           "batch_lines l USING (institution_id, custom_id) WHERE r.question_id = 'q4'").fetchall()
+    assert sources == [("logprobs", "logprobs")]
 
     # PARTIAL is unclear (low confidence); the obeyed injection quotes the rubric, not the answer.
     reasons = dict(conn.execute("SELECT s.student_id, v.reason FROM review_queue v JOIN submissions s USING "
@@ -96,7 +101,7 @@ def test_rubric_items_end_to_end(conn, s3, emulator, openai_client):
     rows = {r["answer_text"]: r for r in csv.DictReader(io.StringIO(_read(s3, packet.csv_key).decode("utf-8-sig")))}
     injected = rows[INJECTED]
     assert injected["reason"] == "evidence_not_found" and float(injected["suggested_score"]) == 3.0
-    assert [d["evidence"] for d in json.loads(injected["suggested_criteria"])][:2] == ["produces ATP",
+    assert [d["evidence"] for d in json.loads(injected["suggested_criteria"])][:2] == ["produces ATP molecules",
                                                                                       "cellular respiration"]
     assert json.loads(injected["rubric_items"]) == ITEMS and "criteria" in injected and "st4" not in str(injected)
 

@@ -4,6 +4,7 @@ evidence check, the emulator's per-criterion decisions and its obeying-model kno
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -161,3 +162,64 @@ def test_emulator_obeying_model_follows_instructions_in_the_answer():
     assert reply["confidence"] == 0.99 and [d["met"] for d in reply["decisions"]] == [True, True, False]
     with pytest.raises(em.ApiError):
         em.Faults().merged({"obey_injection": "yes"})
+
+
+# ------------------------------------------------------------------ confidence from token log-probabilities
+
+def _tokens(*pieces):
+    return {"content": [{"token": t, "logprob": lp} for t, lp in pieces]}
+
+
+def test_logprob_confidence_is_the_least_sure_decision_value():
+    content = '{"decisions": [{"id": "a", "met": true}, {"id": "b", "met": false}], "confidence": 0.99}'
+    head, rest = content.split("true", 1)
+    middle, tail = rest.split("false", 1)
+    lp = _tokens((head, -0.001), ("true", math.log(0.97)), (middle, -0.01), ("fal", math.log(0.8)),
+                 ("se", math.log(0.9)), (tail, 0.0))
+    assert batch.logprob_confidence(content, lp) == pytest.approx(0.72)  # 0.8 * 0.9: "false" spelt by two tokens
+    holistic = '{"score": 2.5, "rationale": "x", "confidence": 0.99}'
+    lp = _tokens(('{"score": ', -0.2), ("2", math.log(0.9)), (".5", math.log(0.5)), (holistic[13:], -3.0))
+    assert batch.logprob_confidence(holistic, lp) == pytest.approx(0.45)
+    assert batch.logprob_confidence(holistic, None) is None
+    assert batch.logprob_confidence(holistic, {"content": []}) is None
+    assert batch.logprob_confidence(holistic, _tokens(("{", -0.1))) is None  # tokens do not spell the content
+    assert batch.logprob_confidence(holistic, _tokens((holistic, "x"))) is None
+
+
+def test_parse_line_takes_logprobs_first_and_self_report_as_fallback():
+    content = json.dumps({"score": 2, "rationale": "x", "confidence": 0.99})
+    line = _line(content)
+    r = batch.parse_line(line, 3)
+    assert (r.confidence, r.confidence_source) == (0.99, "self_report")
+    cut = content.index("2")
+    line["response"]["body"]["choices"][0]["logprobs"] = _tokens((content[:cut], 0.0), ("2", math.log(0.6)),
+                                                                  (content[cut + 1:], 0.0))
+    r = batch.parse_line(line, 3)
+    assert (r.confidence, r.confidence_source) == (0.6, "logprobs")
+
+
+def test_requests_ask_for_logprobs_except_from_reasoning_models():
+    assert batch.build_request("c", "gpt-4.1-mini", QUESTION, "a")["body"]["logprobs"] is True
+    assert "logprobs" not in batch.build_request("c", "o3-mini", QUESTION, "a")["body"]
+    assert "logprobs" not in batch.build_request("c", "gpt-5-mini", QUESTION, "a")["body"]
+
+
+def test_emulator_logprobs_spell_the_reply_and_give_its_confidence():
+    answer = "It makes ATP."
+    body = batch.build_request("gf1-x", "gpt-4.1-mini", QUESTION, answer)["body"]
+    choice = em.chat_completion(body, "s" * 64, None, 0, 0)["choices"][0]
+    content = choice["message"]["content"]
+    assert "".join(t["token"] for t in choice["logprobs"]["content"]) == content
+    assert batch.logprob_confidence(content, choice["logprobs"]) == pytest.approx(json.loads(content)["confidence"])
+    body.pop("logprobs")
+    assert em.chat_completion(body, "s" * 64, None, 0, 0)["choices"][0]["logprobs"] is None
+
+
+@pytest.mark.parametrize(("covered", "max_points", "expected"), [
+    (1.0, 3, 0.99), (0.0, 3, 0.99), (0.5, 3, 0.99),   # the exact score is on a half-point step: sure
+    (0.25, 3, 0.93),                                   # 0.75 points: halfway between 0.5 and 1: a coin toss
+])
+def test_emulator_calibrated_confidence(covered, max_points, expected):
+    wanted = ["alpha", "beta", "gamma", "delta"]
+    answer = " ".join(wanted[: int(covered * 4)])
+    assert em.grade(" ".join(wanted), answer, max_points)["confidence"] == expected

@@ -14,6 +14,7 @@ WITH updated AS (
            confidence = CASE WHEN c.ok THEN c.confidence ELSE r.confidence END,
            decisions = CASE WHEN c.ok THEN c.decisions ELSE r.decisions END,
            evidence_ok = CASE WHEN c.ok THEN c.evidence_ok ELSE r.evidence_ok END,
+           confidence_source = CASE WHEN c.ok THEN c.confidence_source ELSE r.confidence_source END,
            error = CASE WHEN c.ok THEN NULL ELSE r.error END
       FROM collected_lines c
      WHERE r.institution_id = %(inst)s AND r.custom_id = c.custom_id AND r.job_id = %(job_id)s

@@ -1,4 +1,4 @@
--- Rubric items (issue 14): a question's rubric may be a list of criteria {id, description, points}
+-- Grades you can defend (issue 14). Rubric items: a question's rubric may be a list of criteria {id, description, points}
 -- (negative points are deductions). The model decides each criterion with a short evidence quote from the
 -- answer; GradeFlow computes the score from the decisions (never the model's total), clamped to
 -- [0, max_points]. The decisions are kept on the model request, on every grade version (a reviewer's
@@ -10,6 +10,11 @@ ALTER TABLE llm_requests
 ALTER TABLE grades ADD COLUMN decisions jsonb;             -- the decisions this grade version was computed from
 ALTER TABLE reviews ADD COLUMN decisions jsonb;            -- the rubric items a reviewer ticked, as received
 ALTER TABLE release_results ADD COLUMN criteria jsonb;     -- the released grade's decisions
+
+-- Calibrated routing: a model grade's confidence comes from the token log-probabilities of its decision values
+-- when the reply has them, else from the model's self-report; which one is kept beside it.
+ALTER TABLE llm_requests ADD COLUMN confidence_source text CHECK (confidence_source IN ('logprobs', 'self_report'));
+ALTER TABLE batch_lines ADD COLUMN confidence_source text CHECK (confidence_source IN ('logprobs', 'self_report'));
 
 INSERT INTO review_reasons (code, description) VALUES
     ('evidence_not_found', 'a criterion''s evidence quote does not occur in the answer (after whitespace normalisation)')

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +50,16 @@ MAX_EVIDENCE_CHARS = 300
 def rubric_items(question: dict) -> list[dict] | None:
     """The question's rubric items [{id, description, points}], or None for a free-text rubric."""
     return question.get("rubric_items") or None
+
+
+# Models that return no token log-probabilities (reasoning models refuse the parameter): their confidence is
+# the self-report. Every other model is asked for them (body `logprobs: true`).
+NO_LOGPROB_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def wants_logprobs(model: str) -> bool:
+    """Whether a request to `model` asks for token log-probabilities."""
+    return not model.startswith(NO_LOGPROB_MODELS)
 
 
 def output_cap(question: dict) -> int:
@@ -130,6 +141,7 @@ def build_request(cid: str, model: str, question: dict, answer_text: str) -> dic
                 {"role": "user", "content": json.dumps({"student_answer": answer_text}, ensure_ascii=False)},
             ],
             "response_format": {"type": "json_schema", "json_schema": grade_schema(question)},
+            **({"logprobs": True} if wants_logprobs(model) else {}),
         },
     }
 
@@ -283,6 +295,7 @@ class LineResult:
     # the answer (None: a free-text rubric, or no answer text to check against).
     decisions: tuple[dict, ...] | None = None
     evidence_ok: bool | None = None
+    confidence_source: str | None = None  # logprobs | self_report (None when not ok)
 
 
 RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"})
@@ -339,11 +352,13 @@ def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict]
     if problem:
         return _error_result(cid, "schema_mismatch", problem, usage)
     if items:
-        return _items_result(cid, payload, usage, max_points, items, answer_text)
+        confidence, source = _confidence(choice, message.get("content") or "", payload)
+        return _items_result(cid, payload, usage, max_points, items, answer_text, confidence, source)
     raw = float(payload["score"])
     score = min(max(raw, 0.0), float(max_points))
+    confidence, source = _confidence(choice, message.get("content") or "", payload)
     return LineResult(cid, True, score=score, raw_score=raw, rationale=payload["rationale"][:2000],
-                      confidence=min(max(float(payload["confidence"]), 0.0), 1.0),
+                      confidence=confidence, confidence_source=source,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0))
 
@@ -388,7 +403,7 @@ def _decisions_problem(payload: object, items: list[dict]) -> str | None:
 
 
 def _items_result(cid: str, payload: dict, usage: dict, max_points: float, items: list[dict],
-                  answer_text: str | None) -> LineResult:
+                  answer_text: str | None, confidence: float, source: str) -> LineResult:
     """A rubric-item reply as a grade: the score from the decisions, each met item's evidence checked."""
     by_id = {d["id"]: d for d in payload["decisions"]}
     met = {c["id"]: by_id[c["id"]]["met"] for c in items}
@@ -402,7 +417,47 @@ def _items_result(cid: str, payload: dict, usage: dict, max_points: float, items
         decisions.append({"id": c["id"], "met": met[c["id"]], "points": c["points"], "evidence": quote,
                           "evidence_found": found})
     return LineResult(cid, True, score=score, raw_score=score, rationale=payload["rationale"][:2000],
-                      confidence=min(max(float(payload["confidence"]), 0.0), 1.0),
+                      confidence=confidence, confidence_source=source,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0),
                       decisions=tuple(decisions), evidence_ok=evidence_ok)
+
+
+# The values a grade rests on, in a reply's JSON text: the holistic score, or each rubric item's `met`.
+_DECISION_VALUE = re.compile(r'"(score|met)"\s*:\s*(-?[0-9][0-9.eE+-]*|true|false)')
+
+
+def logprob_confidence(content: str, logprobs: object) -> float | None:
+    """Confidence from token log-probabilities: the probability of the least sure decision value.
+
+    Each value's probability is exp(sum of the log-probabilities of the tokens that spell it) (the tokens
+    are laid end to end over `content` to find them); None when there are no usable log-probabilities
+    (none returned, tokens that do not spell the content, or no decision value found).
+    """
+    tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not tokens or not isinstance(tokens, list):
+        return None
+    spans = [(m.start(2), m.end(2)) for m in _DECISION_VALUE.finditer(content)]
+    sums = [0.0] * len(spans)
+    position, text = 0, []
+    for token in tokens:
+        piece, logprob = (token.get("token"), token.get("logprob")) if isinstance(token, dict) else (None, None)
+        if not isinstance(piece, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
+            return None
+        start, end = position, position + len(piece)
+        for i, (a, b) in enumerate(spans):
+            if start < b and end > a:  # the token spells (part of) value i
+                sums[i] += float(logprob)
+        position = end
+        text.append(piece)
+    if not spans or "".join(text) != content or not all(math.isfinite(x) for x in sums):
+        return None
+    return min(max(math.exp(min(sums)), 0.0), 1.0)
+
+
+def _confidence(choice: dict, content: str, payload: dict) -> tuple[float, str]:
+    """(confidence, where it came from): token log-probabilities when the reply has them, else the self-report."""
+    from_logprobs = logprob_confidence(content, choice.get("logprobs"))
+    if from_logprobs is not None:
+        return round(from_logprobs, 6), "logprobs"
+    return min(max(float(payload["confidence"]), 0.0), 1.0), "self_report"

@@ -271,7 +271,8 @@ def _batch_failure(remote: Any) -> tuple[str, str | None]:
 
 
 _STAGE_COLUMNS = ("custom_id", "ok", "score", "raw_score", "rationale", "confidence", "input_tokens",
-                  "output_tokens", "cost_usd", "error", "outcome", "decisions", "evidence_ok")
+                  "output_tokens", "cost_usd", "error", "outcome", "decisions", "evidence_ok",
+                  "confidence_source")
 
 
 def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job_id: int,
@@ -326,7 +327,8 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
                 outcome = "review"
         rows.append((cid, result.ok, result.score, result.raw_score, result.rationale, result.confidence,
                      result.input_tokens, result.output_tokens, cost, result.error, outcome,
-                     None if result.decisions is None else json.dumps(list(result.decisions)), result.evidence_ok))
+                     None if result.decisions is None else json.dumps(list(result.decisions)), result.evidence_ok,
+                     result.confidence_source))
     for cid, req in requests.items():
         if req["status"] != "queued" or cid in seen:
             continue
@@ -342,7 +344,7 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
             failures.setdefault(("attempts_exhausted" if retryable else "batch_failed", missing_detail),
                                 []).append(cid)
             outcome = "review"
-        rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome, None, None))
+        rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome, None, None, None))
     report.cost_usd = round(sum(r[8] for r in rows), 6)
     with conn.transaction():
         db.execute(conn, "bulk_plans")  # hash joins over the job's lines: no per-row loop on stale statistics
