@@ -264,8 +264,8 @@ def _round_half(value: float) -> float:
 
 
 def calibrated(clarity: float) -> float:
-    """Confidence from how clear a decision is (0: on the boundary, 1: far from it): 0.93 .. 0.99."""
-    return round(0.93 + 0.06 * math.sqrt(min(max(clarity, 0.0), 1.0)), 3)
+    """Confidence from how clear a decision is (0: on the boundary, 1: far from it): 0.92 .. 0.99."""
+    return round(0.92 + 0.07 * math.sqrt(min(max(clarity, 0.0), 1.0)), 3)
 
 
 def grade(reference: str, answer: str, max_points: float, model: str = "calibrated") -> dict:
