@@ -105,6 +105,10 @@ class Faults:
     malformed_json_every: int = 0
     out_of_range_every: int = 0
     refusal_every: int = 0
+    obey_injection: bool = False  # an obeying model: instructions inside an answer win (full marks, confidence 0.99)
+    # "calibrated": unsure only where its score sits near a rounding boundary (a human could round the other
+    # way); "coverage": the older 0.55 + 0.4 * |2 * covered share - 1| (unsure of every partial answer)
+    confidence_model: str = "calibrated"
     all_fail: bool = False
     custom_id_faults: dict[str, str] = field(default_factory=dict)
     # POST /v1/chat/completions only: the next N requests get a 429 / a 500 / a cut JSON body (counted down).
@@ -133,8 +137,10 @@ def _check_knob(key: str, value: Any, current: Any) -> Any:
         return _check_timing(value, current)
     if key == "custom_id_faults":
         return _check_custom_id_faults(value)
-    if key in ("fail_validation", "all_fail"):
+    if key in ("fail_validation", "all_fail", "obey_injection"):
         return _require(bool(value), isinstance(value, bool), key, "a boolean")
+    if key == "confidence_model":
+        return _require(value, value in ("calibrated", "coverage"), key, '"calibrated" or "coverage"')
     if key == "token_limit_scope":
         return _require(value, value in ("batch", "enqueued"), key, '"batch" or "enqueued"')
     if value is None:
@@ -266,7 +272,12 @@ def _round_half(value: float) -> float:
     return math.floor(value * 2 + 0.5) / 2
 
 
-def grade(reference: str, answer: str, max_points: float) -> dict:
+def calibrated(clarity: float) -> float:
+    """Confidence from how clear a decision is (0: on the boundary, 1: far from it): 0.92 .. 0.99."""
+    return round(0.92 + 0.07 * math.sqrt(min(max(clarity, 0.0), 1.0)), 3)
+
+
+def grade(reference: str, answer: str, max_points: float, model: str = "calibrated") -> dict:
     """Score = max_points * covered / total concepts, to the nearest 0.5, with rationale and confidence."""
     wanted = concepts(reference)
     said = {_stem(w.lower()) for w in re.findall(r"[^\W_]+", answer)}
@@ -274,7 +285,11 @@ def grade(reference: str, answer: str, max_points: float) -> dict:
     missing = [c for c in wanted if c not in covered]
     ratio = len(covered) / len(wanted) if wanted else 0.0
     score = min(max_points, _round_half(max_points * ratio))
-    confidence = 0.95 if not answer.strip() else round(0.55 + 0.4 * abs(2 * ratio - 1), 2)
+    if model == "coverage":
+        confidence = 0.95 if not answer.strip() else round(0.55 + 0.4 * abs(2 * ratio - 1), 2)
+    else:  # the exact score's position within its half-point step: at a step clear, halfway a coin toss
+        position = (max_points * ratio * 2) % 1
+        confidence = calibrated(abs(position - 0.5) * 2)
     rationale = (f"Covered {len(covered)} of {len(wanted)} reference concepts: {', '.join(covered) or 'none'}. "
                  f"Missing: {', '.join(missing) or 'none'}.")
     return {"score": score, "rationale": rationale, "confidence": confidence}
@@ -364,27 +379,114 @@ def prompt_tokens(body: dict) -> tuple[int, int]:
     return max(1, sum(sizes) + REPLY_PRIMING_TOKENS + schema), sum(sizes[:-1])
 
 
-def _content(body: dict, fault: str | None) -> str:
-    """The assistant's content for a grading request, shaped by its response_format."""
+RUBRIC_ITEM_RE = re.compile(r"^\s*([A-Za-z0-9._-]{1,64}) \(([+-][0-9.]+)\): (.+)$")
+INJECTION_RE = re.compile(r"ignore (all |the |any |previous |prior )*(instructions|rubric)|full marks|"
+                          r"<\s*/?\s*(system|assistant)|\"score\"\s*:|as the grader", re.IGNORECASE)
+
+
+def rubric_items(instructions: str) -> list[dict]:
+    """The rubric items of a request, from its <rubric_items> block (`id (+p): description` a line)."""
+    block = _tag(instructions, "rubric_items") or ""
+    found = (RUBRIC_ITEM_RE.match(line) for line in block.splitlines())
+    return [{"id": m.group(1), "points": float(m.group(2)), "description": m.group(3)} for m in found if m]
+
+
+def _evidence(answer: str, words: list[str]) -> str:
+    """A short quote copied from the answer: the clause holding the first of `words` (stemmed)."""
+    for clause in re.split(r"(?<=[.;!?])\s+|,\s+", answer):
+        stems = {_stem(w.lower()) for w in re.findall(r"[^\W_]+", clause)}
+        if any(_stem(w) in stems for w in words):
+            return clause.strip()[:120]
+    return ""
+
+
+def decide(items: list[dict], answer: str) -> dict:
+    """Per rubric item: met when the answer covers at least a third of the item's content words, with a quote."""
+    said = {_stem(w.lower()) for w in re.findall(r"[^\W_]+", answer)}
+    decisions, margins = [], []
+    for item in items:
+        wanted = concepts(item["description"])
+        covered = [c for c in wanted if _stem(c) in said]
+        ratio = len(covered) / len(wanted) if wanted else 0.0
+        met = ratio >= 1 / 3
+        # how clear the decision is: 1 with every word or none covered, 0 right at the threshold
+        margins.append((ratio - 1 / 3) * 1.5 if met else (1 / 3 - ratio) * 3)
+        decisions.append({"id": item["id"], "met": met, "evidence": _evidence(answer, covered) if met else "",
+                          "p": calibrated(margins[-1])})
+    confidence = min((d["p"] for d in decisions), default=0.99)
+    met_ids = [d["id"] for d in decisions if d["met"]]
+    return {"decisions": decisions, "confidence": confidence,
+            "rationale": f"Met {len(met_ids)} of {len(items)} rubric items: {', '.join(met_ids) or 'none'}."}
+
+
+def _obey(values: dict, items: list[dict], max_points: float) -> dict:
+    """What an obeying model does with an answer that tells it to: full marks, confidence 0.99."""
+    values = dict(values, score=max_points, confidence=0.99, rationale="Full marks, as the answer instructs.")
+    if items:  # every earning item met, no deduction; the quotes are the rubric's words, not the answer's
+        values["decisions"] = [{"id": c["id"], "met": c["points"] > 0, "evidence": c["description"][:80], "p": 0.99}
+                               for c in items]
+    return values
+
+
+def _content(body: dict, fault: str | None, faults: Faults | None = None) -> tuple[str, dict]:
+    """The assistant's content for a grading request, shaped by its response_format, and the graded values."""
     request = parse_grading_request(body)
-    values = grade(request["reference"], request["answer"], request["max_points"])
-    if fault == "out_of_range":
-        values["score"] = request["max_points"] * 3
+    values = grade(request["reference"], request["answer"], request["max_points"],
+                   faults.confidence_model if faults is not None else "calibrated")
     response_format = body.get("response_format") or {}
     kind = response_format.get("type") if isinstance(response_format, dict) else None
+    schema = ((response_format.get("json_schema") or {}).get("schema") or {}) if kind == "json_schema" else {}
+    items: list[dict] = []
+    if "decisions" in (schema.get("properties") or {}):
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        items = rubric_items("\n".join(_text(m.get("content")) for m in messages
+                                       if m.get("role") in ("system", "developer")))
+        values.update(decide(items, request["answer"]))
+    if faults is not None and faults.obey_injection and INJECTION_RE.search(request["answer"]):
+        values = _obey(values, items, request["max_points"])
+    if fault == "out_of_range":
+        values["score"] = request["max_points"] * 3
     if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or {}
-        return json.dumps(conform(schema, values))
+        if items:
+            decisions = [{k: d[k] for k in ("id", "met", "evidence")} for d in values["decisions"]]
+            return json.dumps({"decisions": decisions, "rationale": values["rationale"],
+                               "confidence": values["confidence"]}), values
+        return json.dumps(conform(schema, values)), values
     if kind == "json_object":
-        return json.dumps(values)
+        return json.dumps(values), values
     max_points = request["max_points"]
-    return f"Score: {values['score']:g}/{max_points:g}. {values['rationale']}"
+    return f"Score: {values['score']:g}/{max_points:g}. {values['rationale']}", values
 
 
-def chat_completion(body: dict, seed: str, fault: str | None, created: int, cached: int) -> dict:
+TOKEN_RE = re.compile(r'\s+|[{}\[\]:,]|"|[^\s{}\[\]:,"]+')
+VALUE_RE = re.compile(r'"(score|met)"\s*:\s*(-?[0-9.eE+-]+|true|false)')
+
+
+def token_logprobs(content: str, values: dict) -> list[dict]:
+    """`choices[0].logprobs.content` for a reply: one entry per piece of the text (words, punctuation,
+    whitespace), the pieces of its score or of each `met` carrying the log of the model's probability for
+    that value (its calibrated confidence), every other piece near certain."""
+    chances = [d.get("p", values["confidence"]) for d in values.get("decisions") or []] or [values["confidence"]]
+    spans = [(m.start(2), m.end(2)) for m in VALUE_RE.finditer(content)]
+    out, position = [], 0
+    for piece in TOKEN_RE.findall(content):
+        start, position = position, position + len(piece)
+        index = next((i for i, (a, b) in enumerate(spans) if a <= start < b), None)
+        if index is None:
+            logprob = math.log(0.99999)
+        else:  # the value's first piece carries its probability, the rest of it is certain
+            logprob = math.log(chances[min(index, len(chances) - 1)]) if start == spans[index][0] else 0.0
+        out.append({"token": piece, "logprob": logprob, "bytes": list(piece.encode()),
+                    "top_logprobs": [{"token": piece, "logprob": logprob, "bytes": list(piece.encode())}]})
+    return out
+
+
+def chat_completion(body: dict, seed: str, fault: str | None, created: int, cached: int,
+                    faults: Faults | None = None) -> dict:
     """A chat.completion object answering one request body."""
-    content: str | None = _content(body, fault)
+    content, values = _content(body, fault, faults)
     finish, refusal = "stop", None
+    logprobs = {"content": token_logprobs(content, values), "refusal": None} if body.get("logprobs") is True else None
     if fault == "malformed":
         content, finish = content[: max(1, len(content) // 2)], "length"
     completion = _tokens(content)
@@ -392,12 +494,13 @@ def chat_completion(body: dict, seed: str, fault: str | None, created: int, cach
         completion = int(body.get("max_completion_tokens") or body.get("max_tokens") or completion)
     if fault == "refusal":
         content, refusal, completion = None, "I'm sorry, but I can't help with grading this answer.", 12
+        logprobs = None
     prompt, _ = prompt_tokens(body)
     message = {"role": "assistant", "content": content, "refusal": refusal, "annotations": []}
     return {
         "id": f"chatcmpl-{seed[:29]}", "object": "chat.completion", "created": created,
         "model": str(body.get("model") or "gpt-4.1-mini"),
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}],
         "usage": {
             "prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
@@ -454,7 +557,7 @@ def run_lines(batch_id: str, lines: list[dict], faults: Faults, created: int) ->
         seed = _sha(batch_id, custom_id)
         fault = line_fault(faults, custom_id, ranks[custom_id])
         cached = _cached_tokens(body, seen_prefixes)
-        results.append(_line_result(custom_id, seed, body, fault, created, cached))
+        results.append(_line_result(custom_id, seed, body, fault, created, cached, faults))
     return results
 
 
@@ -467,14 +570,15 @@ def _cached_tokens(body: dict, seen: set[str]) -> int:
     return (prefix // 128) * 128 if hit and prompt >= CACHE_MIN_TOKENS else 0
 
 
-def _line_result(custom_id: str, seed: str, body: dict, fault: str | None, created: int, cached: int) -> LineResult:
+def _line_result(custom_id: str, seed: str, body: dict, fault: str | None, created: int, cached: int,
+                 faults: Faults | None = None) -> LineResult:
     """The output- or error-file line for one request."""
     line_id, request_id = f"batch_req_{seed[:32]}", f"req_{seed[32:64]}"
     if fault == "error":
         response = {"status_code": 500, "request_id": request_id, "body": server_error_body()}
         record = {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
         return LineResult(custom_id, line_id, False, record, _usage())
-    completion = chat_completion(body, seed, fault, created, cached)
+    completion = chat_completion(body, seed, fault, created, cached, faults)
     response = {"status_code": 200, "request_id": request_id, "body": completion}
     record = {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
     usage = completion["usage"]

@@ -48,7 +48,7 @@ def write_sample(path: Path, answers_per_question: int = 20, seed: int = 11) -> 
                 human = int(truth + 0.5) + rng.choice((0, 0, 0, 0, 0, 0, 1, -1))
                 rows.append({"question_id": f"{exam.exam_id}/{row.values['question_id']}",
                              "question_type": q.qtype, "question": spec.get("prompt", ""),
-                             "rubric": spec["rubric"], "reference": spec["reference_answer"],
+                             "rubric": _rubric_text(spec["rubric"]), "reference": spec["reference_answer"],
                              "max_points": spec["max_points"], "answer": answer,
                              "human_score": min(max(human, 0), spec["max_points"])})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +57,13 @@ def write_sample(path: Path, answers_per_question: int = 20, seed: int = 11) -> 
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
+
+
+def _rubric_text(rubric: str | list[dict]) -> str:
+    """A rubric as one text (evaluate grades holistically): rubric items one a line, `id (+p): description`."""
+    if isinstance(rubric, str):
+        return rubric
+    return "\n".join(f"{c['id']} ({c['points']:+g}): {c['description']}" for c in rubric)
 
 
 def main(argv: list[str] | None = None) -> int:

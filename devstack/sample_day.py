@@ -6,7 +6,8 @@ For each institution, `generate_day` writes under `DIR/incoming/<institution>/<Y
 
 - `exams/<exam_id>.json`: 2–3 exams (biology, history, physics, chemistry, economics, earth science) with
   multiple choice (one multi-answer key each), true/false, numeric (with a tolerance), short answer and essay
-  questions; every free-text question has a rubric and a reference answer of 1–3 sentences;
+  questions; every free-text question has a rubric and a reference answer of 1–3 sentences (two short-answer
+  questions have rubric items `{id, description, points}` with a deduction, docs/file-contract.md);
 - `submissions/upload-NN.{csv,jsonl,parquet}`: one row per answer, split over five files in the three
   formats, `submitted_at` in the institution's local time (08:00–17:59) with its UTC offset;
 - about 1% deliberately bad rows (missing student_id, unknown question_id, unknown exam_id, unparseable
@@ -116,9 +117,9 @@ def _num(prompt: str, key: float, tolerance: float, unit: str, mistakes: tuple[f
     return Question(spec, mistakes=mistakes, unit=unit)
 
 
-def _short(prompt: str, rubric: str, reference: str, concepts: tuple[str, ...], common: str,
+def _short(prompt: str, rubric: str | list[dict], reference: str, concepts: tuple[str, ...], common: str,
            wrong: tuple[str, ...], points: int = 3) -> Question:
-    """A short-answer question graded by the model."""
+    """A short-answer question graded by the model; `rubric` is text or a list of rubric items."""
     spec = {"type": "short_answer", "max_points": points, "prompt": prompt, "rubric": rubric,
             "reference_answer": reference}
     return Question(spec, concepts=concepts, common=common, wrong=wrong)
@@ -141,7 +142,10 @@ BIOLOGY = Exam("bio-101-midterm", "Biology 101: cell biology and evolution midte
     _num("What is the resting membrane potential of a typical neuron, in millivolts? Answers within 5 mV "
          "are accepted.", -70, 5, "mV", (70, -90, 0.07)),
     _short("What is the function of the mitochondrion?",
-           "3 points: 1 for ATP production, 1 for cellular respiration, 1 for supplying the cell's energy.",
+           [{"id": "atp", "description": "States that it makes ATP", "points": 1},
+            {"id": "respiration", "description": "Names cellular respiration as the process", "points": 1},
+            {"id": "energy", "description": "Says it gives the cell its energy", "points": 1},
+            {"id": "nucleus", "description": "Confuses it with the nucleus: genetic information", "points": -1}],
            "The mitochondrion produces ATP through cellular respiration. It supplies most of the chemical energy "
            "the cell needs.",
            ("It makes ATP.", "This happens by cellular respiration.", "It gives the cell the energy it needs."),
@@ -196,7 +200,10 @@ HISTORY = Exam("hist-210-final", "Modern European history: final exam", (
            "The assassination of Franz Ferdinand.",
            ("The war started because Germany invaded Poland.", "The Russian Revolution caused the war.")),
     _short("Why was the Marshall Plan introduced?",
-           "3 points: US economic aid (1), rebuilding Western Europe after 1945 (1), containing communism (1).",
+           [{"id": "aid", "description": "US economic aid or money", "points": 1},
+            {"id": "rebuild", "description": "Rebuilding Western Europe after the war", "points": 1},
+            {"id": "communism", "description": "Stopping the spread of communism", "points": 1},
+            {"id": "military", "description": "Calls it a military plan or a peace treaty", "points": -1}],
            "The Marshall Plan gave American economic aid to rebuild Western Europe after the Second World War. "
            "It also aimed to stop the spread of communism by stabilising those economies.",
            ("The United States gave money and economic aid to Europe.",

@@ -28,6 +28,12 @@ GOOD = "The mitochondrion produces ATP through cellular respiration, supplying e
 PARTIAL = "it makes atp"
 
 
+@pytest.fixture(autouse=True)
+def _coverage_confidence(emulator):
+    """These tests route on the emulator's older confidence (unsure of every partial answer)."""
+    emulator.faults(confidence_model="coverage")
+
+
 def _day(conn, s3, client, rows, inst=NORTH):
     """Ingest, prepare and grade one day (one wave) for inst."""
     put(s3, f"incoming/{inst.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())

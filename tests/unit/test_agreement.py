@@ -65,8 +65,8 @@ def test_spreadsheet_safe_prefixes_formula_starts(value):
 def test_packet_csv_never_starts_a_cell_with_a_formula():
     row = {c: "=cmd|' /C calc'!A0" for c in review.PACKET_COLUMNS}
     header, cells = list(csv.reader(io.StringIO(review.packet_csv([row]).decode("utf-8-sig"))))
-    assert header[-3:] == ["score", "reviewer", "comment"] and cells[-3:] == ["", "", ""]
-    assert all(c == "'=cmd|' /C calc'!A0" for c in cells[:-3])
+    assert header[-4:] == ["score", "criteria", "reviewer", "comment"] and cells[-4:] == ["", "", "", ""]
+    assert all(c == "'=cmd|' /C calc'!A0" for c in cells[:-4])
 
 
 def test_review_file_parsing():

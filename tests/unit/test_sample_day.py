@@ -188,8 +188,12 @@ def _check_question(q: dict) -> None:
     elif q["type"] == "numeric":
         assert isinstance(q["answer_key"], (int, float)) and not isinstance(q["answer_key"], bool)
         assert q.get("tolerance", 0) >= 0
+    elif isinstance(q["rubric"], list):  # rubric items: earning items add up to max_points, one deduction
+        assert sum(c["points"] for c in q["rubric"] if c["points"] > 0) == q["max_points"]
+        assert any(c["points"] < 0 for c in q["rubric"]) and all(c["description"].strip() for c in q["rubric"])
     else:
         assert q["rubric"].strip()
+    if q["type"] in {"short_answer", "essay"}:
         sentences = [s for s in re.split(r"(?<=[.!?])\s+", q["reference_answer"].strip()) if s]
         assert 1 <= len(sentences) <= 3, q["reference_answer"]
         assert "answer_key" not in q

@@ -2,10 +2,10 @@
 -- job_id NULL: every graded request of the day (prepare: answers identical to work graded earlier);
 -- a job's id: only that job's requests (collect: a job's work costs the job's size, not the day's).
 INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, model,
-                    job_id, custom_id, attempt, version, rationale, confidence)
+                    job_id, custom_id, attempt, version, rationale, confidence, decisions)
 SELECT r.institution_id, a.submission_id, a.question_id, a.exam_day,
        least(greatest(r.score, 0), q.max_points), q.max_points, 'llm', j.model,
-       r.job_id, r.custom_id, r.attempt, %(version)s, r.rationale, r.confidence
+       r.job_id, r.custom_id, r.attempt, %(version)s, r.rationale, r.confidence, r.decisions
   FROM llm_requests r
   JOIN answers a ON a.institution_id = r.institution_id AND a.exam_day = r.exam_day AND a.exam_id = r.exam_id
                 AND a.question_id = r.question_id AND a.answer_sha256 = r.answer_sha256

@@ -1,9 +1,12 @@
 -- Answers identical to one a human already graded (same question, same normalised answer, same grading
--- version) that arrived later take the item's latest human grade: merged work is graded once.
+-- version) that arrived later take the item's latest human grade (and its ticked rubric items): merged work
+-- is graded once.
 INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, grader, model,
-                    custom_id, attempt, version, rationale, confidence, reviewer, review_id, review_line_id)
+                    custom_id, attempt, version, rationale, confidence, reviewer, review_id, review_line_id,
+                    decisions)
 SELECT a.institution_id, a.submission_id, a.question_id, a.exam_day, rv.score, q.max_points, 'human', NULL,
-       r.custom_id, i.reviews, %(version)s, rv.comment, NULL, rv.reviewer, i.review_id, rv.review_line_id
+       r.custom_id, i.reviews, %(version)s, rv.comment, NULL, rv.reviewer, i.review_id, rv.review_line_id,
+       rv.decisions
   FROM llm_requests r
   JOIN review_items i ON i.institution_id = r.institution_id AND i.custom_id = r.custom_id AND i.status = 'reviewed'
   JOIN LATERAL (SELECT * FROM reviews x WHERE x.institution_id = i.institution_id AND x.review_id = i.review_id

@@ -7,5 +7,6 @@ CREATE TEMP TABLE IF NOT EXISTS stage_reviews (
     reviewer        text NOT NULL,
     comment         text,
     exam_day        date NOT NULL,
-    review_line_id  bigint
+    review_line_id  bigint,
+    decisions       jsonb          -- the reviewer's ticked rubric items, if any
 ) ON COMMIT DROP;

@@ -1,11 +1,16 @@
 -- The open review items of a day, one row per distinct piece of work, blind: the question, the answer
--- text (the first in arrival order of the merged answers), the model's suggestion if any, the reason.
+-- text (the first in arrival order of the merged answers), the model's suggestion if any (with its rubric-item
+-- decisions and evidence quotes), the reason.
 -- No student, submission or custom id leaves in it.
 SELECT i.review_id, i.exam_day::text AS exam_day, i.exam_id, i.question_id, q.qtype AS question_type,
        q.prompt AS question_text, q.rubric, q.reference_answer, q.max_points::float8 AS max_points,
        w.answer_text, w.answers::int AS answers, i.reason,
        r.score::float8 AS suggested_score, r.raw_score::float8 AS model_raw_score,
        r.rationale AS suggested_rationale, r.confidence::float8 AS suggested_confidence,
+       CASE WHEN q.rubric_items IS NOT NULL THEN q.rubric_items::text END AS rubric_items,
+       (SELECT jsonb_agg(jsonb_build_object('id', d ->> 'id', 'met', (d ->> 'met')::boolean,
+                                            'evidence', d ->> 'evidence'))
+          FROM jsonb_array_elements(r.decisions) d)::text AS suggested_criteria,
        i.reviews::int AS earlier_reviews
   FROM review_items i
   JOIN questions q ON q.institution_id = i.institution_id AND q.exam_id = i.exam_id AND q.question_id = i.question_id

@@ -20,6 +20,8 @@ REVIEW_REASONS = {
                           "on every allowed attempt",
     "batch_failed": "the whole batch failed for a reason that sending it again cannot fix",
     "manual": "an admin or reviewer asked for a human grade",
+    "evidence_not_found": "a criterion's evidence quote does not occur in the answer (after whitespace "
+                          "normalisation)",
 }
 # Why a released answer is still pending (release_results.pending_reason).
 PENDING_REASONS = ("in_review", "deferred_budget", "deferred_cap", "pending_model", "received")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,7 @@ from string import Template
 from typing import Any
 
 from gradeflow.core.config import PROMPTS_DIR
+from gradeflow.core.rubric import evidence_found, score_from_decisions  # noqa: F401  (used by callers too)
 
 CUSTOM_ID_PREFIX = "gf1-"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})  # a batch that will not change
@@ -42,6 +44,60 @@ GRADE_SCHEMA: dict[str, Any] = {
 }
 
 
+MAX_EVIDENCE_CHARS = 300
+
+
+def rubric_items(question: dict) -> list[dict] | None:
+    """The question's rubric items [{id, description, points}], or None for a free-text rubric."""
+    return question.get("rubric_items") or None
+
+
+# Models that return no token log-probabilities (reasoning models refuse the parameter): their confidence is
+# the self-report. Every other model is asked for them (body `logprobs: true`).
+NO_LOGPROB_MODELS = ("o1", "o3", "o4", "gpt-5")
+
+
+def wants_logprobs(model: str) -> bool:
+    """Whether a request to `model` asks for token log-probabilities."""
+    return not model.startswith(NO_LOGPROB_MODELS)
+
+
+def output_cap(question: dict) -> int:
+    """The output-token cap of a request: room for one decision with a short quote per rubric item."""
+    return MAX_OUTPUT_TOKENS + 60 * len(rubric_items(question) or ())
+
+
+def grade_schema(question: dict) -> dict[str, Any]:
+    """The structured-output schema: one holistic score, or one decision per rubric item with evidence."""
+    items = rubric_items(question)
+    if not items:
+        return GRADE_SCHEMA
+    decision = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "enum": [c["id"] for c in items]},
+            "met": {"type": "boolean"},
+            "evidence": {"type": "string", "description": "a short quote copied exactly from the answer"},
+        },
+        "required": ["id", "met", "evidence"],
+        "additionalProperties": False,
+    }
+    return {
+        "name": "rubric_decisions",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {
+                "decisions": {"type": "array", "items": decision},
+                "rationale": {"type": "string"},
+                "confidence": {"type": "number", "description": "0..1"},
+            },
+            "required": ["decisions", "rationale", "confidence"],
+            "additionalProperties": False,
+        },
+    }
+
+
 def custom_id(institution_id: str, exam_day: str, exam_id: str, question_id: str, answer_sha256: str,
               version: int = 1) -> str:
     """The deterministic, opaque id of one unit of model work (a distinct answer to a question).
@@ -58,9 +114,11 @@ def _template(qtype: str) -> Template:
 
 
 def system_prompt(question: dict) -> str:
-    """Instructions + question + rubric + reference answer for this question type."""
+    """Instructions + question + rubric + reference answer for this question type (or its rubric items)."""
     points = float(question["max_points"])
-    return _template(question["qtype"]).substitute(
+    items = rubric_items(question)
+    return _template("criteria" if items else question["qtype"]).substitute(
+        qtype=question["qtype"].replace("_", " "),
         question=question.get("prompt") or "",
         rubric=question["rubric"],
         reference_answer=question["reference_answer"],
@@ -77,12 +135,13 @@ def build_request(cid: str, model: str, question: dict, answer_text: str) -> dic
         "body": {
             "model": model,
             "temperature": 0,
-            "max_completion_tokens": MAX_OUTPUT_TOKENS,
+            "max_completion_tokens": output_cap(question),
             "messages": [
                 {"role": "system", "content": system_prompt(question)},
                 {"role": "user", "content": json.dumps({"student_answer": answer_text}, ensure_ascii=False)},
             ],
-            "response_format": {"type": "json_schema", "json_schema": GRADE_SCHEMA},
+            "response_format": {"type": "json_schema", "json_schema": grade_schema(question)},
+            **({"logprobs": True} if wants_logprobs(model) else {}),
         },
     }
 
@@ -191,7 +250,7 @@ class RequestWriter:
 
     def _parts(self, question: dict) -> tuple[str, str, str, int]:
         key = (question["qtype"], question.get("prompt"), question["rubric"], question["reference_answer"],
-               float(question["max_points"]))
+               float(question["max_points"]), json.dumps(rubric_items(question)))
         parts = self._fixed.get(key)
         if parts is None:
             sample = build_request("\x00CID\x00", self.model, question, "\x00ANSWER\x00")
@@ -227,6 +286,11 @@ class LineResult:
     error: str | None = None
     retryable: bool = False
     code: str | None = None  # the error code, e.g. refusal, invalid_json, server_error (None when ok)
+    # Rubric items: [{id, met, points, evidence, evidence_found}] and whether every met item's quote is in
+    # the answer (None: a free-text rubric, or no answer text to check against).
+    decisions: tuple[dict, ...] | None = None
+    evidence_ok: bool | None = None
+    confidence_source: str | None = None  # logprobs | self_report (None when not ok)
 
 
 RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"})
@@ -239,8 +303,13 @@ def _error_result(cid: str, code: str, message: str, usage: dict | None = None) 
                       output_tokens=int(usage.get("completion_tokens") or 0))
 
 
-def parse_line(line: dict, max_points: float) -> LineResult:
-    """Judge one output- or error-file line (both error shapes) for a question worth max_points."""
+def parse_line(line: dict, max_points: float, items: list[dict] | None = None,
+               answer_text: str | None = None) -> LineResult:
+    """Judge one output- or error-file line (both error shapes) for a question worth max_points.
+
+    With rubric `items` the reply must decide each item once; the score is computed from the decisions,
+    and with `answer_text` every met item's evidence quote is looked up in the answer.
+    """
     cid = str(line.get("custom_id"))
     response = line.get("response")
     if line.get("error") and not response:
@@ -255,10 +324,11 @@ def parse_line(line: dict, max_points: float) -> LineResult:
         if response.get("status_code", 0) >= 500:
             code = "server_error" if code.startswith("http_") else code
         return _error_result(cid, code, str(err.get("message") or ""))
-    return _parse_completion(cid, body, max_points)
+    return _parse_completion(cid, body, max_points, items, answer_text)
 
 
-def _parse_completion(cid: str, body: dict, max_points: float) -> LineResult:
+def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict] | None = None,
+                      answer_text: str | None = None) -> LineResult:
     usage = body.get("usage") or {}
     choices = body.get("choices") or []
     if not choices:
@@ -273,13 +343,17 @@ def _parse_completion(cid: str, body: dict, max_points: float) -> LineResult:
         payload = json.loads(message.get("content") or "")
     except json.JSONDecodeError as exc:
         return _error_result(cid, "invalid_json", f"model output is not JSON: {exc.msg}", usage)
-    problem = _schema_problem(payload)
+    problem = _decisions_problem(payload, items) if items else _schema_problem(payload)
     if problem:
         return _error_result(cid, "schema_mismatch", problem, usage)
+    if items:
+        confidence, source = _confidence(choice, message.get("content") or "", payload)
+        return _items_result(cid, payload, usage, max_points, items, answer_text, confidence, source)
     raw = float(payload["score"])
     score = min(max(raw, 0.0), float(max_points))
+    confidence, source = _confidence(choice, message.get("content") or "", payload)
     return LineResult(cid, True, score=score, raw_score=raw, rationale=payload["rationale"][:2000],
-                      confidence=min(max(float(payload["confidence"]), 0.0), 1.0),
+                      confidence=confidence, confidence_source=source,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0))
 
@@ -297,3 +371,88 @@ def _schema_problem(payload: object) -> str | None:
     if not isinstance(payload["rationale"], str):
         return "rationale is not a string"
     return None
+
+
+def _decisions_problem(payload: object, items: list[dict]) -> str | None:
+    """Why a rubric-item reply does not fit its schema (each item decided exactly once), else None."""
+    if not isinstance(payload, dict):
+        return "model output is not a JSON object"
+    if set(payload) != {"decisions", "rationale", "confidence"}:
+        return f"expected exactly the keys ['confidence', 'decisions', 'rationale'], got {sorted(payload)}"
+    value = payload["confidence"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "confidence is not a finite number"
+    if not isinstance(payload["rationale"], str):
+        return "rationale is not a string"
+    decisions = payload["decisions"]
+    if not isinstance(decisions, list) or not all(isinstance(d, dict) for d in decisions):
+        return "decisions is not a list of objects"
+    ids = [d.get("id") for d in decisions]
+    expected = [c["id"] for c in items]
+    if sorted(map(str, ids)) != sorted(expected) or len(set(ids)) != len(ids):
+        return f"decisions must decide each rubric item once: expected {expected}, got {ids}"
+    for d in decisions:
+        if not isinstance(d.get("met"), bool) or not isinstance(d.get("evidence"), str):
+            return f"decision {d.get('id')!r}: met must be true/false and evidence a string"
+    return None
+
+
+def _items_result(cid: str, payload: dict, usage: dict, max_points: float, items: list[dict],
+                  answer_text: str | None, confidence: float, source: str) -> LineResult:
+    """A rubric-item reply as a grade: the score from the decisions, each met item's evidence checked."""
+    by_id = {d["id"]: d for d in payload["decisions"]}
+    met = {c["id"]: by_id[c["id"]]["met"] for c in items}
+    score, _raw = score_from_decisions(items, met, max_points)
+    decisions, evidence_ok = [], None if answer_text is None else True
+    for c in items:
+        quote = by_id[c["id"]]["evidence"][:MAX_EVIDENCE_CHARS]
+        found = None if answer_text is None or not quote.strip() else evidence_found(answer_text, quote)
+        if met[c["id"]] and answer_text is not None and not found and (float(c["points"]) > 0 or quote.strip()):
+            evidence_ok = False  # a met item's quote (required for points earned) is not in the answer
+        decisions.append({"id": c["id"], "met": met[c["id"]], "points": c["points"], "evidence": quote,
+                          "evidence_found": found})
+    return LineResult(cid, True, score=score, raw_score=score, rationale=payload["rationale"][:2000],
+                      confidence=confidence, confidence_source=source,
+                      input_tokens=int(usage.get("prompt_tokens") or 0),
+                      output_tokens=int(usage.get("completion_tokens") or 0),
+                      decisions=tuple(decisions), evidence_ok=evidence_ok)
+
+
+# The values a grade rests on, in a reply's JSON text: the holistic score, or each rubric item's `met`.
+_DECISION_VALUE = re.compile(r'"(score|met)"\s*:\s*(-?[0-9][0-9.eE+-]*|true|false)')
+
+
+def logprob_confidence(content: str, logprobs: object) -> float | None:
+    """Confidence from token log-probabilities: the probability of the least sure decision value.
+
+    Each value's probability is exp(sum of the log-probabilities of the tokens that spell it) (the tokens
+    are laid end to end over `content` to find them); None when there are no usable log-probabilities
+    (none returned, tokens that do not spell the content, or no decision value found).
+    """
+    tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not tokens or not isinstance(tokens, list):
+        return None
+    spans = [(m.start(2), m.end(2)) for m in _DECISION_VALUE.finditer(content)]
+    sums = [0.0] * len(spans)
+    position, text = 0, []
+    for token in tokens:
+        piece, logprob = (token.get("token"), token.get("logprob")) if isinstance(token, dict) else (None, None)
+        if not isinstance(piece, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
+            return None
+        start, end = position, position + len(piece)
+        for i, (a, b) in enumerate(spans):
+            if start < b and end > a:  # the token spells (part of) value i
+                sums[i] += float(logprob)
+        position = end
+        text.append(piece)
+    if not spans or "".join(text) != content or not all(math.isfinite(x) for x in sums):
+        return None
+    return min(max(math.exp(min(sums)), 0.0), 1.0)
+
+
+def _confidence(choice: dict, content: str, payload: dict) -> tuple[float, str]:
+    """(confidence, where it came from): token log-probabilities when the reply has them, else the self-report."""
+    from_logprobs = logprob_confidence(content, choice.get("logprobs"))
+    if from_logprobs is not None:
+        return round(from_logprobs, 6), "logprobs"
+    return min(max(float(payload["confidence"]), 0.0), 1.0), "self_report"

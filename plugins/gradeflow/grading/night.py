@@ -21,6 +21,7 @@ line and attempt (batch_lines), per job (batch_jobs) and per request across atte
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -279,7 +280,8 @@ def _batch_failure(remote: Any) -> tuple[str, str | None]:
 
 
 _STAGE_COLUMNS = ("custom_id", "ok", "score", "raw_score", "rationale", "confidence", "input_tokens",
-                  "output_tokens", "cost_usd", "error", "outcome")
+                  "output_tokens", "cost_usd", "error", "outcome", "decisions", "evidence_ok",
+                  "confidence_source")
 
 
 def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institution, job_id: int,
@@ -315,7 +317,7 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
         if req is None or req["status"] != "queued" or cid in seen:
             continue  # not ours, already settled, or a duplicate line: never applied (or paid) twice
         seen.add(cid)
-        result = batch.parse_line(line, float(req["max_points"]))
+        result = batch.parse_line(line, float(req["max_points"]), req["rubric_items"], req["answer_text"])
         cost = provider.cost_usd(result.input_tokens, result.output_tokens)
         report.input_tokens += result.input_tokens
         report.output_tokens += result.output_tokens
@@ -334,7 +336,9 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
                 failures.setdefault((reason, detail), []).append(cid)
                 outcome = "review"
         rows.append((cid, result.ok, result.score, result.raw_score, result.rationale, result.confidence,
-                     result.input_tokens, result.output_tokens, cost, result.error, outcome))
+                     result.input_tokens, result.output_tokens, cost, result.error, outcome,
+                     None if result.decisions is None else json.dumps(list(result.decisions)), result.evidence_ok,
+                     result.confidence_source))
     for cid, req in requests.items():
         if req["status"] != "queued" or cid in seen:
             continue
@@ -350,7 +354,7 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
             failures.setdefault(("attempts_exhausted" if retryable else "batch_failed", missing_detail),
                                 []).append(cid)
             outcome = "review"
-        rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome))
+        rows.append((cid, False, None, None, None, None, 0, 0, 0, missing_detail[:500], outcome, None, None, None))
     report.cost_usd = round(sum(r[8] for r in rows), 6)
     with conn.transaction():
         db.execute(conn, "bulk_plans")  # hash joins over the job's lines: no per-row loop on stale statistics

@@ -24,6 +24,8 @@ MAX_TEXT_CHARS = 20_000       # title, prompt, rubric, reference answer
 MAX_OPTION_CHARS = 64
 MAX_QUESTIONS = 1_000
 MAX_DEPTH = 32                # nesting of the JSON document
+MAX_CRITERIA = 50             # rubric items of one question
+MAX_CRITERION_CHARS = 2_000   # a rubric item's description
 
 
 
@@ -86,6 +88,45 @@ def _text_field(q: dict, name: str, where: str, problems: Problems, required: bo
         problems.append((f"{where}.{name}", f"longer than {limit} characters"))
 
 
+def render_rubric(items: list[dict]) -> str:
+    """A rubric-item list as text (the `rubric` column, packets, prompts): one `id (+p): description` a line."""
+    return "\n".join(f"{c['id']} ({c['points']:+g}): {c['description']}" for c in items)
+
+
+def _check_rubric_items(q: dict, where: str, problems: Problems) -> list[dict] | None:
+    """A rubric given as criteria `{id, description, points}`: checked item by item, or None if invalid."""
+    items = q["rubric"]
+    if not items or len(items) > MAX_CRITERIA:
+        problems.append((f"{where}.rubric", f"a rubric given as a list must hold 1 to {MAX_CRITERIA} criteria "
+                                            "{id, description, points}"))
+        return None
+    max_points = q.get("max_points")
+    found, seen, before = [], set(), len(problems)
+    for i, item in enumerate(items):
+        at = f"{where}.rubric[{i}]"
+        if not isinstance(item, dict):
+            problems.append((at, "a criterion must be an object {id, description, points}"))
+            continue
+        extra = sorted(set(item) - {"id", "description", "points"})
+        if extra:
+            problems.append((at, f"unknown key(s) {extra}: a criterion has only id, description, points"))
+        cid = item.get("id")
+        if not isinstance(cid, str) or not ID_RE.match(cid):
+            problems.append((f"{at}.id", "required, [A-Za-z0-9._-]{1,64}"))
+        elif cid in seen:
+            problems.append((f"{at}.id", f"duplicate criterion id {cid!r}"))
+        seen.add(str(cid))
+        _text_field(item, "description", at, problems, required=True, limit=MAX_CRITERION_CHARS)
+        points = item.get("points")
+        bound = max_points if isinstance(max_points, int | float) and not isinstance(max_points, bool) else MAX_POINTS
+        if (isinstance(points, bool) or not isinstance(points, int | float) or not math.isfinite(points)
+                or points == 0 or abs(points) > bound):
+            problems.append((f"{at}.points", f"must be a non-zero number between -{bound:g} and {bound:g} "
+                                             "(negative: a deduction)"))
+        found.append({"id": cid, "description": item.get("description"), "points": points})
+    return found if len(problems) == before else None
+
+
 def _letters(value: object) -> bool:
     items = value if isinstance(value, list) else [value]
     return bool(items) and all(isinstance(k, str) and k.strip() and len(k) <= MAX_OPTION_CHARS for k in items)
@@ -132,14 +173,19 @@ def _check_question(index: int, q: object, seen: set[str], problems: Problems) -
     elif q.get("options") is not None and not (isinstance(q["options"], list) and _letters(q["options"])):
         problems.append((f"{where}.options", "must be a non-empty list of option letters"))
     _text_field(q, "prompt", where, problems)
-    for name in ("rubric", "reference_answer"):
-        _text_field(q, name, where, problems, required=qtype in FREE_TEXT_TYPES)
+    items = None
+    if isinstance(q.get("rubric"), list) and qtype in FREE_TEXT_TYPES:
+        items = _check_rubric_items(q, where, problems)
+    else:
+        _text_field(q, "rubric", where, problems, required=qtype in FREE_TEXT_TYPES)
+    _text_field(q, "reference_answer", where, problems, required=qtype in FREE_TEXT_TYPES)
     return {
         "question_id": qid, "position": index + 1, "qtype": qtype, "max_points": q.get("max_points"),
         "prompt": q.get("prompt") or "", "options": q.get("options"),
         "answer_key": q.get("answer_key") if qtype in RULE_TYPES else None,
         "tolerance": (q.get("tolerance") or 0) if qtype == "numeric" else 0,
-        "rubric": q.get("rubric"), "reference_answer": q.get("reference_answer"),
+        "rubric": render_rubric(items) if items else q.get("rubric"), "rubric_items": items,
+        "reference_answer": q.get("reference_answer"),
     }
 
 

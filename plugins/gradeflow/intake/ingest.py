@@ -337,7 +337,8 @@ def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath
     with conn.cursor() as cur:
         cur.executemany(db.sql("ingest/insert_question"), [
             {**q, "inst": inst.id, "exam_id": exam.exam_id, "options": Jsonb(q["options"]),
-             "answer_key": Jsonb(q["answer_key"])} for q in exam.questions])
+             "answer_key": Jsonb(q["answer_key"]),
+             "rubric_items": Jsonb(q["rubric_items"]) if q["rubric_items"] else None} for q in exam.questions])
     note = f"exam {exam.exam_id} {'redefined (it had no answers yet)' if found else 'defined'}"
     return _Outcome("loaded", note=note)  # counts are of answer rows; the exam is counted as a file
 

@@ -1,10 +1,12 @@
 """Reviewers' files in: a CSV or JSONL of scores under `incoming/<prefix>/<day>/reviews/`, validated row by row.
 
 Reviewers return `review_id`, `score`, `reviewer`, optional `comment` (other columns, e.g. the packet's own, are
-ignored). The ingest sweep checksums, deduplicates, reports rejects and archives it like any other file and
-hands its bytes to `ingest_review_file`: each row is validated (named rejects) and good rows become `human`
-grades through `gradeflow.lifecycle.apply_human_reviews` (set-based, a fixed number of statements per file),
-with an audit line per file. See docs/review-round-trip.md.
+ignored). For a rubric-item question a reviewer may tick criteria instead: `criteria` names the ids of the items
+met (separated by `;`, `,` or spaces; `-` for none); the score is computed from them (gradeflow.core.rubric) and a
+score given beside them must equal it. The ingest sweep checksums, deduplicates, reports rejects and archives it
+like any other file and hands its bytes to `ingest_review_file`: each row is validated (named rejects) and good
+rows become `human` grades through `gradeflow.lifecycle.apply_human_reviews` (set-based, a fixed number of
+statements per file), with an audit line per file. See docs/review-round-trip.md.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from gradeflow import lifecycle
 from gradeflow.core import db
 from gradeflow.core.config import Institution
+from gradeflow.core.rubric import score_from_decisions
 from gradeflow.core.text import clean_text
 from gradeflow.intake.contract import IncomingPath
 from gradeflow.intake.rejects import FileRejected, Reject
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUIRED = ("review_id", "score", "reviewer")
+OPTIONAL = ("comment", "criteria")
 MAX_TEXT = 2000
 
 
@@ -45,6 +49,7 @@ class ReviewRow:
     score: Any
     reviewer: Any
     comment: Any
+    criteria: Any = None
 
 
 @dataclass
@@ -77,21 +82,22 @@ def _parse_csv(text: str) -> list[ReviewRow]:
         header = [h.strip().lower() for h in next(reader)]
     except (StopIteration, csv.Error) as exc:
         raise FileRejected(f"the CSV header cannot be read: {exc}") from exc
-    missing = [c for c in REQUIRED if c not in header]
+    missing = [c for c in REQUIRED if c not in header and not (c == "score" and "criteria" in header)]
     if missing:
-        raise FileRejected(f"missing column(s) {missing}; the header must name review_id, score, reviewer "
-                           f"(comment optional), got {header}")
-    dupes = sorted({h for h in header if header.count(h) > 1 and h in (*REQUIRED, "comment")})
+        raise FileRejected(f"missing column(s) {missing}; the header must name review_id, score (or criteria), "
+                           f"reviewer (comment optional), got {header}")
+    dupes = sorted({h for h in header if header.count(h) > 1 and h in (*REQUIRED, *OPTIONAL)})
     if dupes:
         raise FileRejected(f"column(s) named twice in the header: {dupes}")
-    where = {c: header.index(c) for c in (*REQUIRED, "comment") if c in header}
+    where = {c: header.index(c) for c in (*REQUIRED, *OPTIONAL) if c in header}
     rows = []
     try:
         for number, cells in enumerate(reader, start=1):
             if not any(c.strip() for c in cells):
                 continue
             get = lambda c, cells=cells: cells[where[c]] if c in where and where[c] < len(cells) else None  # noqa: E731
-            rows.append(ReviewRow(number, get("review_id"), get("score"), get("reviewer"), get("comment")))
+            rows.append(ReviewRow(number, get("review_id"), get("score"), get("reviewer"), get("comment"),
+                                  get("criteria")))
     except csv.Error as exc:
         raise FileRejected(f"CSV cannot be read after data row {len(rows)}: {exc}") from exc
     return rows
@@ -109,7 +115,8 @@ def _parse_jsonl(text: str) -> list[ReviewRow]:
         if not isinstance(obj, dict):
             rows.append(ReviewRow(number, _NOT_AN_OBJECT, None, None, None))
             continue
-        rows.append(ReviewRow(number, obj.get("review_id"), obj.get("score"), obj.get("reviewer"), obj.get("comment")))
+        rows.append(ReviewRow(number, obj.get("review_id"), obj.get("score"), obj.get("reviewer"), obj.get("comment"),
+                              obj.get("criteria")))
     return rows
 
 
@@ -162,6 +169,17 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
     if item["status"] == "closed":
         return reject("review_id", review_id, "review item is closed: its answers were regraded (admin rerun) "
                                               "or withdrawn; it takes no score")
+    decisions = None
+    if _given(row.criteria):
+        decisions, problem = _ticks(row.criteria, item)
+        if problem:
+            return reject("criteria", row.criteria, problem)
+        computed, _raw = score_from_decisions(item["rubric_items"], {d["id"]: d["met"] for d in decisions},
+                                              item["max_points"])
+        if _given(row.score) and _score(row.score) != computed:
+            return reject("score", row.score, f"score {row.score} differs from {computed:g}, the score of the "
+                                              "criteria ticked: give one, or both agreeing")
+        row = ReviewRow(row.row, row.review_id, computed, row.reviewer, row.comment)
     score = _score(row.score)
     if score is None:
         return reject("score", row.score, "score is not a finite number")
@@ -182,7 +200,29 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
         return reject("comment", comment, f"comment is longer than {MAX_TEXT} characters or holds NUL or "
                                           "broken Unicode")
     return {"review_id": review_id, "score": score, "reviewer": reviewer, "comment": comment, "row": row.row,
-            "day": item["exam_day"]}, None
+            "day": item["exam_day"], "decisions": decisions}, None
+
+
+def _given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _ticks(value: Any, item: dict) -> tuple[list[dict] | None, str | None]:
+    """A reviewer's ticked criteria as decisions [{id, met, points}], or why they cannot be read."""
+    items = item.get("rubric_items")
+    if not items:
+        return None, "criteria given, but this question's rubric has no items: give a score"
+    if isinstance(value, list):
+        ids = [str(v).strip() for v in value]
+    elif isinstance(value, str):
+        ids = [] if value.strip() == "-" else [t for t in re.split(r"[;,\s]+", value.strip()) if t]
+    else:
+        return None, "criteria must be text (ids separated by ';') or a list of ids"
+    known = [c["id"] for c in items]
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        return None, f"unknown criterion id(s) {unknown[:5]}; this question's are {known}"
+    return [{"id": c["id"], "met": c["id"] in ids, "points": c["points"]} for c in items], None
 
 
 def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,

@@ -21,6 +21,7 @@ functions, inside their own transaction.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from gradeflow.core import db
@@ -150,7 +151,8 @@ def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, versi
     """Newly graded model requests that may not be released as they are -> in_review; answers routed by reason.
 
     A raw score outside [0, max_points] goes to review as `score_out_of_range` (the clamped score is the
-    suggestion); a confidence below the institution's `min_confidence` as `low_confidence`. The model's
+    suggestion); a met rubric item whose evidence quote is not in the answer as `evidence_not_found`; a
+    confidence below the institution's `min_confidence` as `low_confidence`. The model's
     score, rationale and confidence stay on the request: the reviewer sees them as a suggestion. Call it
     right before `apply_model_grades`, in the same transaction (with the same `job_id`, if any).
     """
@@ -167,7 +169,8 @@ def apply_human_reviews(conn: psycopg.Connection, inst: Institution, file_id: in
                         reviews: list[dict]) -> tuple[dict[int, int], list[int]]:
     """in_review (or a human grade of the same item) -> graded (human), for a reviewers' file at once.
 
-    `reviews` are the file's validated rows in file order (review_id, score, reviewer, comment, row, day).
+    `reviews` are the file's validated rows in file order (review_id, score, reviewer, comment, row, day, and
+    the rubric items ticked as `decisions`, if any: kept on the human grade).
     Every answer of a review's item takes the reviewer's score; a grade it had is superseded and kept
     (`is_current = false`), so a second review of an item is a new grade version, never an overwrite. A
     file naming an item twice applies its rows in order, in rounds of one row per item; each round is
@@ -189,9 +192,12 @@ def apply_human_reviews(conn: psycopg.Connection, inst: Institution, file_id: in
         db.execute(conn, "lifecycle/stage_reviews")
         db.execute(conn, "lifecycle/clear_staged_reviews")
         with conn.cursor() as cur, cur.copy(
-                "COPY stage_reviews (source_row, review_id, score, reviewer, comment, exam_day) FROM STDIN") as copy:
+                "COPY stage_reviews (source_row, review_id, score, reviewer, comment, exam_day, decisions) "
+                "FROM STDIN") as copy:
             for r in batch:
-                copy.write_row((r["row"], r["review_id"], r["score"], r["reviewer"], r["comment"], r["day"]))
+                ticks = r.get("decisions")
+                copy.write_row((r["row"], r["review_id"], r["score"], r["reviewer"], r["comment"], r["day"],
+                                None if ticks is None else json.dumps(ticks)))
         db.execute(conn, "lifecycle/drop_staged_review_targets")
         db.execute(conn, "lifecycle/staged_review_targets", params)
         refused += [r["source_row"] for r in db.fetch_all(conn, "lifecycle/unstage_reviews_without_targets")]

@@ -348,7 +348,8 @@ def _release_schema():
         ("question_id", pa.string()), ("question_type", pa.string()), ("status", pa.string()),
         ("score", pa.float64()), ("max_points", pa.float64()), ("grader", pa.string()), ("model", pa.string()),
         ("confidence", pa.float64()), ("rationale", pa.string()), ("pending_reason", pa.string()),
-        ("review_reason", pa.string()), ("grading_version", pa.int32()),
+        ("review_reason", pa.string()), ("grading_version", pa.int32()), ("suggested_score", pa.float64()),
+        ("criteria", pa.string()),
     ])
 
 

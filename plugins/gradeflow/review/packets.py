@@ -4,7 +4,8 @@
   question merged; or a lone answer) is one review item with a random, opaque `review_id`.
 * **Packets out.** `write_packet` writes the open items of an institution and day to
   `reviews/<prefix>/<day>/open-<timestamp>.csv` and `.parquet`: question, rubric, reference, the
-  answer text, the model's suggestion and the reason, and no student or submission identity (blind).
+  answer text, the model's suggestion (for rubric items its decisions with evidence quotes) and the reason,
+  and no student or submission identity (blind).
   The CSV is safe to open in a spreadsheet: a cell that could run as a formula is prefixed with `'`.
 * **Reviews in** arrive as files through intake (gradeflow.intake.review_files); `announce_reviews` is the
   cue for the publish DAG once they are applied.
@@ -31,8 +32,11 @@ log = logging.getLogger(__name__)
 
 PACKET_COLUMNS = ("review_id", "exam_day", "exam_id", "question_id", "question_type", "question_text", "rubric",
                   "reference_answer", "max_points", "answer_text", "answers", "reason", "suggested_score",
-                  "model_raw_score", "suggested_rationale", "suggested_confidence", "earlier_reviews")
-RETURN_COLUMNS = ("score", "reviewer", "comment")  # left empty in the packet for reviewers to fill in
+                  "model_raw_score", "suggested_rationale", "suggested_confidence", "earlier_reviews",
+                  "rubric_items", "suggested_criteria")
+# Left empty in the packet for reviewers to fill in; `criteria` (ids of the rubric items met, e.g. "atp;resp")
+# may stand for, or confirm, the score of a rubric-item question.
+RETURN_COLUMNS = ("score", "criteria", "reviewer", "comment")
 
 
 def open_items(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
