@@ -16,7 +16,7 @@ from datetime import timedelta
 from functools import cache
 
 import pendulum
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule
+from airflow.sdk import DAG, AssetOrTimeSchedule, TriggerRule
 
 from gradeflow.airflow import tasks
 from gradeflow.airflow.policy import (
@@ -29,6 +29,7 @@ from gradeflow.airflow.policy import (
     tags,
 )
 from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
+from gradeflow.airflow.timetables import LocalCronTimetable
 from gradeflow.airflow.waiting import GradeNightOperator
 from gradeflow.core.config import BATCH_API_POOL, Institution, load_institutions
 
@@ -45,7 +46,9 @@ INGEST_RERUN = (
     "for an earlier day is loaded too. To work on one day, trigger `prepare` with its `exam_day`."
 )
 POLICY = (
-    "\n\n**Pause and alerts**: created unpaused (catchup off: only the next scheduled run happens). "
+    "\n\n**Pause and alerts**: created unpaused; the first run is the next scheduled slot, never a past one "
+    "(also when Airflow starts on a fresh database). Catchup is off: after a scheduler outage the latest "
+    "missed slot runs once when the scheduler returns. "
     "Failed tasks and runs e-mail the institution's `alert_emails`."
 )
 SCHEDULES = {"ingest": ("08:00", "17:45"), "prepare": ("18:00",), "grade": ("20:00",), "publish": ("06:00",)}
@@ -105,9 +108,11 @@ REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer
 
 
 @cache
-def _timetable(cron: str, timezone: str) -> CronTriggerTimetable:
-    """One timetable per (cron, zone), shared by the DAGs that use it: they are immutable, parsing cron is not free."""
-    return CronTriggerTimetable(cron, timezone=timezone)
+def _timetable(cron: str, timezone: str, label: str) -> LocalCronTimetable:
+    """One timetable per (cron, zone), shared by the DAGs that use it: they are immutable, parsing cron is not free.
+
+    Its first run is the next slot from now, never a past one (gradeflow.airflow.timetables)."""
+    return LocalCronTimetable(cron, timezone=timezone, label=label)
 
 
 @cache
@@ -116,7 +121,7 @@ def _start_date(timezone: str):
 
 
 def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
-    when = local_schedule(inst.timezone, *SCHEDULES[stage])
+    when = label = local_schedule(inst.timezone, *SCHEDULES[stage])
     if stage == "ingest":
         when = f"every 15 min {when}"
     elif stage == "publish":
@@ -125,7 +130,7 @@ def _dag(inst: Institution, stage: str, cron: str, timeout: timedelta, assets: l
                               share=inst.review_alert_share)
     doc = (f"# {inst.name}: {stage}\n\n{text}\n\n**Schedule**: {when} (the UI shows UTC)."
            + (INGEST_RERUN if stage == "ingest" else RERUN) + POLICY)
-    cron_schedule = _timetable(cron, inst.timezone)
+    cron_schedule = _timetable(cron, inst.timezone, label)
     return DAG(
         dag_id=f"{inst.id}__{stage}",
         description=f"{stage} for {inst.name}: {when}",

@@ -2,8 +2,9 @@
 
 Pause policy: every GradeFlow DAG is created **unpaused** (`is_paused_upon_creation=False`), whatever
 `dags_are_paused_at_creation` says: a new institution is live as soon as it is listed, which is safe
-because catchup is off (only the next scheduled run happens) and a day without answers is never
-published. Pause a DAG in the UI to stop it; the admin rerun refuses to trigger a paused stage DAG.
+because its first run is the next scheduled slot, never a past one (gradeflow.airflow.timetables), catchup
+is off, and a day without answers is never published. Pause a DAG in the UI to stop it; the admin rerun
+refuses to trigger a paused stage DAG.
 """
 
 from __future__ import annotations
