@@ -31,13 +31,16 @@ from gradeflow.airflow.policy import (
 from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
 from gradeflow.airflow.timetables import LocalCronTimetable
 from gradeflow.airflow.waiting import GradeNightOperator
-from gradeflow.core.config import BATCH_API_POOL, Institution, load_institutions
+from gradeflow.core.config import BATCH_API_POOL, CUTOFF_AT, PUBLISH_AT, Institution, load_institutions
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
 BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
 RERUN = (
     "\n\n**Rerun**: clearing any task or the whole run is safe (every step is idempotent). To work on "
-    "another day, trigger with the `exam_day` param (`YYYY-MM-DD`, or leave it empty for the scheduled day); "
+    "another day, trigger with the `exam_day` param (`YYYY-MM-DD`). Left empty, every stage takes the same day: "
+    f"the last exam day whose {CUTOFF_AT} local cut-off has passed (today from 18:00, yesterday before), which is "
+    "the day the scheduled run works on, so an empty-form ingest, prepare, grade, publish chain releases "
+    "the day it graded; "
     "to regrade, use `gradeflow__admin_rerun`."
 )
 INGEST_RERUN = (
@@ -51,7 +54,7 @@ POLICY = (
     "missed slot runs once when the scheduler returns. "
     "Failed tasks and runs e-mail the institution's `alert_emails`."
 )
-SCHEDULES = {"ingest": ("08:00", "17:45"), "prepare": ("18:00",), "grade": ("20:00",), "publish": ("06:00",)}
+SCHEDULES = {"ingest": ("08:00", "17:45"), "prepare": (CUTOFF_AT,), "grade": ("20:00",), "publish": (PUBLISH_AT,)}
 DOCS = {
     "ingest": "Sweeps `incoming/{p}/<day>/` (exams, then submissions in arrival order) into Postgres: every "
               "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, originals "
@@ -86,6 +89,8 @@ DOCS = {
                "transaction, a new version only if grades changed) and exported to "
                "`releases/{p}/<day>/results-v<N>.parquet` (one row per answer) and `submissions-v<N>.parquet` "
                "(one row per submission), with the model/human agreement in `reports/{p}/<day>/agreement-v<N>.json`; "
+               "if grading changed the day between the gate and the release, `publish_release` runs the gate "
+               "again at once (never a retry into the same refusal); "
                "the release is visible only once its files are written (a cut-off export is finished by the next "
                "run). A failed gate releases nothing, fails here and "
                "e-mails which answers are unaccounted and why. A day with no answers is skipped "

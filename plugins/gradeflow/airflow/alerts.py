@@ -110,6 +110,14 @@ def _institution_of(context: dict) -> str | None:
     return params.get("institution") or None
 
 
+def _is_gate_failure(exception: BaseException | None) -> bool:
+    """A ReleaseBlocked (any kind), raised as is or as the cause of a no-retry failure."""
+    for exc in (exception, getattr(exception, "__cause__", None)):
+        if any(c.__name__ == "ReleaseBlocked" for c in type(exc).__mro__):
+            return True
+    return False
+
+
 def failure_alert(context: dict, scope: str) -> Alert:
     """The message for a failed task (scope 'task') or DAG run (scope 'run'), naming the cause."""
     inst = _institution_of(context)
@@ -121,7 +129,7 @@ def failure_alert(context: dict, scope: str) -> Alert:
     if scope == "task":
         ti = context.get("task_instance") or context.get("ti")
         task_id = getattr(ti, "task_id", "?")
-        kind = "gate_failed" if type(exception).__name__ == "ReleaseBlocked" else "task_failed"
+        kind = "gate_failed" if _is_gate_failure(exception) else "task_failed"
         subject = (f"[GradeFlow] {inst or 'admin'}: release gate failed, nothing released ({dag_id})"
                    if kind == "gate_failed" else f"[GradeFlow] {inst or 'admin'}: task {task_id} of {dag_id} failed")
         lines = [f"DAG {dag_id}, run {run_id}, task {task_id}, try {getattr(ti, 'try_number', '?')}.", "",

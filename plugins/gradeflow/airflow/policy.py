@@ -81,9 +81,16 @@ def python_task(task_id: str, **operator_kwargs: Any) -> Any:
     return bind
 
 
-def exam_day_param(description: str = "Leave empty for the scheduled day. Format YYYY-MM-DD (the institution's "
-                                       "local exam day), e.g. 2026-11-23, to (re)run another day.") -> Any:
-    """The optional `exam_day` trigger field: nullable, so the form can be left empty."""
+def exam_day_param(description: str | None = None) -> Any:
+    """The optional `exam_day` trigger field: nullable, so the form can be left empty (gradeflow.airflow.tasks.
+    exam_day_for: one rule for prepare, grade and publish)."""
+    from gradeflow.core.config import CUTOFF_AT
+
+    description = description or (
+        f"Leave empty for the last exam day whose {CUTOFF_AT} cut-off has passed in the institution's time zone "
+        f"(today from {CUTOFF_AT}, yesterday before): the same day for prepare, grade and publish, the day the "
+        "scheduled runs work on. Format YYYY-MM-DD (the institution's local exam day), e.g. 2026-11-23, to "
+        "(re)run another day.")
     from airflow.sdk import Param
 
     # Draft-07 is declared because checking a schema against it costs a third of the default draft's

@@ -17,9 +17,12 @@ from gradeflow.core.config import Institution, get_institution
 log = logging.getLogger(__name__)
 
 
-def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0) -> date:
+def exam_day_for(context: dict[str, Any], inst: Institution) -> date:
     """The exam day a run works on: its `exam_day` param, else the day named by the reviews Asset event
-    that triggered it, else its logical date (local) minus days_back."""
+    that triggered it, else `last_cut_day` of the run's time (logical date, or when it was triggered).
+
+    One rule for prepare (18:00), grade (20:00) and publish (06:00 the morning after), scheduled or triggered
+    with an empty form: a same-evening manual chain, or one after local midnight, works on one day."""
     override = (context.get("params") or {}).get("exam_day")
     if override:
         try:
@@ -31,7 +34,16 @@ def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0)
         return max(reviewed)
     dag_run = context["dag_run"]
     when = getattr(dag_run, "logical_date", None) or dag_run.run_after
-    return when.astimezone(inst.tz).date() - timedelta(days=days_back)
+    return last_cut_day(when, inst)
+
+
+def last_cut_day(when: Any, inst: Institution) -> date:
+    """The last exam day whose cut-off (CUTOFF_AT, local) has passed at `when`: today from 18:00, else yesterday."""
+    from gradeflow.core.config import CUTOFF_AT
+
+    local = when.astimezone(inst.tz)
+    cut = local.hour * 60 + local.minute >= int(CUTOFF_AT[:2]) * 60 + int(CUTOFF_AT[3:])
+    return local.date() - timedelta(days=0 if cut else 1)
 
 
 def reviews_asset(institution_id: str):
@@ -124,14 +136,12 @@ def build_batches(institution_id: str, **context: Any) -> dict:
 # is one deferrable operator: gradeflow.airflow.waiting.GradeNightOperator, stepping gradeflow.grading.night.advance.
 
 
-def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
+def validate_grades(institution_id: str, **context: Any) -> dict:
     """Run the release gate for the exam day; fail the task (nothing released) if it does not pass."""
-    from gradeflow.airflow import alerts
-    from gradeflow.core import db
     from gradeflow.release import publish
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, days_back)
+    day = exam_day_for(context, inst)
     with open_db(inst.id) as conn:
         if not publish.has_answers(conn, inst, day):
             from airflow.sdk.exceptions import AirflowSkipException
@@ -140,12 +150,51 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
             log.info("no answers for %s %s: nothing to release (%d submissions, %d rejected rows)", inst.id, day,
                      counts["submissions"], counts["rejected_rows"])
             raise AirflowSkipException(f"no answers for {inst.id} {day}: nothing to release")
-        gate = publish.validate(conn, inst, day)
-        if not gate.success:
-            diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
-            _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
-            raise publish.ReleaseBlocked(message)
+        gate = _gate(conn, inst, day)
     return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
+
+
+def _gate(conn: Any, inst: Institution, day: date) -> Any:
+    """The release gate for one day; raises ReleaseBlocked with what is unaccounted, why and what to do."""
+    from gradeflow.airflow import alerts
+    from gradeflow.core import db
+    from gradeflow.release import publish
+
+    gate = publish.validate(conn, inst, day)
+    if not gate.success:
+        diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
+        _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
+        raise publish.ReleaseBlocked(message)
+    return gate
+
+
+GATE_RERUNS = 5  # a day still changing after this many gates (grading collecting results) is left to the next run
+
+
+def release_validated(conn: Any, inst: Institution, day: date, validation_id: int, actor: str) -> dict:
+    """Release the validated state; when it changed since the gate (grading still collecting), rerun the gate.
+
+    A retry of the task would meet the same changed state again (the gate is another task): here the gate is
+    run again at once, up to GATE_RERUNS times. A gate that now fails, or a state that keeps changing, fails
+    the task for good (no retries: clear the run once grading is done, or let the next publish run release it).
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gradeflow.release import publish
+
+    for attempt in range(1, GATE_RERUNS + 1):
+        try:
+            return publish.release(conn, inst, day, validation_id, actor=actor)
+        except publish.StateChanged as changed:
+            log.info("%s (grading still running?): gate %d of %d rerun now", changed, attempt, GATE_RERUNS)
+            try:
+                validation_id = _gate(conn, inst, day).validation_id
+            except publish.ReleaseBlocked as blocked:
+                raise AirflowFailException(f"the state of {inst.id} {day} changed after the gate, and the gate "
+                                           f"run again failed: {blocked}") from blocked
+    raise AirflowFailException(f"the state of {inst.id} {day} changed under {GATE_RERUNS} gates in a row (grading "
+                               f"is still collecting results): nothing released now; the next publish run or "
+                               f"republish_changed_days releases it")
 
 
 def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
@@ -160,7 +209,7 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
     s3 = storage.client()
     with open_db(inst.id) as conn:
         repaired = publish.repair_exports(conn, s3, inst, actor=actor)
-        released = publish.release(conn, inst, day, gate["validation_id"], actor=actor)
+        released = release_validated(conn, inst, day, gate["validation_id"], actor)
         key = publish.export(conn, s3, inst, day, released["release_id"], actor=actor)
         packet = review.write_packet(conn, s3, inst, day)
         counts = publish.day_counts(conn, inst, day)
@@ -176,7 +225,7 @@ def write_report(institution_id: str, **context: Any) -> dict:
     from gradeflow.release import report
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, days_back=1)
+    day = exam_day_for(context, inst)
     timings = report.airflow_stage_timings(context, inst, day)
     with open_db(inst.id) as conn:
         key = report.write_report(conn, storage.client(), inst, day, timings)
@@ -192,7 +241,7 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
     from gradeflow.release import publish
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, 1)
+    day = exam_day_for(context, inst)
     released, blocked = [], []
     with open_db(inst.id) as conn:
         days = [r["exam_day"] for r in db.fetch_all(conn, "publish/changed_days", {"inst": inst.id, "day": day})]

@@ -41,6 +41,11 @@ class LocalCronTimetable(CronTriggerTimetable):
     def summary(self) -> str:
         return self._summary
 
+    @property
+    def expression(self) -> str:
+        """The cron expression (as the SDK's CronTriggerTimetable names it)."""
+        return self._expression
+
     @classmethod
     def deserialize(cls, data: dict[str, Any]) -> LocalCronTimetable:
         from airflow._shared.timezones.timezone import parse_timezone

@@ -38,6 +38,7 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+CUTOFF_AT = "18:00"  # the prepare DAG's local time: the exam day's cut-off; an empty exam_day is the last day cut
 PUBLISH_AT = "06:00"  # the publish DAG's local time, the morning after the exam day
 
 
