@@ -194,7 +194,9 @@ def grade_dag(inst: Institution) -> DAG:
 def publish_dag(inst: Institution) -> DAG:
     with _dag(inst, "publish", "0 6 * * *", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
               deadline=release_deadline(inst)) as dag:
-        gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
+        # Retries (the DAG's default) are for infrastructure errors (the database or S3 not up yet): a failed
+        # gate raises GateFailed, which Airflow does not retry.
+        gate = task(task_id="validate_grades")(tasks.validate_grades)(institution_id=inst.id)
         released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
         # A teardown: runs whether or not the day was released, and its failure never fails the run.
         report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(

@@ -371,9 +371,9 @@ def _airflow_db_owner(info: StackInfo) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: up | down | env | status."""
+    """CLI: up | down | env | status | migrate (the owner's migrate step on the running stack)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "env", "status"])
+    parser.add_argument("command", choices=["up", "down", "env", "status", "migrate"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     if args.command == "down":
@@ -384,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     if info is None:
         print("embedded stack is not running")
         return 1
+    if args.command == "migrate":
+        applied = migrate(info)
+        from gradeflow.core.config import INSTITUTIONS_FILE
+
+        print(f"migrated: {len(applied)} migration(s) applied now; institutions registered from {INSTITUTIONS_FILE}")
+        return 0
     if args.command == "env":
         for key, value in env(info).items():
             print(f"export {key}={shlex.quote(value)}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
-from gradeflow.core.config import Institution, get_institution
+from gradeflow.core.config import Institution, get_institution, last_cut_day
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,7 @@ def exam_day_for(context: dict[str, Any], inst: Institution) -> date:
         return max(reviewed)
     dag_run = context["dag_run"]
     when = getattr(dag_run, "logical_date", None) or dag_run.run_after
-    return last_cut_day(when, inst)
-
-
-def last_cut_day(when: Any, inst: Institution) -> date:
-    """The last exam day whose cut-off (CUTOFF_AT, local) has passed at `when`: today from 18:00, else yesterday."""
-    from gradeflow.core.config import CUTOFF_AT
-
-    local = when.astimezone(inst.tz)
-    cut = local.hour * 60 + local.minute >= int(CUTOFF_AT[:2]) * 60 + int(CUTOFF_AT[3:])
-    return local.date() - timedelta(days=0 if cut else 1)
+    return last_cut_day(when, inst.timezone)
 
 
 def reviews_asset(institution_id: str):
@@ -64,7 +56,7 @@ def _reviewed_days(context: dict[str, Any]) -> list[date]:
     return days
 
 
-_SCHEMA_CHECKED: set[str] = set()
+_SCHEMA_CHECKED: set[tuple[str, str]] = set()
 
 
 def open_db(institution_id: str):
@@ -75,13 +67,15 @@ def open_db(institution_id: str):
     from gradeflow.core import db  # here, not at the top: psycopg is not needed to parse 1,200 DAGs
 
     conn = db.connect(institution=institution_id)
-    if conn.info.dsn not in _SCHEMA_CHECKED:
+    checked = (conn.info.dsn, institution_id)
+    if checked not in _SCHEMA_CHECKED:
         try:
             db.require_schema(conn)
-        except db.SchemaNotMigrated:
+            db.require_institution(conn, institution_id)  # an institution added without the migrate step
+        except (db.SchemaNotMigrated, db.InstitutionNotRegistered):
             conn.close()
             raise
-        _SCHEMA_CHECKED.add(conn.info.dsn)
+        _SCHEMA_CHECKED.add(checked)
     return conn
 
 
@@ -154,6 +148,20 @@ def validate_grades(institution_id: str, **context: Any) -> dict:
     return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
 
 
+@cache
+def gate_failed() -> type:
+    """`GateFailed`: a ReleaseBlocked that Airflow does not retry (AirflowFailException): a failed gate is not
+    an infrastructure error, so the gate tasks keep their retries for those (a database or S3 not up yet)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gradeflow.release.publish import ReleaseBlocked
+
+    class GateFailed(ReleaseBlocked, AirflowFailException):
+        """The release gate failed: nothing released; fix the cause, then clear the task."""
+
+    return GateFailed
+
+
 def _gate(conn: Any, inst: Institution, day: date) -> Any:
     """The release gate for one day; raises ReleaseBlocked with what is unaccounted, why and what to do."""
     from gradeflow.airflow import alerts
@@ -164,7 +172,7 @@ def _gate(conn: Any, inst: Institution, day: date) -> Any:
     if not gate.success:
         diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
         _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
-        raise publish.ReleaseBlocked(message)
+        raise gate_failed()(message)
     return gate
 
 
@@ -178,8 +186,6 @@ def release_validated(conn: Any, inst: Institution, day: date, validation_id: in
     run again at once, up to GATE_RERUNS times. A gate that now fails, or a state that keeps changing, fails
     the task for good (no retries: clear the run once grading is done, or let the next publish run release it).
     """
-    from airflow.sdk.exceptions import AirflowFailException
-
     from gradeflow.release import publish
 
     for attempt in range(1, GATE_RERUNS + 1):
@@ -190,9 +196,9 @@ def release_validated(conn: Any, inst: Institution, day: date, validation_id: in
             try:
                 validation_id = _gate(conn, inst, day).validation_id
             except publish.ReleaseBlocked as blocked:
-                raise AirflowFailException(f"the state of {inst.id} {day} changed after the gate, and the gate "
+                raise gate_failed()(f"the state of {inst.id} {day} changed after the gate, and the gate "
                                            f"run again failed: {blocked}") from blocked
-    raise AirflowFailException(f"the state of {inst.id} {day} changed under {GATE_RERUNS} gates in a row (grading "
+    raise gate_failed()(f"the state of {inst.id} {day} changed under {GATE_RERUNS} gates in a row (grading "
                                f"is still collecting results): nothing released now; the next publish run or "
                                f"republish_changed_days releases it")
 
@@ -213,7 +219,8 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
         key = publish.export(conn, s3, inst, day, released["release_id"], actor=actor)
         packet = review.write_packet(conn, s3, inst, day)
         counts = publish.day_counts(conn, inst, day)
-    _alert_on_review_share(inst, day, counts)
+    if released["new"]:  # once per day and version: a rerun of the same state does not mail again
+        _alert_on_review_share(inst, day, counts, packet.by_reason, released["version"])
     return {"exam_day": str(day), "version": released["version"], "new": released["new"], "export_key": key,
             "repaired_releases": repaired, "review_packet": packet.csv_key, "open_review_items": packet.items,
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
@@ -297,11 +304,11 @@ def announce_reviews(institution_id: str, **context: Any) -> dict:
     return {"exam_days": days}
 
 
-def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:
+def _alert_on_review_share(inst: Institution, day: date, counts: dict, by_reason: dict, version: int) -> None:
     """E-mail the institution when an unusual share of the day's answers waits in human review."""
     from gradeflow.airflow import alerts
 
-    alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share)
+    alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share, by_reason, version)
     if alert:
         alerts.send(alert)
 
