@@ -57,7 +57,9 @@ POLICY = (
 SCHEDULES = {"ingest": ("08:00", "17:45"), "prepare": (CUTOFF_AT,), "grade": ("20:00",), "publish": (PUBLISH_AT,)}
 DOCS = {
     "ingest": "Sweeps `incoming/{p}/<day>/` (exams, then submissions in arrival order) into Postgres: every "
-              "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, originals "
+              "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, a receipt per "
+              "submissions file (accepted submission ids, recorded `submitted_at`, sha256) to "
+              "`receipts/{p}/<day>/`, originals "
               "archived under `archive/{p}/`, a file dropped twice loaded once. Contract: docs/file-contract.md.",
     "prepare": "The 18:00 cut-off for the day: a final ingest sweep, submissions numbered first-in-first-out, "
                "objective answers graded by rule, free-text answers merged (identical answers once) into "

@@ -205,10 +205,42 @@ def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storag
                 "rejected": outcome.row_rejects, "duplicate": outcome.duplicate, "waiting": outcome.waiting,
                 "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
             _audit(conn, inst, file_row, file_id, outcome, rejects_key)
+            if file_row["kind"] == "submissions" and outcome.status in ("loaded", "rejected"):
+                _write_receipt(inst, conn, s3, file_id, file_row, outcome, rejects_key)
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+def _write_receipt(inst: Institution, conn: psycopg.Connection, s3, file_id: int, file_row: dict,
+                   outcome: _Outcome, rejects_key: str | None) -> str:
+    """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
+    `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
+
+    It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
+    from this file), the counts, the rejects report's key and the file's sha256.
+    """
+    rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
+    base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
+    receipt = {
+        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
+        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
+        "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
+        "rows_duplicate": outcome.duplicate, "submissions_accepted": len(rows), "rejects_key": rejects_key,
+        "submissions": [{"submission_id": r["submission_id"], "student_id": r["student_id"],
+                         "exam_id": r["exam_id"], "submitted_at": r["submitted_at"].isoformat(),
+                         "answers": r["answers"]} for r in rows],
+    }
+    storage.write_bytes(s3, f"{base}.json", json.dumps(receipt, indent=1).encode(), "application/json")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
+    writer.writerows([spreadsheet_safe(c) for c in (s["submission_id"], s["student_id"], s["exam_id"],
+                                                     s["submitted_at"], s["answers"], file_row["name"],
+                                                     file_row["sha"])] for s in receipt["submissions"])
+    storage.write_bytes(s3, f"{base}.csv", buf.getvalue().encode(), "text/csv")
+    return f"{base}.json"
 
 
 def _settle_resend(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int,
