@@ -125,3 +125,25 @@ def test_a_failed_gate_is_not_retried_but_an_infrastructure_error_is(conn, admin
         tasks.validate_grades("northfield", **context)
     assert alerts.failure_alert({**context, "exception": failed.value, "dag": _dag("northfield__publish"),
                                  "ti": SimpleNamespace(task_id="validate_grades")}, "task").kind == "gate_failed"
+
+
+def test_rejected_files_mail_the_institution_their_reports_once_per_sweep(conn, s3, mailbox):
+    from .helpers import csv_bytes, exam_bytes, keys, put
+
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    for name, student in (("a.csv", "st1"), ("b.csv", "st2")):
+        rows = answers_for(f"s-{student}", student)
+        rows[0] = {**rows[0], "question_id": "no-such-question"}
+        put(s3, f"incoming/northfield/{DAY}/submissions/{name}", csv_bytes(rows))
+    put(s3, f"incoming/northfield/{DAY}/submissions/c.csv", csv_bytes(answers_for("s-ok", "st3")))
+    tasks.ingest_files("northfield", dag_run=_run("scheduled__ingest"))
+    (mail,) = mailbox()  # one mail for the sweep, not one per file
+    assert mail["To"] == NORTH and mail["X-GradeFlow-Alert"] == "file_rejected"
+    assert mail["Subject"] == f"[GradeFlow] northfield {DAY}: 2 file(s) with rejected rows or refused whole"
+    reports = keys(s3, f"rejects/northfield/{DAY}/")
+    assert len(reports) == 2 and all(f"s3://gradeflow/{key}" in _text(mail) for key in reports)
+    assert "ingest run scheduled__ingest" in _text(mail)
+    # A sweep with nothing refused mails nobody.
+    put(s3, f"incoming/northfield/{DAY}/submissions/d.csv", csv_bytes(answers_for("s-ok2", "st4")))
+    tasks.ingest_files("northfield", dag_run=_run("scheduled__ingest2"))
+    assert len(mailbox(1)) == 1  # still only the first sweep's mail

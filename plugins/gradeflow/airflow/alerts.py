@@ -11,6 +11,8 @@ institution's `alert_emails`):
   deadline alert on the publish DAG, run by the triggerer), never for a day without answers: the institution;
 - more than `review_alert_share` of a day's answers waiting in human review (`review_share_alert`), naming the
   reasons that fired, once per released version: the institution.
+- files with refused rows, or refused whole (`rejects_alert`): one mail per ingest sweep linking each rejects
+  report: the institution.
 
 Every alert names the institution, the exam day, the run id and the cause (for a failure: the exception, its
 type and the file and line that raised it).
@@ -40,7 +42,7 @@ class Alert:
     """One message: whose, what kind, a subject that names the cause, and a plain-text body."""
 
     institution_id: str | None
-    kind: str  # task_failed | run_failed | gate_failed | deadline_missed | review_share
+    kind: str  # task_failed | run_failed | gate_failed | deadline_missed | review_share | file_rejected
     subject: str
     body: str
 
@@ -334,6 +336,24 @@ def review_share_alert(institution_id: str, day: date | str, counts: dict, thres
             "attempts_exhausted at the Batch API. Have reviewers grade the packet under reviews/; their file "
             "releases a new version.")
     return Alert(institution_id, "review_share", subject, body)
+
+
+# ---- rejected files ---------------------------------------------------------------------------------------
+
+def rejects_alert(institution_id: str, reports: list[str], rows_rejected: int, run_id: str) -> Alert:
+    """One mail per ingest sweep: the rejects reports it wrote, as links, for the institution to fix and re-send."""
+    from gradeflow.core.config import bucket
+
+    days = sorted({key.split("/")[2] for key in reports if key.count("/") >= 3})
+    subject = (f"[GradeFlow] {institution_id} {', '.join(days)}: {len(reports)} file(s) with rejected rows or "
+               "refused whole")
+    links = "\n".join(f"- s3://{bucket()}/{key}" for key in reports)
+    body = (f"Institution {institution_id}, exam day(s) {', '.join(days)}, ingest run {run_id}: {len(reports)} "
+            f"file(s) had rows refused ({rows_rejected:,} row(s); a file refused whole counts one line). Each "
+            f"report names the file, row, field, value and reason:\n{links}\n\nGood rows of the same files were "
+            "loaded. What to do: correct the refused rows and drop the corrected file under incoming/ again "
+            "(rows already loaded are not loaded twice; docs/file-contract.md).")
+    return Alert(institution_id, "file_rejected", subject, body)
 
 
 # ---- release deadline (Airflow deadline alert, run by the triggerer) --------------------------------------

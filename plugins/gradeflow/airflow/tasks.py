@@ -87,6 +87,12 @@ def ingest_files(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     with open_db(inst.id) as conn:
         report = ingest_institution(inst, conn, storage.client())
+    if report.rejects_reports:  # one mail per sweep, however many files had rejects
+        from gradeflow.airflow import alerts
+
+        run = context.get("dag_run")
+        alerts.send(alerts.rejects_alert(inst.id, report.rejects_reports, report.rows_rejected,
+                                         getattr(run, "run_id", "?")))
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} file(s) could not be ingested and stay in incoming/ for the "
                            f"next sweep (see the log above): {report.failed}")

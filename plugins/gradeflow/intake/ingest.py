@@ -71,6 +71,7 @@ class IngestReport:
     rows_rejected: int = 0
     rows_duplicate: int = 0
     failed: list[str] = field(default_factory=list)
+    rejects_reports: list[str] = field(default_factory=list)  # this sweep's new rejects reports (S3 keys)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +87,7 @@ class _Outcome:
     waiting: int = 0  # rows refused for a reason that can change (read again when the file is re-sent)
     duplicate_of: int | None = None
     note: str | None = None
+    rejects_key: str | None = None  # the rejects report written for this drop, if any
 
     @property
     def row_rejects(self) -> int:
@@ -173,6 +175,8 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
     report.rows_loaded += outcome.loaded
     report.rows_rejected += outcome.row_rejects
     report.rows_duplicate += outcome.duplicate
+    if outcome.rejects_key:
+        report.rejects_reports.append(outcome.rejects_key)
 
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
@@ -199,7 +203,8 @@ def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storag
         else:
             file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
             _settle_resend(conn, inst, file_row, file_id, outcome)
-            rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name, outcome)
+            rejects_key = outcome.rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name,
+                                                                outcome)
             db.execute(conn, "ingest/update_file_counts", {
                 "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
                 "rejected": outcome.row_rejects, "duplicate": outcome.duplicate, "waiting": outcome.waiting,
