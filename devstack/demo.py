@@ -95,8 +95,11 @@ def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[P
 
 
 def prepare_environment(info: stack.StackInfo) -> None:
-    """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool."""
-    os.environ.update(stack.env(info))
+    """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool.
+
+    The demo's Airflow metadata is its own (stack.AIRFLOW_DEMO_DB, home `airflow-demo/`): `make airflow`
+    afterwards starts without the demo's past runs and Asset events (no past slot, no publish run at start)."""
+    os.environ.update(stack.env(info, demo=True))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
     os.environ.setdefault("GRADEFLOW_RETRY_BACKOFF_SECONDS", "1")  # the demo's night is minutes long
     airflow = [sys.executable, "-m", "airflow"]

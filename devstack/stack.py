@@ -40,6 +40,9 @@ WORKER_ROLE = "gradeflow_worker"  # the night's least-privilege login
 AIRFLOW_ROLE = "airflow"  # owns Airflow's metadata database
 GRADEFLOW_DB = "gradeflow"
 AIRFLOW_DB = "airflow"
+# `make demo` keeps its own Airflow metadata (database and home): its dag.test() runs of a past day and its
+# reviews Asset events must not reach `make airflow`'s scheduler (past slots and publish runs at start).
+AIRFLOW_DEMO_DB = "airflow_demo"
 BUCKET = "gradeflow"
 EMULATOR_KEY = "sk-emulator-not-a-secret"
 
@@ -152,7 +155,8 @@ def _bootstrap_roles(info: StackInfo) -> None:
                 conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("ALTER ROLE {} " + attributes + " PASSWORD {}").format(
                 sql.Identifier(role), sql.Literal(pw[role])))
-        for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE)):
+        for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE),
+                                (AIRFLOW_DEMO_DB, AIRFLOW_ROLE)):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
                                                                           sql.Identifier(owner)))
@@ -314,12 +318,15 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
                 os.kill(pid, 15)
 
 
-def env(info: StackInfo) -> dict[str, str]:
-    """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders."""
+def env(info: StackInfo, demo: bool = False) -> dict[str, str]:
+    """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders.
+
+    `demo`: the demo's own Airflow metadata database and home (AIRFLOW_DEMO_DB), apart from `make airflow`'s."""
     s3 = s3_client_kwargs(info)
-    airflow_home = Path(info.state_dir) / "airflow"
+    airflow_home = Path(info.state_dir) / ("airflow-demo" if demo else "airflow")
     pw = _secrets(Path(info.state_dir))
-    airflow_login = _airflow_db_owner(info)
+    airflow_login = AIRFLOW_ROLE if demo else _airflow_db_owner(info)
+    airflow_db = AIRFLOW_DEMO_DB if demo else AIRFLOW_DB
     return {
         "AIRFLOW_CONN_GRADEFLOW_DB": json.dumps({
             "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
@@ -340,7 +347,7 @@ def env(info: StackInfo) -> dict[str, str]:
         "GRADEFLOW_BUCKET": BUCKET,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{quote(airflow_login)}:"
-            f"{quote(pw[airflow_login], safe='')}@127.0.0.1:{info.pg_port}/{quote(AIRFLOW_DB)}",
+            f"{quote(pw[airflow_login], safe='')}@127.0.0.1:{info.pg_port}/{quote(airflow_db)}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
