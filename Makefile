@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint airflow stack-up stack-down lock bench clean evaluate
+.PHONY: venv demo test lint airflow stack-up stack-down migrate lock bench clean evaluate
 
 venv: $(STAMP)
 
@@ -43,6 +43,9 @@ airflow: venv
 
 stack-up: venv
 	$(PY) -m devstack.stack up
+
+migrate: venv
+	$(PY) -m devstack.stack migrate
 
 stack-down: venv
 	$(PY) -m devstack.stack down

@@ -16,7 +16,7 @@ from datetime import timedelta
 from functools import cache
 
 import pendulum
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, TriggerRule
+from airflow.sdk import DAG, AssetOrTimeSchedule, TriggerRule
 
 from gradeflow.airflow import tasks
 from gradeflow.airflow.policy import (
@@ -29,14 +29,18 @@ from gradeflow.airflow.policy import (
     tags,
 )
 from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
+from gradeflow.airflow.timetables import LocalCronTimetable
 from gradeflow.airflow.waiting import GradeNightOperator
-from gradeflow.core.config import BATCH_API_POOL, SCHEDULES, Institution, load_institutions
+from gradeflow.core.config import BATCH_API_POOL, CUTOFF_AT, SCHEDULES, Institution, load_institutions
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
 BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
 RERUN = (
     "\n\n**Rerun**: clearing any task or the whole run is safe (every step is idempotent). To work on "
-    "another day, trigger with the `exam_day` param (`YYYY-MM-DD`, or leave it empty for the scheduled day); "
+    "another day, trigger with the `exam_day` param (`YYYY-MM-DD`). Left empty, every stage takes the same day: "
+    f"the last exam day whose {CUTOFF_AT} local cut-off has passed (today from 18:00, yesterday before), which is "
+    "the day the scheduled run works on, so an empty-form ingest, prepare, grade, publish chain releases "
+    "the day it graded; "
     "to regrade, use `gradeflow__admin_rerun`."
 )
 INGEST_RERUN = (
@@ -45,12 +49,16 @@ INGEST_RERUN = (
     "for an earlier day is loaded too. To work on one day, trigger `prepare` with its `exam_day`."
 )
 POLICY = (
-    "\n\n**Pause and alerts**: created unpaused (catchup off: only the next scheduled run happens). "
+    "\n\n**Pause and alerts**: created unpaused; the first run is the next scheduled slot, never a past one "
+    "(also when Airflow starts on a fresh database). Catchup is off: after a scheduler outage the latest "
+    "missed slot runs once when the scheduler returns. "
     "Failed tasks and runs e-mail the institution's `alert_emails`."
 )
 DOCS = {
     "ingest": "Sweeps `incoming/{p}/<day>/` (exams, then submissions in arrival order) into Postgres: every "
-              "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, originals "
+              "row validated, bad rows to `rejects/{p}/<day>/*.rejects.csv` and `rejected_rows`, a receipt per "
+              "submissions file (accepted submission ids, recorded `submitted_at`, sha256) to "
+              "`receipts/{p}/<day>/`, originals "
               "archived under `archive/{p}/`, a file dropped twice loaded once. Contract: docs/file-contract.md.",
     "prepare": "The 18:00 cut-off for the day: a final ingest sweep, submissions numbered first-in-first-out, "
                "objective answers graded by rule, free-text answers merged (identical answers once) into "
@@ -83,6 +91,8 @@ DOCS = {
                "transaction, a new version only if grades changed) and exported to "
                "`releases/{p}/<day>/results-v<N>.parquet` (one row per answer) and `submissions-v<N>.parquet` "
                "(one row per submission), with the model/human agreement in `reports/{p}/<day>/agreement-v<N>.json`; "
+               "if grading changed the day between the gate and the release, `publish_release` runs the gate "
+               "again at once (never a retry into the same refusal); "
                "the release is visible only once its files are written (a cut-off export is finished by the next "
                "run). A failed gate releases nothing, fails here and "
                "e-mails which answers are unaccounted and why. A day with no answers is skipped "
@@ -105,9 +115,11 @@ REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer
 
 
 @cache
-def _timetable(cron: str, timezone: str) -> CronTriggerTimetable:
-    """One timetable per (cron, zone), shared by the DAGs that use it: they are immutable, parsing cron is not free."""
-    return CronTriggerTimetable(cron, timezone=timezone)
+def _timetable(cron: str, timezone: str, label: str) -> LocalCronTimetable:
+    """One timetable per (cron, zone), shared by the DAGs that use it: they are immutable, parsing cron is not free.
+
+    Its first run is the next slot from now, never a past one (gradeflow.airflow.timetables)."""
+    return LocalCronTimetable(cron, timezone=timezone, label=label)
 
 
 @cache
@@ -116,7 +128,7 @@ def _start_date(timezone: str):
 
 
 def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
-    when = local_schedule(inst.timezone, *SCHEDULES[stage].times)
+    when = label = local_schedule(inst.timezone, *SCHEDULES[stage].times)
     if stage == "ingest":
         when = f"every 15 min {when}"
     elif stage == "publish":
@@ -125,7 +137,7 @@ def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None 
                               share=inst.review_alert_share)
     doc = (f"# {inst.name}: {stage}\n\n{text}\n\n**Schedule**: {when} (the UI shows UTC)."
            + (INGEST_RERUN if stage == "ingest" else RERUN) + POLICY)
-    cron_schedule = _timetable(SCHEDULES[stage].cron, inst.timezone)
+    cron_schedule = _timetable(SCHEDULES[stage].cron, inst.timezone, label)
     return DAG(
         dag_id=f"{inst.id}__{stage}",
         description=f"{stage} for {inst.name}: {when}",
@@ -184,7 +196,9 @@ def grade_dag(inst: Institution) -> DAG:
 def publish_dag(inst: Institution) -> DAG:
     with _dag(inst, "publish", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
               deadline=release_deadline(inst)) as dag:
-        gate = task(task_id="validate_grades", retries=0)(tasks.validate_grades)(institution_id=inst.id)
+        # Retries (the DAG's default) are for infrastructure errors (the database or S3 not up yet): a failed
+        # gate raises GateFailed, which Airflow does not retry.
+        gate = task(task_id="validate_grades")(tasks.validate_grades)(institution_id=inst.id)
         released = task(task_id="publish_release")(tasks.publish_release)(institution_id=inst.id, gate=gate)
         # A teardown: runs whether or not the day was released, and its failure never fails the run.
         report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(

@@ -4,7 +4,7 @@ Open http://localhost:8080; the admin password is printed by Airflow and kept in
 `.devstack/airflow/simple_auth_manager_passwords.json.generated`. The sample institutions' DAGs
 are created unpaused (see README, "Pause policy"), so they run on their schedules.
 
-Ctrl-C (or SIGTERM) stops everything this command started: Airflow runs in its own process group,
+Ctrl-C (or SIGTERM) stops everything this command started, and exits 0: Airflow runs in its own process group,
 which is sent SIGTERM (then SIGKILL after a grace period), and the embedded stack (PostgreSQL, S3,
 Batch API emulator, mail sink) is stopped too unless it was already running before.
 
@@ -38,9 +38,13 @@ def run_group(cmd: list[str], grace: float = GRACE_SECONDS) -> int:
     try:
         while proc.poll() is None and stopping["signal"] is None:
             time.sleep(0.2)
-        if stopping["signal"] is not None:
-            print(f"\nStopping Airflow (process group {proc.pid}) ...", flush=True)
-        return _stop_group(proc, grace)
+        if stopping["signal"] is None:
+            return _stop_group(proc, grace)  # Airflow ended by itself: its own exit status
+        print(f"\nStopping Airflow (process group {proc.pid}) ...", flush=True)
+        status = _stop_group(proc, grace)
+        # A stop the user asked for is a normal end (make showed `Error 241`, standalone's status on SIGTERM).
+        print(f"Airflow stopped (its exit status {status}).", flush=True)
+        return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

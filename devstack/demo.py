@@ -8,7 +8,8 @@ run (state and seconds) and a summary per institution; everything Airflow and th
 to `demo-output/demo.log`. It leaves `demo-output/summary.json`, a copy of every exported release
 under `demo-output/releases/<institution>/<exam day>/`, the daily HTML reports under
 `demo-output/reports/` and every alert e-mail the local mail sink received under `demo-output/mail/`
-(the demo lowers one institution's `review_alert_share` so that one alert is sent).
+(the sample day's rejected files alert each institution, once per sweep; the demo lowers one institution's
+`review_alert_share` so that its review-share alert is sent too, once per released version).
 
     python -m devstack.demo [--day 2026-11-23] [--submissions 300] [--institutions a,b] [--keep]
                             [--state-dir .devstack] [--output demo-output]
@@ -78,7 +79,7 @@ CONSOLE = Console()
 
 def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[Path, str]:
     """A copy of include/institutions.yaml with one institution's review_alert_share lowered (so the demo
-    shows one alert reaching the mail sink); GRADEFLOW_INSTITUTIONS points at it for the demo only."""
+    shows a review-share alert reaching the mail sink); GRADEFLOW_INSTITUTIONS points at it for the demo only."""
     import yaml
 
     source = stack.PROJECT_ROOT / "include" / "institutions.yaml"
@@ -94,8 +95,11 @@ def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[P
 
 
 def prepare_environment(info: stack.StackInfo) -> None:
-    """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool."""
-    os.environ.update(stack.env(info))
+    """Export the stack's connections and Airflow settings; migrate Airflow's metadata DB and pool.
+
+    The demo's Airflow metadata is its own (stack.AIRFLOW_DEMO_DB, home `airflow-demo/`): `make airflow`
+    afterwards starts without the demo's past runs and Asset events (no past slot, no publish run at start)."""
+    os.environ.update(stack.env(info, demo=True))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
     os.environ.setdefault("GRADEFLOW_RETRY_BACKOFF_SECONDS", "1")  # the demo's night is minutes long
     airflow = [sys.executable, "-m", "airflow"]
@@ -311,12 +315,13 @@ def _print_alerts(mails: list[Path]) -> None:
 
 def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float, output: Path) -> None:
     print("\nGradeFlow demo: one exam day through Airflow on the embedded stack\n")
-    print(f"{'institution':<12} {'day':<10} {'subm':>5} {'answers':>7} {'rule':>5} {'llm':>5} {'review':>6} "
-          f"{'waiting':>7} {'rejected':>8} {'released':>8}")
+    # answers = rule + llm + human + review + waiting (the columns add up).
+    print(f"{'institution':<12} {'day':<10} {'subm':>5} {'answers':>7} {'rule':>5} {'llm':>5} {'human':>5} "
+          f"{'review':>6} {'waiting':>7} {'rejected':>8} {'released':>8}")
     for inst, days in summary.items():
         for day, c in days.items():
             print(f"{inst:<12} {day:<10} {c['submissions']:>5} {c['answers']:>7} {c['graded_rule']:>5} "
-                  f"{c['graded_llm']:>5} {c['in_review']:>6} "
+                  f"{c['graded_llm']:>5} {c['graded_human']:>5} {c['in_review']:>6} "
                   f"{c['deferred'] + c['pending_model'] + c['received']:>7} {c['rejected_rows']:>8} "
                   f"{'v' + str(c['release_version']) if c['released'] else 'no':>8}")
     print(f"\n{'token ledger':<12} {'est in':>9} {'actual in':>9} {'est out':>8} {'actual out':>10} "
@@ -389,8 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", type=json.loads, default=DEMO_FAULTS,
                         help="Batch API emulator fault knobs as JSON ('{}' for none)")
     parser.add_argument("--alert-institution", default="",
-                        help="institution whose review_alert_share the demo lowers so one alert is e-mailed "
-                             "(default: the last one run)")
+                        help="institution whose review_alert_share the demo lowers so its review-share alert is "
+                             "e-mailed (default: the last one run)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.drop_only:
@@ -419,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
 
             insts = [get_institution(x) for x in wanted] if wanted else list(load_institutions())
             CONSOLE.say(f"Dropping a sample day for {', '.join(i.id for i in insts)} into S3 "
-                        f"({alert_inst}'s review_alert_share lowered to {ALERT_SHARE} so one alert is sent) ...")
+                        f"({alert_inst}'s review_alert_share lowered to {ALERT_SHARE} so its review-share alert "
+                        "is sent) ...")
             drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day", insts)
             CONSOLE.say("Running each DAG at its local scheduled time (dag.test):")
             states = run_day(args.day, insts)

@@ -40,6 +40,9 @@ WORKER_ROLE = "gradeflow_worker"  # the night's group role (grants); each instit
 AIRFLOW_ROLE = "airflow"  # owns Airflow's metadata database
 GRADEFLOW_DB = "gradeflow"
 AIRFLOW_DB = "airflow"
+# `make demo` keeps its own Airflow metadata (database and home): its dag.test() runs of a past day and its
+# reviews Asset events must not reach `make airflow`'s scheduler (past slots and publish runs at start).
+AIRFLOW_DEMO_DB = "airflow_demo"
 BUCKET = "gradeflow"
 EMULATOR_KEY = "sk-emulator-not-a-secret"
 
@@ -170,7 +173,8 @@ def _bootstrap_roles(info: StackInfo) -> None:
                      .format(sql.Identifier(WORKER_ROLE)))
         conn.execute(sql.SQL("GRANT {} TO {} WITH ADMIN OPTION").format(sql.Identifier(WORKER_ROLE),
                                                                        sql.Identifier(OWNER_ROLE)))
-        for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE)):
+        for database, owner in ((GRADEFLOW_DB, OWNER_ROLE), (AIRFLOW_DB, AIRFLOW_ROLE),
+                                (AIRFLOW_DEMO_DB, AIRFLOW_ROLE)):
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                 conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database),
                                                                           sql.Identifier(owner)))
@@ -334,12 +338,15 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> None:
                 os.kill(pid, 15)
 
 
-def env(info: StackInfo) -> dict[str, str]:
-    """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders."""
+def env(info: StackInfo, demo: bool = False) -> dict[str, str]:
+    """Environment for GradeFlow and Airflow on this stack: connections, metadata DB, folders.
+
+    `demo`: the demo's own Airflow metadata database and home (AIRFLOW_DEMO_DB), apart from `make airflow`'s."""
     s3 = s3_client_kwargs(info)
-    airflow_home = Path(info.state_dir) / "airflow"
+    airflow_home = Path(info.state_dir) / ("airflow-demo" if demo else "airflow")
     pw = _secrets(Path(info.state_dir))
-    airflow_login = _airflow_db_owner(info)
+    airflow_login = AIRFLOW_ROLE if demo else _airflow_db_owner(info)
+    airflow_db = AIRFLOW_DEMO_DB if demo else AIRFLOW_DB
     tenants = {  # one connection per institution, logging in as its own role (docs/security.md)
         f"AIRFLOW_CONN_GRADEFLOW_DB_{login.removeprefix(WORKER_ROLE + '_').upper()}": json.dumps({
             "conn_type": "postgres", "host": "127.0.0.1", "port": info.pg_port,
@@ -362,7 +369,7 @@ def env(info: StackInfo) -> dict[str, str]:
         "GRADEFLOW_BUCKET": BUCKET,
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"postgresql+psycopg://{quote(airflow_login)}:"
-            f"{quote(pw[airflow_login], safe='')}@127.0.0.1:{info.pg_port}/{quote(AIRFLOW_DB)}",
+            f"{quote(pw[airflow_login], safe='')}@127.0.0.1:{info.pg_port}/{quote(airflow_db)}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -393,9 +400,9 @@ def _airflow_db_owner(info: StackInfo) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: up | down | env | status."""
+    """CLI: up | down | env | status | migrate (the owner's migrate step on the running stack)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "env", "status"])
+    parser.add_argument("command", choices=["up", "down", "env", "status", "migrate"])
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     args = parser.parse_args(argv)
     if args.command == "down":
@@ -406,6 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     if info is None:
         print("embedded stack is not running")
         return 1
+    if args.command == "migrate":
+        applied = migrate(info)
+        from gradeflow.core.config import INSTITUTIONS_FILE
+
+        print(f"migrated: {len(applied)} migration(s) applied now; institutions registered from {INSTITUTIONS_FILE}")
+        return 0
     if args.command == "env":
         for key, value in env(info).items():
             print(f"export {key}={shlex.quote(value)}")

@@ -13,6 +13,10 @@ import pytest
 
 from devstack import stack
 
+# Airflow reads its plugins folder once, at import: the project's, so DAGs with GradeFlow's registered timetable
+# serialize in tests as they do under the scheduler (plugins/gradeflow_plugin.py).
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(Path(__file__).resolve().parents[1] / "plugins"))
+
 
 @pytest.fixture(scope="session")
 def embedded_stack():

@@ -110,13 +110,43 @@ def test_exam_day_comes_from_logical_date_in_local_time():
     ny = get_institution("northfield")
     # 06:00 New York on 24 Nov is 11:00 UTC: publish works on the 23rd.
     run = SimpleNamespace(logical_date=datetime(2026, 11, 24, 11, tzinfo=ZoneInfo("UTC")), run_after=None)
-    assert str(exam_day_for({"dag_run": run, "params": {}}, ny, days_back=1)) == "2026-11-23"
+    assert str(exam_day_for({"dag_run": run, "params": {}}, ny)) == "2026-11-23"
     # 18:00 New York on 23 Nov is 23:00 UTC on the 23rd; 20:00 is 01:00 UTC on the 24th.
     run = SimpleNamespace(logical_date=datetime(2026, 11, 24, 1, tzinfo=ZoneInfo("UTC")), run_after=None)
     assert str(exam_day_for({"dag_run": run, "params": {}}, ny)) == "2026-11-23"
     manual = SimpleNamespace(logical_date=None, run_after=datetime(2026, 11, 25, 3, tzinfo=ZoneInfo("UTC")))
     assert str(exam_day_for({"dag_run": manual, "params": {"exam_day": "2026-11-20"}}, ny)) == "2026-11-20"
     assert str(exam_day_for({"dag_run": manual, "params": {"exam_day": ""}}, ny)) == "2026-11-24"
+
+
+@pytest.mark.parametrize(("local", "day"), [
+    ("2026-11-23 18:00", "2026-11-23"),  # the scheduled prepare
+    ("2026-11-23 20:00", "2026-11-23"),  # the scheduled grade
+    ("2026-11-24 06:00", "2026-11-23"),  # the scheduled publish, the morning after
+    ("2026-11-23 23:30", "2026-11-23"),  # a same-evening manual chain
+    ("2026-11-24 00:30", "2026-11-23"),  # ... that went on past local midnight
+    ("2026-11-24 17:59", "2026-11-23"),  # before the cut-off: the day before
+])
+def test_one_rule_for_an_empty_exam_day_in_every_stage(dagbag, local, day):
+    """prepare, grade and publish triggered with an empty form at the same moment work on the same day: the
+    last day whose 18:00 local cut-off has passed (before, prepare and grade took today, publish yesterday)."""
+    from types import SimpleNamespace
+
+    from gradeflow.airflow.tasks import exam_day_for
+    from gradeflow.core.config import get_institution
+
+    for inst_id in ("lakeshore", "rheinwald", "northfield"):
+        inst = get_institution(inst_id)
+        when = datetime.strptime(local, "%Y-%m-%d %H:%M").replace(tzinfo=ZoneInfo(inst.timezone))
+        manual = SimpleNamespace(logical_date=None, run_after=when.astimezone(ZoneInfo("UTC")))
+        for stage in ("prepare", "grade", "publish"):
+            assert "exam_day" in dagbag.dags[f"{inst_id}__{stage}"].params
+            assert str(exam_day_for({"dag_run": manual, "params": {"exam_day": None}}, inst)) == day, (inst_id, stage)
+    # The rule is stated where the operator sees it: the form's description and each DAG's docs.
+    for stage in ("prepare", "grade", "publish"):
+        dag = dagbag.dags[f"lakeshore__{stage}"]
+        assert "18:00 cut-off has passed" in dag.params.get_param("exam_day").description
+        assert "18:00 local cut-off has passed" in dag.doc_md
 
 
 def test_admin_form_is_typed_and_safe(dagbag):

@@ -44,6 +44,6 @@ def test_an_asset_triggered_run_works_on_the_reviewed_day():
     event = SimpleNamespace(extra={"exam_days": ["2026-11-20"]})
     run = SimpleNamespace(logical_date=None, run_after=None)
     context = {"dag_run": run, "triggering_asset_events": {tasks.reviews_asset(inst.id): [event]}}
-    assert tasks.exam_day_for(context, inst, days_back=1) == date(2026, 11, 20)
+    assert tasks.exam_day_for(context, inst) == date(2026, 11, 20)
     context["params"] = {"exam_day": "2026-11-21"}  # a manual exam_day still wins
-    assert tasks.exam_day_for(context, inst, days_back=1) == date(2026, 11, 21)
+    assert tasks.exam_day_for(context, inst) == date(2026, 11, 21)

@@ -2,8 +2,9 @@
 
 Pause policy: every GradeFlow DAG is created **unpaused** (`is_paused_upon_creation=False`), whatever
 `dags_are_paused_at_creation` says: a new institution is live as soon as it is listed, which is safe
-because catchup is off (only the next scheduled run happens) and a day without answers is never
-published. Pause a DAG in the UI to stop it; the admin rerun refuses to trigger a paused stage DAG.
+because its first run is the next scheduled slot, never a past one (gradeflow.airflow.timetables), catchup
+is off, and a day without answers is never published. Pause a DAG in the UI to stop it; the admin rerun
+refuses to trigger a paused stage DAG.
 """
 
 from __future__ import annotations
@@ -81,9 +82,16 @@ def python_task(task_id: str, **operator_kwargs: Any) -> Any:
     return bind
 
 
-def exam_day_param(description: str = "Leave empty for the scheduled day. Format YYYY-MM-DD (the institution's "
-                                       "local exam day), e.g. 2026-11-23, to (re)run another day.") -> Any:
-    """The optional `exam_day` trigger field: nullable, so the form can be left empty."""
+def exam_day_param(description: str | None = None) -> Any:
+    """The optional `exam_day` trigger field: nullable, so the form can be left empty (gradeflow.airflow.tasks.
+    exam_day_for: one rule for prepare, grade and publish)."""
+    from gradeflow.core.config import CUTOFF_AT
+
+    description = description or (
+        f"Leave empty for the last exam day whose {CUTOFF_AT} cut-off has passed in the institution's time zone "
+        f"(today from {CUTOFF_AT}, yesterday before): the same day for prepare, grade and publish, the day the "
+        "scheduled runs work on. Format YYYY-MM-DD (the institution's local exam day), e.g. 2026-11-23, to "
+        "(re)run another day.")
     from airflow.sdk import Param
 
     # Draft-07 is declared because checking a schema against it costs a third of the default draft's

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
-from gradeflow.core.config import Institution, get_institution
+from gradeflow.core.config import Institution, get_institution, last_cut_day
 
 log = logging.getLogger(__name__)
 
 
-def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0) -> date:
+def exam_day_for(context: dict[str, Any], inst: Institution) -> date:
     """The exam day a run works on: its `exam_day` param, else the day named by the reviews Asset event
-    that triggered it, else its logical date (local) minus days_back."""
+    that triggered it, else `last_cut_day` of the run's time (logical date, or when it was triggered).
+
+    One rule for prepare (18:00), grade (20:00) and publish (06:00 the morning after), scheduled or triggered
+    with an empty form: a same-evening manual chain, or one after local midnight, works on one day."""
     override = (context.get("params") or {}).get("exam_day")
     if override:
         try:
@@ -31,7 +35,7 @@ def exam_day_for(context: dict[str, Any], inst: Institution, days_back: int = 0)
         return max(reviewed)
     dag_run = context["dag_run"]
     when = getattr(dag_run, "logical_date", None) or dag_run.run_after
-    return when.astimezone(inst.tz).date() - timedelta(days=days_back)
+    return last_cut_day(when, inst.timezone)
 
 
 def reviews_asset(institution_id: str):
@@ -52,7 +56,7 @@ def _reviewed_days(context: dict[str, Any]) -> list[date]:
     return days
 
 
-_SCHEMA_CHECKED: set[str] = set()
+_SCHEMA_CHECKED: set[tuple[str, str]] = set()
 
 
 def open_db(institution_id: str):
@@ -60,16 +64,28 @@ def open_db(institution_id: str):
 
     Tasks never migrate (they work as the least-privilege role): the owner's migrate step does.
     """
+    from airflow.exceptions import AirflowNotFoundException
+
     from gradeflow.core import db  # here, not at the top: psycopg is not needed to parse 1,200 DAGs
 
-    conn = db.connect(institution=institution_id)
-    if conn.info.dsn not in _SCHEMA_CHECKED:
+    try:
+        conn = db.connect(institution=institution_id)
+    except AirflowNotFoundException as exc:  # an institution added to the file, not set up yet
+        raise db.InstitutionNotRegistered(
+            f"institution {institution_id!r} is in include/institutions.yaml but its database connection "
+            f"{db.tenant_conn_id(institution_id)!r} is not defined. Add it (login {db.tenant_login(institution_id)!r}, "
+            "a new random password), then run the migrate step once as the owner role: `python -m "
+            "gradeflow.core.db migrate` (the embedded stack: `make migrate`, then restart `make airflow`), and clear "
+            "this task. See docs/add-an-institution.md, step 2.") from exc
+    checked = (conn.info.dsn, institution_id)
+    if checked not in _SCHEMA_CHECKED:
         try:
             db.require_schema(conn)
-        except db.SchemaNotMigrated:
+            db.require_institution(conn, institution_id)  # an institution added without the migrate step
+        except (db.SchemaNotMigrated, db.InstitutionNotRegistered):
             conn.close()
             raise
-        _SCHEMA_CHECKED.add(conn.info.dsn)
+        _SCHEMA_CHECKED.add(checked)
     return conn
 
 
@@ -81,6 +97,12 @@ def ingest_files(institution_id: str, **context: Any) -> dict:
     inst = get_institution(institution_id)
     with open_db(inst.id) as conn:
         report = ingest_institution(inst, conn, storage.client(inst.id))
+    if report.rejects_reports:  # one mail per sweep, however many files had rejects
+        from gradeflow.airflow import alerts
+
+        run = context.get("dag_run")
+        alerts.send(alerts.rejects_alert(inst.id, report.rejects_reports, report.rows_rejected,
+                                         getattr(run, "run_id", "?")))
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} file(s) could not be ingested and stay in incoming/ for the "
                            f"next sweep (see the log above): {report.failed}")
@@ -124,14 +146,12 @@ def build_batches(institution_id: str, **context: Any) -> dict:
 # is one deferrable operator: gradeflow.airflow.waiting.GradeNightOperator, stepping gradeflow.grading.night.advance.
 
 
-def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> dict:
+def validate_grades(institution_id: str, **context: Any) -> dict:
     """Run the release gate for the exam day; fail the task (nothing released) if it does not pass."""
-    from gradeflow.airflow import alerts
-    from gradeflow.core import db
     from gradeflow.release import publish
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, days_back)
+    day = exam_day_for(context, inst)
     with open_db(inst.id) as conn:
         if not publish.has_answers(conn, inst, day):
             from airflow.sdk.exceptions import AirflowSkipException
@@ -140,12 +160,63 @@ def validate_grades(institution_id: str, days_back: int = 1, **context: Any) -> 
             log.info("no answers for %s %s: nothing to release (%d submissions, %d rejected rows)", inst.id, day,
                      counts["submissions"], counts["rejected_rows"])
             raise AirflowSkipException(f"no answers for {inst.id} {day}: nothing to release")
-        gate = publish.validate(conn, inst, day)
-        if not gate.success:
-            diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
-            _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
-            raise publish.ReleaseBlocked(message)
+        gate = _gate(conn, inst, day)
     return {"exam_day": str(day), "validation_id": gate.validation_id, "fingerprint": gate.fingerprint}
+
+
+@cache
+def gate_failed() -> type:
+    """`GateFailed`: a ReleaseBlocked that Airflow does not retry (AirflowFailException): a failed gate is not
+    an infrastructure error, so the gate tasks keep their retries for those (a database or S3 not up yet)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gradeflow.release.publish import ReleaseBlocked
+
+    class GateFailed(ReleaseBlocked, AirflowFailException):
+        """The release gate failed: nothing released; fix the cause, then clear the task."""
+
+    return GateFailed
+
+
+def _gate(conn: Any, inst: Institution, day: date) -> Any:
+    """The release gate for one day; raises ReleaseBlocked with what is unaccounted, why and what to do."""
+    from gradeflow.airflow import alerts
+    from gradeflow.core import db
+    from gradeflow.release import publish
+
+    gate = publish.validate(conn, inst, day)
+    if not gate.success:
+        diagnosis = db.fetch_all(conn, "publish/unaccounted", {"inst": inst.id, "day": day})[0]
+        _, message = alerts.gate_failure_message(inst.id, day, gate.failures, gate.counts, diagnosis)
+        raise gate_failed()(message)
+    return gate
+
+
+GATE_RERUNS = 5  # a day still changing after this many gates (grading collecting results) is left to the next run
+
+
+def release_validated(conn: Any, inst: Institution, day: date, validation_id: int, actor: str) -> dict:
+    """Release the validated state; when it changed since the gate (grading still collecting), rerun the gate.
+
+    A retry of the task would meet the same changed state again (the gate is another task): here the gate is
+    run again at once, up to GATE_RERUNS times. A gate that now fails, or a state that keeps changing, fails
+    the task for good (no retries: clear the run once grading is done, or let the next publish run release it).
+    """
+    from gradeflow.release import publish
+
+    for attempt in range(1, GATE_RERUNS + 1):
+        try:
+            return publish.release(conn, inst, day, validation_id, actor=actor)
+        except publish.StateChanged as changed:
+            log.info("%s (grading still running?): gate %d of %d rerun now", changed, attempt, GATE_RERUNS)
+            try:
+                validation_id = _gate(conn, inst, day).validation_id
+            except publish.ReleaseBlocked as blocked:
+                raise gate_failed()(f"the state of {inst.id} {day} changed after the gate, and the gate "
+                                           f"run again failed: {blocked}") from blocked
+    raise gate_failed()(f"the state of {inst.id} {day} changed under {GATE_RERUNS} gates in a row (grading "
+                               f"is still collecting results): nothing released now; the next publish run or "
+                               f"republish_changed_days releases it")
 
 
 def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
@@ -160,11 +231,12 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
     s3 = storage.client(inst.id)
     with open_db(inst.id) as conn:
         repaired = publish.repair_exports(conn, s3, inst, actor=actor)
-        released = publish.release(conn, inst, day, gate["validation_id"], actor=actor)
+        released = release_validated(conn, inst, day, gate["validation_id"], actor)
         key = publish.export(conn, s3, inst, day, released["release_id"], actor=actor)
         packet = review.write_packet(conn, s3, inst, day)
         counts = publish.day_counts(conn, inst, day)
-    _alert_on_review_share(inst, day, counts)
+    if released["new"]:  # once per day and version: a rerun of the same state does not mail again
+        _alert_on_review_share(inst, day, counts, packet.by_reason, released["version"])
     return {"exam_day": str(day), "version": released["version"], "new": released["new"], "export_key": key,
             "repaired_releases": repaired, "review_packet": packet.csv_key, "open_review_items": packet.items,
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
@@ -176,7 +248,7 @@ def write_report(institution_id: str, **context: Any) -> dict:
     from gradeflow.release import report
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, days_back=1)
+    day = exam_day_for(context, inst)
     timings = report.airflow_stage_timings(context, inst, day)
     with open_db(inst.id) as conn:
         key = report.write_report(conn, storage.client(inst.id), inst, day, timings)
@@ -192,7 +264,7 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
     from gradeflow.release import publish
 
     inst = get_institution(institution_id)
-    day = exam_day_for(context, inst, 1)
+    day = exam_day_for(context, inst)
     released, blocked = [], []
     with open_db(inst.id) as conn:
         days = [r["exam_day"] for r in db.fetch_all(conn, "publish/changed_days", {"inst": inst.id, "day": day})]
@@ -248,11 +320,11 @@ def announce_reviews(institution_id: str, **context: Any) -> dict:
     return {"exam_days": days}
 
 
-def _alert_on_review_share(inst: Institution, day: date, counts: dict) -> None:
+def _alert_on_review_share(inst: Institution, day: date, counts: dict, by_reason: dict, version: int) -> None:
     """E-mail the institution when an unusual share of the day's answers waits in human review."""
     from gradeflow.airflow import alerts
 
-    alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share)
+    alert = alerts.review_share_alert(inst.id, day, counts, inst.review_alert_share, by_reason, version)
     if alert:
         alerts.send(alert)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -81,7 +81,16 @@ SCHEDULES = {
     "publish": StageSchedule("06:00"),  # the morning after the exam day
 }
 STAGES = tuple(SCHEDULES)
+CUTOFF_AT = SCHEDULES["prepare"].first  # the exam day's cut-off; an empty exam_day is the last day cut
 PUBLISH_AT = SCHEDULES["publish"].first
+
+
+def last_cut_day(when: datetime, timezone: str) -> date:
+    """The last exam day whose cut-off (CUTOFF_AT local) has passed at `when`: that date from 18:00, else the day
+    before. The exam day of a run whose `exam_day` is empty, one rule for prepare, grade and publish."""
+    local = when.astimezone(ZoneInfo(timezone))
+    cut = local.hour * 60 + local.minute >= int(CUTOFF_AT[:2]) * 60 + int(CUTOFF_AT[3:])
+    return local.date() - timedelta(days=0 if cut else 1)
 
 
 def bucket() -> str:
@@ -226,10 +235,21 @@ def _provider_fields(where: str, raw: dict) -> dict:
             "chat": tuple(sorted((k, int(v) if k in _CHAT_INTEGERS else float(v)) for k, v in chat.items()))}
 
 
-@lru_cache(maxsize=4)
+def _stamp(path: Path) -> tuple[int, int]:
+    """The file's change stamp: a long-running process (the triggerer's callbacks, a worker) rereads an edited
+    file at its next use, without a restart; an unchanged one costs a stat()."""
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
 def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
-    """All tenants, sorted by id, validated (unique ids and prefixes, real time zones)."""
+    """All tenants, sorted by id, validated (unique ids and prefixes, real time zones); reread when edited."""
     path = Path(path or INSTITUTIONS_FILE)
+    return _load_institutions(path, _stamp(path))
+
+
+@lru_cache(maxsize=4)
+def _load_institutions(path: Path, stamp: tuple[int, int]) -> tuple[Institution, ...]:
     # libyaml's C loader when present: the file is read at every DAG parse (see devstack/bench_parse.py).
     data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
     items = [_parse_institution(i, raw) for i, raw in enumerate(data.get("institutions") or [])]
@@ -241,10 +261,14 @@ def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
     return tuple(sorted(items, key=lambda inst: inst.id))
 
 
-@lru_cache(maxsize=4)
 def load_openai_settings(path: Path | None = None) -> OpenAISettings:
-    """The shared API organisation's limits, validated (cap > 0, 0 < share <= 1)."""
+    """The shared API organisation's limits, validated (cap > 0, 0 < share <= 1); reread when edited."""
     path = Path(path or INSTITUTIONS_FILE)
+    return _load_openai_settings(path, _stamp(path))
+
+
+@lru_cache(maxsize=4)
+def _load_openai_settings(path: Path, stamp: tuple[int, int]) -> OpenAISettings:
     raw = (yaml.safe_load(path.read_text()) or {}).get("openai") or {}
     unknown = set(raw) - set(OpenAISettings.__dataclass_fields__)
     if unknown:
@@ -254,6 +278,23 @@ def load_openai_settings(path: Path | None = None) -> OpenAISettings:
         raise ConfigError(f"{path.name}: openai: enqueued_token_cap must be > 0 and "
                           "max_share_per_institution in (0, 1]")
     return settings
+
+
+def load_platform_alert_emails(path: Path | None = None) -> tuple[str, ...]:
+    """The operators' recipients (top-level `platform_alert_emails`): failures that are the platform's."""
+    path = Path(path or INSTITUTIONS_FILE)
+    return _load_platform_alert_emails(path, _stamp(path))
+
+
+@lru_cache(maxsize=4)
+def _load_platform_alert_emails(path: Path, stamp: tuple[int, int]) -> tuple[str, ...]:
+    emails = (yaml.safe_load(path.read_text()) or {}).get("platform_alert_emails") or []
+    if isinstance(emails, str) or not isinstance(emails, list):
+        raise ConfigError(f"{path.name}: platform_alert_emails must be a list of e-mail addresses, got {emails!r}")
+    bad = [e for e in emails if not isinstance(e, str) or not _EMAIL_RE.match(e)]
+    if bad:
+        raise ConfigError(f"{path.name}: platform_alert_emails has invalid address(es) {bad}")
+    return tuple(emails)
 
 
 def get_institution(institution_id: str) -> Institution:

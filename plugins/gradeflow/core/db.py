@@ -206,6 +206,22 @@ def require_schema(conn: psycopg.Connection) -> None:
         )
 
 
+class InstitutionNotRegistered(RuntimeError):
+    """An institution of include/institutions.yaml that the migrate step has not registered yet."""
+
+
+def require_institution(conn: psycopg.Connection, institution_id: str) -> None:
+    """Fail with what to do when the institution is in the file but not in the database (tasks cannot add it)."""
+    if fetch_all(conn, "institution_registered", {"inst": institution_id})[0]["registered"]:
+        return
+    raise InstitutionNotRegistered(
+        f"institution {institution_id!r} is in include/institutions.yaml but not registered in GradeFlow's "
+        "database, so nothing of it can be stored. Run the migrate step once as the owner role: `python -m "
+        f"gradeflow.core.db migrate` (connection {POSTGRES_OWNER_CONN_ID!r}; docker compose: `docker compose run "
+        "--rm airflow-init`; the embedded stack: `make migrate`), then clear this task. "
+        "See docs/add-an-institution.md, step 2.")
+
+
 # --- Lock waits that name their blocker -------------------------------------------------------------
 # While a statement runs, a watchdog thread of this process looks (from its own connection, only for
 # statements that run longer than half the lock timeout) at pg_blocking_pids() of the statement's

@@ -70,6 +70,7 @@ class IngestReport:
     rows_rejected: int = 0
     rows_duplicate: int = 0
     failed: list[str] = field(default_factory=list)
+    rejects_reports: list[str] = field(default_factory=list)  # this sweep's new rejects reports (S3 keys)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +86,7 @@ class _Outcome:
     waiting: int = 0  # rows refused for a reason that can change (read again when the file is re-sent)
     duplicate_of: int | None = None
     note: str | None = None
+    rejects_key: str | None = None  # the rejects report written for this drop, if any
 
     @property
     def row_rejects(self) -> int:
@@ -172,6 +174,8 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
     report.rows_loaded += outcome.loaded
     report.rows_rejected += outcome.row_rejects
     report.rows_duplicate += outcome.duplicate
+    if outcome.rejects_key:
+        report.rejects_reports.append(outcome.rejects_key)
 
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
@@ -198,16 +202,49 @@ def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storag
         else:
             file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
             _settle_resend(conn, inst, file_row, file_id, outcome)
-            rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name, outcome)
+            rejects_key = outcome.rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name,
+                                                                outcome)
             db.execute(conn, "ingest/update_file_counts", {
                 "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
                 "rejected": outcome.row_rejects, "duplicate": outcome.duplicate, "waiting": outcome.waiting,
                 "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
             _audit(conn, inst, file_row, file_id, outcome, rejects_key)
+            if file_row["kind"] == "submissions" and outcome.status in ("loaded", "rejected"):
+                _write_receipt(inst, conn, s3, file_id, file_row, outcome, rejects_key)
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+def _write_receipt(inst: Institution, conn: psycopg.Connection, s3, file_id: int, file_row: dict,
+                   outcome: _Outcome, rejects_key: str | None) -> str:
+    """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
+    `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
+
+    It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
+    from this file), the counts, the rejects report's key and the file's sha256.
+    """
+    rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
+    base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
+    receipt = {
+        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
+        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
+        "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
+        "rows_duplicate": outcome.duplicate, "submissions_accepted": len(rows), "rejects_key": rejects_key,
+        "submissions": [{"submission_id": r["submission_id"], "student_id": r["student_id"],
+                         "exam_id": r["exam_id"], "submitted_at": r["submitted_at"].isoformat(),
+                         "answers": r["answers"]} for r in rows],
+    }
+    storage.write_bytes(s3, f"{base}.json", json.dumps(receipt, indent=1).encode(), "application/json")
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
+    writer.writerows([spreadsheet_safe(c) for c in (s["submission_id"], s["student_id"], s["exam_id"],
+                                                     s["submitted_at"], s["answers"], file_row["name"],
+                                                     file_row["sha"])] for s in receipt["submissions"])
+    storage.write_bytes(s3, f"{base}.csv", buf.getvalue().encode(), "text/csv")
+    return f"{base}.json"
 
 
 def _settle_resend(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int,

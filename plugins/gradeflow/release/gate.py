@@ -98,7 +98,10 @@ def load_suite(name: str, expectations_dir: Path | None = None) -> ExpectationSu
     from great_expectations.core.expectation_suite import expectationSuiteSchema
 
     path = (expectations_dir or DEFAULT_EXPECTATIONS_DIR) / f"{name}.json"
-    document = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:  # name the file: a bare JSONDecodeError says only "line 3 column 5"
+        raise ValueError(f"expectations suite {path} is not valid JSON: {exc}") from exc
     data = expectationSuiteSchema.load(document)
     if data.get("name") != name:
         raise ValueError(f"{path}: suite is named {data.get('name')!r}, expected {name!r}")

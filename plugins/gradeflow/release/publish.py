@@ -30,6 +30,10 @@ class ReleaseBlocked(RuntimeError):
     """The gate did not pass: nothing was released. The message lists what failed."""
 
 
+class StateChanged(ReleaseBlocked):
+    """The day's state changed between the gate and the release (grading still running): rerun the gate."""
+
+
 def day_counts(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
     """Submissions, answers, outcomes, rejects, released version and cost of one day."""
     with conn.transaction():
@@ -218,7 +222,7 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
             db.execute(conn, "bulk_plans")
             current = state_fingerprint(conn, inst, day)
             if current != gate[0]["fingerprint"]:
-                raise ReleaseBlocked(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
+                raise StateChanged(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
                                      "rerun the gate: nothing released")
             last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
             if last and last[0]["fingerprint"] == current:

@@ -1,0 +1,46 @@
+"""Receipts (the original notes: "a unique submission ID, recorded submission time, confirmation"): after each
+sweep, every submissions file has `receipts/<prefix>/<day>/<file>.<file_id>.json` and `.csv`."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+from gradeflow.core.config import get_institution
+from gradeflow.intake.ingest import ingest_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
+
+NORTH = get_institution("northfield")
+
+
+def test_a_sweep_writes_a_receipt_of_what_was_accepted(conn, s3):
+    rows = answers_for("s1", "st1") + answers_for("s2", "st2", minute=5)
+    rows.append({**answers_for("s3", "st3")[0], "question_id": "no-such-question"})  # a rejected row
+    data = csv_bytes(rows)
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/morning.csv", data)
+    ingest_institution(NORTH, conn, s3)
+
+    found = keys(s3, f"receipts/northfield/{DAY}/")
+    assert [k.rsplit("/", 1)[-1].split(".", 1)[0] for k in found] == ["morning", "morning"]
+    receipt = json.loads(s3.get_object(Bucket="gradeflow", Key=[k for k in found if k.endswith(".json")][0])
+                         ["Body"].read())
+    assert receipt["sha256"] == hashlib.sha256(data).hexdigest()
+    assert receipt["status"] == "loaded" and receipt["rows"] == 9 and receipt["answers_accepted"] == 8
+    assert receipt["rows_rejected"] == 1 and receipt["submissions_accepted"] == 2
+    assert receipt["rejects_key"] in keys(s3, f"rejects/northfield/{DAY}/")
+    recorded = dict(conn.execute("SELECT submission_id, submitted_at FROM submissions").fetchall())
+    assert {s["submission_id"]: s["submitted_at"] for s in receipt["submissions"]} == {
+        k: v.isoformat() for k, v in recorded.items() if k in ("s1", "s2")}
+    assert "s3" not in {s["submission_id"] for s in receipt["submissions"]}  # refused: not receipted
+    table = list(csv.DictReader(io.StringIO(s3.get_object(
+        Bucket="gradeflow", Key=[k for k in found if k.endswith(".csv")][0])["Body"].read().decode())))
+    assert [r["submission_id"] for r in table] == ["s1", "s2"] and table[0]["sha256"] == receipt["sha256"]
+
+    # The same bytes dropped again: a duplicate, nothing new accepted, no second receipt.
+    put(s3, f"incoming/northfield/{DAY}/submissions/morning.csv", data)
+    ingest_institution(NORTH, conn, s3)
+    assert len(keys(s3, f"receipts/northfield/{DAY}/")) == 2
