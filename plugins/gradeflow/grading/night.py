@@ -45,6 +45,7 @@ COMPLETION_WINDOW = "24h"
 REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
+GRADE_LOCK_CLASS = 0x6772_6164  # "grad": with hashtext(institution_id), one grade runner per institution
 
 
 def openai_client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
@@ -434,10 +435,55 @@ def _utc(ts: float) -> str:
 def advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
             deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
             settings: OpenAISettings | None = None) -> WaveStep:
-    """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait."""
+    """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait.
+
+    The step holds the institution's grade lock (a session-level advisory lock): a second runner of the
+    same institution (a duplicate task instance, a manual `tasks test`, two deployments) finds it taken,
+    submits nothing and waits for its next look, so no job is ever sent by two runners.
+    """
+    now = time.time() if now is None else now
+    params = {"cls": GRADE_LOCK_CLASS, "inst": inst.id}
+    if not db.fetch_all(conn, "grade/try_night_lock", params)[0]["locked"]:
+        return _busy_step(conn, inst, night, deadline, now, recheck_seconds, params)
+    try:
+        return _advance(conn, s3, client, inst, night, deadline, now, recheck_seconds, settings)
+    finally:
+        _unlock(conn, params)
+
+
+def _unlock(conn: psycopg.Connection, params: dict) -> None:
+    from psycopg.pq import TransactionStatus
+
+    if conn.closed or conn.broken:
+        return  # the session's end released the lock
+    if conn.info.transaction_status != TransactionStatus.IDLE:  # leave a failed transaction first
+        conn.rollback()
+    db.fetch_all(conn, "grade/night_unlock", params)
+
+
+def _busy_step(conn: psycopg.Connection, inst: Institution, night: date, deadline: float | None, now: float,
+               recheck_seconds: float, params: dict) -> WaveStep:
+    """Another runner holds the institution's grade lock: say who, submit nothing, look again later."""
+    holders = db.fetch_all(conn, "grade/night_lock_holders", params)
+    who = "; ".join(f"backend pid {h['pid']} ({h['application_name'] or 'no application name'}, {h['state']} "
+                    f"since {h['state_change']})" for h in holders) or "a backend that has just let go"
+    counts = {"night": str(night), "busy": True}
+    if deadline is not None and now >= deadline:
+        return WaveStep(True, f"Deadline {_utc(deadline)} reached for {inst.id} night {night} while another grade "
+                        f"runner holds its lock ({who}); that runner reports the night. This one submitted nothing.",
+                        counts=counts)
+    wake = now + recheck_seconds if deadline is None else min(now + recheck_seconds, deadline)
+    message = (f"another grade runner of {inst.id} holds its lock ({who}): this runner submits nothing and "
+               f"looks again at {_utc(wake)} (one runner per institution: nothing is sent twice).")
+    log.warning("%s", message)
+    return WaveStep(False, message, [], wake, counts)
+
+
+def _advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, night: date,
+             deadline: float | None, now: float, recheck_seconds: float,
+             settings: OpenAISettings | None) -> WaveStep:
     from gradeflow.grading import prepare
 
-    now = time.time() if now is None else now
     past_deadline = deadline is not None and now >= deadline
     rec = reconcile(conn, client, inst)
     state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]

@@ -1,0 +1,75 @@
+"""Issue 17, the night: one runner per institution and night (a second one never submits), token-limit
+refusals back off and alert, a 400 on upload splits the job, transient line codes are retried."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import date
+
+from gradeflow.core import db
+from gradeflow.core.config import OpenAISettings, get_institution
+from gradeflow.grading import night as grading
+from gradeflow.grading import prepare
+from gradeflow.intake.ingest import ingest_institution
+
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+
+D1 = date.fromisoformat(DAY)
+NORTH = replace(get_institution("northfield"), retry_backoff_seconds=0.05, min_confidence=0.0,
+                max_requests_per_batch=3)
+SMALL_SHARDS = OpenAISettings(enqueued_token_cap=10_000_000, max_share_per_institution=0.3)
+
+
+def _load(conn, s3, inst, n):
+    rows = []
+    for i in range(n):
+        rows += answers_for(f"s{i}", f"st{i}", f"answer number {i} about ATP and energy", minute=i % 60)
+    put(s3, f"incoming/{inst.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/{inst.s3_prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(inst, conn, s3)
+
+
+def _prepare(conn, s3, inst, settings):
+    prepare.order_submissions(conn, inst, D1)
+    prepare.grade_by_rule(conn, inst, D1)
+    return prepare.build_batches(conn, s3, inst, D1, settings=settings)
+
+
+def _statuses(conn, inst=NORTH):
+    return dict(conn.execute("SELECT status, count(*) FROM llm_requests WHERE institution_id = %s GROUP BY 1",
+                             (inst.id,)).fetchall())
+
+
+def test_two_runners_of_one_night_never_pay_twice(conn, s3, emulator, openai_client):
+    emulator.faults(timing={"validating": 0.2, "in_progress": 0.5, "finalizing": 0.1}, error_line_every=4)
+    _load(conn, s3, NORTH, 8)
+    plan = _prepare(conn, s3, NORTH, SMALL_SHARDS)
+    jobs = conn.execute("SELECT count(*) FROM batch_jobs").fetchone()[0]
+    assert jobs >= 2, plan
+    start, errors, steps = threading.Barrier(2), [], {}
+
+    def runner(name):
+        try:
+            with db.connect(institution=NORTH.id) as own:
+                start.wait(10)
+                steps[name] = grading.run_night(own, s3, openai_client, NORTH, D1, settings=SMALL_SHARDS,
+                                                recheck_seconds=0.1)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=runner, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    stats = emulator.stats()
+    waves = conn.execute("SELECT count(*) FROM batch_jobs").fetchone()[0]
+    assert stats["batches_created"] == waves  # each job (first wave and retries) sent once, never by both runners
+    assert stats["files_uploaded"] == waves
+    assert set(_statuses(conn)) <= {"graded", "review"} and "queued" not in _statuses(conn)
+    billed = conn.execute("SELECT count(*), count(DISTINCT (job_id, custom_id)) FROM batch_lines").fetchone()
+    assert billed[0] == billed[1]
+    messages = [s.message for run in steps.values() for s in run]
+    assert any("another grade runner" in m for m in messages), messages
