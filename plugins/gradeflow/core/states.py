@@ -16,8 +16,8 @@ REVIEW_REASONS = {
     "truncated": "the model's output was cut at the token limit (finish_reason=length)",
     "unparseable": "the model's output is not the JSON the grading schema asks for",
     "invalid_request": "the Batch API rejected the line's input (a 4xx error): sending it again cannot help",
-    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, server error) "
-                          "on every allowed attempt",
+    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, timeout, conflict, "
+                          "server error) on every allowed attempt",
     "batch_failed": "the whole batch failed for a reason that sending it again cannot fix",
     "manual": "an admin or reviewer asked for a human grade",
 }

@@ -279,8 +279,8 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
                 allow_retry: bool = True) -> CollectReport:
     """Collect one finished job's results into grades, review and retries, in one transaction.
 
-    A line that failed for a passing reason (expired, cancelled, rate limit, server error) goes back to
-    pending for the next wave while it has attempts left (and allow_retry); a batch the API refused
+    A line that failed for a passing reason (expired, cancelled, rate limit, timeout, conflict, server error)
+    goes back to pending for the next wave while it has attempts left (and allow_retry); a batch the API refused
     for the enqueued-token cap goes back whole, its attempt given back; every other failure, and a
     line out of attempts, goes to human review with its reason.
     """
