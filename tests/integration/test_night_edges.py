@@ -4,6 +4,7 @@ refusals back off and alert, a 400 on upload splits the job, transient line code
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from datetime import date
 
@@ -73,3 +74,44 @@ def test_two_runners_of_one_night_never_pay_twice(conn, s3, emulator, openai_cli
     assert billed[0] == billed[1]
     messages = [s.message for run in steps.values() for s in run]
     assert any("another grade runner" in m for m in messages), messages
+
+
+def _line_tokens(conn):
+    return conn.execute("SELECT max(est_input_tokens) FROM batch_lines").fetchone()[0]
+
+
+def test_token_limit_refusals_back_off_exponentially_shrink_the_job_and_alert(conn, s3, emulator, openai_client,
+                                                                            caplog):
+    inst = replace(NORTH, max_requests_per_batch=4)
+    _load(conn, s3, inst, 4)
+    _prepare(conn, s3, inst, SMALL_SHARDS)
+    one = _line_tokens(conn)
+    emulator.faults(token_limit=10, timing={"validating": 0.05, "in_progress": 0.05, "finalizing": 0.05})
+    with caplog.at_level("ERROR", logger="gradeflow.airflow.alerts"):
+        steps = grading.run_night(conn, s3, openai_client, inst, D1, deadline=time.time() + 4, settings=SMALL_SHARDS,
+                                  recheck_seconds=0.05)
+    assert steps[-1].done
+    sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id").fetchall()]
+    assert sizes[0] == 4 and sizes[-1] == 1 and sorted(sizes, reverse=True) == sizes  # halved down to one line
+    created = emulator.stats()["batches_created"]
+    # a constant 0.05 s interval would send dozens in 4 s; doubling waits (0.05, 0.1, 0.2, ... s) send a handful
+    assert created <= 8, created
+    assert any("token_limit_exceeded" in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
+    # the same work fits once the real cap allows a line: everything is graded, nothing reviewed
+    emulator.faults(token_limit=int(one * 1.5))
+    grading.run_night(conn, s3, openai_client, inst, D1 + (D1 - D1), settings=SMALL_SHARDS, recheck_seconds=0.05)
+    assert _statuses(conn, inst) == {"graded": 4}
+
+
+def test_a_400_on_upload_splits_the_job_and_never_blocks_the_jobs_behind_it(conn, s3, emulator, openai_client):
+    inst = replace(NORTH, max_requests_per_batch=4)
+    _load(conn, s3, inst, 6)
+    _prepare(conn, s3, inst, SMALL_SHARDS)
+    assert [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id")] == [4, 2]
+    emulator.faults(max_requests_per_file=2)  # the API's per-file line limit is lower than configured
+    steps = grading.run_night(conn, s3, openai_client, inst, D1, settings=SMALL_SHARDS, recheck_seconds=0.05)
+    assert steps[-1].done
+    assert _statuses(conn, inst) == {"graded": 6}
+    sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id")]
+    assert sizes[:2] == [4, 2] and all(s <= 2 for s in sizes[2:])  # the refused job went again in halves
+    assert emulator.stats()["batches_created"] == len(sizes) - 1  # the refused file never became a batch

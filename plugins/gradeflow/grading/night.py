@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,8 @@ REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost b
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
 GRADE_LOCK_CLASS = 0x6772_6164  # "grad": with hashtext(institution_id), one grade runner per institution
+RETRY_BACKOFF_CAP_SECONDS = 3600.0  # the longest wait before a wave, however many refusals came before it
+TOKEN_LIMIT_ALERT_AFTER = 3  # token-limit refusals in one night that raise an alert (and every 3 after)
 
 
 def openai_client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
@@ -135,14 +137,50 @@ def submit_ready(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution
             break
         try:
             remote = _create_batch(conn, s3, client, inst, job)
-        except Exception:
+        except Exception as exc:
             release_reservation(conn, inst, job["job_id"])
-            raise
+            if not _is_bad_request(exc):
+                raise
+            _refuse_upload(conn, inst, job, exc)
+            continue  # the jobs behind it go on: a refused file never blocks them
         with conn.transaction():
             db.execute(conn, "grade/record_submitted",
                        {"inst": inst.id, "job_id": job["job_id"], "batch_id": remote.id, "status": remote.status})
         submitted += 1
     return submitted, len(waiting) - submitted
+
+
+def _is_bad_request(exc: Exception) -> bool:
+    """A 400 from the API on upload or create: the file itself is refused (over a line or byte limit...)."""
+    import openai
+
+    return isinstance(exc, openai.BadRequestError)
+
+
+def _refuse_upload(conn: psycopg.Connection, inst: Institution, job: dict, exc: Exception) -> None:
+    """The API refused the job's file (a 400): split it. Its lines go back to pending, their attempt given
+    back, and the next wave cuts them into jobs of half this one's size (until one is accepted); a job of
+    one line that is refused goes to human review (invalid_request). The job is closed, never retried as is."""
+    from psycopg.types.json import Jsonb
+
+    detail = f"the API refused the job's file (HTTP 400): {str(exc)[:400]}"
+    cids = [r["custom_id"] for r in db.fetch_all(conn, "grade/job_requests", {"inst": inst.id,
+                                                                             "job_id": job["job_id"]})
+            if r["status"] == "queued"]
+    with conn.transaction():
+        db.execute(conn, "grade/record_batch_state", {
+            "inst": inst.id, "job_id": job["job_id"], "status": "upload_refused", "output_file_id": None,
+            "error_file_id": None, "request_counts": Jsonb(None),
+            "errors": Jsonb({"data": [{"code": "upload_refused", "message": detail}]}), "terminal": True})
+        if len(cids) > 1:
+            requeued, reviewed = lifecycle.requeue_unrun(conn, inst, cids, detail), 0
+        else:
+            requeued, reviewed = 0, lifecycle.to_review(conn, inst, cids, "invalid_request", detail)
+        db.execute(conn, "grade/record_collected", {"inst": inst.id, "job_id": job["job_id"], "cost_usd": 0,
+                                                    "input_tokens": 0, "output_tokens": 0, "requeued": requeued})
+    log.warning("Job %s (%d requests): %s; %s", job["job_id"], job["request_count"], detail,
+                f"its {requeued} line(s) go out again in jobs of at most {max(1, job['request_count'] // 2)}"
+                if requeued else f"its one line goes to human review ({reviewed} answer(s))")
 
 
 def submit_jobs(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, day: date | None = None) -> list[int]:
@@ -378,7 +416,20 @@ def collect_job(conn: psycopg.Connection, client: OpenAI, inst: Institution, job
         log.warning("Job %s: the API refused batch %s for the organisation's enqueued-token cap (%s); its %d lines "
                     "are requeued, not reviewed, and go out in a later wave", job_id, remote.id, batch_code,
                     len(unrun))
+        _alert_refusals(conn, inst, job)
     return report
+
+
+def _alert_refusals(conn: psycopg.Connection, inst: Institution, job: dict) -> None:
+    """Every TOKEN_LIMIT_ALERT_AFTER-th token-limit refusal of a night raises an alert: the real cap is lower
+    than the configured one, and waiting longer and cutting jobs smaller is all the night can do alone."""
+    refusals = db.fetch_all(conn, "grade/night_refusals", {"inst": inst.id, "night": job["night"]})[0]["refusals"]
+    if refusals and refusals % TOKEN_LIMIT_ALERT_AFTER == 0:
+        alerts.error("GRADEFLOW ALERT token limit: the API refused %d batch(es) of %s night %s whole "
+                     "(token_limit_exceeded): the organisation's real enqueued-token cap is below the configured "
+                     "share. Jobs are halved and sent again after an exponential backoff (at most %.0f s); lower "
+                     "openai.enqueued_token_cap or max_share_per_institution in institutions.yaml",
+                     refusals, inst.id, job["night"], RETRY_BACKOFF_CAP_SECONDS)
 
 
 def _chain(*iterables):
@@ -490,11 +541,19 @@ def _advance(conn: psycopg.Connection, s3, client: OpenAI, inst: Institution, ni
     next_wave_at = None
     wave_plan = None
     if state["pending"] and not past_deadline:
-        backoff = inst.retry_backoff_seconds * 2 ** max(int(state["max_attempt"] or 1) - 1, 0)
+        refused = db.fetch_all(conn, "grade/night_refusals", {"inst": inst.id, "night": night})[0]
+        # each wave waits twice as long as the one before: per attempt, and per whole-job refusal (a refusal
+        # gives the attempt back, so without it the waits would never grow); capped
+        doublings = max(int(state["max_attempt"] or 1) - 1, int(refused["refusals"] or 0), 0)
+        backoff = min(inst.retry_backoff_seconds * 2 ** min(doublings, 32), RETRY_BACKOFF_CAP_SECONDS)
         last = state["last_requeue_at"].timestamp() if state["last_requeue_at"] else now
         next_wave_at = last + backoff
         if now >= next_wave_at:
-            wave_plan = prepare.write_jobs(conn, s3, inst, night, wave=int(state["last_wave"] or 1) + 1,
+            wave_inst = inst
+            if refused["refusals"]:  # refused whole: cut the next jobs to half the smallest refused one
+                wave_inst = replace(inst, max_requests_per_batch=max(1, min(inst.max_requests_per_batch,
+                                                                            int(refused["smallest"])) // 2))
+            wave_plan = prepare.write_jobs(conn, s3, wave_inst, night, wave=int(state["last_wave"] or 1) + 1,
                                            settings=settings)
             log.info("Retry wave %d for %s night %s (after %.0fs backoff): %d line(s) in %d job(s); %d deferred",
                      int(state["last_wave"] or 1) + 1, inst.id, night, backoff, wave_plan.requests_queued,
