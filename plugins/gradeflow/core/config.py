@@ -67,6 +67,7 @@ class Institution:
     alert_emails: tuple[str, ...] = ()  # who is told of failed runs, failed gates, late results, review spikes
     release_deadline: str = "08:00"  # local HH:MM, the morning after the exam day: results must be out by then
     review_alert_share: float = 0.2  # alert when more than this share of a day's answers waits in review
+    day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
 
     @property
     def tz(self) -> ZoneInfo:
@@ -128,6 +129,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     confidence = raw.get("min_confidence", 0.95)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
+    window = raw.get("day_window_days", Institution.day_window_days)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
     return Institution(**raw)
 
 

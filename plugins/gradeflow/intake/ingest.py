@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING
+from datetime import timedelta
+from typing import IO, TYPE_CHECKING, Any
 
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
@@ -408,8 +409,9 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     try:
         for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS):
             total += chunk.rows
-            rejects += chunk.rejects
-            staged += _stage_rows(conn, chunk.good)
+            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+            rejects += chunk.rejects + far
+            staged += _stage_rows(conn, good)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
@@ -422,6 +424,33 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
     loaded = db.execute(conn, "ingest/insert_answers", params)
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
+
+
+def _outside_day_window(inst: Institution, day, name: str, good) -> tuple[Any, list[Reject]]:
+    """Split a chunk's good rows (columns.GOOD_SCHEMA) into those submitted within `inst.day_window_days` of
+    the file's day folder (dates in the institution's zone) and a named reject for each of the others: a
+    file under the wrong day would otherwise load into a day that no night grades."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not good.num_rows:
+        return good, []
+    local = pc.local_timestamp(good.column("submitted_at").cast(pa.timestamp("us", tz=inst.timezone)))
+    dates = local.cast(pa.date32())
+    window = timedelta(days=inst.day_window_days)
+    inside = pc.and_(pc.greater_equal(dates, pa.scalar(day - window, pa.date32())),
+                     pc.less_equal(dates, pa.scalar(day + window, pa.date32())))
+    if pc.all(inside).as_py():
+        return good, []
+    far = good.filter(pc.invert(inside))
+    rejects = [Reject(name, row["row_number"], "submitted_at", shown(row["submitted_at"].isoformat()),
+                      f"submitted on {local_day} ({inst.timezone}), more than {inst.day_window_days} day(s) from "
+                      f"the file's day folder {day}: the file is probably under the wrong day (answers are graded "
+                      f"with their folder's day); drop it under incoming/{inst.s3_prefix}/{local_day}/ or widen "
+                      "day_window_days")
+               for row, local_day in zip(far.select(["row_number", "submitted_at"]).to_pylist(),
+                                         dates.filter(pc.invert(inside)).to_pylist(), strict=True)]
+    return good.filter(inside), rejects
 
 
 def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = False) -> None:
