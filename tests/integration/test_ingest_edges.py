@@ -46,3 +46,13 @@ def test_the_window_is_configurable(conn, s3):
     put(s3, f"incoming/northfield/{DAY}/submissions/late.csv", csv_bytes(rows))
     report = ingest_institution(replace(NORTH, day_window_days=30), conn, s3)
     assert (report.rows_loaded, report.rows_rejected) == (4, 0)
+
+
+def test_an_exam_file_dropped_in_submissions_with_known_bytes_is_rejected_not_a_duplicate(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    ingest_institution(NORTH, conn, s3)
+    put(s3, f"incoming/northfield/{DAY}/submissions/bio-101.json", exam_bytes())
+    report = ingest_institution(NORTH, conn, s3)
+    assert (report.files_rejected, report.files_duplicate) == (1, 0)
+    [(reason,)] = conn.execute("SELECT reason FROM rejected_rows WHERE file_name = 'bio-101.json'").fetchall()
+    assert "not a recognised path" in reason and "submissions/<name>.csv" in reason

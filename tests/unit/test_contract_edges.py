@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gradeflow.intake.columns import validate_all
-from gradeflow.intake.contract import validate_submissions
+from gradeflow.intake.contract import FileRejected, validate_submissions
 
 QUESTIONS = {"bio": {"q1", "q2"}}
 HEADER = "submission_id,student_id,exam_id,question_id,answer,submitted_at\n"
@@ -86,3 +86,39 @@ def test_a_parquet_float_id_that_is_not_a_whole_number_is_refused():
     data = _parquet(_columns(student_id=pa.array([12.5], pa.float64())))
     good, rejects = _both(data, "day.parquet")
     assert good == [] and [(r.field, "whole number" in r.reason) for r in rejects] == [("student_id", True)]
+
+
+def _file_reason(name: str, data: bytes) -> str:
+    """The whole-file reject message, the same both ways (per row and column-wise)."""
+    messages = []
+    for run in (lambda: validate_submissions(name, data, QUESTIONS), lambda: validate_all(name, data, QUESTIONS)):
+        try:
+            run()
+        except FileRejected as exc:
+            messages.append(str(exc))
+    assert len(messages) == 2 and messages[0] == messages[1], messages
+    return messages[0]
+
+
+def test_utf16_without_a_byte_order_mark_says_so():
+    data = (HEADER + f"s1,a,bio,q1,B,{STAMP}\n").encode("utf-16-le")
+    assert "UTF-16" in _file_reason("day.csv", data) and "save it as UTF-8" in _file_reason("day.csv", data)
+
+
+def test_cr_only_jsonl_says_its_line_ends_are_wrong():
+    line = '{"submission_id": "s1", "student_id": "a", "exam_id": "bio", "question_id": "q1", "answer": "B", ' \
+           f'"submitted_at": "{STAMP}"}}'
+    reason = _file_reason("day.jsonl", f"{line}\r{line}\r".encode())
+    assert "carriage return" in reason
+
+
+def test_parquet_named_csv_says_it_is_parquet():
+    data = _parquet(_columns())
+    assert "Parquet" in _file_reason("day.csv", data) and ".parquet" in _file_reason("day.csv", data)
+
+
+def test_an_empty_exam_file_says_empty():
+    from gradeflow.intake.contract import parse_exam
+
+    exam, rejects = parse_exam("bio.json", b"")
+    assert exam is None and [r.reason for r in rejects] == ["the exam file is empty (0 bytes)"]

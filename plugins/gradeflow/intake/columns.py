@@ -30,6 +30,7 @@ from gradeflow.intake.contract import (
     LATEST_SUBMISSION,
     MAX_ANSWER_CHARS,
     MAX_ID_CHARS,
+    SNIFF_BYTES,
     SUBMISSION_COLUMNS,
     SUBMISSION_SUFFIXES,
     AnswerRow,
@@ -40,6 +41,7 @@ from gradeflow.intake.contract import (
     _json_row,
     _parquet_batches,
     csv_records,
+    sniff_problem,
     validate_row,
 )
 
@@ -110,6 +112,10 @@ def _check_file(file_name: str, stream: BinaryIO) -> str:
     stream.seek(0)
     if empty:
         raise FileRejected("the file is empty (0 bytes)")
+    problem = sniff_problem(suffix, stream.read(SNIFF_BYTES))
+    stream.seek(0)
+    if problem:
+        raise FileRejected(problem)
     if suffix != ".parquet" and not _utf8_text(stream):
         raise FileRejected("the file holds no data (only a byte order mark or blank space)")
     return suffix

@@ -395,6 +395,34 @@ def read_rows(file_name: str, data: bytes) -> Iterator[dict | BadRow]:
     yield from (_rows_csv(text) if suffix == ".csv" else _rows_jsonl(text))
 
 
+SNIFF_BYTES = 64 * 1024  # the head of a file looked at for a wrong kind of file before it is read
+
+
+def sniff_problem(suffix: str, head: bytes) -> str | None:
+    """What is plainly wrong with a submissions file, judged by its first bytes, in words that say so:
+    a Parquet file under a text suffix, UTF-16 text (with or without a byte order mark), JSON Lines whose
+    lines end with a carriage return only. None when nothing is. The per-row and the column-wise readers
+    both call it on the same bytes, so they give the same message."""
+    if suffix != ".parquet" and head.startswith(b"PAR1"):
+        return (f"this is a Parquet file (it starts with PAR1) named {suffix}: rename it to .parquet "
+                "(the suffix decides how a file is read)")
+    if suffix == ".parquet":
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8"
+    sample = head[:2000]
+    if len(sample) >= 8:
+        half = len(sample) // 2
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        if max(even, odd) >= 0.4 * half and min(even, odd) <= 0.1 * half:
+            return ("UTF-16 text without a byte order mark (every other byte is NUL): save it as UTF-8 "
+                    "(with or without a byte order mark)")
+    if suffix == ".jsonl" and b"\r" in head.rstrip(b"\r") and b"\n" not in head:
+        return ("the lines end with a carriage return only (CR, as old Mac files do): JSON Lines need \\n (or "
+                "\\r\\n) line ends; save the file with those")
+    return None
+
+
 def _open_submissions(file_name: str, data: bytes) -> tuple[str, str | None]:
     """The file's suffix and, for a text format, its text; FileRejected when it cannot be read at all."""
     suffix = PurePosixPath(file_name).suffix.lower()
@@ -402,6 +430,9 @@ def _open_submissions(file_name: str, data: bytes) -> tuple[str, str | None]:
         raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
     if not data:
         raise FileRejected("the file is empty (0 bytes)")
+    problem = sniff_problem(suffix, bytes(data[:SNIFF_BYTES]))
+    if problem:
+        raise FileRejected(problem)
     if suffix == ".parquet":
         return suffix, None
     try:

@@ -260,6 +260,8 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
                        parsed: IncomingPath | None, data: IO[bytes], file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     name = file_row["name"]
+    if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != obj.key:
+        earlier = []  # the same bytes as another kind of file (an exam dropped under submissions/): judged anew
     if earlier:  # every row of these bytes was loaded or refused for good by an earlier drop
         first = earlier[0]
         outcome = _Outcome("duplicate", total=first["rows_total"], duplicate=first["rows_total"],
