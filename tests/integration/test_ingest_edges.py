@@ -56,3 +56,16 @@ def test_an_exam_file_dropped_in_submissions_with_known_bytes_is_rejected_not_a_
     assert (report.files_rejected, report.files_duplicate) == (1, 0)
     [(reason,)] = conn.execute("SELECT reason FROM rejected_rows WHERE file_name = 'bio-101.json'").fetchall()
     assert "not a recognised path" in reason and "submissions/<name>.csv" in reason
+
+
+def test_a_submissions_file_over_the_size_limit_is_a_named_reject_with_its_size(conn, s3, monkeypatch):
+    from gradeflow.intake import ingest
+
+    monkeypatch.setattr(ingest, "MAX_SUBMISSION_BYTES", 1_000)  # the limit as configured, made small
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    data = csv_bytes([row for i in range(20) for row in answers_for(f"s{i}", f"st{i}")])
+    put(s3, f"incoming/northfield/{DAY}/submissions/big.csv", data)
+    report = ingest_institution(NORTH, conn, s3)
+    assert report.files_rejected == 1 and report.rows_loaded == 0 and report.failed == []
+    [(reason,)] = conn.execute("SELECT reason FROM rejected_rows WHERE file_name = 'big.csv'").fetchall()
+    assert f"{len(data):,} bytes" in reason and "1,000 bytes" in reason and "split it" in reason

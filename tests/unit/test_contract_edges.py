@@ -122,3 +122,22 @@ def test_an_empty_exam_file_says_empty():
 
     exam, rejects = parse_exam("bio.json", b"")
     assert exam is None and [r.reason for r in rejects] == ["the exam file is empty (0 bytes)"]
+
+
+def _long_rows(long: str) -> dict[str, bytes]:
+    import json
+
+    rows = [{"submission_id": f"s{i}", "student_id": "a", "exam_id": "bio", "question_id": "q2", "answer": long,
+             "submitted_at": STAMP} for i in range(100)]
+    return {"day.csv": (HEADER + "".join(f"s{i},a,bio,q2,{long},{STAMP}\n" for i in range(100))).encode(),
+            "day.jsonl": "\n".join(json.dumps(r) for r in rows).encode(),
+            "day.parquet": _parquet({c: [r[c] for r in rows] for c in rows[0]})}
+
+
+def test_chunks_are_bounded_by_characters_as_well_as_rows():
+    from gradeflow.intake.columns import validate_chunks
+
+    for name, data in _long_rows("x" * 10_000).items():
+        chunks = list(validate_chunks(name, data, QUESTIONS, size=50_000, max_chars=100_000))
+        assert sum(c.rows for c in chunks) == 100 and sum(c.good.num_rows for c in chunks) == 100, name
+        assert len(chunks) >= 8 and max(c.rows for c in chunks) <= 12, (name, [c.rows for c in chunks])

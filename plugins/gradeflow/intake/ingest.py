@@ -51,6 +51,8 @@ FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: 
 
 
 CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
+CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of values (long answers: fewer rows)
+MAX_SUBMISSION_BYTES = 2 * 1024 ** 3  # a bigger submissions file is a named reject with its size, never loaded
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 
@@ -270,6 +272,12 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+    if parsed.kind == "submissions" and (obj.size or 0) > MAX_SUBMISSION_BYTES:
+        file_id = _insert_file(conn, {**file_row, "status": "rejected"})
+        return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, (
+            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
+            f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
+            "files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
@@ -299,9 +307,11 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     """Write the rejects to rejected_rows and to a CSV beside the archive; return its key."""
     if not outcome.rejects:
         return None
-    with conn.cursor() as cur:
-        cur.executemany(db.sql("ingest/insert_reject"), [
-            {"inst": inst.id, "day": day, "file_id": file_id, **asdict(r)} for r in outcome.rejects])
+    rejects = outcome.rejects
+    db.execute(conn, "ingest/insert_rejects", {
+        "inst": inst.id, "day": day, "file_id": file_id, "files": [r.file for r in rejects],
+        "rows": [r.row for r in rejects], "fields": [r.field for r in rejects], "values": [r.value for r in rejects],
+        "reasons": [r.reason for r in rejects]})
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["file", "row", "field", "value", "reason"])
@@ -393,7 +403,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
                       name: str, data: IO[bytes]) -> _Outcome:
-    """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
+    """Validate and stage the file in chunks of CHUNK_ROWS rows (or CHUNK_CHARS characters), then load it with
+    one statement per table.
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
     (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
@@ -409,7 +420,7 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     total = staged = 0
     rejects: list[Reject] = []
     try:
-        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS):
+        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
             total += chunk.rows
             good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
             rejects += chunk.rejects + far
