@@ -75,6 +75,8 @@ def _parse_csv(text: str) -> list[ReviewRow]:
         header = [h.strip().lower() for h in next(reader)]
     except (StopIteration, csv.Error) as exc:
         raise FileRejected(f"the CSV header cannot be read: {exc}") from exc
+    if any("\x00" in h for h in header):
+        raise FileRejected("the header row holds NUL characters (a NUL in a data row rejects only that row)")
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise FileRejected(f"missing column(s) {missing}; the header must name review_id, score, reviewer "
