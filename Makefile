@@ -32,8 +32,11 @@ test: venv
 	$(PY) -m pytest
 
 ANSWERS ?= 100000
+BIG_ROWS ?= 15000
 bench: venv
 	$(PY) -m devstack.bench --answers $(ANSWERS)
+	$(PY) -m devstack.bench_ingest --case big_rows --rows $(BIG_ROWS)
+	$(PY) -m devstack.bench_ingest --case reviews --rows 100000
 
 lint: venv
 	$(VENV)/bin/ruff check .

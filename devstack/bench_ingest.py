@@ -1,6 +1,11 @@
 """Benchmark: ingest throughput against the physical limit (raw COPY of the same rows).
 
-    python -m devstack.bench_ingest [--rows 200000]
+    python -m devstack.bench_ingest [--rows 200000] [--case short_rows|big_rows|reviews]
+
+Cases: `short_rows` (default) as below; `big_rows`: a CSV of long free-text answers (about 10 KB each, so
+--rows 15000 is about 150 MB) through the full ingest, with peak RSS (VmHWM) against the chunk budget;
+`reviews`: a reviewers' file of --rows rows naming a few review items over and over, applied through the
+ingest sweep.
 
 Starts (or reuses) the embedded stack in .devstack-bench/, writes one CSV of N answer rows for a
 synthetic exam, and prints: raw `COPY` of the rows into an unindexed table (the ceiling), then
@@ -45,7 +50,11 @@ def main() -> None:
     """Print raw COPY and full-ingest figures for the same rows."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--case", choices=("short_rows", "big_rows", "reviews"), default="short_rows")
     args = parser.parse_args()
+    if args.case != "short_rows":
+        big_case(args)
+        return
     info = stack.up(stack.PROJECT_ROOT / ".devstack-bench")
     os.environ.update(stack.env(info))
     import boto3
@@ -83,6 +92,113 @@ def main() -> None:
           f"= {ceiling / full:.0%} of the ceiling")
     print(f"peak RSS of this process: {peak_mb:.0f} MB")
     stack.down(Path(info.state_dir))
+
+
+def _peak_rss_mb() -> float:
+    """This process's RSS high-water mark (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _big_csv(path: Path, rows: int, answer_chars: int = 10_000) -> int:
+    """A CSV of `rows` long answers written to disk (never whole in memory); returns its size in bytes."""
+    words = ["mitochondria", "produce", "ATP", "through", "cellular", "respiration", "in", "the", "inner", "membrane"]
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at"])
+        for i in range(rows):
+            text = " ".join(words[(i + k) % len(words)] for k in range(answer_chars // 8))[:answer_chars]
+            writer.writerow([f"sub-{i:07d}", f"stu-{i:07d}", "bench", "q2", text, f"{DAY}T10:{(i // 60) % 60:02d}:"
+                             f"{i % 60:02d}-05:00"])
+    return path.stat().st_size
+
+
+def big_case(args) -> None:
+    """big_rows or reviews: time and peak RSS of one ingest sweep on the embedded stack."""
+    info = stack.up(stack.PROJECT_ROOT / ".devstack-bench")
+    os.environ.update(stack.env(info))
+    import boto3
+
+    from gradeflow.core import db
+    from gradeflow.core.config import get_institution
+    from gradeflow.intake import ingest
+    from gradeflow.intake.ingest import ingest_institution
+
+    with stack.connect_as(info, stack.OWNER_ROLE, autocommit=True) as raw:
+        raw.execute("DROP SCHEMA public CASCADE")
+        raw.execute("CREATE SCHEMA public")
+    stack.migrate(info)
+    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
+    s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/exams/bench.json", Body=json.dumps(EXAM))
+    inst = get_institution("northfield")
+    work = stack.PROJECT_ROOT / ".devstack-bench" / "bench-data"
+    work.mkdir(parents=True, exist_ok=True)
+    with db.connect(institution=inst.id) as conn:
+        ingest_institution(inst, conn, s3)  # the exam definition
+        if args.case == "big_rows":
+            path = work / "big_rows.csv"
+            size = _big_csv(path, args.rows)
+            s3.upload_file(str(path), stack.BUCKET, f"incoming/northfield/{DAY}/submissions/big_rows.csv")
+            path.unlink()
+            key_rows = f"{args.rows:,} rows of ~10 KB answers, {size / 1e6:.0f} MB CSV"
+        else:
+            key_rows = _reviews_setup(conn, s3, inst, args.rows)
+        before = _rss_mb()
+        started = time.perf_counter()
+        report = ingest_institution(inst, conn, s3)
+        elapsed = time.perf_counter() - started
+    print(f"case {args.case}: {key_rows}")
+    print(f"ingest sweep: {elapsed:.2f} s; {report.rows_loaded:,} loaded, {report.rows_rejected:,} rejected, "
+          f"{report.files_rejected} file(s) rejected")
+    print(f"RSS before the sweep {before:.0f} MB; peak RSS (VmHWM) {_peak_rss_mb():.0f} MB; chunk budget "
+          f"{ingest.CHUNK_ROWS:,} rows / {ingest.CHUNK_CHARS / 2**20:.0f} MiB of values")
+    stack.down(Path(info.state_dir))
+
+
+def _reviews_setup(conn, s3, inst, rows: int) -> str:
+    """Ten answers in review as ten items, and a reviewers' file of `rows` rows naming them over and over."""
+    from gradeflow.lifecycle import to_review
+
+    data = io.StringIO()
+    writer = csv.writer(data)
+    writer.writerow(["submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at"])
+    for i in range(10):
+        writer.writerow([f"r{i}", f"st{i}", "bench", "q2", f"answer {i}", f"{DAY}T10:00:00-05:00"])
+    s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/submissions/r.csv", Body=data.getvalue())
+    from datetime import date
+
+    from gradeflow.grading import prepare
+    from gradeflow.intake.ingest import ingest_institution
+    from gradeflow.review import packets
+
+    day = date.fromisoformat(DAY)
+    ingest_institution(inst, conn, s3)
+    prepare.order_submissions(conn, inst, day)
+    prepare.grade_by_rule(conn, inst, day)
+    prepare.build_batches(conn, s3, inst, day)
+    cids = [r[0] for r in conn.execute("SELECT custom_id FROM llm_requests WHERE institution_id = %s",
+                                       (inst.id,)).fetchall()]
+    with conn.transaction():
+        to_review(conn, inst, cids, "manual", "bench")
+    packets.write_packet(conn, s3, inst, day)
+    items = [r[0] for r in conn.execute("SELECT review_id FROM review_items WHERE institution_id = %s",
+                                        (inst.id,)).fetchall()]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["review_id", "score", "reviewer", "comment"])
+    for i in range(rows):
+        writer.writerow([items[i % len(items)], (i % 3) / 2, f"r{i % 7}", ""])
+    s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/reviews/bench.csv", Body=out.getvalue())
+    return f"reviewers' file of {rows:,} rows naming {len(items)} items over and over"
 
 
 if __name__ == "__main__":

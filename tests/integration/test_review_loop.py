@@ -190,8 +190,8 @@ def test_a_second_review_is_a_new_grade_version_and_keeps_the_history(conn, s3, 
                         ).fetchone() == (2, 2)
 
 
-def test_one_file_naming_items_twice_applies_its_rows_in_order_as_grade_versions(conn, s3, emulator, openai_client):
-    # Two answers in review as two items (different texts); the file names the first item twice, around the second.
+def test_one_file_naming_an_item_twice_keeps_its_last_row_and_reports_the_others(conn, s3, emulator, openai_client):
+    # Two answers in review as two items (different texts); the file names the first item three times.
     _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL) + answers_for("s3", "st3", "atp, I think"))
     items = [row["review_id"] for row in _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))]
     assert len(items) == 2
@@ -199,17 +199,47 @@ def test_one_file_naming_items_twice_applies_its_rows_in_order_as_grade_versions
     _drop_reviews(s3, "r.csv", _reviews_csv([
         {"review_id": first, "score": 1, "reviewer": "a"},
         {"review_id": second, "score": 2, "reviewer": "a"},
+        {"review_id": second, "score": 2, "reviewer": "a"},
         {"review_id": "no-such-item", "score": 1, "reviewer": "a"},
         {"review_id": first, "score": 3, "reviewer": "b", "comment": "on second thought"}]))
     report = ingest_institution(NORTH, conn, s3)
-    assert report.rows_rejected == 1
+    assert (report.rows_loaded, report.rows_rejected) == (2, 3)
+    lines = dict(conn.execute("SELECT row_number, reason FROM rejected_rows WHERE file_name = 'r.csv'").fetchall())
+    assert lines[1].startswith("warning: review_id named again in row 5; the last row stands (score 3 by b)")
+    assert lines[2].startswith("duplicate: the same review as row 3")
+    assert "unknown review_id" in lines[4]
     history = conn.execute("SELECT review_id, score, reviewer, attempt, is_current FROM grades g"
                            " WHERE grader = 'human' ORDER BY review_id = %s DESC, grade_id", (first,)).fetchall()
     assert [(i == first, float(s), r, a, c) for i, s, r, a, c in history] == [
-        (True, 1.0, "a", 1, False), (True, 3.0, "b", 2, True), (False, 2.0, "a", 1, True)]
-    kept = conn.execute("SELECT source_row, answers_graded FROM reviews ORDER BY review_line_id").fetchall()
-    assert kept == [(1, 1), (2, 1), (4, 1)]
+        (True, 3.0, "b", 1, True), (False, 2.0, "a", 1, True)]
+    kept = conn.execute("SELECT source_row, answers_graded FROM reviews ORDER BY source_row").fetchall()
+    assert kept == [(3, 1), (5, 1)]
     assert conn.execute("SELECT count(*) FROM answer_lifecycle WHERE state = 'in_review'").fetchone()[0] == 0
+
+
+def test_a_nul_in_one_comment_rejects_that_row_only(conn, s3, emulator, openai_client):
+    _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL) + answers_for("s3", "st3", "atp, I think"))
+    first, second = [row["review_id"] for row in _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))]
+    _drop_reviews(s3, "r.csv", _reviews_csv([
+        {"review_id": first, "score": 1, "reviewer": "a", "comment": "fine\x00but"},
+        {"review_id": second, "score": 2, "reviewer": "a"}]))
+    report = ingest_institution(NORTH, conn, s3)
+    assert (report.rows_loaded, report.rows_rejected) == (1, 1)
+    [(row, fld, reason)] = conn.execute("SELECT row_number, field, reason FROM rejected_rows").fetchall()
+    assert (row, fld) == (1, "comment") and "NUL" in reason
+
+
+def test_a_reviewers_file_of_100k_rows_with_repeated_ids_is_applied_in_seconds(conn, s3, emulator, openai_client):
+    _day(conn, s3, openai_client, answers_for("s2", "st2", PARTIAL) + answers_for("s3", "st3", "atp, I think"))
+    first, second = [row["review_id"] for row in _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))]
+    rows = [{"review_id": (first, second)[i % 2], "score": (i % 3) / 2, "reviewer": f"r{i % 7}"}
+            for i in range(100_000)]
+    _drop_reviews(s3, "big.csv", _reviews_csv(rows))
+    started = time.monotonic()
+    report = ingest_institution(NORTH, conn, s3)
+    elapsed = time.monotonic() - started
+    assert (report.rows_loaded, report.rows_rejected) == (2, 99_998)
+    assert elapsed < 60, elapsed  # one set-based round: it took minutes (a round per repetition) before
 
 
 def test_an_identical_answer_arriving_after_the_review_takes_the_human_grade(conn, s3, emulator, openai_client):

@@ -136,3 +136,17 @@ def test_token_counting_loads_only_the_rust_tokenizer_and_counts_as_bpe_openai_d
     counted, package_imported, reference = out.stdout.split()
     assert package_imported == "False"
     assert int(counted) == int(reference) > 0
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (408, {"error": {"message": "Request timed out.", "type": "invalid_request_error", "code": "timeout"}}),
+    (408, {}),
+    (409, {"error": {"message": "conflict"}}),
+    (429, {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}),
+    (503, {"error": {"message": "overloaded"}}),
+])
+def test_transient_http_statuses_are_retried_not_reviewed(status, body):
+    line = {"id": "r", "custom_id": "c", "error": None,
+            "response": {"status_code": status, "request_id": "q", "body": body}}
+    r = batch.parse_line(line, 3)
+    assert not r.ok and r.retryable, r

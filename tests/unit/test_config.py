@@ -35,6 +35,8 @@ def test_bad_config_is_named(tmp_path, yaml_text, message):
     ("release_deadline: '05:30'", "after the 06:00 publish run"),
     ("review_alert_share: 0", r"review_alert_share' must be a number in \(0, 1\]"),
     ("review_alert_share: 1.5", "review_alert_share"),
+    ("day_window_days: -1", "day_window_days' must be a whole number of days >= 0"),
+    ("day_window_days: 1.5", "day_window_days"),
 ])
 def test_bad_alert_fields_are_named(tmp_path, fields, message):
     path = tmp_path / "institutions.yaml"

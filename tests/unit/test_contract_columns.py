@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-from datetime import UTC
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gradeflow.intake.columns import PY_SPACE, _utf8_text, validate_chunks
-from gradeflow.intake.contract import SUBMISSION_COLUMNS, AnswerRow, FileRejected, parse_exam, validate_submissions
+from gradeflow.intake.contract import FileRejected, parse_exam, validate_submissions
+from tests.columns_reference import validate_all
 from tests.fuzz_files import Case, cases
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -24,19 +24,6 @@ QUESTIONS = {"bio": {"q1", "q2"}}
 STAMP = "2026-11-23T10:00:00+01:00"
 COLUMNS = ("submission_id", "student_id", "exam_id", "question_id", "answer", "submitted_at")
 
-
-def validate_all(file_name: str, data: bytes, questions: dict[str, set[str]],
-                 rejected_exams: dict[str, str] | None = None, size: int = 50_000):
-    """validate_chunks gathered as contract.validate_submissions returns it (rows in file order)."""
-    good: list[AnswerRow] = []
-    rejects = []
-    for chunk in validate_chunks(file_name, data, questions, rejected_exams, size):
-        good += [AnswerRow(r["row_number"], *(r[c] for c in SUBMISSION_COLUMNS[:5]),
-                           r["submitted_at"].astimezone(UTC)) for r in chunk.good.to_pylist()]
-        rejects += chunk.rejects
-    good.sort(key=lambda r: r.row)
-    rejects.sort(key=lambda r: r.row or 0)
-    return good, rejects
 
 
 def _both(name: str, data: bytes, questions: dict, size: int, rejected: dict | None = None):

@@ -244,4 +244,5 @@ def test_a_stray_quote_closed_by_a_later_rows_quote_costs_no_other_row():
     good, rejects = validate_submissions("day.csv", data, QUESTIONS)
     assert [(g.submission_id, g.answer) for g in good] == [
         ("s1", "B"), ("s3", "x"), ("s4", "\nmulti"), ("s5", "a, b")]
-    assert [(r.row, "spans lines 3-5" in r.reason) for r in rejects] == [(2, True)]
+    assert [(r.row, "stray quote" in r.reason and "line 3 reads as a complete row" in r.reason)
+            for r in rejects] == [(2, True)]

@@ -2,7 +2,8 @@
 -- key, to be resumed), or one that left no row waiting (every row of these bytes is loaded or refused
 -- for a reason that cannot change). Rows refused because their exam or question was unknown are read
 -- again when the file is re-sent: the definition may have arrived since, and those rows can load now.
-SELECT f.file_id, f.s3_key, f.status, f.archived_key, f.rows_total
+-- (kind: the same bytes dropped as another kind of file are not its duplicate; the caller compares.)
+SELECT f.file_id, f.s3_key, f.status, f.archived_key, f.rows_total, f.kind
   FROM ingested_files f
  WHERE f.institution_id = %(inst)s AND f.sha256 = %(sha)s
    AND ((f.archived_key IS NULL AND f.s3_key = %(key)s)

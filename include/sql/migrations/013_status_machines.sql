@@ -7,5 +7,5 @@ ALTER TABLE batch_jobs ADD CONSTRAINT batch_jobs_status_check CHECK (status IN (
     'prepared',
     'validating', 'in_progress', 'finalizing', 'cancelling',
     'completed', 'failed', 'expired', 'cancelled',
-    'superseded')) NOT VALID;
+    'superseded', 'upload_refused')) NOT VALID;
 ALTER TABLE batch_jobs VALIDATE CONSTRAINT batch_jobs_status_check;

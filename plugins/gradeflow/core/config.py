@@ -122,6 +122,7 @@ class Institution:
     provider: str = DEFAULT_PROVIDER  # the batch provider: openai_batch (Batch API) | openai_chat (local batch)
     conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
     chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
+    day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
 
     @property
     def tz(self) -> ZoneInfo:
@@ -184,6 +185,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     confidence = raw.get("min_confidence", 0.95)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
+    window = raw.get("day_window_days", Institution.day_window_days)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 0:
+        raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
     return Institution(**raw)
 
 

@@ -16,8 +16,8 @@ REVIEW_REASONS = {
     "truncated": "the model's output was cut at the token limit (finish_reason=length)",
     "unparseable": "the model's output is not the JSON the grading schema asks for",
     "invalid_request": "the Batch API rejected the line's input (a 4xx error): sending it again cannot help",
-    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, server error) "
-                          "on every allowed attempt",
+    "attempts_exhausted": "the line failed for a passing reason (expired, cancelled, rate limit, timeout, conflict, "
+                          "server error) on every allowed attempt",
     "batch_failed": "the whole batch failed for a reason that sending it again cannot fix",
     "manual": "an admin or reviewer asked for a human grade",
     "evidence_not_found": "a criterion's evidence quote does not occur in the answer (after whitespace "
@@ -58,12 +58,13 @@ REVIEW_ITEM_TRANSITIONS: dict[str | None, frozenset[str]] = {
 # batch_jobs.status: ours (prepared, superseded) and the Batch API's own, as last seen by polling.
 BATCH_API_LIVE = ("validating", "in_progress", "finalizing", "cancelling")
 BATCH_API_FINAL = ("completed", "failed", "expired", "cancelled")
-JOB_STATES = ("prepared", *BATCH_API_LIVE, *BATCH_API_FINAL, "superseded")
+JOB_STATES = ("prepared", *BATCH_API_LIVE, *BATCH_API_FINAL, "superseded", "upload_refused")
 _API_STATES = frozenset(BATCH_API_LIVE + BATCH_API_FINAL)
 JOB_TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"prepared"}),                                  # prepare wrote its input file
     # submitted (or reattached by fingerprint): whatever the API says the batch is now
-    "prepared": _API_STATES | {"superseded"},                       # superseded: a rerun withdrew it unsent
+    "prepared": _API_STATES | {"superseded", "upload_refused"},     # superseded: a rerun withdrew it unsent;
+    # upload_refused: the API refused its file (HTTP 400): closed, its lines go out again in smaller jobs
     # polling sees the API's states in their order, possibly skipping some
     "validating": _API_STATES - {"validating"},
     "in_progress": _API_STATES - {"validating", "in_progress"},
@@ -71,6 +72,7 @@ JOB_TRANSITIONS: dict[str | None, frozenset[str]] = {
     "cancelling": frozenset({"cancelled", "completed", "failed", "expired"}),
     **{final: frozenset() for final in BATCH_API_FINAL},
     "superseded": frozenset(),
+    "upload_refused": frozenset(),
 }
 
 

@@ -293,7 +293,12 @@ class LineResult:
     confidence_source: str | None = None  # logprobs | self_report (None when not ok)
 
 
-RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded"})
+RETRYABLE_CODES = frozenset({"batch_expired", "batch_cancelled", "server_error", "rate_limit_exceeded",
+                             "request_timeout", "conflict"})
+# A non-200 line with one of these HTTP statuses failed for a passing reason (timeout, conflict, too early,
+# rate limit; and every 5xx): sent again in the next wave while it has attempts left, never straight to review.
+TRANSIENT_HTTP_STATUSES = {408: "request_timeout", 409: "conflict", 425: "request_timeout",
+                           429: "rate_limit_exceeded"}
 
 
 def _error_result(cid: str, code: str, message: str, usage: dict | None = None) -> LineResult:
@@ -320,10 +325,12 @@ def parse_line(line: dict, max_points: float, items: list[dict] | None = None,
     body = response.get("body") or {}
     if response.get("status_code") != 200:
         err = body.get("error") or {}
-        code = str(err.get("code") or err.get("type") or f"http_{response.get('status_code')}")
-        if response.get("status_code", 0) >= 500:
-            code = "server_error" if code.startswith("http_") else code
-        return _error_result(cid, code, str(err.get("message") or ""))
+        status = response.get("status_code")
+        status = status if isinstance(status, int) else 0
+        code = str(err.get("code") or err.get("type") or f"http_{status}")
+        if status >= 500 or status in TRANSIENT_HTTP_STATUSES:  # whatever the body calls it: a passing failure
+            code = "server_error" if status >= 500 else TRANSIENT_HTTP_STATUSES[status]
+        return _error_result(cid, code, f"HTTP {status}: {err.get('message') or ''}")
     return _parse_completion(cid, body, max_points, items, answer_text)
 
 

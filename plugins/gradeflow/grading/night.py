@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,9 @@ TERMINAL = batch.TERMINAL_STATUSES
 REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
+GRADE_LOCK_CLASS = 0x6772_6164  # "grad": with hashtext(institution_id), one grade runner per institution
+RETRY_BACKOFF_CAP_SECONDS = 3600.0  # the longest wait before a wave, however many refusals came before it
+TOKEN_LIMIT_ALERT_AFTER = 3  # token-limit refusals in one night that raise an alert (and every 3 after)
 
 
 def provider_for(inst: Institution, conn_id: str | None = None, settings: OpenAISettings | None = None,
@@ -153,13 +156,42 @@ def submit_ready(conn: psycopg.Connection, s3, provider: BatchProvider, inst: In
             break
         try:
             remote = _create_batch(conn, s3, provider, inst, job)
-        except Exception:
+        except Exception as exc:
             release_reservation(conn, inst, job["job_id"])
-            raise
+            if not _is_bad_request(exc):
+                raise
+            _refuse_upload(conn, inst, job, exc)
+            continue  # the jobs behind it go on: a refused file never blocks them
         with conn.transaction():
             lifecycle.job_submitted(conn, inst, job["job_id"], remote.id, remote.status, provider.name)
         submitted += 1
     return submitted, len(waiting) - submitted
+
+
+def _is_bad_request(exc: Exception) -> bool:
+    """A 400 from the API on upload or create: the file itself is refused (over a line or byte limit...)."""
+    return getattr(exc, "status_code", None) == 400  # the SDK's BadRequestError, whichever provider raised it
+
+
+def _refuse_upload(conn: psycopg.Connection, inst: Institution, job: dict, exc: Exception) -> None:
+    """The API refused the job's file (a 400): split it. Its lines go back to pending, their attempt given
+    back, and the next wave cuts them into jobs of half this one's size (until one is accepted); a job of
+    one line that is refused goes to human review (invalid_request). The job is closed, never retried as is."""
+    detail = f"the API refused the job's file (HTTP 400): {str(exc)[:400]}"
+    cids = [r["custom_id"] for r in db.fetch_all(conn, "grade/job_requests", {"inst": inst.id,
+                                                                             "job_id": job["job_id"]})
+            if r["status"] == "queued"]
+    with conn.transaction():
+        lifecycle.job_refused(conn, inst, job["job_id"], detail)
+        if len(cids) > 1:
+            requeued, reviewed = lifecycle.requeue_unrun(conn, inst, cids, detail), 0
+        else:
+            requeued, reviewed = 0, lifecycle.to_review(conn, inst, cids, "invalid_request", detail)
+        db.execute(conn, "grade/record_collected", {"inst": inst.id, "job_id": job["job_id"], "cost_usd": 0,
+                                                    "input_tokens": 0, "output_tokens": 0, "requeued": requeued})
+    log.warning("Job %s (%d requests): %s; %s", job["job_id"], job["request_count"], detail,
+                f"its {requeued} line(s) go out again in jobs of at most {max(1, job['request_count'] // 2)}"
+                if requeued else f"its one line goes to human review ({reviewed} answer(s))")
 
 
 def submit_jobs(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution,
@@ -288,8 +320,8 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
                 allow_retry: bool = True) -> CollectReport:
     """Collect one finished job's results into grades, review and retries, in one transaction.
 
-    A line that failed for a passing reason (expired, cancelled, rate limit, server error) goes back to
-    pending for the next wave while it has attempts left (and allow_retry); a batch the API refused
+    A line that failed for a passing reason (expired, cancelled, rate limit, timeout, conflict, server error)
+    goes back to pending for the next wave while it has attempts left (and allow_retry); a batch the API refused
     for the enqueued-token cap goes back whole, its attempt given back; every other failure, and a
     line out of attempts, goes to human review with its reason.
     """
@@ -390,7 +422,20 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
         log.warning("Job %s: the API refused batch %s for the organisation's enqueued-token cap (%s); its %d lines "
                     "are requeued, not reviewed, and go out in a later wave", job_id, remote.id, batch_code,
                     len(unrun))
+        _alert_refusals(conn, inst, job)
     return report
+
+
+def _alert_refusals(conn: psycopg.Connection, inst: Institution, job: dict) -> None:
+    """Every TOKEN_LIMIT_ALERT_AFTER-th token-limit refusal of a night raises an alert: the real cap is lower
+    than the configured one, and waiting longer and cutting jobs smaller is all the night can do alone."""
+    refusals = db.fetch_all(conn, "grade/night_refusals", {"inst": inst.id, "night": job["night"]})[0]["refusals"]
+    if refusals and refusals % TOKEN_LIMIT_ALERT_AFTER == 0:
+        alerts.error("GRADEFLOW ALERT token limit: the API refused %d batch(es) of %s night %s whole "
+                     "(token_limit_exceeded): the organisation's real enqueued-token cap is below the configured "
+                     "share. Jobs are halved and sent again after an exponential backoff (at most %.0f s); lower "
+                     "openai.enqueued_token_cap or max_share_per_institution in institutions.yaml",
+                     refusals, inst.id, job["night"], RETRY_BACKOFF_CAP_SECONDS)
 
 
 def _chain(*iterables):
@@ -440,7 +485,54 @@ def _utc(ts: float) -> str:
 def advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, night: date,
             deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
             settings: OpenAISettings | None = None) -> WaveStep:
-    """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait."""
+    """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait.
+
+    The step holds the institution's grade lock (a session-level advisory lock): a second runner of the
+    same institution (a duplicate task instance, a manual `tasks test`, two deployments) finds it taken,
+    submits nothing and waits for its next look, so no job is ever sent by two runners.
+    """
+    provider = providers.as_provider(provider, inst, settings)
+    now = time.time() if now is None else now
+    params = {"cls": GRADE_LOCK_CLASS, "inst": inst.id}
+    if not db.fetch_all(conn, "grade/try_night_lock", params)[0]["locked"]:
+        return _busy_step(conn, inst, night, deadline, now, recheck_seconds, params)
+    try:
+        return _advance(conn, s3, provider, inst, night, deadline, now, recheck_seconds, settings)
+    finally:
+        _unlock(conn, params)
+
+
+def _unlock(conn: psycopg.Connection, params: dict) -> None:
+    from psycopg.pq import TransactionStatus
+
+    if conn.closed or conn.broken:
+        return  # the session's end released the lock
+    if conn.info.transaction_status != TransactionStatus.IDLE:  # leave a failed transaction first
+        conn.rollback()
+    db.fetch_all(conn, "grade/night_unlock", params)
+
+
+def _busy_step(conn: psycopg.Connection, inst: Institution, night: date, deadline: float | None, now: float,
+               recheck_seconds: float, params: dict) -> WaveStep:
+    """Another runner holds the institution's grade lock: say who, submit nothing, look again later."""
+    holders = db.fetch_all(conn, "grade/night_lock_holders", params)
+    who = "; ".join(f"backend pid {h['pid']} ({h['application_name'] or 'no application name'}, {h['state']} "
+                    f"since {h['state_change']})" for h in holders) or "a backend that has just let go"
+    counts = {"night": str(night), "busy": True}
+    if deadline is not None and now >= deadline:
+        return WaveStep(True, f"Deadline {_utc(deadline)} reached for {inst.id} night {night} while another grade "
+                        f"runner holds its lock ({who}); that runner reports the night. This one submitted nothing.",
+                        counts=counts)
+    wake = now + recheck_seconds if deadline is None else min(now + recheck_seconds, deadline)
+    message = (f"another grade runner of {inst.id} holds its lock ({who}): this runner submits nothing and "
+               f"looks again at {_utc(wake)} (one runner per institution: nothing is sent twice).")
+    log.warning("%s", message)
+    return WaveStep(False, message, [], wake, counts)
+
+
+def _advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, night: date,
+             deadline: float | None, now: float, recheck_seconds: float,
+             settings: OpenAISettings | None) -> WaveStep:
     from gradeflow.grading import prepare
 
     provider = providers.as_provider(provider, inst, settings)
@@ -451,11 +543,19 @@ def advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institu
     next_wave_at = None
     wave_plan = None
     if state["pending"] and not past_deadline:
-        backoff = inst.retry_backoff_seconds * 2 ** max(int(state["max_attempt"] or 1) - 1, 0)
+        refused = db.fetch_all(conn, "grade/night_refusals", {"inst": inst.id, "night": night})[0]
+        # each wave waits twice as long as the one before: per attempt, and per whole-job refusal (a refusal
+        # gives the attempt back, so without it the waits would never grow); capped
+        doublings = max(int(state["max_attempt"] or 1) - 1, int(refused["refusals"] or 0), 0)
+        backoff = min(inst.retry_backoff_seconds * 2 ** min(doublings, 32), RETRY_BACKOFF_CAP_SECONDS)
         last = state["last_requeue_at"].timestamp() if state["last_requeue_at"] else now
         next_wave_at = last + backoff
         if now >= next_wave_at:
-            wave_plan = prepare.write_jobs(conn, s3, inst, night, wave=int(state["last_wave"] or 1) + 1,
+            wave_inst = inst
+            if refused["refusals"]:  # refused whole: cut the next jobs to half the smallest refused one
+                wave_inst = replace(inst, max_requests_per_batch=max(1, min(inst.max_requests_per_batch,
+                                                                            int(refused["smallest"])) // 2))
+            wave_plan = prepare.write_jobs(conn, s3, wave_inst, night, wave=int(state["last_wave"] or 1) + 1,
                                            settings=settings)
             log.info("Retry wave %d for %s night %s (after %.0fs backoff): %d line(s) in %d job(s); %d deferred",
                      int(state["last_wave"] or 1) + 1, inst.id, night, backoff, wave_plan.requests_queued,

@@ -29,6 +29,7 @@ from gradeflow.intake.contract import (
     LATEST_SUBMISSION,
     MAX_ANSWER_CHARS,
     MAX_ID_CHARS,
+    SNIFF_BYTES,
     SUBMISSION_COLUMNS,
     SUBMISSION_SUFFIXES,
     BadRow,
@@ -38,6 +39,7 @@ from gradeflow.intake.contract import (
     _json_row,
     _parquet_batches,
     csv_records,
+    sniff_problem,
     validate_row,
 )
 
@@ -76,17 +78,22 @@ class _RawChunk:
         return len(self.numbers) + len(self.rows)
 
 
+CHUNK_CHARS = 16 * 1024 * 1024  # text read into one chunk at most: memory follows bytes, not only rows
+
+
 def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str, set[str]],
-                    rejected_exams: dict[str, str] | None = None, size: int = 50_000) -> Iterator[ValidChunk]:
+                    rejected_exams: dict[str, str] | None = None, size: int = 50_000,
+                    max_chars: int = CHUNK_CHARS) -> Iterator[ValidChunk]:
     """A submissions file (bytes, or a seekable binary file read as a stream) in chunks of at most `size`
-    rows, each validated: good rows and named rejects. Memory holds a chunk, not the file.
+    rows and about `max_chars` characters of values (a chunk ends at the row that reaches it), each
+    validated: good rows and named rejects. Memory holds a chunk, not the file, whatever its rows' length.
 
     Raises FileRejected when the file as a whole cannot be read (possibly after some chunks).
     """
     stream = io.BytesIO(data) if isinstance(data, bytes | bytearray | memoryview) else data
     suffix = _check_file(file_name, stream)
-    raw = (_parquet_chunks(stream, size) if suffix == ".parquet"
-           else _csv_chunks(stream, size) if suffix == ".csv" else _jsonl_chunks(stream, size))
+    raw = (_parquet_chunks(stream, size, max_chars) if suffix == ".parquet"
+           else _csv_chunks(stream, size, max_chars) if suffix == ".csv" else _jsonl_chunks(stream, size, max_chars))
     check = _Checker(file_name, questions, rejected_exams or {})
     for chunk in raw:
         yield check(chunk)
@@ -108,6 +115,10 @@ def _check_file(file_name: str, stream: BinaryIO) -> str:
     stream.seek(0)
     if empty:
         raise FileRejected("the file is empty (0 bytes)")
+    problem = sniff_problem(suffix, stream.read(SNIFF_BYTES))
+    stream.seek(0)
+    if problem:
+        raise FileRejected(problem)
     if suffix != ".parquet" and not _utf8_text(stream):
         raise FileRejected("the file holds no data (only a byte order mark or blank space)")
     return suffix
@@ -167,21 +178,23 @@ def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[str]:
 
 # ---------------------------------------------------------------- reading chunks
 
-def _csv_chunks(stream: BinaryIO, size: int) -> Iterator[_RawChunk]:
+def _csv_chunks(stream: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> Iterator[_RawChunk]:
     """CSV records in chunks: well-formed records as columns, broken ones as BadRows (contract's reader)."""
     records = _stream_csv_records(stream)
     header = next(records)
     where = [header.index(c) for c in SUBMISSION_COLUMNS]
-    chunk, good = _RawChunk(), []
+    chunk, good, chars = _RawChunk(), [], 0
     for number, record in enumerate(records, start=1):
         if isinstance(record, BadRow):
             chunk.rows.append((number, record))
+            chars += len(record.value or "")
         else:
             good.append(record)
             chunk.numbers.append(number)
-        if chunk.count >= size:
+            chars += sum(map(len, record))
+        if chunk.count >= size or chars >= max_chars:
             yield _csv_table(chunk, good, where)
-            chunk, good = _RawChunk(), []
+            chunk, good, chars = _RawChunk(), [], 0
     if chunk.count:
         yield _csv_table(chunk, good, where)
 
@@ -192,7 +205,7 @@ def _csv_table(chunk: _RawChunk, good: list[list[str]], where: list[int]) -> _Ra
     return chunk
 
 
-def _jsonl_chunks(stream: BinaryIO, size: int) -> Iterator[_RawChunk]:
+def _jsonl_chunks(stream: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> Iterator[_RawChunk]:
     """JSONL lines in chunks, parsed by Arrow when it reads them exactly as json.loads would, else line by line.
 
     Arrow is held to the six known keys, each a string or null, each once per object, one object per
@@ -200,13 +213,14 @@ def _jsonl_chunks(stream: BinaryIO, size: int) -> Iterator[_RawChunk]:
     chunk is read line by line (contract._json_row), so its rows get the per-row reader's values.
     """
     lines: list[str] = []
-    number = 0
+    number = chars = 0
     for line in _stream_jsonl_lines(stream):
         lines.append(line)
-        if len(lines) >= size:
+        chars += len(line)
+        if len(lines) >= size or chars >= max_chars:
             yield _jsonl_chunk(lines, number)
             number += len(lines)
-            lines = []
+            lines, chars = [], 0
     if lines:
         yield _jsonl_chunk(lines, number)
 
@@ -227,18 +241,48 @@ def _jsonl_chunk(lines: list[str], before: int) -> _RawChunk:
     return _RawChunk(rows=[(n, _json_row(line)) for n, line in zip(numbers, lines, strict=True)])
 
 
-def _parquet_chunks(data: BinaryIO, size: int) -> Iterator[_RawChunk]:
-    """Parquet record batches: text columns go column-wise; a batch with another type goes row by row."""
-    number = 0
-    for batch in _parquet_batches(data, size):
-        numbers = list(range(number + 1, number + batch.num_rows + 1))
-        number += batch.num_rows
-        if all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
-               for t in batch.schema.types):
-            table = pa.Table.from_batches([batch]).cast(_STRING_SCHEMA)
-            yield _RawChunk(numbers, table)
+PARQUET_READ_ROWS = 1024  # rows read from a Parquet file at a time, grouped into chunks by rows and bytes
+
+
+def _parquet_chunks(data: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> Iterator[_RawChunk]:
+    """Parquet record batches, read a little at a time and grouped into chunks of at most `size` rows and about
+    `max_chars` bytes (Arrow's own size of the decoded values); text columns go column-wise, a chunk with
+    another type goes row by row."""
+    number, held, rows, nbytes = 0, [], 0, 0
+    for read in _parquet_batches(data, min(size, PARQUET_READ_ROWS)):
+        per_row = _value_bytes(read) / max(read.num_rows, 1)
+        step = max(1, min(read.num_rows, int(max_chars // max(per_row, 1))))  # rows of about max_chars bytes
+        for start in range(0, read.num_rows, step):
+            batch = read.slice(start, step)
+            if held and (rows + batch.num_rows > size or nbytes + per_row * batch.num_rows > max_chars):
+                yield _parquet_chunk(held, number)
+                number += rows
+                held, rows, nbytes = [], 0, 0
+            held.append(batch)
+            rows += batch.num_rows
+            nbytes += per_row * batch.num_rows
+    if held:
+        yield _parquet_chunk(held, number)
+
+
+def _value_bytes(batch) -> int:
+    """The bytes of a record batch's values: text columns by their values' lengths, the others by Arrow's size."""
+    total = 0
+    for column in batch.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(
+                column.type):
+            total += pc.sum(pc.binary_length(column)).as_py() or 0
         else:
-            yield _RawChunk(rows=list(zip(numbers, _batch_rows(batch), strict=True)))
+            total += column.nbytes
+    return total
+
+
+def _parquet_chunk(batches: list, before: int) -> _RawChunk:
+    table = pa.Table.from_batches(batches)
+    numbers = list(range(before + 1, before + table.num_rows + 1))
+    if all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) for t in table.schema.types):
+        return _RawChunk(numbers, table.cast(_STRING_SCHEMA))
+    return _RawChunk(rows=list(zip(numbers, (row for batch in batches for row in _batch_rows(batch)), strict=True)))
 
 
 # ---------------------------------------------------------------- checking chunks

@@ -39,7 +39,9 @@ MAX_ID_CHARS = 128
 EARLIEST_SUBMISSION = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_SUBMISSION = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
-MAX_CSV_RESYNCS = 1_000  # broken quotes a CSV may have before its rest is rejected as one row
+# The longest text a CSV record can have and still be a valid row (every quote of the answer and ids doubled,
+# with room to spare): a quoted field still open past it is a broken quote, not a long answer.
+MAX_CSV_RECORD_CHARS = 2 * MAX_ANSWER_CHARS + 8 * MAX_ID_CHARS + 1_000
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -156,11 +158,15 @@ def csv_records(source: Iterable[str]) -> Iterator[list[str] | BadRow]:
     """The header of a CSV file given as lines (ends kept), then its records (each as long as the header)
     or a BadRow each; only the lines of the record being read are held, so a file can be streamed.
 
-    An unbalanced quote would swallow the following lines into one field: the record where it
-    opened is rejected (named by its line) and reading starts again at the line after it, so the
-    rows around it still load (the swallowed lines are held until then, as they must be). The same
-    happens to a record spanning several lines whose field count is wrong. After MAX_CSV_RESYNCS such
-    restarts, the rest of the file is one reject.
+    A quote that opens a field and is not closed on its line makes the record span lines. That is kept
+    only while it is believable: when the record's first line, or a line it would swallow, reads on its
+    own as a complete row (the header's field count and a timestamp under `submitted_at`), the quote is
+    taken as a stray one (`12"` in an unquoted export) and the record is not glued: its first line is a
+    named reject and reading starts again at the next line, so each swallowed line is read as its own row
+    (split back). The same happens to a quoted field still open after MAX_CSV_RECORD_CHARS characters (no
+    valid row is that long), one never closed before the end of the file, and a record spanning several
+    lines whose field count is wrong. There is no limit on how many times this happens: every physical
+    data row is one row of the file's counts, loaded or rejected.
     """
     # Python's csv caps a field at 128 KiB and would reject the whole file; the per-row
     # MAX_ANSWER_CHARS check is the limit that applies, with a reason naming the row.
@@ -168,18 +174,21 @@ def csv_records(source: Iterable[str]) -> Iterator[list[str] | BadRow]:
     lines = iter(source)
     kept: list[str] = []  # lines from absolute index `base` on
     base = 0
+    record = _RecordWatch()
 
     def lines_from(start: int) -> Iterator[str]:
         i = start
         while True:
             if i - base < len(kept):
-                yield kept[i - base]
+                line = kept[i - base]
             else:
                 line = next(lines, None)
                 if line is None:
                     return
                 kept.append(line)
-                yield line
+            if header is not None and i > record.first:  # the reader wants one more line for an open quote
+                record.check(kept[record.first - base], line, i, header)
+            yield line
             i += 1
 
     def forget_before(index: int) -> None:
@@ -189,38 +198,33 @@ def csv_records(source: Iterable[str]) -> Iterator[list[str] | BadRow]:
             base = index
 
     header: list[str] | None = None
-    pos, resyncs = 0, 0
+    pos = 0
     while True:
         reader = csv.reader(lines_from(pos), strict=True)
-        for record, first, last, error in _records(reader, pos):
+        for fields, first, last, error in _records(reader, pos, record):
             if header is None:
                 if error:
                     raise FileRejected(f"the header row cannot be read: {error}")
-                if record:  # blank lines before the header are skipped
-                    _check_header(record, "header")
-                    header = record
+                if fields:  # blank lines before the header are skipped
+                    _check_header(fields, "header")
+                    header = fields
                     yield header
                 forget_before(last)
                 continue
-            if not error and not record:
+            if not error and not fields:
                 forget_before(last)
                 continue  # a blank line is not a row
-            if not error and len(record) == len(header):
+            if not error and len(fields) == len(header):
                 forget_before(last)
-                yield record
+                yield fields
                 continue
             if not error:
-                error = f"the row has {len(record)} field(s) where {len(header)} are expected ({', '.join(header)})"
+                error = f"the row has {len(fields)} field(s) where {len(header)} are expected ({', '.join(header)})"
                 if last - first <= 1:  # a short or long row on one line: nothing else was swallowed
                     forget_before(last)
-                    yield BadRow(error, shown(",".join(record)))
+                    yield BadRow(error, shown(",".join(fields)))
                     continue
                 error += f"; it spans lines {first + 1}-{last}, so reading resumes at line {first + 2}"
-            resyncs += 1
-            if resyncs > MAX_CSV_RESYNCS:
-                yield BadRow(f"more than {MAX_CSV_RESYNCS} rows with broken quoting; the rest of the file from "
-                             f"line {first + 1} is not read", shown(kept[first - base]))
-                return
             yield BadRow(error, shown(kept[first - base]))
             pos = first + 1
             forget_before(pos)
@@ -231,18 +235,72 @@ def csv_records(source: Iterable[str]) -> Iterator[list[str] | BadRow]:
         raise FileRejected("the file has no header row (it holds only blank lines)")
 
 
-def _records(reader, pos: int) -> Iterator[tuple[list[str], int, int, str | None]]:
+class _StrayQuote(Exception):
+    """Raised from inside the csv reader's line source: the record being read must not span more lines."""
+
+
+class _RecordWatch:
+    """The first line of the record being read, and how long it has grown past that line."""
+
+    def __init__(self) -> None:
+        self.first = 0
+        self.chars = 0
+
+    def start(self, first: int) -> None:
+        self.first, self.chars = first, 0
+
+    def check(self, opening: str, line: str, index: int, header: list[str]) -> None:
+        """Stop the record when its quote is doubtful (see csv_records) or it is longer than any valid row."""
+        self.chars += len(line)
+        where = f"line {self.first + 1} of the file"
+        if self.chars > MAX_CSV_RECORD_CHARS:
+            raise _StrayQuote(f"a quoted field opens in this row ({where}) and is never closed within "
+                              f"{MAX_CSV_RECORD_CHARS:,} characters (no valid row is that long); the row is "
+                              f"rejected and reading resumes at line {self.first + 2}")
+        for candidate, number in ((opening, self.first), (line, index)):
+            if _reads_as_a_row(candidate, header):
+                raise _StrayQuote(
+                    f"a quote opens a field in this row ({where}) and is never closed on its line, and line "
+                    f"{number + 1} reads as a complete row of its own: the quote is taken as a stray quote and the "
+                    f"row is rejected rather than glued to the lines after it (a field holding a quote must be "
+                    f"wrapped in quotes with the quote doubled, e.g. \"12\"\"\"); reading resumes at line "
+                    f"{self.first + 2}")
+
+
+def _reads_as_a_row(line: str, header: list[str]) -> bool:
+    """Whether one physical line, read alone (quotes as CSV or as plain characters), is a complete row:
+    the header's field count, with an ISO 8601 timestamp under `submitted_at`."""
+    where = header.index("submitted_at")
+    for quoting in (csv.QUOTE_MINIMAL, csv.QUOTE_NONE):
+        try:
+            fields = next(csv.reader([line.rstrip("\r\n")], quoting=quoting), [])
+        except csv.Error:
+            continue
+        if len(fields) == len(header):
+            try:
+                datetime.fromisoformat(fields[where].strip())
+            except ValueError:
+                continue
+            return True
+    return False
+
+
+def _records(reader, pos: int, record: _RecordWatch) -> Iterator[tuple[list[str], int, int, str | None]]:
     """(fields, first line index, line index after it, error) per record of a strict csv reader."""
     while True:
         first = pos + reader.line_num
+        record.start(first)
         try:
-            record = next(reader)
+            fields = next(reader)
         except StopIteration:
+            return
+        except _StrayQuote as exc:
+            yield [], first, first + 1, str(exc)
             return
         except csv.Error as exc:
             yield [], first, pos + reader.line_num, _csv_error(exc, first, pos + reader.line_num)
             return
-        yield record, first, pos + reader.line_num, None
+        yield fields, first, pos + reader.line_num, None
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -337,6 +395,34 @@ def read_rows(file_name: str, data: bytes) -> Iterator[dict | BadRow]:
     yield from (_rows_csv(text) if suffix == ".csv" else _rows_jsonl(text))
 
 
+SNIFF_BYTES = 64 * 1024  # the head of a file looked at for a wrong kind of file before it is read
+
+
+def sniff_problem(suffix: str, head: bytes) -> str | None:
+    """What is plainly wrong with a submissions file, judged by its first bytes, in words that say so:
+    a Parquet file under a text suffix, UTF-16 text (with or without a byte order mark), JSON Lines whose
+    lines end with a carriage return only. None when nothing is. The per-row and the column-wise readers
+    both call it on the same bytes, so they give the same message."""
+    if suffix != ".parquet" and head.startswith(b"PAR1"):
+        return (f"this is a Parquet file (it starts with PAR1) named {suffix}: rename it to .parquet "
+                "(the suffix decides how a file is read)")
+    if suffix == ".parquet":
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (it starts with a UTF-16 byte order mark): save it as UTF-8"
+    sample = head[:2000]
+    if len(sample) >= 8:
+        half = len(sample) // 2
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        if max(even, odd) >= 0.4 * half and min(even, odd) <= 0.1 * half:
+            return ("UTF-16 text without a byte order mark (every other byte is NUL): save it as UTF-8 "
+                    "(with or without a byte order mark)")
+    if suffix == ".jsonl" and b"\r" in head.rstrip(b"\r") and b"\n" not in head:
+        return ("the lines end with a carriage return only (CR, as old Mac files do): JSON Lines need \\n (or "
+                "\\r\\n) line ends; save the file with those")
+    return None
+
+
 def _open_submissions(file_name: str, data: bytes) -> tuple[str, str | None]:
     """The file's suffix and, for a text format, its text; FileRejected when it cannot be read at all."""
     suffix = PurePosixPath(file_name).suffix.lower()
@@ -344,6 +430,9 @@ def _open_submissions(file_name: str, data: bytes) -> tuple[str, str | None]:
         raise FileRejected(f"unsupported file type {suffix!r}; use .csv, .jsonl or .parquet")
     if not data:
         raise FileRejected("the file is empty (0 bytes)")
+    problem = sniff_problem(suffix, bytes(data[:SNIFF_BYTES]))
+    if problem:
+        raise FileRejected(problem)
     if suffix == ".parquet":
         return suffix, None
     try:
@@ -370,8 +459,8 @@ _KINDS = {dict: "an object", list: "a list", tuple: "a list", set: "a set"}
 def as_text(value: object) -> str | None | Problem:
     """A scalar value as the text it is loaded as; None when absent; a Problem when it is not text.
 
-    Numbers are accepted as the digits they were written with (JSON) or as Python writes them
-    (Parquet); bytes are decoded as UTF-8 when they are valid UTF-8; booleans read `true`/`false`.
+    Numbers are accepted as the digits they were written with (JSON) or as exact decimal text without an
+    exponent (Parquet); bytes are decoded as UTF-8 when they are valid UTF-8; booleans read `true`/`false`.
     Objects, lists, NaN/Infinity and bytes that are not UTF-8 are refused, naming their type.
     """
     if value is None or isinstance(value, str):
@@ -383,9 +472,12 @@ def as_text(value: object) -> str | None | Problem:
     if isinstance(value, float):
         if math.isnan(value):
             return None  # Parquet's (pandas') marker for a missing value in a float column
-        return repr(value) if math.isfinite(value) else Problem(f"{value} is not a finite number")
+        if not math.isfinite(value):
+            return Problem(f"{value} is not a finite number")
+        # exact decimal text, never an exponent: 1e20 -> 100000000000000000000, 1.5e-07 -> 0.00000015
+        return str(int(value)) if value.is_integer() else format(Decimal(repr(value)), "f")
     if isinstance(value, Decimal):
-        return str(value) if value.is_finite() else Problem(f"{value} is not a finite number")
+        return format(value, "f") if value.is_finite() else Problem(f"{value} is not a finite number")
     if isinstance(value, NonFinite):
         return Problem(f"{value.token} is not a finite number")
     if isinstance(value, bytes | bytearray | memoryview):
@@ -401,6 +493,9 @@ def as_text(value: object) -> str | None | Problem:
 
 def check_text(column: str, value: object) -> str | Problem:
     """One text column of a submission row: type, storability and length (ids trimmed and required)."""
+    if column in ID_COLUMNS and isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+        return Problem(f"the number {value!r} is not a whole number: an id must be text or a whole number "
+                       "(a spreadsheet export with numeric ids may have lost digits)")
     text = as_text(value)
     if isinstance(text, Problem):
         return text

@@ -203,6 +203,8 @@ def parse_exam(file_name: str, data: bytes) -> tuple[ExamDefinition | None, list
 
     An exam file may only define the exam it is named after: `exams/<exam_id>.json`.
     """
+    if not data:
+        return None, [Reject(file_name, None, None, None, "the exam file is empty (0 bytes)")]
     doc, error = _load(data)
     if error:
         return None, [Reject(file_name, None, None, None, error)]

@@ -24,7 +24,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import IO, TYPE_CHECKING
+from datetime import timedelta
+from typing import IO, TYPE_CHECKING, Any
 
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
@@ -49,6 +50,8 @@ FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: 
 
 
 CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
+CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of values (long answers: fewer rows)
+MAX_SUBMISSION_BYTES = 2 * 1024 ** 3  # a bigger submissions file is a named reject with its size, never loaded
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 
@@ -295,6 +298,8 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
                        parsed: IncomingPath | None, data: IO[bytes], file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     name = file_row["name"]
+    if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != obj.key:
+        earlier = []  # the same bytes as another kind of file (an exam dropped under submissions/): judged anew
     if earlier:  # every row of these bytes was loaded or refused for good by an earlier drop
         first = earlier[0]
         outcome = _Outcome("duplicate", total=first["rows_total"], duplicate=first["rows_total"],
@@ -303,6 +308,12 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+    if parsed.kind == "submissions" and (obj.size or 0) > MAX_SUBMISSION_BYTES:
+        file_id = _insert_file(conn, {**file_row, "status": "rejected"})
+        return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, (
+            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
+            f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
+            "files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
@@ -332,9 +343,11 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     """Write the rejects to rejected_rows and to a CSV beside the archive; return its key."""
     if not outcome.rejects:
         return None
-    with conn.cursor() as cur:
-        cur.executemany(db.sql("ingest/insert_reject"), [
-            {"inst": inst.id, "day": day, "file_id": file_id, **asdict(r)} for r in outcome.rejects])
+    rejects = outcome.rejects
+    db.execute(conn, "ingest/insert_rejects", {
+        "inst": inst.id, "day": day, "file_id": file_id, "files": [r.file for r in rejects],
+        "rows": [r.row for r in rejects], "fields": [r.field for r in rejects], "values": [r.value for r in rejects],
+        "reasons": [r.reason for r in rejects]})
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["file", "row", "field", "value", "reason"])
@@ -427,7 +440,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
 
 def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
                       name: str, data: IO[bytes]) -> _Outcome:
-    """Validate and stage the file in chunks of CHUNK_ROWS rows, then load it with one statement per table.
+    """Validate and stage the file in chunks of CHUNK_ROWS rows (or CHUNK_CHARS characters), then load it with
+    one statement per table.
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
     (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
@@ -443,10 +457,11 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     total = staged = 0
     rejects: list[Reject] = []
     try:
-        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS):
+        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
             total += chunk.rows
-            rejects += chunk.rejects
-            staged += _stage_rows(conn, chunk.good)
+            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+            rejects += chunk.rejects + far
+            staged += _stage_rows(conn, good)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
@@ -459,6 +474,33 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
     loaded = db.execute(conn, "ingest/insert_answers", params)
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
+
+
+def _outside_day_window(inst: Institution, day, name: str, good) -> tuple[Any, list[Reject]]:
+    """Split a chunk's good rows (columns.GOOD_SCHEMA) into those submitted within `inst.day_window_days` of
+    the file's day folder (dates in the institution's zone) and a named reject for each of the others: a
+    file under the wrong day would otherwise load into a day that no night grades."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not good.num_rows:
+        return good, []
+    local = pc.local_timestamp(good.column("submitted_at").cast(pa.timestamp("us", tz=inst.timezone)))
+    dates = local.cast(pa.date32())
+    window = timedelta(days=inst.day_window_days)
+    inside = pc.and_(pc.greater_equal(dates, pa.scalar(day - window, pa.date32())),
+                     pc.less_equal(dates, pa.scalar(day + window, pa.date32())))
+    if pc.all(inside).as_py():
+        return good, []
+    far = good.filter(pc.invert(inside))
+    rejects = [Reject(name, row["row_number"], "submitted_at", shown(row["submitted_at"].isoformat()),
+                      f"submitted on {local_day} ({inst.timezone}), more than {inst.day_window_days} day(s) from "
+                      f"the file's day folder {day}: the file is probably under the wrong day (answers are graded "
+                      f"with their folder's day); drop it under incoming/{inst.s3_prefix}/{local_day}/ or widen "
+                      "day_window_days")
+               for row, local_day in zip(far.select(["row_number", "submitted_at"]).to_pylist(),
+                                         dates.filter(pc.invert(inside)).to_pylist(), strict=True)]
+    return good.filter(inside), rejects
 
 
 def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = False) -> None:

@@ -69,8 +69,6 @@ def parse_review_file(name: str, data: bytes) -> list[ReviewRow]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise FileRejected(f"not UTF-8 text (byte {exc.start})") from exc
-    if "\x00" in text:
-        raise FileRejected("the file contains NUL characters")
     if not text.strip():
         raise FileRejected("the file is empty: expected a header with review_id, score, reviewer")
     return _parse_jsonl(text) if name.lower().endswith(".jsonl") else _parse_csv(text)
@@ -82,6 +80,8 @@ def _parse_csv(text: str) -> list[ReviewRow]:
         header = [h.strip().lower() for h in next(reader)]
     except (StopIteration, csv.Error) as exc:
         raise FileRejected(f"the CSV header cannot be read: {exc}") from exc
+    if any("\x00" in h for h in header):
+        raise FileRejected("the header row holds NUL characters (a NUL in a data row rejects only that row)")
     missing = [c for c in REQUIRED if c not in header and not (c == "score" and "criteria" in header)]
     if missing:
         raise FileRejected(f"missing column(s) {missing}; the header must name review_id, score (or criteria), "
@@ -162,6 +162,8 @@ def _check_row(name: str, row: ReviewRow, items: dict[str, dict]) -> tuple[dict 
     review_id = _text(row.review_id)
     if review_id is None:
         return reject("review_id", row.review_id, "review_id is missing")
+    if not clean_text(review_id):
+        return reject("review_id", review_id, "review_id holds NUL or broken Unicode")
     item = items.get(review_id)
     if item is None:
         return reject("review_id", review_id, "unknown review_id: no review item of this institution has it "
@@ -225,6 +227,26 @@ def _ticks(value: Any, item: dict) -> tuple[list[dict] | None, str | None]:
     return [{"id": c["id"], "met": c["id"] in ids, "points": c["points"]} for c in items], None
 
 
+def _last_per_item(name: str, reviews: list[dict], rejects: list[Reject]) -> list[dict]:
+    """One review per item: the file's last row for it stands. Every earlier row of the same item is a line of
+    the rejects report: `duplicate` when it says the same as the row that stands (score, reviewer, comment),
+    else a warning naming the row that stands. So a file is applied in one set-based round, whatever its shape."""
+    last = {review["review_id"]: i for i, review in enumerate(reviews)}
+    for review in reviews:
+        stands = reviews[last[review["review_id"]]]
+        if stands is review:
+            continue
+        if (review["score"], review["reviewer"], review["comment"]) == (stands["score"], stands["reviewer"],
+                                                                       stands["comment"]):
+            reason = (f"duplicate: the same review as row {stands['row']} (review_id, score, reviewer, comment); "
+                      "applied once")
+        else:
+            reason = (f"warning: review_id named again in row {stands['row']}; the last row stands (score "
+                      f"{stands['score']:g} by {stands['reviewer']}), this one is not applied")
+        rejects.append(Reject(name, review["row"], "review_id", review["review_id"], reason))
+    return [review for i, review in enumerate(reviews) if last[review["review_id"]] == i]
+
+
 def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
                        data: bytes) -> ReviewIngest:
     """Validate a reviewers' file and apply its good rows as human grades (inside the ingest transaction)."""
@@ -242,6 +264,7 @@ def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: Inco
             result.rejects.append(bad)
         else:
             good_rows.append(good)
+    good_rows = _last_per_item(name, good_rows, result.rejects)
     graded, refused = lifecycle.apply_human_reviews(conn, inst, file_id, good_rows)
     by_row = {g["row"]: g for g in good_rows}
     # Nothing waits for these items any more (their answers were regraded since): refused, and said so.

@@ -6,7 +6,7 @@ One small module per machine: `machine` (answers and their model requests), `job
 May import: gradeflow.core.
 """
 
-from gradeflow.lifecycle.jobs import create_job, job_state, job_submitted, withdraw_unsent  # noqa: F401
+from gradeflow.lifecycle.jobs import create_job, job_refused, job_state, job_submitted, withdraw_unsent  # noqa: F401
 from gradeflow.lifecycle.machine import (  # noqa: F401  the package's public API
     DEFER_REASONS,
     GRADERS,

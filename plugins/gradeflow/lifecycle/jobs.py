@@ -60,6 +60,15 @@ def job_state(conn: psycopg.Connection, inst: Institution, job_id: int, remote: 
         "request_counts": Jsonb(counts), "errors": Jsonb(errors), "terminal": remote.status in BATCH_API_FINAL})
 
 
+def job_refused(conn: psycopg.Connection, inst: Institution, job_id: int, detail: str) -> None:
+    """prepared -> upload_refused: the provider refused the job's input file (HTTP 400); the job is closed."""
+    from psycopg.types.json import Jsonb
+
+    _move(conn, inst, job_id, "upload_refused", "lifecycle/job_state", {
+        "output_file_id": None, "error_file_id": None, "request_counts": Jsonb(None),
+        "errors": Jsonb({"data": [{"code": "upload_refused", "message": detail}]}), "terminal": True})
+
+
 def withdraw_unsent(conn: psycopg.Connection, inst: Institution, day: date) -> int:
     """A rerun's day: prepared jobs never sent -> superseded, with their requests and the day's pending or
     deferred ones (the regrade writes them anew); return the requests withdrawn."""

@@ -1,0 +1,1 @@
+SELECT pg_advisory_unlock(%(cls)s, hashtext(%(inst)s)) AS unlocked;
