@@ -313,7 +313,7 @@ def test_answers_are_realistic_and_varied(day):
         assert lengths[-1] > 200 and lengths[len(lengths) // 2] > 100
 
 
-# ---------------------------------------------------------------- CLI (the upload: tests/integration/test_sample_day_upload.py)
+# ---------------------------------------------------------------- CLI (upload: tests/integration)
 
 def test_cli_prints_the_manifest(tmp_path, capsys):
     assert sample_day.main(["--out", str(tmp_path), "--day", "2026-11-23", "--institutions", "northfield,lakeshore",
