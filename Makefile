@@ -1,6 +1,6 @@
 # GradeFlow: every target sets up what it needs by itself.
 #   make demo     run a whole sample exam day through Airflow on the embedded stack
-#   make test     run the test suite (unit, integration, end-to-end) on the embedded stack
+#   make test     run the test suite (unit, integration, end-to-end) in parallel, one embedded stack per worker
 #   make airflow  Airflow standalone (UI on http://localhost:8080) on the embedded stack
 #   make evaluate model vs human agreement: CSV=answers.csv [ARGS="--base-url URL --model M"], or sample data
 PYTHON ?= python3
@@ -28,8 +28,11 @@ else
 	$(PY) -m devstack.evaluate_demo
 endif
 
+# Two pytest-xdist workers fit a 2-core machine; --dist loadfile keeps a module (and its module-scoped
+# fixtures, such as the e2e day through Airflow) on one worker. TEST_WORKERS=auto uses every core.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ANSWERS ?= 100000
 BIG_ROWS ?= 15000

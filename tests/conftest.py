@@ -1,7 +1,10 @@
 """Fixtures on the real embedded stack: PostgreSQL (pgserver), S3 (moto server), the Batch API emulator.
 
 The stack is started once per test session in a temporary folder, with the same code `make demo`
-uses; every test gets empty tables, an empty bucket and a reset emulator.
+uses; every test gets empty tables, an empty bucket and a reset emulator. Under pytest-xdist (`make test`)
+each worker is its own session, so each worker starts its own stack (its own folder, free ports, database,
+bucket and emulator) the first time one of its tests asks for it: workers never share a table. The unit
+tier (tests/unit/conftest.py) starts nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def embedded_stack():
     import shutil
     import tempfile
 
-    state_dir = Path(tempfile.mkdtemp(prefix="gradeflow-devstack-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1, ... under pytest-xdist
+    state_dir = Path(tempfile.mkdtemp(prefix=f"gradeflow-devstack-{worker}-"))
     info = stack.up(state_dir, emulator_timing_scale=0.02)
     saved = dict(os.environ)
     os.environ.update(stack.env(info))
@@ -79,10 +83,12 @@ def tenant_conn(embedded_stack, admin_conn):
 @pytest.fixture
 def conn(admin_conn, tenant_conn):
     """The night's connection for northfield (worker role, bound to it), on a migrated database with every
-    table emptied. Work on another institution goes through tenant_conn(<id>), as in the tasks."""
+    table emptied. Work on another institution goes through tenant_conn(<id>), as in the tasks.
+
+    The stack's start migrated the database; after the TRUNCATE one migrate re-seeds the institutions and
+    review reasons and re-applies grants and row-level security (a test may have changed them)."""
     from gradeflow.core import db
 
-    db.migrate(admin_conn)
     tables = [r[0] for r in admin_conn.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
     admin_conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")

@@ -9,11 +9,9 @@ from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 
-import boto3
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devstack import sample_day
 
@@ -319,35 +317,7 @@ def test_answers_are_realistic_and_varied(day):
         assert lengths[-1] > 200 and lengths[len(lengths) // 2] > 100
 
 
-# ---------------------------------------------------------------- upload and CLI
-
-@pytest.fixture(scope="module")
-def moto_s3():
-    """A real moto S3 server on a free port and a boto3 client for it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-    yield client
-    server.stop()
-
-
-def test_upload_day_puts_every_file_in_arrival_order(day, moto_s3):
-    root, manifest = day
-    moto_s3.create_bucket(Bucket="sample-day-test")
-    keys = sample_day.upload_day(root, moto_s3, "sample-day-test")
-    listed = [o["Key"] for o in moto_s3.list_objects_v2(Bucket="sample-day-test")["Contents"]]
-    assert sorted(listed) == sorted(keys) == sorted(_all_files(root))
-    for inst, entry in manifest.items():
-        assert [k for k in keys if k.startswith(f"incoming/{inst}/")] == entry["files"]
-    exam_positions = [i for i, k in enumerate(keys) if "/exams/" in k]
-    assert exam_positions == list(range(len(exam_positions)))
-    assert sorted(keys[-len(manifest):]) == sorted(e["duplicate_file"] for e in manifest.values())
-    for key in keys:
-        body = moto_s3.get_object(Bucket="sample-day-test", Key=key)["Body"].read()
-        assert body == (root / key).read_bytes()
-
+# ---------------------------------------------------------------- CLI (upload: tests/integration)
 
 def test_cli_prints_the_manifest(tmp_path, capsys):
     assert sample_day.main(["--out", str(tmp_path), "--day", "2026-11-23", "--institutions", "northfield,lakeshore",
