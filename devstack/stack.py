@@ -415,9 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "migrate":
         applied = migrate(info)
-        from gradeflow.core.config import INSTITUTIONS_FILE
+        from gradeflow.core.config import institutions_file
 
-        print(f"migrated: {len(applied)} migration(s) applied now; institutions registered from {INSTITUTIONS_FILE}")
+        print(f"migrated: {len(applied)} migration(s) applied now; institutions registered from {institutions_file()}")
         return 0
     if args.command == "env":
         for key, value in env(info).items():

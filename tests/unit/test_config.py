@@ -57,3 +57,24 @@ def test_the_schedule_is_defined_once_and_gives_the_dags_crons():
     assert STAGES == ("ingest", "prepare", "grade", "publish") and PUBLISH_AT == "06:00"
     assert [s.cron for s in SCHEDULES.values()] == ["*/15 8-17 * * *", "0 18 * * *", "0 20 * * *", "0 6 * * *"]
     assert SCHEDULES["ingest"].times == ("08:00", "17:45") and SCHEDULES["grade"].times == ("20:00",)
+
+
+def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, monkeypatch):
+    """A process that points GRADEFLOW_INSTITUTIONS at another file after importing the config (the demo lowers
+    one institution's review_alert_share that way, after the stack's environment imported it) is obeyed."""
+    import yaml
+
+    from gradeflow.core import config
+
+    monkeypatch.delenv("GRADEFLOW_INSTITUTIONS", raising=False)
+    original = config.load_institutions()
+    data = yaml.safe_load(config.INSTITUTIONS_FILE.read_text())
+    data["institutions"][0]["review_alert_share"] = 0.0001
+    edited = tmp_path / "institutions.yaml"
+    edited.write_text(yaml.safe_dump(data))
+    first = data["institutions"][0]["id"]
+    monkeypatch.setenv("GRADEFLOW_INSTITUTIONS", str(edited))
+    assert config.get_institution(first).review_alert_share == 0.0001
+    monkeypatch.delenv("GRADEFLOW_INSTITUTIONS")
+    before = next(i for i in original if i.id == first)
+    assert config.get_institution(first).review_alert_share == before.review_alert_share

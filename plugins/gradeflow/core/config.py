@@ -20,7 +20,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 INCLUDE_DIR = PROJECT_ROOT / "include"
 SQL_DIR = INCLUDE_DIR / "sql"
 PROMPTS_DIR = INCLUDE_DIR / "prompts"
-INSTITUTIONS_FILE = Path(os.environ.get("GRADEFLOW_INSTITUTIONS", INCLUDE_DIR / "institutions.yaml"))
+INSTITUTIONS_FILE = INCLUDE_DIR / "institutions.yaml"
+
+
+def institutions_file() -> Path:
+    """The tenants' file: GRADEFLOW_INSTITUTIONS when set (read at each call, so a process that set it after
+    importing this module, such as the demo, is obeyed), else INSTITUTIONS_FILE."""
+    return Path(os.environ.get("GRADEFLOW_INSTITUTIONS") or INSTITUTIONS_FILE)
 
 # Only connection ids live in code; their values come from AIRFLOW_CONN_* or a secrets backend.
 POSTGRES_CONN_ID = "gradeflow_db"  # base id: each institution's tasks use gradeflow_db_<id> (db.tenant_conn_id)
@@ -161,7 +167,7 @@ class ConfigError(ValueError):
 
 
 def _parse_institution(index: int, raw: dict) -> Institution:
-    where = f"{INSTITUTIONS_FILE.name}: institutions[{index}]"
+    where = f"{institutions_file().name}: institutions[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping")
     known = set(Institution.__dataclass_fields__)
@@ -248,7 +254,7 @@ def _stamp(path: Path) -> tuple[int, int]:
 
 def load_institutions(path: Path | None = None) -> tuple[Institution, ...]:
     """All tenants, sorted by id, validated (unique ids and prefixes, real time zones); reread when edited."""
-    path = Path(path or INSTITUTIONS_FILE)
+    path = Path(path or institutions_file())
     return _load_institutions(path, _stamp(path))
 
 
@@ -267,7 +273,7 @@ def _load_institutions(path: Path, stamp: tuple[int, int]) -> tuple[Institution,
 
 def load_openai_settings(path: Path | None = None) -> OpenAISettings:
     """The shared API organisation's limits, validated (cap > 0, 0 < share <= 1); reread when edited."""
-    path = Path(path or INSTITUTIONS_FILE)
+    path = Path(path or institutions_file())
     return _load_openai_settings(path, _stamp(path))
 
 
@@ -286,7 +292,7 @@ def _load_openai_settings(path: Path, stamp: tuple[int, int]) -> OpenAISettings:
 
 def load_platform_alert_emails(path: Path | None = None) -> tuple[str, ...]:
     """The operators' recipients (top-level `platform_alert_emails`): failures that are the platform's."""
-    path = Path(path or INSTITUTIONS_FILE)
+    path = Path(path or institutions_file())
     return _load_platform_alert_emails(path, _stamp(path))
 
 
