@@ -1,7 +1,8 @@
 -- Transition graded -> in_review for model grades that may not be released as they are: a raw score
 -- outside [0, max_points] (score_out_of_range: the clamped score stays as the suggestion) or a
 -- confidence below the institution's min_confidence (low_confidence) or, for rubric items, a met
--- criterion whose evidence quote is not in the answer (evidence_not_found). The request keeps the model's
+-- criterion whose evidence quote is not in the answer (evidence_not_found) or an answer screened as
+-- instruction-like (suspected_injection, after evidence_not_found: %(suspected)s maps custom_id -> the signs found). The request keeps the model's
 -- score, raw score, rationale and confidence: the reviewer sees them as a suggestion. Only requests
 -- none of whose answers took a grade from them yet (newly collected work) are routed; with a job's id,
 -- only that job's requests (collect), else every one of the day (prepare).
@@ -9,6 +10,7 @@ WITH doubtful AS (
     SELECT r.custom_id,
            CASE WHEN r.raw_score < 0 OR r.raw_score > q.max_points THEN 'score_out_of_range'
                 WHEN r.evidence_ok = false THEN 'evidence_not_found'
+                WHEN (%(suspected)s::jsonb ->> r.custom_id) IS NOT NULL THEN 'suspected_injection'
                 ELSE 'low_confidence' END AS reason,
            CASE WHEN r.raw_score < 0 OR r.raw_score > q.max_points
                 THEN format('raw model score %%s outside [0, %%s]; clamped to %%s', r.raw_score, q.max_points, r.score)
@@ -16,6 +18,9 @@ WITH doubtful AS (
                 THEN format('evidence not found in the answer for criteria %%s',
                             (SELECT string_agg(d ->> 'id', ', ') FROM jsonb_array_elements(r.decisions) d
                               WHERE (d ->> 'met')::boolean AND NOT coalesce((d ->> 'evidence_found')::boolean, true)))
+                WHEN (%(suspected)s::jsonb ->> r.custom_id) IS NOT NULL
+                THEN format('the answer holds instruction-like text (%%s); model score %%s of %%s',
+                            %(suspected)s::jsonb ->> r.custom_id, r.score, q.max_points)
                 ELSE format('model confidence %%s below min_confidence %%s', r.confidence, %(min_confidence)s::numeric)
            END AS detail
       FROM llm_requests r
@@ -23,6 +28,7 @@ WITH doubtful AS (
      WHERE r.institution_id = %(inst)s AND r.exam_day = %(day)s AND r.version = %(version)s AND r.status = 'graded'
        AND (%(job_id)s::bigint IS NULL OR r.job_id = %(job_id)s::bigint)
        AND (r.raw_score < 0 OR r.raw_score > q.max_points OR r.evidence_ok = false
+            OR (%(suspected)s::jsonb ->> r.custom_id) IS NOT NULL
             OR coalesce(r.confidence, 0) < %(min_confidence)s)
        AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = r.institution_id AND g.custom_id = r.custom_id)
 ), req AS (

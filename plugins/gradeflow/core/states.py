@@ -22,6 +22,9 @@ REVIEW_REASONS = {
     "manual": "an admin or reviewer asked for a human grade",
     "evidence_not_found": "a criterion's evidence quote does not occur in the answer (after whitespace "
                           "normalisation)",
+    "suspected_injection": "the answer holds instruction-like text (role tags, 'ignore the rubric', a request "
+                           "for marks, grade-shaped JSON, a formula, a very long text) and the model scored it "
+                           "above half of max_points",
 }
 # Why a released answer is still pending (release_results.pending_reason).
 PENDING_REASONS = ("in_review", "deferred_budget", "deferred_cap", "pending_model", "received")

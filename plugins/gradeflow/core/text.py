@@ -6,6 +6,8 @@ May import: nothing of gradeflow.
 
 from __future__ import annotations
 
+import re
+
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -26,3 +28,35 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+# --- Instruction-like content in an answer (a prompt-injection screen) ------------------------------------
+# The request passes student text as data, never as instructions; a model may still obey text inside it. An
+# answer showing one of these signs is graded as usual, but a model grade above INJECTION_REVIEW_SHARE of the
+# question's max_points goes to review as `suspected_injection` (gradeflow.lifecycle.route_doubtful).
+INJECTION_REVIEW_SHARE = 0.5
+_INJECTION_SIGNS = (
+    ("role tag", r"<\s*/?\s*(system|assistant|user|developer|im_start|im_end)\b|\[/?INST\]|<<\s*/?SYS\s*>>"
+                 r"|^\s*(system|assistant|developer)\s*:"),
+    ("instruction to ignore the task", r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}"
+                                       r"\b(instructions?|rubric|prompt|rules|guidelines|criteria|above|previous)\b"),
+    ("asks for marks", r"\b(give|award|assign|grant|mark)\b.{0,30}\b(full|maximum|max|all|top|perfect|100\s*%?)"
+                       r".{0,20}\b(marks?|points?|score|credit|grade)\b|\bfull\s+(marks?|credit|points?|score)\b"),
+    ("addresses the grader", r"\b(you are|act as|as)\s+(now\s+)?(the|a|an)\s+(grader|examiner|assistant|ai)\b"
+                             r"|\b(dear|hey)\s+(grader|ai|model|assistant)\b"),
+    ("grade-shaped JSON", r"[\"']\s*(score|grade|points|confidence|decisions|met)\s*[\"']\s*:"),
+    ("spreadsheet formula", r"\A\s*=|\A\s*@\s*[A-Za-z]|\A\s*[+-]\s*[A-Za-z_]+\s*[|(!]"),
+)
+_INJECTION_RES = tuple((name, re.compile(pattern, re.IGNORECASE | re.MULTILINE)) for name, pattern in _INJECTION_SIGNS)
+MAX_PLAIN_ANSWER_CHARS = 8_000  # far above any short answer or essay of the sample day: flagged as "very long"
+
+
+def injection_signs(text: object) -> list[str]:
+    """The instruction-like signs an answer shows (empty: none): role tags, "ignore the instructions/rubric",
+    requests for marks, addressing the grader, grade-shaped JSON, a spreadsheet formula, a very long text."""
+    if not isinstance(text, str):
+        return []
+    signs = [name for name, pattern in _INJECTION_RES if pattern.search(text)]
+    if len(text) > MAX_PLAIN_ANSWER_CHARS:
+        signs.append("very long")
+    return signs

@@ -151,14 +151,22 @@ def route_doubtful(conn: psycopg.Connection, inst: Institution, day: date, versi
     """Newly graded model requests that may not be released as they are -> in_review; answers routed by reason.
 
     A raw score outside [0, max_points] goes to review as `score_out_of_range` (the clamped score is the
-    suggestion); a met rubric item whose evidence quote is not in the answer as `evidence_not_found`; a
+    suggestion); an answer screened as instruction-like (gradeflow.core.text.injection_signs) whose model score
+    is above INJECTION_REVIEW_SHARE of max_points as `suspected_injection`; a met rubric item whose evidence
+    quote is not in the answer as `evidence_not_found`; a
     confidence below the institution's `min_confidence` as `low_confidence`. The model's
     score, rationale and confidence stay on the request: the reviewer sees them as a suggestion. Call it
     right before `apply_model_grades`, in the same transaction (with the same `job_id`, if any).
     """
-    rows = db.fetch_all(conn, "lifecycle/route_doubtful", {"inst": inst.id, "day": day, "version": version,
-                                                             "min_confidence": inst.min_confidence,
-                                                             "job_id": job_id})
+    from psycopg.types.json import Jsonb
+
+    from gradeflow.core.text import INJECTION_REVIEW_SHARE, injection_signs
+
+    scope = {"inst": inst.id, "day": day, "version": version, "job_id": job_id}
+    candidates = db.fetch_all(conn, "lifecycle/screen_candidates", {**scope, "share": INJECTION_REVIEW_SHARE})
+    suspected = {c["custom_id"]: ", ".join(signs) for c in candidates if (signs := injection_signs(c["answer_text"]))}
+    rows = db.fetch_all(conn, "lifecycle/route_doubtful", {**scope, "min_confidence": inst.min_confidence,
+                                                             "suspected": Jsonb(suspected)})
     routed: dict[str, int] = {}
     for row in rows:
         routed[row["reason"]] = routed.get(row["reason"], 0) + 1
