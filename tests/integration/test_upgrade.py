@@ -105,3 +105,30 @@ def test_a_database_from_before_016_upgrades_with_its_rows_and_the_logins_work(e
         assert north.execute(reserve, (jobs["northfield"], "northfield")).fetchone()[0] is True
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only"):
             north.execute(reserve, (jobs["lakeshore"], "lakeshore"))
+
+
+def test_a_state_folder_from_before_016_gets_its_logins_and_loses_the_shared_one(embedded_stack, tmp_path):
+    """What `stack up` does to an older `.devstack` folder besides the migrate step: secrets.json keeps its
+    passwords and gains one per institution's login; the old shared worker login becomes a NOLOGIN group."""
+    import json
+    import stat
+
+    old = {stack.PG_USER: "pg-old", stack.OWNER_ROLE: "owner-old", stack.AIRFLOW_ROLE: "airflow-old",
+           stack.WORKER_ROLE: "worker-old"}
+    (tmp_path / "secrets.json").write_text(json.dumps(old))
+    values = stack._secrets(tmp_path)
+    assert {k: values[k] for k in old} == old
+    logins = [db.tenant_login(inst.id) for inst in load_institutions()]
+    assert all(len(values[login]) >= 24 for login in logins)
+    assert json.loads((tmp_path / "secrets.json").read_text()) == values
+    assert stat.S_IMODE((tmp_path / "secrets.json").stat().st_mode) == 0o600
+    # The running stack's group role as an older folder had it: a login with a password.
+    with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
+        su.execute(f"ALTER ROLE {stack.WORKER_ROLE} LOGIN PASSWORD 'worker-old'")
+    stack._bootstrap_roles(embedded_stack)
+    with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
+        assert su.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                          (stack.WORKER_ROLE,)).fetchone()[0] is False
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=embedded_stack.pg_port, dbname=stack.GRADEFLOW_DB,
+                        user=stack.WORKER_ROLE, password="worker-old").close()
