@@ -105,18 +105,28 @@ def test_every_reference_is_one_mechanism_under_one_naming_scheme(admin_conn, lo
         "SELECT c.relname, t.tgname, encode(t.tgargs, 'escape') FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
         " WHERE t.tgfoid = 'gradeflow_check_reference'::regproc").fetchall()
     refs: dict[str, set[str]] = {}
-    for _table, name, args in triggers:
-        mode, ref, _other, mine, _theirs, *_ = args.split("\\000")
-        child = _table if mode == "child" else _other
-        cols = mine if mode == "child" else _theirs
+    for table, name, args in triggers:
+        mode, ref, other, mine, theirs, *_ = args.split("\\000")
+        child = table if mode == "child" else other
+        cols = mine if mode == "child" else theirs
         assert ref == f"{child}_{cols.replace(',', '_')}_ref" and name.startswith(ref + "_"), (name, args)
         refs.setdefault(ref, set()).add(name.removeprefix(ref + "_"))
     assert all(kinds == {"ins", "upd", "del", "pupd"} for kinds in refs.values()), refs
-    assert len(refs) == 23  # 010's ten (six of them made composite by 016), 016's other nine, 009's four
-    assert {"answers_institution_id_submission_id_ref", "answers_institution_id_exam_id_question_id_ref",
-            "submissions_institution_id_exam_id_ref", "submissions_institution_id_ref",
-            "answers_institution_id_source_file_id_ref", "grades_institution_id_submission_id_question_id_ref",
-            "batch_lines_institution_id_custom_id_ref"} <= set(refs)
+    expected = {  # 010's (four left after 016), 016's fifteen tenant references, 009's four
+        "grades_institution_id_submission_id_question_id_ref",
+        "review_queue_institution_id_submission_id_question_id_ref",
+        "llm_requests_institution_id_ref", "batch_lines_institution_id_ref",
+        "submissions_institution_id_source_file_id_ref", "answers_institution_id_source_file_id_ref",
+        "exams_institution_id_source_file_id_ref", "ingested_files_institution_id_duplicate_of_ref",
+        "rejected_rows_institution_id_file_id_ref", "reviews_institution_id_file_id_ref",
+        "reviews_institution_id_review_id_ref", "review_queue_institution_id_review_item_ref",
+        "grades_institution_id_review_id_ref", "grades_institution_id_review_line_id_ref",
+        "grades_institution_id_job_id_ref", "llm_requests_institution_id_job_id_ref",
+        "batch_lines_institution_id_job_id_ref", "batch_lines_institution_id_custom_id_ref",
+        "releases_institution_id_validation_id_ref",
+        "answers_institution_id_submission_id_ref", "answers_institution_id_exam_id_question_id_ref",
+        "submissions_institution_id_exam_id_ref", "submissions_institution_id_ref"}
+    assert expected <= set(refs), sorted(expected - set(refs))
     assert admin_conn.execute("SELECT count(*) FROM pg_proc WHERE proname IN ('gradeflow_answers_refs_check',"
                               " 'gradeflow_submissions_refs_check', 'gradeflow_refs_changed',"
                               " 'gradeflow_answers_referenced', 'gradeflow_answers_key_changed')").fetchone()[0] == 0
