@@ -133,6 +133,7 @@ def _secrets(state_dir: Path) -> dict[str, str]:
         return values
     values.update({role: secrets.token_urlsafe(24) for role in wanted if role not in values})
     path.touch(mode=0o600)
+    path.chmod(0o600)  # an existing file keeps its mode through touch(): a folder copied with a wider one is narrowed
     path.write_text(json.dumps(values, indent=2))
     return values
 

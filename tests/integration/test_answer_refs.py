@@ -38,16 +38,18 @@ def test_the_per_row_foreign_keys_of_answers_and_submissions_are_gone(conn, load
     ("s1", "q99", 0, "(northfield, bio-101, q99) is not present in table \"questions\""),
     ("s1", "q1", 1000, "is not present in table \"ingested_files\""),
 ])
-def test_an_answer_with_a_dangling_reference_is_refused(conn, loaded, submission, question, file_shift, named):
-    conn.execute("DELETE FROM answers WHERE submission_id = 's1' AND question_id = 'q1'")
+def test_an_answer_with_a_dangling_reference_is_refused(conn, admin_conn, loaded, submission, question, file_shift,
+                                                        named):
+    # the owner deletes: the night's login has no DELETE (migration 019)
+    admin_conn.execute("DELETE FROM answers WHERE submission_id = 's1' AND question_id = 'q1'")
     with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
         conn.execute(INSERT, (submission, question, DAY, loaded + file_shift))
     assert named in (refused.value.diag.message_detail or "")
     conn.rollback()
 
 
-def test_one_dangling_row_refuses_the_whole_statement(conn, loaded):
-    conn.execute("DELETE FROM answers WHERE question_id = 'q1'")
+def test_one_dangling_row_refuses_the_whole_statement(conn, admin_conn, loaded):
+    admin_conn.execute("DELETE FROM answers WHERE question_id = 'q1'")
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute(INSERT.replace("VALUES ('northfield', %s, %s, 'bio-101', %s, 'x', 'h', %s, 1)",
                                     "SELECT 'northfield', s, 'q1', 'bio-101', %s, 'x', 'h', %s, 1 "
@@ -95,3 +97,53 @@ def test_rows_no_answer_refers_to_can_go_and_other_updates_pass(admin_conn, load
     admin_conn.execute("DELETE FROM answers WHERE question_id = 'q2'")
     admin_conn.execute("DELETE FROM questions WHERE question_id = 'q2'")
     assert admin_conn.execute("SELECT count(*) FROM questions WHERE question_id = 'q2'").fetchone()[0] == 0
+
+
+def test_every_reference_is_one_mechanism_under_one_naming_scheme(admin_conn, loaded):
+    """Migration 020: 009's references moved onto 010's check; one name per reference, four triggers each."""
+    triggers = admin_conn.execute(
+        "SELECT c.relname, t.tgname, encode(t.tgargs, 'escape') FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+        " WHERE t.tgfoid = 'gradeflow_check_reference'::regproc").fetchall()
+    refs: dict[str, set[str]] = {}
+    for table, name, args in triggers:
+        mode, ref, other, mine, theirs, *_ = args.split("\\000")
+        child = table if mode == "child" else other
+        cols = mine if mode == "child" else theirs
+        assert ref == f"{child}_{cols.replace(',', '_')}_ref" and name.startswith(ref + "_"), (name, args)
+        refs.setdefault(ref, set()).add(name.removeprefix(ref + "_"))
+    assert all(kinds == {"ins", "upd", "del", "pupd"} for kinds in refs.values()), refs
+    expected = {  # 010's (four left after 016), 016's fifteen tenant references, 009's four
+        "grades_institution_id_submission_id_question_id_ref",
+        "review_queue_institution_id_submission_id_question_id_ref",
+        "llm_requests_institution_id_ref", "batch_lines_institution_id_ref",
+        "submissions_institution_id_source_file_id_ref", "answers_institution_id_source_file_id_ref",
+        "exams_institution_id_source_file_id_ref", "ingested_files_institution_id_duplicate_of_ref",
+        "rejected_rows_institution_id_file_id_ref", "reviews_institution_id_file_id_ref",
+        "reviews_institution_id_review_id_ref", "review_queue_institution_id_review_item_ref",
+        "grades_institution_id_review_id_ref", "grades_institution_id_review_line_id_ref",
+        "grades_institution_id_job_id_ref", "llm_requests_institution_id_job_id_ref",
+        "batch_lines_institution_id_job_id_ref", "batch_lines_institution_id_custom_id_ref",
+        "releases_institution_id_validation_id_ref",
+        "answers_institution_id_submission_id_ref", "answers_institution_id_exam_id_question_id_ref",
+        "submissions_institution_id_exam_id_ref", "submissions_institution_id_ref"}
+    assert expected <= set(refs), sorted(expected - set(refs))
+    assert admin_conn.execute("SELECT count(*) FROM pg_proc WHERE proname IN ('gradeflow_answers_refs_check',"
+                              " 'gradeflow_submissions_refs_check', 'gradeflow_refs_changed',"
+                              " 'gradeflow_answers_referenced', 'gradeflow_answers_key_changed')").fetchone()[0] == 0
+
+
+def test_a_parent_deleted_while_an_answer_is_written_waits_for_it(conn, admin_conn, loaded):
+    """The check locks the answer's question FOR KEY SHARE (as a foreign key does): a concurrent delete of the
+    question waits for the answer's transaction and then sees it, so no answer is left without its question."""
+    admin_conn.execute("DELETE FROM answers WHERE submission_id = 's1' AND question_id = 'q1'")
+    with conn.transaction():
+        conn.execute(INSERT, ("s1", "q1", DAY, loaded))  # not committed yet: the owner cannot see it
+        admin_conn.execute("SET lock_timeout = '1s'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            admin_conn.execute("DELETE FROM questions WHERE question_id = 'q1'")
+        admin_conn.execute("RESET lock_timeout")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # committed now: the delete sees it and is refused
+        admin_conn.execute("DELETE FROM questions WHERE question_id = 'q1'")
+    assert admin_conn.execute("SELECT count(*) FROM answers a WHERE NOT EXISTS (SELECT 1 FROM questions q"
+                              " WHERE q.institution_id = a.institution_id AND q.exam_id = a.exam_id"
+                              " AND q.question_id = a.question_id)").fetchone()[0] == 0

@@ -141,13 +141,14 @@ def test_one_institution_reads_none_and_writes_none_of_another(two_nights, admin
             visible = dict(c.execute(f"SELECT institution_id, count(*) FROM {table} GROUP BY 1").fetchall())
             assert visible.get(other, 0) == 0, f"{mine} reads {other}'s rows of {table}"
             assert visible.get(mine, 0) == before[table].get(mine, 0), f"{mine} misses its own rows of {table}"
-            for statement in (f"UPDATE {table} SET institution_id = institution_id WHERE institution_id = %s",
-                              f"DELETE FROM {table} WHERE institution_id = %s"):
-                if table == "audit_log":  # append-only for the worker, whoever's rows
-                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                        c.execute(statement, (other,))
-                else:
-                    assert c.execute(statement, (other,)).rowcount == 0, f"{mine} changed {other}'s {table}"
+            update = f"UPDATE {table} SET institution_id = institution_id WHERE institution_id = %s"
+            if table == "audit_log":  # append-only for the worker, whoever's rows
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    c.execute(update, (other,))
+            else:
+                assert c.execute(update, (other,)).rowcount == 0, f"{mine} changed {other}'s {table}"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # no DELETE at all (019: it allows LOCK TABLE)
+                c.execute(f"DELETE FROM {table} WHERE institution_id = %s", (other,))
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"), c.transaction():
                 c.execute(f"INSERT INTO {table} (institution_id) VALUES (%s)", (other,))
     assert all_counts() == before

@@ -57,7 +57,7 @@ def test_every_definer_function_pins_search_path_and_is_not_executable_by_public
         "       EXISTS (SELECT 1 FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) x"
         "                WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE')"
         "  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef").fetchall()
-    assert len(functions) >= 9
+    assert len(functions) >= 7  # 020 replaced 009's five reference checks by 010's one
     bad = [(name, config, public) for name, config, public in functions
            if "search_path=pg_catalog, public, pg_temp" not in config or public]
     assert bad == []
@@ -66,7 +66,7 @@ def test_every_definer_function_pins_search_path_and_is_not_executable_by_public
         " AND p.prosecdef AND has_function_privilege(%s, p.oid, 'EXECUTE')", (db.tenant_login("northfield"),))}
     assert {re.sub(r"\(.*", "", f) for f in worker_may} == {
         "gradeflow_role_institution", "gradeflow_lock_key", "gradeflow_reserve_enqueued",
-        "gradeflow_release_enqueued", "gradeflow_analyse"}
+        "gradeflow_release_enqueued", "gradeflow_analyse", "gradeflow_delete_questions"}
 
 
 def test_rows_are_bound_to_the_login_role_not_to_a_setting(two_nights, admin_conn, embedded_stack):  # noqa: F811
@@ -164,36 +164,108 @@ def test_no_reference_reaches_another_institutions_row(two_nights, admin_conn): 
         assert "institution_id" in errors[0]
 
 
-def test_locks_a_tenant_may_take(two_nights, admin_conn, analyst):  # noqa: F811
+def test_a_tenant_takes_no_table_lock_that_stalls_the_others(two_nights, admin_conn, analyst):  # noqa: F811
     north, lake = two_nights
-    # Lakeshore tries northfield's ingest and release locks under every key it can compute: the old keys
-    # (hashtext of the institution), and gradeflow_lock_key of northfield's purpose (keyed on its own secret).
-    lake.execute("SELECT pg_advisory_lock(%s, hashtext('northfield'))", (0x696E_6773,))
-    lake.execute("SELECT pg_advisory_lock(hashtext('release:northfield:2026-01-01'))")
-    lake.execute("SELECT pg_advisory_lock(gradeflow_lock_key('ingest:northfield'))")
-    assert db.fetch_all(north, "ingest/try_lock", {"inst": "northfield"})[0]["locked"] is True
-    db.fetch_all(north, "ingest/unlock", {"inst": "northfield"})
-    lake.execute("SELECT pg_advisory_unlock_all()")
-    # The shared tables and reference data cannot be locked against the others (no privilege beyond SELECT,
-    # or none); the analyst can take no lock stronger than ACCESS SHARE on its release tables.
-    for table in (*SHARED, "schema_migrations", "review_reasons"):
-        with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
-            north.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
-    # What docs/security.md says remains: the audit log (INSERT, SELECT) allows ROW EXCLUSIVE at most.
-    with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
-        north.execute("LOCK TABLE audit_log IN SHARE MODE NOWAIT")
+    tables = _tenant_tables(admin_conn)
+    # PostgreSQL 16 allows any LOCK TABLE mode to a role with table-wide UPDATE, DELETE or TRUNCATE (column-level
+    # grants do not count): the worker has none of the three on any table (019), so no mode above ROW EXCLUSIVE.
+    table_wide = [(t, p) for t in tables for p in ("UPDATE", "DELETE", "TRUNCATE")
+                  if admin_conn.execute("SELECT has_table_privilege(%s, %s, %s)",
+                                        (db.tenant_login("northfield"), t, p)).fetchone()[0]]
+    assert table_wide == []
+    for table in (*tables, *SHARED, "schema_migrations", "review_reasons", "gradeflow_lock_generations"):
+        for mode in ("SHARE UPDATE EXCLUSIVE", "SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
+                north.execute(f"LOCK TABLE {table} IN {mode} MODE NOWAIT")
+    # ROW EXCLUSIVE (what its own INSERTs take) is all it gets, and the other institution works on beside it.
     with north.transaction():
-        north.execute("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE NOWAIT")
+        north.execute("LOCK TABLE answers, grades, llm_requests IN ROW EXCLUSIVE MODE NOWAIT")
+        lake.execute("SET lock_timeout = '2s'")
+        assert lake.execute("UPDATE answers SET answer_text = answer_text").rowcount > 0
+        assert lake.execute("SELECT count(*) FROM answers").fetchone()[0] > 0
+    # The night's writes still work: column-level UPDATE, and the one DELETE through its definer function.
+    exam = north.execute("SELECT exam_id FROM exams LIMIT 1").fetchone()[0]
+    assert north.execute("SELECT gradeflow_delete_questions('northfield', 'no-such-exam')").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="only its own"):
+        north.execute("SELECT gradeflow_delete_questions('lakeshore', %s)", (exam,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        north.execute("DELETE FROM questions WHERE exam_id = 'no-such-exam'")
+    # The analyst can take no lock stronger than ACCESS SHARE on its release tables.
     for mode in ("ROW EXCLUSIVE", "SHARE", "ACCESS EXCLUSIVE"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), analyst.transaction():
             analyst.execute(f"LOCK TABLE releases IN {mode} MODE NOWAIT")
 
 
-def test_a_login_that_changes_its_own_password_is_reset_by_migrate(conn, admin_conn, embedded_stack):
+def _held_advisory_keys(observer, pid: int) -> list[int]:
+    """The advisory keys a backend holds, as any role can read them from pg_locks."""
+    return [r[0] for r in observer.execute(
+        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND objsubid = 1 AND pid = %s", (pid,))]
+
+
+@pytest.mark.parametrize(("take", "release"), [("ingest/try_lock", "ingest/unlock"),
+                                               ("grade/try_night_lock", "grade/night_unlock")])
+def test_another_tenant_cannot_keep_an_institutions_advisory_lock(two_nights, tenant_conn, take, release):  # noqa: F811
+    north, lake = two_nights
+    params = {"inst": "northfield"}
+    # Lakeshore watches northfield's lock while it is held (pg_locks shows it to every role) ...
+    assert db.fetch_all(north, take, params)[0]["locked"] is True
+    seen = _held_advisory_keys(lake, north.info.backend_pid)
+    assert seen
+    second = tenant_conn("northfield")  # ... northfield's own sessions still exclude each other ...
+    assert db.fetch_all(second, take, params)[0]["locked"] is False
+    db.fetch_all(north, release, params)
+    for key in seen:  # ... and once it is let go, lakeshore takes every key it saw, and keeps them.
+        assert lake.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0] is True
+    # Northfield's next sweep gets the lock all the same (a new key: the squatter holds one nobody uses) ...
+    assert db.fetch_all(second, take, params)[0]["locked"] is True
+    assert not set(_held_advisory_keys(lake, second.info.backend_pid)) & set(seen)
+    assert db.fetch_all(north, take, params)[0]["locked"] is False  # ... and still one northfield session at a time
+    db.fetch_all(second, release, params)
+    # The old, computable keys (hashtext of the institution) lock nothing either.
+    lake.execute("SELECT pg_advisory_lock(%s, hashtext('northfield'))", (0x6772_6164,))
+    assert db.fetch_all(north, take, params)[0]["locked"] is True
+    db.fetch_all(north, release, params)
+    lake.execute("SELECT pg_advisory_unlock_all()")
+
+
+def test_the_ledger_and_migrate_locks_are_out_of_a_tenants_reach(two_nights, admin_conn):  # noqa: F811
+    north, lake = two_nights
+    north_job = _job(admin_conn, "northfield")
+    admin_conn.execute("DELETE FROM provider_enqueued")
+    reserve = "SELECT reserved FROM gradeflow_reserve_enqueued(%s, 'northfield', 'gpt-4.1-mini', 10, 10000, 10000)"
+    north.execute("SET lock_timeout = '2s'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), lake.transaction():  # the lock reservations take now
+        lake.execute("LOCK TABLE provider_enqueued IN SHARE ROW EXCLUSIVE MODE NOWAIT")
+    with lake.transaction():
+        # The old fixed ledger key and the migrator's key, held in an open transaction: nothing waits on them.
+        lake.execute("SELECT pg_advisory_xact_lock(1869703523), pg_advisory_xact_lock(%s)", (0x6772_6164,))
+        lake.execute("SELECT count(*) FROM schema_migrations")  # ACCESS SHARE on the migrations table
+        assert north.execute(reserve, (north_job,)).fetchone()[0] is True
+        admin_conn.execute("SET lock_timeout = '2s'")
+        db.migrate(admin_conn)
+        admin_conn.execute("RESET lock_timeout")
+
+
+def test_a_login_that_changes_its_own_password_is_reported_and_reset_by_migrate(conn, admin_conn, embedded_stack,
+                                                                                caplog):
+    """PostgreSQL lets every role change its own password, and no event trigger sees ALTER ROLE (roles are
+    shared objects): it cannot be refused from inside the database. `check` reports it, and the next migrate
+    reports it too (a warning and an audit line) and sets the connection's password again."""
     login = db.tenant_login("northfield")
     conn.execute("ALTER ROLE CURRENT_USER PASSWORD 'locked-out'")  # PostgreSQL lets any role do this
     with pytest.raises(psycopg.OperationalError):
         _login(embedded_stack, login).close()
+    assert db.main(["check"]) == 1
+    assert f"ALERT login {login} (institution northfield) refuses the password" in caplog.text
+    caplog.clear()
     db.migrate(admin_conn)  # from the institution's connection gradeflow_db_northfield
+    assert f"ALERT login {login} (institution northfield) refused the password" in caplog.text
+    assert admin_conn.execute("SELECT count(*) FROM audit_log WHERE action = 'login_password_reset'"
+                              " AND institution_id = 'northfield'").fetchone()[0] == 1
     with _login(embedded_stack, login) as again:
         assert again.execute("SELECT gradeflow_role_institution()").fetchone()[0] == "northfield"
+    caplog.clear()
+    db.migrate(admin_conn)  # nothing changed since: no alert
+    assert "ALERT" not in caplog.text
+    assert db.main(["check"]) == 0

@@ -1,1 +1,1 @@
-SELECT pg_advisory_unlock(%(cls)s, hashtext(%(inst)s)) AS unlocked;
+SELECT pg_advisory_unlock(gradeflow_lock_key('grade:' || %(inst)s)) AS unlocked;

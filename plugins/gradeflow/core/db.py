@@ -38,7 +38,7 @@ from gradeflow.core.config import POSTGRES_CONN_ID, POSTGRES_OWNER_CONN_ID, SQL_
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
-_MIGRATION_LOCK = 0x6772_6164  # "grad": one migrator at a time across workers
+_MIGRATION_LOCK = 0x6772_6164  # "grad": first migrators of an empty database (later: a lock on schema_migrations)
 TENANT_SETTING = "gradeflow.institution"
 RELEASE_TABLES = ("releases", "release_results")  # what an institution's read-only role may read
 # Releases whose exports are in place (security_invoker views over RELEASE_TABLES): what readers should query.
@@ -49,8 +49,10 @@ RELEASE_VIEWS = ("published_releases", "published_results")
 # only through gradeflow_reserve_enqueued / gradeflow_release_enqueued (004, re-created in 014 and 016), for itself.
 # gradeflow_tenant_roles / gradeflow_org_limits (migration 016): login -> institution, and the organisation's
 # caps; only the owner reads them, the night through definer functions that check the calling role.
+# gradeflow_lock_generations (migration 019): the generation of each institution's advisory-lock keys, moved on
+# by gradeflow_lock_key when another login holds the current key; owner-only.
 GLOBAL_TABLES = frozenset({"schema_migrations", "review_reasons", "provider_enqueued", "gradeflow_tenant_roles",
-                           "gradeflow_org_limits"})
+                           "gradeflow_org_limits", "gradeflow_lock_generations"})
 
 # Session settings of the night's connections: (setting, environment variable, default).
 # Defaults: no statement of the night runs for minutes (set-based SQL and COPY; the 200k-row ingest
@@ -387,7 +389,8 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
         # A migration waits briefly for the night's locks and then fails, rather than queue every task behind it.
         conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                       (session_settings()["lock_timeout"], os.environ.get(MIGRATE_STATEMENT_TIMEOUT_ENV, "30min")))
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        if conn.execute("SELECT to_regclass('schema_migrations') IS NULL").fetchone()[0]:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))  # first run: no table to lock yet
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (worker,)).fetchone():
             # The group role of the night's grants: created here, the owner then holds ADMIN on it (PG16).
             conn.execute(sql_mod.SQL("CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS").format(
@@ -396,6 +399,9 @@ def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | No
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
+        # One migrator at a time: a lock no tenant login can take or block (it may only SELECT the table,
+        # ACCESS SHARE, which SHARE ROW EXCLUSIVE does not conflict with), unlike an advisory key any session may hold.
+        conn.execute("LOCK TABLE schema_migrations IN SHARE ROW EXCLUSIVE MODE")
         applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
             if path.stem in applied:
@@ -428,14 +434,22 @@ def _sync_tenant_logins(conn: psycopg.Connection, institutions: tuple[Institutio
     """One login per institution, mapped to it, its password (re)set from its connection on every run.
 
     Setting the password on every run undoes a login that changed its own password (PostgreSQL lets
-    any role do that) at the next migrate step; the organisation's token caps go to gradeflow_org_limits.
+    any role do that, and no event trigger sees ALTER ROLE) at the next migrate step; before resetting it,
+    a login that no longer accepts its connection's password is reported (a warning naming the login,
+    and an audit line `login_password_reset`). The organisation's token caps go to gradeflow_org_limits.
     """
     from gradeflow.core.config import load_openai_settings
 
     for inst in institutions:
         login = tenant_login(inst.id)
+        existed = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is not None
         conn.execute("SELECT gradeflow_tenant_login(%s, %s, %s)", (login, inst.id, worker))
         password = (passwords or {}).get(login) if passwords is not None else _connection_password(inst.id, login)
+        if password and existed and _password_refused(conn, login, password):
+            log.warning("ALERT login %s (institution %s) refused the password of its connection %s: a session "
+                        "changed it (ALTER ROLE ... PASSWORD) or the secret was rotated; migrate sets it again now",
+                        login, inst.id, tenant_conn_id(inst.id))
+            audit(conn, "migrate", "login_password_reset", inst.id, details={"login": login})
         if password:
             conn.execute(sql_mod.SQL("ALTER ROLE {} PASSWORD {}").format(sql_mod.Identifier(login),
                                                                        sql_mod.Literal(password)))
@@ -448,6 +462,19 @@ def _sync_tenant_logins(conn: psycopg.Connection, institutions: tuple[Institutio
                         "ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
                         [("enqueued_token_cap", settings.enqueued_token_cap),
                          ("institution_token_cap", settings.institution_cap())])
+
+
+def _password_refused(conn: psycopg.Connection, login: str, password: str) -> bool:
+    """Whether the server refuses `login` with `password` (a login attempt over the migrate connection's address)."""
+    try:
+        psycopg.connect(host=conn.info.host, port=conn.info.port, dbname=conn.info.dbname, user=login,
+                        password=password, connect_timeout=10,
+                        application_name="gradeflow/migrate-password-check").close()
+    except psycopg.OperationalError as exc:
+        if "password authentication failed" in str(exc):
+            return True
+        log.debug("could not check the password of %s: %s", login, exc)
+    return False
 
 
 def _connection_password(institution_id: str, login: str) -> str | None:
@@ -499,7 +526,16 @@ def main(argv: list[str] | None = None) -> int:
             migrate(conn)
     else:
         for inst in load_institutions():
-            with connect(institution=inst.id) as conn:
+            try:
+                conn = connect(institution=inst.id)
+            except psycopg.OperationalError as exc:
+                if "password authentication failed" not in str(exc):
+                    raise
+                log.error("ALERT login %s (institution %s) refuses the password of its connection %s: a session "
+                          "changed it (ALTER ROLE ... PASSWORD) or the secret was rotated; run the migrate step",
+                          tenant_login(inst.id), inst.id, tenant_conn_id(inst.id))
+                return 1
+            with conn:
                 require_schema(conn)
         print("schema is current")
     return 0

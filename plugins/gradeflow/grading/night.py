@@ -44,7 +44,6 @@ TERMINAL = batch.TERMINAL_STATUSES
 REATTACH_SCAN_LIMIT = 2000  # how many recent batches to look through for lost batch ids
 # Whole-batch failures whose lines may be sent again: the API refused the batch before running any of it.
 RETRYABLE_BATCH_CODES = frozenset({"token_limit_exceeded"})
-GRADE_LOCK_CLASS = 0x6772_6164  # "grad": with hashtext(institution_id), one grade runner per institution
 RETRY_BACKOFF_CAP_SECONDS = 3600.0  # the longest wait before a wave, however many refusals came before it
 TOKEN_LIMIT_ALERT_AFTER = 3  # token-limit refusals in one night that raise an alert (and every 3 after)
 
@@ -493,7 +492,7 @@ def advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institu
     """
     provider = providers.as_provider(provider, inst, settings)
     now = time.time() if now is None else now
-    params = {"cls": GRADE_LOCK_CLASS, "inst": inst.id}
+    params = {"inst": inst.id}  # the key: gradeflow_lock_key('grade:<id>'), the institution's own
     if not db.fetch_all(conn, "grade/try_night_lock", params)[0]["locked"]:
         return _busy_step(conn, inst, night, deadline, now, recheck_seconds, params)
     try:
