@@ -50,7 +50,7 @@ REQUEST_TRANSITIONS: dict[str | None, frozenset[str]] = {
 }
 
 # review_items.status: one piece of work (a request, or a lone answer) in human review. Its origin (not a status:
-# fixed at birth) is 'routed' (work waits in review with a reason) or 'audit' (drawn at random from the model grades
+# set at birth) is 'routed' (work waits in review with a reason) or 'audit' (drawn at random from the model grades
 # released without a human; its answers stay graded).
 REVIEW_ITEM_ORIGINS = ("routed", "audit")
 REVIEW_ITEM_STATES = ("open", "reviewed", "closed")
