@@ -260,3 +260,32 @@ def test_an_audited_grade_is_released_then_superseded_by_the_human_score_with_th
     before = len(drawn)
     review.write_packet(conn, s3, NORTH, EXAM_DAY)
     assert len(_audit_items(conn)) == before
+
+
+def test_a_rerun_closes_open_audit_items_and_the_new_version_is_sampled_anew(conn, s3, emulator, openai_client):
+    from gradeflow.admin.rerun import RerunRequest, reset_scope
+    from gradeflow.release import report
+
+    _day(conn, s3, openai_client)
+    review.write_packet(conn, s3, NORTH, EXAM_DAY)
+    before = dict(conn.execute("SELECT review_id, question_id FROM review_items WHERE origin = 'audit'").fetchall())
+    reset_scope(conn, NORTH, RerunRequest("northfield", EXAM_DAY, "prepare", "question", "q4",
+                                          "rubric was corrected today", "admin", False, "run-1"))
+    status = dict(conn.execute("SELECT review_id, status FROM review_items WHERE origin = 'audit'").fetchall())
+    assert {rid: status[rid] for rid in before} == {rid: "closed" if q == "q4" else "open" for rid, q in before.items()}
+    # A reviewer's score of a withdrawn audit item is refused like any closed item's.
+    closed = next(rid for rid, q in before.items() if q == "q4")
+    put(s3, f"incoming/northfield/{DAY}/reviews/late.csv",
+        _csv([{"review_id": closed, "score": "1", "reviewer": "a"}], ("review_id", "score", "reviewer")))
+    ingest_institution(NORTH, conn, s3)
+    assert "review item is closed" in conn.execute("SELECT reason FROM rejected_rows").fetchone()[0]
+
+    _day(conn, s3, openai_client)  # the regrade: grading version 2 of q4
+    review.write_packet(conn, s3, NORTH, EXAM_DAY)
+    fresh = conn.execute("SELECT count(*) FROM review_items i JOIN llm_requests r USING (institution_id, custom_id) "
+                         "WHERE i.origin = 'audit' AND i.status = 'open' AND r.question_id = 'q4' AND r.version = 2"
+                         ).fetchone()[0]
+    assert fresh == max(2, math.ceil(0.1 * 30))
+    # The daily report shows the audit section (no audit scored yet).
+    page = report.render(report.gather(conn, NORTH, EXAM_DAY))
+    assert "Audit: model grades released without a human" in page and "No audited grade has been scored" in page
