@@ -172,16 +172,22 @@ REVIEW_AT = (dtime(10, 0), dtime(10, 30))  # next morning, local: reviewers' fil
 STRICTER_ONE_IN = 6  # the simulated reviewers read about one answer in six more strictly than the rubric's words
 
 
-def human_score(reference: str, answer: str, max_points: float) -> float:
+def human_score(reference: str, answer: str, max_points: float, rubric_items: list[dict] | None = None) -> float:
     """A simulated reviewer's score of an answer, blind to the model: the emulator's reading of the answer against
-    the reference, in whole points (halves up), one point stricter for about one answer in STRICTER_ONE_IN (by a
-    hash of the text: the same answer always gets the same score). It never reads the model's suggestion, so the
-    audit figures measure a real difference."""
+    the rubric items (each decided, the score computed from them) or else the reference, in whole points (halves
+    up), one point stricter for about one answer in STRICTER_ONE_IN (by a hash of the text: the same answer always
+    gets the same score). It never reads the model's suggestion, so the audit figures measure a real difference."""
     import hashlib
 
-    from devstack.batch_emulator import grade
+    from devstack.batch_emulator import decide, grade
+    from gradeflow.core.rubric import score_from_decisions
 
-    score = min(max_points, float(int(grade(reference, answer, max_points)["score"] + 0.5)))
+    if rubric_items:
+        met = {d["id"]: d["met"] for d in decide(rubric_items, answer)["decisions"]}
+        raw = score_from_decisions(rubric_items, met, max_points)[0]
+    else:
+        raw = grade(reference, answer, max_points)["score"]
+    score = min(max_points, float(int(raw + 0.5)))
     if int(hashlib.sha256(answer.encode()).hexdigest(), 16) % STRICTER_ONE_IN == 0:
         score = max(0.0, score - 1)
     return score
@@ -200,7 +206,8 @@ def reviewers_file(packet_csv: bytes, reviewer: str) -> tuple[bytes, int]:
     writer.writerow(["review_id", "score", "reviewer", "comment"])
     for row in rows:
         answer = row["answer_text"][1:] if row["answer_text"].startswith("'") else row["answer_text"]
-        score = human_score(row["reference_answer"], answer, float(row["max_points"]))
+        items = json.loads(row["rubric_items"]) if row.get("rubric_items") else None
+        score = human_score(row["reference_answer"], answer, float(row["max_points"]), items)
         writer.writerow([row["review_id"], f"{score:g}", reviewer, "graded from the rubric"])
     writer.writerow(["rv-not-a-real-item", "1", reviewer, "a typo in the id"])
     if rows:
@@ -398,7 +405,9 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
             if not r:
                 continue
             figures = ("no audit scored yet" if not f.get("n") else
-                       f"{f['within_tolerance']:.1%} {f['within_tolerance_ci95']}, {f['mae']:.3f} {f['mae_ci95']}")
+                       f"{f['within_tolerance']:.1%} [{f['within_tolerance_ci95'][0]:.1%}, "
+                       f"{f['within_tolerance_ci95'][1]:.1%}], {f['mae']:.3f} [{f['mae_ci95'][0]:.3f}, "
+                       f"{f['mae_ci95'][1]:.3f}]")
             print(f"{inst:<12} {r['free_text_answers']:>9} {r['routed_answers']:>5} {r['routed_share'] or 0:>5.1%} "
                   f"{r['audited_answers']:>5} {r['audited_share'] or 0:>5.1%} {f.get('n', 0):>4}  {figures}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]

@@ -37,8 +37,8 @@ def draw_audit_sample(conn: psycopg.Connection, inst: Institution, day: date) ->
 
     Per question, max(audit_min_per_question, ceil(audit_rate * N)) of its N model requests graded and not routed
     (at most N), chosen by md5(institution / day / custom_id): reproducible, and idempotent (audited requests
-    count towards the target, so a rerun draws nothing new). Returns {question_id: items drawn now}. Call it in a
-    transaction; one draw per institution and day at a time (transaction-scoped advisory lock).
+    count towards the target, so a rerun draws nothing new). Returns {"exam_id/question_id": items drawn now}.
+    Call it in a transaction; one draw per institution and day at a time (transaction-scoped advisory lock).
     """
     from decimal import Decimal
 
@@ -48,5 +48,6 @@ def draw_audit_sample(conn: psycopg.Connection, inst: Institution, day: date) ->
         "min_per_question": inst.audit_min_per_question})
     drawn: dict[str, int] = {}
     for row in rows:
-        drawn[row["question_id"]] = drawn.get(row["question_id"], 0) + 1
+        key = f"{row['exam_id']}/{row['question_id']}"
+        drawn[key] = drawn.get(key, 0) + 1
     return drawn
