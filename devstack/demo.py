@@ -169,13 +169,36 @@ def run_day(day: date, insts: list) -> list[tuple[str, str]]:
 REVIEW_AT = (dtime(10, 0), dtime(10, 30))  # next morning, local: reviewers' file ingested, then published
 
 
+STRICTER_ONE_IN = 6  # the simulated reviewers read about one answer in six more strictly than the rubric's words
+
+
+def human_score(reference: str, answer: str, max_points: float, rubric_items: list[dict] | None = None) -> float:
+    """A simulated reviewer's score of an answer, blind to the model: the emulator's reading of the answer against
+    the rubric items (each decided, the score computed from them) or else the reference, in whole points (halves
+    up), one point stricter for about one answer in STRICTER_ONE_IN (by a hash of the text: the same answer always
+    gets the same score). It never reads the model's suggestion, so the audit figures measure a real difference."""
+    import hashlib
+
+    from devstack.batch_emulator import decide, grade
+    from gradeflow.core.rubric import score_from_decisions
+
+    if rubric_items:
+        met = {d["id"]: d["met"] for d in decide(rubric_items, answer)["decisions"]}
+        raw = score_from_decisions(rubric_items, met, max_points)[0]
+    else:
+        raw = grade(reference, answer, max_points)["score"]
+    score = min(max_points, float(int(raw + 0.5)))
+    if int(hashlib.sha256(answer.encode()).hexdigest(), 16) % STRICTER_ONE_IN == 0:
+        score = max(0.0, score - 1)
+    return score
+
+
 def reviewers_file(packet_csv: bytes, reviewer: str) -> tuple[bytes, int]:
-    """What reviewers send back for a packet, simulated: each item scored (the model's suggestion rounded to
-    whole points, else the emulator's reference grade), plus two bad rows a real file may hold."""
+    """What reviewers send back for a packet, simulated: each item scored from the answer and the reference
+    (`human_score`: the packet does not say whether an item was routed or audited, and the reviewers treat every
+    row alike), plus two bad rows a real file may hold."""
     import csv
     import io
-
-    from devstack.batch_emulator import grade
 
     rows = list(csv.DictReader(io.StringIO(packet_csv.decode("utf-8-sig"))))
     out = io.StringIO()
@@ -183,12 +206,9 @@ def reviewers_file(packet_csv: bytes, reviewer: str) -> tuple[bytes, int]:
     writer.writerow(["review_id", "score", "reviewer", "comment"])
     for row in rows:
         answer = row["answer_text"][1:] if row["answer_text"].startswith("'") else row["answer_text"]
-        if row["suggested_score"]:
-            score, comment = float(row["suggested_score"]), "checked the model's suggestion"
-        else:
-            score = grade(row["reference_answer"], answer, float(row["max_points"]))["score"]
-            comment = "graded from the rubric"
-        writer.writerow([row["review_id"], f"{min(float(row['max_points']), int(score + 0.5)):g}", reviewer, comment])
+        items = json.loads(row["rubric_items"]) if row.get("rubric_items") else None
+        score = human_score(row["reference_answer"], answer, float(row["max_points"]), items)
+        writer.writerow([row["review_id"], f"{score:g}", reviewer, "graded from the rubric"])
     writer.writerow(["rv-not-a-real-item", "1", reviewer, "a typo in the id"])
     if rows:
         writer.writerow([rows[0]["review_id"], "99", reviewer, "more than the question is worth"])
@@ -248,7 +268,38 @@ def review_summary(conn, inst, day: date, s3=None) -> dict:
         Bucket=stack.BUCKET, Prefix=inst.key("reviews", day) + "/").get("Contents", []) if o["Key"].endswith(".csv"))
     return {"routed_by_reason": routed, "review_packets": packets, "review_items": items, "reviews_applied": reviews[0],
             "answers_graded_by_human": int(reviews[1]), "review_rows_rejected": rejected,
-            "released_versions": versions, "agreement": agreement}
+            "released_versions": versions, "agreement": agreement, **audit_summary(conn, inst, day)}
+
+
+def audit_summary(conn, inst, day: date) -> dict:
+    """The audit sample for summary.json: the figures of all the institution's audits to date (n, share within
+    tolerance_points, MAE, each with its 95% interval; routed work apart) and the day's review workload of
+    free-text answers, routed and audited reported apart (docs/review-round-trip.md, "Review share")."""
+    from gradeflow.core.config import FREE_TEXT_TYPES
+    from gradeflow.release import audit
+
+    free_text = conn.execute(
+        "SELECT count(*) FROM answers a JOIN questions q ON q.institution_id = a.institution_id "
+        "AND q.exam_id = a.exam_id AND q.question_id = a.question_id WHERE a.institution_id = %s "
+        "AND a.exam_day = %s AND q.qtype = ANY(%s)", (inst.id, day, list(FREE_TEXT_TYPES))).fetchone()[0]
+    routed = conn.execute("SELECT count(DISTINCT (submission_id, question_id)) FROM review_queue "
+                          "WHERE institution_id = %s AND exam_day = %s", (inst.id, day)).fetchone()[0]
+    items, audited = conn.execute(
+        "SELECT count(DISTINCT i.review_id), count(DISTINCT (g.submission_id, g.question_id)) FROM review_items i "
+        "JOIN grades g ON g.institution_id = i.institution_id AND g.custom_id = i.custom_id AND g.grader = 'llm' "
+        "WHERE i.institution_id = %s AND i.exam_day = %s AND i.origin = 'audit'", (inst.id, day)).fetchone()
+
+    def share(n: int) -> float | None:
+        return round(n / free_text, 4) if free_text else None
+
+    found = audit.audit_report(conn, inst)
+    return {"review_share": {"free_text_answers": free_text, "routed_answers": routed, "routed_share": share(routed),
+                             "audit_items": items, "audited_answers": audited, "audited_share": share(audited),
+                             "share_with_audits": share(routed + audited)},
+            "audit": {"items_today": items, "tolerance_points": found["tolerance_points"],
+                      "unreviewed_model": found["unreviewed_model"]["overall"],
+                      "routed": found["routed"]["overall"], "items_to_date": found["items"],
+                      "per_question": found["unreviewed_model"]["per_question"]}}
 
 
 def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> dict:
@@ -345,6 +396,20 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                   f"{c.get('review_rows_rejected', 0):>8} "
                   f"{','.join('v' + str(v) for v in c.get('released_versions', [])):>8}  "
                   f"{a.get('n')}, {a.get('pearson_r')}, {a.get('qwk')}, {a.get('mae')}, {a.get('changed_share')}")
+    print(f"\n{'audit':<12} {'free text':>9} {'routed':>11} {'audited':>11} {'n':>4}  within tolerance [95%], "
+          "MAE [95%] of model grades released unreviewed")
+    for inst, days in summary.items():
+        for c in days.values():
+            r, a = c.get("review_share", {}), c.get("audit", {})
+            f = a.get("unreviewed_model") or {}
+            if not r:
+                continue
+            figures = ("no audit scored yet" if not f.get("n") else
+                       f"{f['within_tolerance']:.1%} [{f['within_tolerance_ci95'][0]:.1%}, "
+                       f"{f['within_tolerance_ci95'][1]:.1%}], {f['mae']:.3f} [{f['mae_ci95'][0]:.3f}, "
+                       f"{f['mae_ci95'][1]:.3f}]")
+            print(f"{inst:<12} {r['free_text_answers']:>9} {r['routed_answers']:>5} {r['routed_share'] or 0:>5.1%} "
+                  f"{r['audited_answers']:>5} {r['audited_share'] or 0:>5.1%} {f.get('n', 0):>4}  {figures}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
     print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"

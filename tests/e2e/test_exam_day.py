@@ -69,6 +69,27 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
     assert not [k for k in _all_keys(s3) if "/lakeshore/" in k or "/rheinwald/" in k]
 
 
+def test_the_audit_sample_is_scored_and_measured_in_the_summary(day_through_airflow):
+    out, _ = day_through_airflow
+    summary = json.loads((out / "summary.json").read_text())["northfield"][DAY]
+    found = summary["audit"]
+    # Drawn at the grade run, scored blind by the demo's reviewers with the routed items, measured with intervals.
+    assert found["items_today"] > 0 and found["items_to_date"].get("reviewed", 0) == found["unreviewed_model"]["n"] > 0
+    figures = found["unreviewed_model"]
+    low, high = figures["within_tolerance_ci95"]
+    assert 0 <= low <= figures["within_tolerance"] <= high <= 1 and found["tolerance_points"] == 0.5
+    assert figures["mae_ci95"][0] <= figures["mae"] <= figures["mae_ci95"][1]
+    assert found["routed"]["n"] > 0 and found["per_question"]
+    share = summary["review_share"]
+    assert share["routed_answers"] == sum(summary["routed_by_reason"].values()) and share["audited_answers"] > 0
+    assert share["share_with_audits"] == round((share["routed_answers"] + share["audited_answers"])
+                                               / share["free_text_answers"], 4)
+    results = pq.read_table(out / "releases" / "northfield" / DAY / "results-v2.parquet").to_pylist()
+    origins = {(r["grader"], r["origin"]) for r in results}
+    assert {("rule", "rule"), ("llm", "model"), ("human", "audit"), ("human", "routed")} <= origins
+    assert all(r["suggested_score"] is not None for r in results if r["origin"] == "audit")
+
+
 def _all_keys(s3):
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket="gradeflow")
     return [o["Key"] for page in pages for o in page.get("Contents", [])]

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -21,8 +22,10 @@ from gradeflow.review import packets as review
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
 
-NORTH = get_institution("northfield")  # min_confidence 0.95 (the default)
-LAKE = get_institution("lakeshore")
+# min_confidence 0.95 (the default). These tests count routed work exactly: the nightly audit sample (which would
+# add items drawn from the released model grades) is off here and tested in test_audit_sample.py.
+NORTH = replace(get_institution("northfield"), audit_rate=0.0, audit_min_per_question=0)
+LAKE = replace(get_institution("lakeshore"), audit_rate=0.0, audit_min_per_question=0)
 EXAM_DAY = date.fromisoformat(DAY)
 GOOD = "The mitochondrion produces ATP through cellular respiration, supplying energy."
 PARTIAL = "it makes atp"
@@ -108,11 +111,13 @@ def test_review_packet_is_blind_one_row_per_piece_of_work_and_spreadsheet_safe(c
         assert f",{identity}," not in raw and identity + "," not in raw.split("\n", 1)[1][:10]
     assert "gf1-" not in raw and "st-" not in raw
     by_answer = {r["answer_text"]: r for r in _packet_rows(s3, packet)}
-    assert by_answer[PARTIAL]["answers"] == "2" and by_answer[PARTIAL]["reason"] == "low_confidence"
+    assert by_answer[PARTIAL]["answers"] == "2"
+    # Blind to why an item is there too: no reason, no confidence (an audited grade would be told by them).
+    assert not {"reason", "suggested_confidence", "origin"} & set(by_answer[PARTIAL])
     assert by_answer["'" + formula]["question_text"] == "What does the mitochondrion do?"
     row = by_answer[PARTIAL]
     assert row["rubric"] and row["reference_answer"] and float(row["max_points"]) == 3
-    assert float(row["suggested_confidence"]) < 0.95 and row["suggested_rationale"] and row["suggested_score"]
+    assert row["suggested_rationale"] and row["suggested_score"]
     assert row["review_id"].startswith("rv-") and len(row["review_id"]) == 35
     table = pq.read_table(io.BytesIO(_read(s3, packet.parquet_key)))
     assert table.num_rows == 2 and formula in table.column("answer_text").to_pylist()

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import time
+from dataclasses import replace
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -21,7 +22,8 @@ from gradeflow.review import packets as review
 
 from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, keys, put
 
-NORTH = get_institution("northfield")
+# The audit sample (test_audit_sample.py) would draw the two released grades too: off here, routed work only.
+NORTH = replace(get_institution("northfield"), audit_rate=0.0, audit_min_per_question=0)
 EXAM_DAY = date.fromisoformat(DAY)
 ITEMS = [{"id": "atp", "description": "produces ATP molecules", "points": 2},
          {"id": "resp", "description": "cellular respiration", "points": 1},
@@ -100,7 +102,9 @@ def test_rubric_items_end_to_end(conn, s3, emulator, openai_client):
     packet = review.write_packet(conn, s3, NORTH, EXAM_DAY)
     rows = {r["answer_text"]: r for r in csv.DictReader(io.StringIO(_read(s3, packet.csv_key).decode("utf-8-sig")))}
     injected = rows[INJECTED]
-    assert injected["reason"] == "evidence_not_found" and float(injected["suggested_score"]) == 3.0
+    assert "reason" not in injected and float(injected["suggested_score"]) == 3.0  # blind: the reason stays inside
+    assert conn.execute("SELECT reason, origin FROM review_items WHERE review_id = %s",
+                        (injected["review_id"],)).fetchone() == ("evidence_not_found", "routed")
     assert [d["evidence"] for d in json.loads(injected["suggested_criteria"])][:2] == ["produces ATP molecules",
                                                                                       "cellular respiration"]
     assert json.loads(injected["rubric_items"]) == ITEMS and "criteria" in injected and "st4" not in str(injected)

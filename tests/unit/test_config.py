@@ -78,3 +78,30 @@ def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, mo
     monkeypatch.delenv("GRADEFLOW_INSTITUTIONS")
     before = next(i for i in original if i.id == first)
     assert config.get_institution(first).review_alert_share == before.review_alert_share
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("audit_rate: 1.5", r"institutions\[0\]: field 'audit_rate' must be a number from 0 to 1"),
+    ("audit_rate: -0.1", "audit_rate"),
+    ("audit_rate: 'five percent'", "audit_rate"),
+    ("audit_rate: true", "audit_rate"),
+    ("audit_min_per_question: -1", "audit_min_per_question' must be a whole number >= 0"),
+    ("audit_min_per_question: 2.5", "audit_min_per_question"),
+    ("tolerance_points: -0.5", "tolerance_points' must be a number of points >= 0"),
+    ("tolerance_points: .nan", "tolerance_points"),
+])
+def test_bad_audit_fields_are_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {fields}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_institutions(path)
+
+
+def test_audit_fields_have_defaults_and_take_values(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n"
+                    "  - {id: bb, name: B, timezone: UTC, audit_rate: 0, audit_min_per_question: 0, "
+                    "tolerance_points: 1}\n")
+    first, second = load_institutions(path)
+    assert (first.audit_rate, first.audit_min_per_question, first.tolerance_points) == (0.05, 2, 0.5)
+    assert (second.audit_rate, second.audit_min_per_question, second.tolerance_points) == (0.0, 0, 1.0)

@@ -1,5 +1,6 @@
 -- The staged reviews' items are reviewed: their open queue rows are resolved, their model requests are
--- marked reviewed (answers identical to them that arrive later take the same human grade), and each
+-- marked reviewed (an audited one from graded: its model grade was released meanwhile; answers identical to
+-- them that arrive later take the same human grade), and each
 -- review row counts the answers it graded. Returns one row per staged review.
 WITH queue AS (
     UPDATE review_queue v SET resolved_at = now(), review_item = i.review_id
@@ -12,11 +13,12 @@ WITH queue AS (
     UPDATE review_items i SET status = 'reviewed', reviews = i.reviews + 1, closed_at = now()
       FROM stage_reviews s
      WHERE i.institution_id = %(inst)s AND i.review_id = s.review_id
-    RETURNING i.custom_id
+    RETURNING i.custom_id, i.origin
 ), req AS (
     UPDATE llm_requests r SET status = 'reviewed'
       FROM item
-     WHERE r.institution_id = %(inst)s AND r.custom_id = item.custom_id AND r.status = 'review'
+     WHERE r.institution_id = %(inst)s AND r.custom_id = item.custom_id
+       AND (r.status = 'review' OR (r.status = 'graded' AND item.origin = 'audit'))
     RETURNING 1
 ), graded AS (
     SELECT g.review_line_id, count(*)::int AS answers

@@ -11,7 +11,9 @@ SELECT DISTINCT ON (coalesce(v.custom_id, 'queue:' || v.review_id))
  WHERE v.institution_id = %(inst)s AND v.exam_day = %(day)s AND v.resolved_at IS NULL AND v.review_item IS NULL
  ORDER BY coalesce(v.custom_id, 'queue:' || v.review_id), v.review_id
 -- An item that was closed or reviewed and has answers waiting again is reopened (its next review is a
--- new grade version for every answer of it).
+-- new grade version for every answer of it). An audit item whose work is routed to review after all (an admin
+-- asked for a human grade) becomes a routed item with the work's reason.
 ON CONFLICT (institution_id, work_key) DO UPDATE
-   SET status = 'open', closed_at = NULL
- WHERE review_items.status <> 'open';
+   SET status = 'open', closed_at = NULL, origin = 'routed',
+       reason = CASE WHEN review_items.origin = 'audit' THEN EXCLUDED.reason ELSE review_items.reason END
+ WHERE review_items.status <> 'open' OR review_items.origin = 'audit';

@@ -287,7 +287,8 @@ def republish_changed_days(institution_id: str, **context: Any) -> dict:
 
 
 def write_review_packet(institution_id: str, **context: Any) -> dict:
-    """Write the exam day's open review items (blind) to reviews/<prefix>/<day>/open-<timestamp>.csv/.parquet."""
+    """Draw the night's audit sample and write the exam day's open review items (blind) to
+    reviews/<prefix>/<day>/open-<timestamp>.csv/.parquet."""
     from gradeflow.core import storage
     from gradeflow.review import packets as review
 
@@ -296,7 +297,7 @@ def write_review_packet(institution_id: str, **context: Any) -> dict:
     with open_db(inst.id) as conn:
         packet = review.write_packet(conn, storage.client(inst.id), inst, day)
     return {"exam_day": str(day), "items": packet.items, "answers": packet.answers, "by_reason": packet.by_reason,
-            "csv_key": packet.csv_key, "parquet_key": packet.parquet_key}
+            "audit_items": packet.audit, "csv_key": packet.csv_key, "parquet_key": packet.parquet_key}
 
 
 def announce_reviews(institution_id: str, **context: Any) -> dict:

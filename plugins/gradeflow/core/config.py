@@ -6,6 +6,7 @@ is cheap and safe at DAG parse time.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -129,6 +130,9 @@ class Institution:
     conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
     chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
     day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
+    audit_rate: float = 0.05  # share of each question's unreviewed model grades drawn nightly into blind review
+    audit_min_per_question: int = 2  # ... but at least this many per question (all of them when fewer)
+    tolerance_points: float = 0.5  # a model grade within this many points of the human score counts as agreeing
 
     @property
     def tz(self) -> ZoneInfo:
@@ -194,7 +198,25 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
+    raw.update(_audit_fields(where, raw))
     return Institution(**raw)
+
+
+def _audit_fields(where: str, raw: dict) -> dict:
+    """Validate the audit sample's settings (docs/review-round-trip.md, "The audit sample"); return them."""
+    rate = raw.get("audit_rate", Institution.audit_rate)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        raise ConfigError(f"{where}: field 'audit_rate' must be a number from 0 to 1 (the share of each question's "
+                          f"unreviewed model grades audited; 0 with audit_min_per_question 0 turns audits off), "
+                          f"got {rate!r}")
+    least = raw.get("audit_min_per_question", Institution.audit_min_per_question)
+    if isinstance(least, bool) or not isinstance(least, int) or least < 0:
+        raise ConfigError(f"{where}: field 'audit_min_per_question' must be a whole number >= 0, got {least!r}")
+    tolerance = raw.get("tolerance_points", Institution.tolerance_points)
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not math.isfinite(tolerance)
+            or tolerance < 0):
+        raise ConfigError(f"{where}: field 'tolerance_points' must be a number of points >= 0, got {tolerance!r}")
+    return {"audit_rate": float(rate), "audit_min_per_question": least, "tolerance_points": float(tolerance)}
 
 
 def _alert_fields(where: str, raw: dict) -> dict:

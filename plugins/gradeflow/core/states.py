@@ -43,16 +43,19 @@ REQUEST_TRANSITIONS: dict[str | None, frozenset[str]] = {
     "pending": frozenset({"queued", "deferred", "review", "superseded"}),
     "queued": frozenset({"pending", "graded", "review", "superseded"}),   # pending: requeue / requeue_unrun
     "deferred": frozenset({"pending", "review", "superseded"}),           # pending: undefer (a new night)
-    "graded": frozenset({"review"}),                                      # route_doubtful, a manual review
+    "graded": frozenset({"review", "reviewed"}),  # route_doubtful, a manual review; reviewed: an audit's score
     "review": frozenset({"reviewed"}),                                    # a reviewer's score
     "reviewed": frozenset(),
     "superseded": frozenset(),                                            # a rerun withdrew unsent work
 }
 
-# review_items.status: one piece of work (a request, or a lone answer) in human review.
+# review_items.status: one piece of work (a request, or a lone answer) in human review. Its origin (not a status:
+# set at birth) is 'routed' (work waits in review with a reason) or 'audit' (drawn at random from the model grades
+# released without a human; its answers stay graded).
+REVIEW_ITEM_ORIGINS = ("routed", "audit")
 REVIEW_ITEM_STATES = ("open", "reviewed", "closed")
 REVIEW_ITEM_TRANSITIONS: dict[str | None, frozenset[str]] = {
-    None: frozenset({"open"}),                 # work waits in review and has no item yet
+    None: frozenset({"open"}),                 # work waits in review and has no item yet, or an audit drew it
     "open": frozenset({"reviewed", "closed"}),  # closed: withdrawn without a review (a rerun regraded it)
     "reviewed": frozenset({"open"}),            # answers wait again (reopened: its next review is a new version)
     "closed": frozenset({"open"}),

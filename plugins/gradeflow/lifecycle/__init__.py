@@ -29,4 +29,4 @@ from gradeflow.lifecycle.machine import (  # noqa: F401  the package's public AP
     to_review,
     undefer,
 )
-from gradeflow.lifecycle.reviews import sync_review_items  # noqa: F401
+from gradeflow.lifecycle.reviews import draw_audit_sample, sync_review_items  # noqa: F401

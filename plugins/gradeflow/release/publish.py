@@ -318,7 +318,8 @@ def _write_parquet(conn: psycopg.Connection, inst: Institution, name: str, param
 
 
 def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, release_id: int, version: int) -> dict:
-    """Model vs human on every answer of the release that has both; logged and returned for the report."""
+    """Model vs human on every answer of the release routed to review that has both, and the audit figures of
+    the model grades released without a human (gradeflow.release.audit); logged and returned for the report."""
     from gradeflow.release import agreement
 
     found = agreement.report(agreement.release_pairs(conn, inst, release_id))
@@ -329,7 +330,11 @@ def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, rel
     for q in found["per_question"]:
         log.info("Agreement %s %s v%d %s: n=%d, r=%s, QWK=%s, MAE=%s, changed=%s", inst.id, day, version,
                  q["question_id"], q["n"], q["pearson_r"], q["qwk"], q["mae"], q["changed_share"])
-    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found}
+    from gradeflow.release import audit
+
+    audited = audit.audit_report(conn, inst)  # every audit to date of the institution, routed work apart
+    log.info("Audit %s (all audits to date, at %s v%d): %s", inst.id, day, version, audit.describe(audited))
+    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found, "audit": audited}
 
 
 def repair_exports(conn: psycopg.Connection, s3, inst: Institution, actor: str = "gradeflow") -> list[int]:
@@ -353,7 +358,7 @@ def _release_schema():
         ("score", pa.float64()), ("max_points", pa.float64()), ("grader", pa.string()), ("model", pa.string()),
         ("confidence", pa.float64()), ("rationale", pa.string()), ("pending_reason", pa.string()),
         ("review_reason", pa.string()), ("grading_version", pa.int32()), ("suggested_score", pa.float64()),
-        ("criteria", pa.string()),
+        ("criteria", pa.string()), ("origin", pa.string()),
     ])
 
 

@@ -3,7 +3,8 @@
 `reports/<prefix>/<day>/report-v<N>.html` (N = the released version; `report-unreleased.html` while
 nothing is released) holds the day's counts and plots of the score distribution per question,
 the answer states (rule / model / human / in review / deferred / pending model / received), review
-reasons, tokens and cost (estimated against actual), stage timings and model-vs-human agreement. No external resource:
+reasons, tokens and cost (estimated against actual), stage timings, model-vs-human agreement and the audit figures
+(the measured accuracy of model grades released without a human, gradeflow.release.audit). No external resource:
 inline CSS, plots as inline SVG, each with a <title>, so the page opens from a mail or a bucket.
 Every figure is read through include/sql/report/ (states, reasons, scores, tokens, milestones) or
 publish.day_counts, with bind parameters, for this one institution only.
@@ -47,6 +48,7 @@ class ReportData:
     milestones: list[dict]
     timings: list[dict] = field(default_factory=list)
     agreement: list[dict] = field(default_factory=list)
+    audit: dict = field(default_factory=dict)  # gradeflow.release.audit.audit_report: all audits to date
     generated_at: datetime = field(default_factory=lambda: datetime.now(ZoneInfo("UTC")))
 
 
@@ -81,7 +83,7 @@ def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list
             jobs=db.fetch_all(conn, "report/batch_jobs", params),
             request_tokens=db.fetch_all(conn, "report/request_tokens", params),
             milestones=db.fetch_all(conn, "report/milestones", params),
-            timings=list(timings or []), agreement=agreement_rows(conn, inst, day))
+            timings=list(timings or []), agreement=agreement_rows(conn, inst, day), audit=_audit_figures(conn, inst))
 
 
 def report_key(inst: Institution, day: date, version: int | None) -> str:
@@ -291,7 +293,7 @@ def render(data: ReportData) -> str:
         '<div class="tiles">' + "".join(f'<div class="tile"><b>{escape(_cell(v))}</b>{escape(k)}</div>'
                                         for k, v in tiles) + "</div>",
         _states_section(data), _scores_section(data), _reasons_section(data), _tokens_section(data),
-        _timings_section(data), _agreement_section(data),
+        _timings_section(data), _agreement_section(data), _audit_section(data),
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>GradeFlow report: {escape(inst.name)} {data.day}</title><style>{CSS}</style></head><body>"
@@ -400,3 +402,42 @@ def _agreement_section(data: ReportData) -> str:
     return ("<h2>Model and human agreement</h2>"
             + hbar_chart("plot-agreement", "Share of answers where model and human gave the same score", items, " %")
             + _table(["question", "pairs", "mean |model − human| (points)", "same score"], rows))
+
+
+def _audit_figures(conn: psycopg.Connection, inst: Institution) -> dict:
+    from gradeflow.release import audit
+
+    return audit.audit_report(conn, inst)
+
+
+def _audit_section(data: ReportData) -> str:
+    """The accuracy of model grades released without a human, from all audits to date (routed work apart)."""
+    found = data.audit
+    head = "<h2>Audit: model grades released without a human</h2>"
+    if not found:
+        return head + '<p class="note">No audit figures.</p>'
+    tol = found["tolerance_points"]
+    items = found.get("items", {})
+    meta = (f'<p class="meta">Every night a random sample of each question\'s unreviewed model grades '
+            f'(audit_rate {found["audit_rate"]:g}, at least {found["audit_min_per_question"]} per question) goes '
+            f"blind into the review packet; the reviewers' scores measure them. All audits to date: "
+            f'{items.get("reviewed", 0)} scored, {items.get("open", 0)} waiting for a reviewer. 95% intervals: '
+            f"Wilson for the share, bootstrap for the MAE. Routed work (reviewed because doubtful) apart.</p>")
+
+    def ci(pair: list | None, fmt: str) -> str:
+        return "–" if pair is None else f"[{pair[0]:{fmt}}, {pair[1]:{fmt}}]"
+
+    def row(label: list, f: dict) -> list:
+        share = None if f["within_tolerance"] is None else f"{100 * f['within_tolerance']:.1f} %"
+        return [*label, f["n"], share, ci(f["within_tolerance_ci95"], ".1%"),
+                f["mae"], ci(f["mae_ci95"], ".3f")]
+
+    headers = ["", "question", "n", f"within ±{tol:g} pt", "95% interval", "MAE (points)", "95% interval"]
+    rows = []
+    for key, label in (("unreviewed_model", "audited (released unreviewed)"), ("routed", "routed to review")):
+        part = found[key]
+        rows.append(row([label, "all"], part["overall"]))
+        rows += [row(["", f"{q['exam_id']}/{q['question_id']}"], q) for q in part["per_question"]]
+    if not found["unreviewed_model"]["overall"]["n"]:
+        meta += '<p class="note">No audited grade has been scored by a reviewer yet.</p>'
+    return head + meta + _table(headers, rows)

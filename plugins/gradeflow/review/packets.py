@@ -4,8 +4,10 @@
   question merged; or a lone answer) is one review item with a random, opaque `review_id`.
 * **Packets out.** `write_packet` writes the open items of an institution and day to
   `reviews/<prefix>/<day>/open-<timestamp>.csv` and `.parquet`: question, rubric, reference, the
-  answer text, the model's suggestion (for rubric items its decisions with evidence quotes) and the reason,
-  and no student or submission identity (blind).
+  answer text, the model's suggestion (for rubric items its decisions with evidence quotes), and no student or
+  submission identity (blind). The night's audit sample (lifecycle.draw_audit_sample) is drawn first and its
+  items come in the same rows: no reason, no confidence, the same order (by question, then the random id), so
+  a reviewer cannot tell an audited grade from a routed one.
   The CSV is safe to open in a spreadsheet: a cell that could run as a formula is prefixed with `'`.
 * **Reviews in** arrive as files through intake (gradeflow.intake.review_files); `announce_reviews` is the
   cue for the publish DAG once they are applied.
@@ -31,18 +33,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PACKET_COLUMNS = ("review_id", "exam_day", "exam_id", "question_id", "question_type", "question_text", "rubric",
-                  "reference_answer", "max_points", "answer_text", "answers", "reason", "suggested_score",
-                  "model_raw_score", "suggested_rationale", "suggested_confidence", "earlier_reviews",
-                  "rubric_items", "suggested_criteria")
+                  "reference_answer", "max_points", "answer_text", "answers", "suggested_score",
+                  "model_raw_score", "suggested_rationale", "earlier_reviews", "rubric_items", "suggested_criteria")
+# Not in a packet, so that audit items are blind: the reason (an audit item has none) and the model's confidence
+# (an audited grade's is above min_confidence, a low_confidence one's below). Operators see both in the log and
+# the database; the released rows keep review_reason.
 # Left empty in the packet for reviewers to fill in; `criteria` (ids of the rubric items met, e.g. "atp;resp")
 # may stand for, or confirm, the score of a rubric-item question.
 RETURN_COLUMNS = ("score", "criteria", "reviewer", "comment")
 
 
 def open_items(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
-    """The open review items of the day, one row per distinct piece of work, blind (see PACKET_COLUMNS)."""
+    """The open review items of the day, one row per distinct piece of work, blind (see PACKET_COLUMNS); the
+    night's audit sample is drawn first (once: a rerun draws nothing new)."""
     with conn.transaction():  # every piece of work waiting in review has its item; withdrawn ones are closed
         lifecycle.sync_review_items(conn, inst, day)
+        drawn = lifecycle.draw_audit_sample(conn, inst, day)
+    if drawn:
+        log.info("Audit sample %s %s: %d model grade(s) released without a human drawn into review (%s)", inst.id,
+                 day, sum(drawn.values()), ", ".join(f"{q} {n}" for q, n in sorted(drawn.items())))
     return db.fetch_all(conn, "review/open_items", {"inst": inst.id, "day": day})
 
 
@@ -54,7 +63,8 @@ class Packet:
     answers: int
     csv_key: str | None = None
     parquet_key: str | None = None
-    by_reason: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[str, int] = field(default_factory=dict)  # routed items by reason
+    audit: int = 0  # audit items (not in by_reason: nothing waits, the grades are released)
 
 
 def packet_csv(rows: list[dict]) -> bytes:
@@ -72,8 +82,7 @@ def packet_parquet(rows: list[dict]) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema([(c, pa.float64() if c in ("max_points", "suggested_score", "model_raw_score",
-                                                   "suggested_confidence") else
+    schema = pa.schema([(c, pa.float64() if c in ("max_points", "suggested_score", "model_raw_score") else
                          pa.int32() if c in ("answers", "earlier_reviews") else pa.string())
                         for c in PACKET_COLUMNS])
     table = pa.Table.from_pylist([{c: r[c] for c in PACKET_COLUMNS} for r in rows], schema=schema)
@@ -87,7 +96,10 @@ def write_packet(conn: psycopg.Connection, s3, inst: Institution, day: date, whe
     rows = open_items(conn, inst, day)
     packet = Packet(len(rows), sum(r["answers"] for r in rows))
     for row in rows:
-        packet.by_reason[row["reason"]] = packet.by_reason.get(row["reason"], 0) + 1
+        if row["origin"] == "audit":
+            packet.audit += 1
+        else:
+            packet.by_reason[row["reason"]] = packet.by_reason.get(row["reason"], 0) + 1
     if not rows:
         log.info("Review packet %s %s: no open review items, nothing written", inst.id, day)
         return packet
@@ -96,9 +108,9 @@ def write_packet(conn: psycopg.Connection, s3, inst: Institution, day: date, whe
     packet.parquet_key = inst.key("reviews", day, f"open-{stamp}.parquet")
     storage.write_bytes(s3, packet.csv_key, packet_csv(rows), "text/csv")
     storage.write_bytes(s3, packet.parquet_key, packet_parquet(rows), "application/vnd.apache.parquet")
-    log.info("Review packet %s %s: %d open item(s) standing for %d answer(s) (%s) written to %s and .parquet",
-             inst.id, day, packet.items, packet.answers,
-             ", ".join(f"{k} {v}" for k, v in sorted(packet.by_reason.items())), packet.csv_key)
+    log.info("Review packet %s %s: %d open item(s) standing for %d answer(s) (%s; audit %d) written to %s and "
+             ".parquet", inst.id, day, packet.items, packet.answers,
+             ", ".join(f"{k} {v}" for k, v in sorted(packet.by_reason.items())), packet.audit, packet.csv_key)
     return packet
 
 
