@@ -78,3 +78,26 @@ def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, mo
     monkeypatch.delenv("GRADEFLOW_INSTITUTIONS")
     before = next(i for i in original if i.id == first)
     assert config.get_institution(first).review_alert_share == before.review_alert_share
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("target_accuracy: 1", r"target_accuracy' must be a share in \(0, 1\)"),
+    ("target_accuracy: 95", "target_accuracy"),
+    ("target_accuracy: true", "target_accuracy"),
+    ("tolerance_points: -0.5", "tolerance_points' must be a number of points >= 0"),
+    ("tolerance_points: half", "tolerance_points"),
+])
+def test_bad_calibration_fields_are_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {fields}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_institutions(path)
+
+
+def test_calibration_fields_default_to_half_a_point_and_95_percent(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n  - {id: bb, name: B, timezone: UTC, "
+                    "target_accuracy: 0.9, tolerance_points: 1}\n")
+    first, second = load_institutions(path)
+    assert (first.tolerance_points, first.target_accuracy) == (0.5, 0.95)
+    assert (second.tolerance_points, second.target_accuracy) == (1.0, 0.9)

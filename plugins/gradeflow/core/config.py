@@ -129,6 +129,11 @@ class Institution:
     conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
     chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
     day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
+    # Calibration (docs/review-round-trip.md, "Choosing min_confidence"): a model grade counts as accurate when it
+    # is within tolerance_points of the human score; the threshold table recommends the smallest review share whose
+    # accuracy's 95% lower bound reaches target_accuracy (the original notes' "min 95% certainty", made measurable).
+    tolerance_points: float = 0.5
+    target_accuracy: float = 0.95
 
     @property
     def tz(self) -> ZoneInfo:
@@ -191,10 +196,22 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     confidence = raw.get("min_confidence", 0.95)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
+    raw.update(_calibration_fields(where, raw))
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
     return Institution(**raw)
+
+
+def _calibration_fields(where: str, raw: dict) -> dict:
+    """Validate tolerance_points (>= 0 points) and target_accuracy (in (0, 1)); return them as floats."""
+    tolerance = raw.get("tolerance_points", Institution.tolerance_points)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not 0 <= tolerance < 1e6:
+        raise ConfigError(f"{where}: field 'tolerance_points' must be a number of points >= 0, got {tolerance!r}")
+    target = raw.get("target_accuracy", Institution.target_accuracy)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
+        raise ConfigError(f"{where}: field 'target_accuracy' must be a share in (0, 1), e.g. 0.95, got {target!r}")
+    return {"tolerance_points": float(tolerance), "target_accuracy": float(target)}
 
 
 def _alert_fields(where: str, raw: dict) -> dict:

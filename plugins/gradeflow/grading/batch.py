@@ -347,7 +347,7 @@ def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict]
     if choice.get("finish_reason") == "length":
         return _error_result(cid, "truncated", "output cut at the token limit (finish_reason=length)", usage)
     try:
-        payload = json.loads(message.get("content") or "")
+        payload = json.loads(unfence(message.get("content") or ""))
     except json.JSONDecodeError as exc:
         return _error_result(cid, "invalid_json", f"model output is not JSON: {exc.msg}", usage)
     problem = _decisions_problem(payload, items) if items else _schema_problem(payload)
@@ -363,6 +363,16 @@ def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict]
                       confidence=confidence, confidence_source=source,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0))
+
+
+_FENCE = re.compile(r"\A\s*```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```\s*\Z", re.S)
+
+
+def unfence(content: str) -> str:
+    """A reply wrapped in one Markdown code fence (```json ... ```), as models without structured outputs
+    write it, unwrapped; any other text as it is."""
+    match = _FENCE.match(content)
+    return match.group(1) if match else content
 
 
 def _schema_problem(payload: object) -> str | None:

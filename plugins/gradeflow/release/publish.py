@@ -329,7 +329,12 @@ def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, rel
     for q in found["per_question"]:
         log.info("Agreement %s %s v%d %s: n=%d, r=%s, QWK=%s, MAE=%s, changed=%s", inst.id, day, version,
                  q["question_id"], q["n"], q["pearson_r"], q["qwk"], q["mae"], q["changed_share"])
-    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found}
+    per_criterion = agreement.criteria_report(agreement.day_criteria_rows(conn, inst, day))
+    for c in per_criterion:
+        log.info("Agreement %s %s v%d %s criterion %s: n=%d, agreement=%s [%s, %s], kappa=%s", inst.id, day, version,
+                 c["question_id"], c["criterion"], c["n"], c["agreement"], c["ci_low"], c["ci_high"], c["kappa"])
+    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found,
+            "per_criterion": per_criterion}
 
 
 def repair_exports(conn: psycopg.Connection, s3, inst: Institution, actor: str = "gradeflow") -> list[int]:
