@@ -86,6 +86,8 @@ def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, mo
     ("target_accuracy: true", "target_accuracy"),
     ("tolerance_points: -0.5", "tolerance_points' must be a number of points >= 0"),
     ("tolerance_points: half", "tolerance_points"),
+    ("expected_output_tokens: 0", "expected_output_tokens' must be a whole number > 0"),
+    ("expected_output_tokens: 80.5", "expected_output_tokens"),
 ])
 def test_bad_calibration_fields_are_named(tmp_path, fields, message):
     path = tmp_path / "institutions.yaml"

@@ -116,7 +116,9 @@ class Institution:
     daily_token_budget: int = 2_000_000  # input + expected output tokens one night may spend (actual spend counts)
     price_input_per_mtok: float = 0.20
     price_output_per_mtok: float = 0.80
-    expected_output_tokens: int = 120  # per request, until the institution's own recent usage says otherwise
+    # Output tokens expected per request of a question with no usage yet; None: from the question's schema and rubric
+    # items (gradeflow.grading.batch.cold_output_tokens). Then learned per question (grading.prepare.output_estimates).
+    expected_output_tokens: int | None = None
     max_requests_per_batch: int = 50_000  # the Batch API's per-file limit
     max_batch_bytes: int = 200 * 1024 * 1024  # the Batch API's per-file limit, measured on the bytes written
     max_attempts: int = 3  # sends of one line across the night's waves (a token-cap refusal does not count)
@@ -197,6 +199,11 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
     raw.update(_calibration_fields(where, raw))
+    expected_out = raw.get("expected_output_tokens")
+    if expected_out is not None and (isinstance(expected_out, bool) or not isinstance(expected_out, int)
+                                     or expected_out <= 0):
+        raise ConfigError(f"{where}: field 'expected_output_tokens' must be a whole number > 0 (or left out: "
+                          f"estimated from each question's schema), got {expected_out!r}")
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")

@@ -67,6 +67,31 @@ def output_cap(question: dict) -> int:
     return MAX_OUTPUT_TOKENS + 60 * len(rubric_items(question) or ())
 
 
+# The cold-start output estimate (before a question has usage of its own): the reply's JSON skeleton for the
+# question's schema, counted exactly, plus an allowance for the free text in it. Holistic: the rationale carries
+# the reasoning (RATIONALE_TOKENS); rubric items: the decisions carry it and the rationale only sums up
+# (ITEMS_RATIONALE_TOKENS), plus a short evidence quote per item (EVIDENCE_TOKENS: about half the items are met,
+# with a quote of about 12 tokens). Measured against the emulator's replies to the sample day's questions
+# (holistic 50-88 tokens, four rubric items 99-157) and the issue's real data set (46 tokens per holistic reply).
+RATIONALE_TOKENS = 45
+ITEMS_RATIONALE_TOKENS = 15
+EVIDENCE_TOKENS = 6
+
+
+def cold_output_tokens(question: dict, model: str = "gpt-4.1-mini") -> int:
+    """Output tokens to expect from a reply to this question before any usage is known: from its schema and the
+    number of its rubric items (at most the request's output cap)."""
+    items = rubric_items(question)
+    if items:
+        skeleton: dict[str, Any] = {"decisions": [{"id": c["id"], "met": True, "evidence": ""} for c in items],
+                                    "rationale": "", "confidence": 0.95}
+        allowance = ITEMS_RATIONALE_TOKENS + EVIDENCE_TOKENS * len(items)
+    else:
+        skeleton = {"score": max(float(question["max_points"]) - 0.5, 0.0), "rationale": "", "confidence": 0.95}
+        allowance = RATIONALE_TOKENS
+    return min(output_cap(question), count_tokens(json.dumps(skeleton), encoding_for(model)) + allowance)
+
+
 def grade_schema(question: dict) -> dict[str, Any]:
     """The structured-output schema: one holistic score, or one decision per rubric item with evidence."""
     items = rubric_items(question)
