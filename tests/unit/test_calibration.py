@@ -70,3 +70,19 @@ def test_render_marks_the_recommended_and_the_current_threshold():
 @pytest.mark.parametrize("row", [{"confidence": None, "model_score": 1, "human_score": 1, "max_points": 2}, {}])
 def test_rows_without_a_confidence_are_not_pairs(row):
     assert calibration.pairs_from_rows([row]) == []
+
+
+def test_pairs_from_low_confidence_work_alone_never_vouch_for_the_confident_work():
+    """Routed answers (all below the current threshold) are accurate here, but 90% of what threshold 0 would release
+    lies in a band no human scored: not recommended (the demo's situation without audits)."""
+    low = [Pair(0.6, 2, 2, 3)] * 30
+    table = calibration.threshold_table(low, 0.5, 0.8, thresholds=[0.0, 0.75, 0.95],
+                                        population=[(0.6, 10), (0.97, 90), (None, 1)])
+    zero = _row(table, 0.0)
+    assert (zero["ci_low"] > 0.8, zero["unmeasured_share"], zero["meets"]) == (True, 0.9, False)
+    assert _row(table, 0.95)["released_pairs"] == 0 and table["recommended"] is None
+    assert "confidence bands no human scored" in calibration.recommendation_text(table)
+    # one audited pair in the confident band measures it: threshold 0 may be recommended again
+    audited = calibration.threshold_table([*low, Pair(0.97, 2, 2, 3)], 0.5, 0.8, thresholds=[0.0, 0.75, 0.95],
+                                          population=[(0.6, 10), (0.97, 90), (None, 1)])
+    assert _row(audited, 0.0)["unmeasured_share"] == 0.0 and audited["recommended"]["threshold"] == 0.0

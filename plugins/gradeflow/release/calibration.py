@@ -9,7 +9,11 @@ audits, or an `evaluate` run) it computes, for each candidate threshold t:
   threshold, e.g. an evidence quote not in the answer);
 * `accuracy`: among the pairs at or above t (what would be released unreviewed), the share whose model score
   is within `tolerance_points` of the human score, with its 95% Wilson interval (gradeflow.core.intervals);
-* `meets`: the interval's LOWER bound reaches `target_accuracy`.
+* `unmeasured_share`: the share of the work t would release that lies in confidence bands (between consecutive
+  candidate thresholds) holding no human-scored pair at all: work whose accuracy nothing measured. Routed answers
+  are all below the current min_confidence, so without audits everything above it is unmeasured;
+* `meets`: the interval's LOWER bound reaches `target_accuracy`, and at most MAX_UNMEASURED of what t releases
+  is unmeasured (pairs from low-confidence answers alone never vouch for the confident ones).
 
 The recommendation is the meeting row with the smallest review share (then the lowest threshold). The lower
 bound, not the point estimate: a target is a promise about grades nobody checks, and a point estimate from a
@@ -24,6 +28,7 @@ institution's human-scored model grades and its population through include/sql/r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0, *(round(0.5 + 0.05 * i, 2) for i in range(9)),
                                          *(round(0.91 + 0.01 * i, 2) for i in range(9)))
 _EPS = 1e-9
+MAX_UNMEASURED = 0.05
 
 
 @dataclass(frozen=True)
@@ -77,8 +83,15 @@ def threshold_table(pairs: Sequence[Pair], tolerance_points: float, target_accur
     """
     weighted = list(population) if population is not None else [(p.confidence, 1) for p in pairs]
     total = sum(n for _, n in weighted)
+    grid = sorted(set(thresholds or DEFAULT_THRESHOLDS))
+    bands = [(low, grid[i + 1] if i + 1 < len(grid) else math.inf) for i, low in enumerate(grid)]
+    measured = {b for b in bands if any(b[0] - _EPS <= p.confidence < b[1] - _EPS for p in pairs)}
+    work = {b: sum(n for c, n in weighted if c is not None and b[0] - _EPS <= c < b[1] - _EPS) for b in bands}
     rows = []
-    for t in sorted(set(thresholds or DEFAULT_THRESHOLDS)):
+    for t in grid:
+        released_work = sum(n for b, n in work.items() if b[0] >= t - _EPS)
+        unmeasured = sum(n for b, n in work.items() if b[0] >= t - _EPS and b not in measured)
+        unmeasured_share = unmeasured / released_work if released_work else 0.0
         released = [p for p in pairs if p.confidence >= t - _EPS]
         within = sum(p.within(tolerance_points) for p in released)
         interval = wilson(within, len(released))
@@ -90,7 +103,9 @@ def threshold_table(pairs: Sequence[Pair], tolerance_points: float, target_accur
             "accuracy": round(within / len(released), 4) if released else None,
             "ci_low": round(interval[0], 4) if interval else None,
             "ci_high": round(interval[1], 4) if interval else None,
-            "meets": bool(interval and interval[0] >= target_accuracy - _EPS),
+            "unmeasured_share": round(unmeasured_share, 4),
+            "meets": bool(interval and interval[0] >= target_accuracy - _EPS
+                          and unmeasured_share <= MAX_UNMEASURED + _EPS),
         })
     meeting = [r for r in rows if r["meets"] and r["review_share"] is not None]
     best = min(meeting, key=lambda r: (r["review_share"], r["threshold"])) if meeting else None
@@ -105,8 +120,12 @@ def recommendation_text(table: dict[str, Any], current: float | None = None) -> 
     tol, target = table["tolerance_points"], table["target_accuracy"]
     best = table["recommended"]
     if best is None:
+        unmeasured = any(r["unmeasured_share"] > MAX_UNMEASURED + _EPS and r["ci_low"] is not None
+                         and r["ci_low"] >= target - _EPS for r in table["rows"])
+        why = (" where the pairs reach it, most of the work released is in confidence bands no human scored "
+               "(audits measure them)") if unmeasured else ""
         return (f"No threshold is recommended: at none is the 95% lower bound of the share within {tol:g} point(s) "
-                f"of the human score at least {target:.0%} ({table['pairs']} human-scored pair(s)); keep the "
+                f"of the human score at least {target:.0%} ({table['pairs']} human-scored pair(s)){why}; keep the "
                 "current min_confidence and collect more human scores (reviews, audits, evaluate).")
     text = (f"Recommended min_confidence {best['threshold']:.2f}: {best['review_share']:.1%} of answers to review, "
             f"{best['accuracy']:.1%} of the rest within {tol:g} point(s) of the human score (95% lower bound "
@@ -124,7 +143,8 @@ def render(table: dict[str, Any], current: float | None = None) -> str:
     out = [f"threshold table: accuracy = share of released-unreviewed model grades within "
            f"{table['tolerance_points']:g} point(s) of the human score; target {table['target_accuracy']:.0%} "
            "(95% lower bound)",
-           f"{'min_conf':>8} {'review':>7} {'pairs':>6} {'within':>6} {'accuracy':>8} {'95% interval':>17}  meets"]
+           f"{'min_conf':>8} {'review':>7} {'pairs':>6} {'within':>6} {'accuracy':>8} {'95% interval':>17} "
+           f"{'unmeasured':>10}  meets"]
     for r in table["rows"]:
         interval = "-" if r["ci_low"] is None else f"[{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
         mark = "yes" if r["meets"] else "no"
@@ -133,7 +153,7 @@ def render(table: dict[str, Any], current: float | None = None) -> str:
         if current is not None and abs(r["threshold"] - current) < _EPS:
             mark += "  (current)"
         out.append(f"{r['threshold']:>8.2f} {pct(r['review_share']):>7} {r['released_pairs']:>6} {r['within']:>6} "
-                   f"{pct(r['accuracy']):>8} {interval:>17}  {mark}")
+                   f"{pct(r['accuracy']):>8} {interval:>17} {pct(r['unmeasured_share']):>10}  {mark}")
     out.append(recommendation_text(table, current))
     return "\n".join(out)
 
