@@ -3,12 +3,13 @@
 #   make test     run the test suite (unit, integration, end-to-end) in parallel, one embedded stack per worker
 #   make airflow  Airflow standalone (UI on http://localhost:8080) on the embedded stack
 #   make evaluate model vs human agreement: CSV=answers.csv [ARGS="--base-url URL --model M"], or sample data
+#   make thresholds INST=<id> [ARGS="--days 90"]  which min_confidence buys which accuracy, from the database
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint airflow stack-up stack-down migrate lock bench clean evaluate
+.PHONY: venv demo test lint airflow stack-up stack-down migrate lock bench clean evaluate thresholds
 
 venv: $(STAMP)
 
@@ -27,6 +28,12 @@ ifdef CSV
 else
 	$(PY) -m devstack.evaluate_demo
 endif
+
+# The institution's threshold table from the database its Airflow connection gradeflow_db_<id> names
+# (AIRFLOW_CONN_GRADEFLOW_DB_<ID>; for the embedded stack: eval "$$(.venv/bin/python -m devstack.stack env)").
+thresholds: venv
+	@test -n "$(INST)" || { echo "usage: make thresholds INST=<institution id> [ARGS=\"--days 90\"]" >&2; exit 2; }
+	PYTHONPATH=plugins $(PY) -m gradeflow.admin.thresholds --institution $(INST) $(ARGS)
 
 # Two pytest-xdist workers fit a 2-core machine; --dist loadfile keeps a module (and its module-scoped
 # fixtures, such as the e2e day through Airflow) on one worker. TEST_WORKERS=auto uses every core.

@@ -327,8 +327,35 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "graded_human": counts["graded_human"], **review_summary(conn, inst, day, s3)}
             _copy_releases(s3, inst, day, output)
             _copy_releases(s3, inst, day, output, area="reports")
+            summary[inst.id][str(day)]["thresholds"] = _thresholds(conn, inst, day)
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _thresholds(conn, inst, day: date) -> dict:
+    """The institution's threshold table over the day (gradeflow.release.calibration), compact for summary.json."""
+    from gradeflow.release import calibration
+
+    table = calibration.institution_table(conn, inst, day, day)
+    return {k: table[k] for k in ("pairs", "population", "tolerance_points", "target_accuracy", "min_confidence",
+                                  "recommended")} | {"at_min_confidence": next(
+        (r for r in table["rows"] if abs(r["threshold"] - inst.min_confidence) < 1e-9), None)}
+
+
+def _print_thresholds(summary: dict) -> None:
+    """One line per institution: the accuracy at its min_confidence and the recommended one (make thresholds)."""
+    print(f"\n{'thresholds':<12} {'pairs':>5}  at min_confidence: review share, accuracy [95% interval]; recommended")
+    for inst, days in summary.items():
+        for c in days.values():
+            t = c.get("thresholds")
+            if not t:
+                continue
+            row, best = t["at_min_confidence"] or {}, t["recommended"]
+            acc = "-" if row.get("accuracy") is None else \
+                f"{row['accuracy']:.1%} [{row['ci_low']:.1%}, {row['ci_high']:.1%}]"
+            rec = f"{best['threshold']:.2f} (review {best['review_share']:.1%})" if best else "none (too few pairs)"
+            print(f"{inst:<12} {t['pairs']:>5}  {t['min_confidence']:.2f}: {row.get('review_share') or 0:.1%}, {acc}; "
+                  f"{rec}")
 
 
 def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") -> None:
@@ -504,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 stack.down(args.state_dir)
     _print_summary(summary, states, time.monotonic() - started, args.output)
+    _print_thresholds(summary)
     _print_alerts(mails)
     return 0 if all("success" in s for _, s in states) else 1
 

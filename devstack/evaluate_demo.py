@@ -2,8 +2,10 @@
 
 Writes a CSV of human-scored free-text answers (the sample-day generator's questions and answers; the
 "human" scores are the emulator's reference grade, rounded to whole points, and now and then a point
-apart, as graders disagree), starts the embedded stack, and runs `python -m gradeflow.admin.evaluate` on it
-through the same prompt and Batch API path as the night. For your own data and endpoint:
+apart, as graders disagree; rubric-item questions carry their items as JSON in `rubric_items` and the human's
+ticks in `human_criteria`: the emulator's decisions with one criterion now and then flipped), starts the
+embedded stack, and runs `python -m gradeflow.admin.evaluate` on it through the same prompt and Batch API path
+as the night (docs/evaluate.md). For your own data and endpoint:
 
     PYTHONPATH=plugins .venv/bin/python -m gradeflow.admin.evaluate answers.csv --base-url http://host/v1 --model m
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import sys
@@ -28,7 +31,7 @@ DAY = date(2026, 11, 23)
 
 def write_sample(path: Path, answers_per_question: int = 20, seed: int = 11) -> int:
     """Human-scored free-text answers from the sample-day generator; return the number of rows."""
-    from devstack.batch_emulator import grade
+    from devstack.batch_emulator import decide, grade
 
     rng = random.Random(seed)
     gen = sample_day._institution_rng(seed, "evaluate", DAY)
@@ -44,12 +47,21 @@ def write_sample(path: Path, answers_per_question: int = 20, seed: int = 11) -> 
                 if q.qtype not in ("short_answer", "essay"):
                     continue
                 spec, answer = q.spec, row.values["answer"]
+                base = {"question_id": f"{exam.exam_id}/{row.values['question_id']}", "question_type": q.qtype,
+                        "question": spec.get("prompt", ""), "rubric": "", "rubric_items": "",
+                        "reference": spec["reference_answer"], "max_points": spec["max_points"], "answer": answer,
+                        "human_score": "", "human_criteria": ""}
+                if isinstance(spec["rubric"], list):  # rubric items: the human ticks criteria (one flipped at times)
+                    met = [d["id"] for d in decide(spec["rubric"], answer)["decisions"] if d["met"]]
+                    if rng.random() < 0.15:
+                        flip = rng.choice(spec["rubric"])["id"]
+                        met = [i for i in met if i != flip] if flip in met else [*met, flip]
+                    rows.append({**base, "rubric_items": json.dumps(spec["rubric"]),
+                                 "human_criteria": ";".join(met) or "-"})
+                    continue
                 truth = grade(spec["reference_answer"], answer, float(spec["max_points"]))["score"]
                 human = int(truth + 0.5) + rng.choice((0, 0, 0, 0, 0, 0, 1, -1))
-                rows.append({"question_id": f"{exam.exam_id}/{row.values['question_id']}",
-                             "question_type": q.qtype, "question": spec.get("prompt", ""),
-                             "rubric": _rubric_text(spec["rubric"]), "reference": spec["reference_answer"],
-                             "max_points": spec["max_points"], "answer": answer,
+                rows.append({**base, "rubric": spec["rubric"],
                              "human_score": min(max(human, 0), spec["max_points"])})
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
@@ -57,13 +69,6 @@ def write_sample(path: Path, answers_per_question: int = 20, seed: int = 11) -> 
         writer.writeheader()
         writer.writerows(rows)
     return len(rows)
-
-
-def _rubric_text(rubric: str | list[dict]) -> str:
-    """A rubric as one text (evaluate grades holistically): rubric items one a line, `id (+p): description`."""
-    if isinstance(rubric, str):
-        return rubric
-    return "\n".join(f"{c['id']} ({c['points']:+g}): {c['description']}" for c in rubric)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,10 +48,19 @@ def _prepare(conn, s3, inst, day=D1, settings=BIG):
 
 def _request_cost(conn, inst, text, day=DAY):
     """Exact input tokens + expected output of one q4 request with this answer (what admission charges)."""
-    row = conn.execute("SELECT qtype, max_points, prompt, rubric, reference_answer FROM questions "
-                       "WHERE institution_id = %s AND question_id = 'q4'", (inst.id,)).fetchone()
-    q = dict(zip(("qtype", "max_points", "prompt", "rubric", "reference_answer"), row, strict=True))
-    return batch.RequestWriter(inst.model).line("gf1-x", q, text)[1] + inst.expected_output_tokens
+    return batch.RequestWriter(inst.model).line("gf1-x", _q4(conn, inst), text)[1] + _cold_output(conn, inst)
+
+
+def _q4(conn, inst) -> dict:
+    fields = ("qtype", "max_points", "prompt", "rubric", "reference_answer", "rubric_items")
+    row = conn.execute(f"SELECT {', '.join(fields)} FROM questions WHERE institution_id = %s AND question_id = 'q4'",
+                       (inst.id,)).fetchone()
+    return dict(zip(fields, row, strict=True))
+
+
+def _cold_output(conn, inst) -> int:
+    """The output tokens admission expects of a q4 request before any usage (from the question's schema)."""
+    return prepare.cold_output_estimate(inst, _q4(conn, inst))
 
 
 def _statuses(conn, inst=NORTH):
@@ -175,7 +184,7 @@ def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, 
     own = {inst.id: conn if inst.id == "northfield" else tenant_conn(inst.id) for inst in insts}
     for inst in insts:
         _load(own[inst.id], s3, inst, _rows(6))
-    one = _request_cost(conn, insts[0], "answer number 0 about ATP and energy") - NORTH.expected_output_tokens
+    one = _request_cost(conn, insts[0], "answer number 0 about ATP and energy") - _cold_output(conn, insts[0])
     cap = 5 * one + one // 2
     settings = OpenAISettings(enqueued_token_cap=cap, max_share_per_institution=0.4)  # two requests per shard
     emulator.faults(enqueued_token_cap=cap, timing={"validating": 0.1, "in_progress": 0.4, "finalizing": 0.1})

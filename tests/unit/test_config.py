@@ -97,6 +97,22 @@ def test_bad_audit_fields_are_named(tmp_path, fields, message):
         load_institutions(path)
 
 
+@pytest.mark.parametrize(("fields", "message"), [
+    ("target_accuracy: 1", r"target_accuracy' must be a share in \(0, 1\)"),
+    ("target_accuracy: 95", "target_accuracy"),
+    ("target_accuracy: true", "target_accuracy"),
+    ("tolerance_points: -0.5", "tolerance_points' must be a number of points >= 0"),
+    ("tolerance_points: half", "tolerance_points"),
+    ("expected_output_tokens: 0", "expected_output_tokens' must be a whole number > 0"),
+    ("expected_output_tokens: 80.5", "expected_output_tokens"),
+])
+def test_bad_calibration_fields_are_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {fields}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_institutions(path)
+
+
 def test_audit_fields_have_defaults_and_take_values(tmp_path):
     path = tmp_path / "institutions.yaml"
     path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n"
@@ -105,3 +121,10 @@ def test_audit_fields_have_defaults_and_take_values(tmp_path):
     first, second = load_institutions(path)
     assert (first.audit_rate, first.audit_min_per_question, first.tolerance_points) == (0.05, 2, 0.5)
     assert (second.audit_rate, second.audit_min_per_question, second.tolerance_points) == (0.0, 0, 1.0)
+def test_calibration_fields_default_to_half_a_point_and_95_percent(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n  - {id: bb, name: B, timezone: UTC, "
+                    "target_accuracy: 0.9, tolerance_points: 1}\n")
+    first, second = load_institutions(path)
+    assert (first.tolerance_points, first.target_accuracy) == (0.5, 0.95)
+    assert (second.tolerance_points, second.target_accuracy) == (1.0, 0.9)

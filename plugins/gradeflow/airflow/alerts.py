@@ -332,7 +332,8 @@ def review_share_alert(institution_id: str, day: date | str, counts: dict, thres
     body = (f"{in_review:,} of {answers:,} answers of {institution_id}, exam day {day}{released}, wait in human "
             f"review ({_pct(share)}; the alert threshold review_alert_share is {_pct(threshold)}).\n\n{reasons}\n\n"
             "What to do: low_confidence dominating means min_confidence is above what the model gives (choose it "
-            "with gradeflow.admin.evaluate); refused, truncated or unparseable output points at the prompt; "
+            "with the threshold table: make thresholds INST=<id>, the daily report, or gradeflow.admin.evaluate); "
+            "refused, truncated or unparseable output points at the prompt; "
             "attempts_exhausted at the Batch API. Have reviewers grade the packet under reviews/; their file "
             "releases a new version.")
     return Alert(institution_id, "review_share", subject, body)

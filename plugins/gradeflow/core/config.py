@@ -117,7 +117,9 @@ class Institution:
     daily_token_budget: int = 2_000_000  # input + expected output tokens one night may spend (actual spend counts)
     price_input_per_mtok: float = 0.20
     price_output_per_mtok: float = 0.80
-    expected_output_tokens: int = 120  # per request, until the institution's own recent usage says otherwise
+    # Output tokens expected per request of a question with no usage yet; None: from the question's schema and rubric
+    # items (gradeflow.grading.batch.cold_output_tokens). Then learned per question (grading.prepare.output_estimates).
+    expected_output_tokens: int | None = None
     max_requests_per_batch: int = 50_000  # the Batch API's per-file limit
     max_batch_bytes: int = 200 * 1024 * 1024  # the Batch API's per-file limit, measured on the bytes written
     max_attempts: int = 3  # sends of one line across the night's waves (a token-cap refusal does not count)
@@ -132,7 +134,11 @@ class Institution:
     day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
     audit_rate: float = 0.05  # share of each question's unreviewed model grades drawn nightly into blind review
     audit_min_per_question: int = 2  # ... but at least this many per question (all of them when fewer)
-    tolerance_points: float = 0.5  # a model grade within this many points of the human score counts as agreeing
+    # Calibration (docs/review-round-trip.md, "Choosing min_confidence"): a model grade counts as accurate when it
+    # is within tolerance_points of the human score; the threshold table recommends the smallest review share whose
+    # accuracy's 95% lower bound reaches target_accuracy (the original notes' "min 95% certainty", made measurable).
+    tolerance_points: float = 0.5
+    target_accuracy: float = 0.95
 
     @property
     def tz(self) -> ZoneInfo:
@@ -195,6 +201,12 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     confidence = raw.get("min_confidence", 0.95)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise ConfigError(f"{where}: field 'min_confidence' must be a number from 0 to 1, got {confidence!r}")
+    raw.update(_calibration_fields(where, raw))
+    expected_out = raw.get("expected_output_tokens")
+    if expected_out is not None and (isinstance(expected_out, bool) or not isinstance(expected_out, int)
+                                     or expected_out <= 0):
+        raise ConfigError(f"{where}: field 'expected_output_tokens' must be a whole number > 0 (or left out: "
+                          f"estimated from each question's schema), got {expected_out!r}")
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
@@ -217,6 +229,14 @@ def _audit_fields(where: str, raw: dict) -> dict:
             or tolerance < 0):
         raise ConfigError(f"{where}: field 'tolerance_points' must be a number of points >= 0, got {tolerance!r}")
     return {"audit_rate": float(rate), "audit_min_per_question": least, "tolerance_points": float(tolerance)}
+
+
+def _calibration_fields(where: str, raw: dict) -> dict:
+    """Validate target_accuracy (in (0, 1); tolerance_points is validated with the audit fields); return it."""
+    target = raw.get("target_accuracy", Institution.target_accuracy)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
+        raise ConfigError(f"{where}: field 'target_accuracy' must be a share in (0, 1), e.g. 0.95, got {target!r}")
+    return {"target_accuracy": float(target)}
 
 
 def _alert_fields(where: str, raw: dict) -> dict:

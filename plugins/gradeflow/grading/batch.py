@@ -67,6 +67,31 @@ def output_cap(question: dict) -> int:
     return MAX_OUTPUT_TOKENS + 60 * len(rubric_items(question) or ())
 
 
+# The cold-start output estimate (before a question has usage of its own): the reply's JSON skeleton for the
+# question's schema, counted exactly, plus an allowance for the free text in it. Holistic: the rationale carries
+# the reasoning (RATIONALE_TOKENS); rubric items: the decisions carry it and the rationale only sums up
+# (ITEMS_RATIONALE_TOKENS), plus a short evidence quote per item (EVIDENCE_TOKENS: about half the items are met,
+# with a quote of about 12 tokens). Measured against the emulator's replies to the sample day's questions
+# (holistic 50-88 tokens, four rubric items 99-157) and the issue's real data set (46 tokens per holistic reply).
+RATIONALE_TOKENS = 45
+ITEMS_RATIONALE_TOKENS = 15
+EVIDENCE_TOKENS = 6
+
+
+def cold_output_tokens(question: dict, model: str = "gpt-4.1-mini") -> int:
+    """Output tokens to expect from a reply to this question before any usage is known: from its schema and the
+    number of its rubric items (at most the request's output cap)."""
+    items = rubric_items(question)
+    if items:
+        skeleton: dict[str, Any] = {"decisions": [{"id": c["id"], "met": True, "evidence": ""} for c in items],
+                                    "rationale": "", "confidence": 0.95}
+        allowance = ITEMS_RATIONALE_TOKENS + EVIDENCE_TOKENS * len(items)
+    else:
+        skeleton = {"score": max(float(question["max_points"]) - 0.5, 0.0), "rationale": "", "confidence": 0.95}
+        allowance = RATIONALE_TOKENS
+    return min(output_cap(question), count_tokens(json.dumps(skeleton), encoding_for(model)) + allowance)
+
+
 def grade_schema(question: dict) -> dict[str, Any]:
     """The structured-output schema: one holistic score, or one decision per rubric item with evidence."""
     items = rubric_items(question)
@@ -347,7 +372,7 @@ def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict]
     if choice.get("finish_reason") == "length":
         return _error_result(cid, "truncated", "output cut at the token limit (finish_reason=length)", usage)
     try:
-        payload = json.loads(message.get("content") or "")
+        payload = json.loads(unfence(message.get("content") or ""))
     except json.JSONDecodeError as exc:
         return _error_result(cid, "invalid_json", f"model output is not JSON: {exc.msg}", usage)
     problem = _decisions_problem(payload, items) if items else _schema_problem(payload)
@@ -363,6 +388,16 @@ def _parse_completion(cid: str, body: dict, max_points: float, items: list[dict]
                       confidence=confidence, confidence_source=source,
                       input_tokens=int(usage.get("prompt_tokens") or 0),
                       output_tokens=int(usage.get("completion_tokens") or 0))
+
+
+_FENCE = re.compile(r"\A\s*```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```\s*\Z", re.S)
+
+
+def unfence(content: str) -> str:
+    """A reply wrapped in one Markdown code fence (```json ... ```), as models without structured outputs
+    write it, unwrapped; any other text as it is."""
+    match = _FENCE.match(content)
+    return match.group(1) if match else content
 
 
 def _schema_problem(payload: object) -> str | None:

@@ -161,12 +161,50 @@ def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[dat
     return lines
 
 
-def expected_output_tokens(conn: psycopg.Connection, inst: Institution, night: date) -> int:
-    """Output tokens to budget per request: the institution's recent actual mean, else its configured value."""
-    row = db.fetch_all(conn, "prepare/learned_output", {"inst": inst.id, "night": night})[0]
-    if row["lines"] >= 50 and row["mean"]:
-        return min(batch.MAX_OUTPUT_TOKENS, math.ceil(row["mean"]))
-    return min(batch.MAX_OUTPUT_TOKENS, inst.expected_output_tokens)
+MIN_QUESTION_LINES = 5  # graded lines of a question before its own mean output is used
+MIN_INSTITUTION_LINES = 50  # graded lines of the institution before its ratio corrects the cold start
+RATIO_BOUNDS = (0.2, 5.0)  # the institution's actual/cold ratio is kept within these
+
+
+def cold_output_estimate(inst: Institution, question: dict) -> int:
+    """Output tokens expected per request of a question nobody has usage for: the institution's configured
+    `expected_output_tokens` if set, else the estimate from the question's schema and rubric items."""
+    if inst.expected_output_tokens:
+        return min(batch.output_cap(question), int(inst.expected_output_tokens))
+    return batch.cold_output_tokens(question, inst.model)
+
+
+def output_estimates(conn: psycopg.Connection, inst: Institution, night: date, requests: list[dict],
+                     questions: dict[tuple[str, str], dict]) -> dict[str, int]:
+    """Expected output tokens of each request (custom_id -> tokens), learned per question.
+
+    A question with MIN_QUESTION_LINES graded lines in the last 14 nights (tonight's earlier waves included) uses
+    their mean; another uses its cold-start estimate (`cold_output_estimate`) times the institution's ratio of
+    actual to cold-start output over the questions it has usage for (once it has MIN_INSTITUTION_LINES lines), so a
+    model that writes more or less than the schema suggests is learned for new questions too. Never above the
+    request's output cap (max_completion_tokens: what a reply can cost at most).
+    """
+    history = {(h["exam_id"], h["question_id"]): h for h in db.fetch_all(
+        conn, "prepare/learned_output", {"inst": inst.id, "night": night})}
+    known = _questions(conn, inst, {k[0] for k in history}) if history else {}
+    actual = sum(int(h["output_tokens"]) for k, h in history.items() if k in known)
+    expected = sum(int(h["lines"]) * cold_output_estimate(inst, known[k]) for k, h in history.items() if k in known)
+    lines = sum(int(h["lines"]) for k, h in history.items() if k in known)
+    ratio = min(max(actual / expected, RATIO_BOUNDS[0]), RATIO_BOUNDS[1]) \
+        if lines >= MIN_INSTITUTION_LINES and expected else 1.0
+    per_question: dict[tuple[str, str], int] = {}
+    out = {}
+    for req in requests:
+        key = (req["exam_id"], req["question_id"])
+        if key not in per_question:
+            question, seen = questions[key], history.get(key)
+            if seen and int(seen["lines"]) >= MIN_QUESTION_LINES:
+                tokens = math.ceil(int(seen["output_tokens"]) / int(seen["lines"]))
+            else:
+                tokens = math.ceil(cold_output_estimate(inst, question) * ratio)
+            per_question[key] = max(1, min(batch.output_cap(question), tokens))
+        out[req["custom_id"]] = per_question[key]
+    return out
 
 
 def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int = 1,
@@ -193,13 +231,13 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
     if not pending:
         return plan
     _fill_lines(conn, inst, pending, writer, lines)
-    expected_out = expected_output_tokens(conn, inst, night)
-    plan.expected_output_per_request = expected_out
+    expected = output_estimates(conn, inst, night, pending, _questions(conn, inst, {r["exam_id"] for r in pending}))
+    plan.expected_output_per_request = round(sum(expected.values()) / len(expected))
     committed = db.fetch_all(conn, "prepare/night_committed", {"inst": inst.id, "night": night})[0]["tokens"]
     remaining = inst.daily_token_budget - committed
     admitted = []
     for req in pending:  # strict FIFO: stop at the first request that does not fit
-        cost = lines[req["custom_id"]][1] + expected_out
+        cost = lines[req["custom_id"]][1] + expected[req["custom_id"]]
         if cost > remaining:
             break
         remaining -= cost
@@ -211,10 +249,11 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
             plan.requests_deferred = lifecycle.defer(conn, inst, [r["custom_id"] for r in over], "deferred_budget")
         log.warning("Budget of %s night %s: %d request(s) admitted first-in-first-out, %d deferred to the next "
                     "night from exam day %s on (first one needs ~%d tokens, %d left)", inst.id, night,
-                    len(admitted), len(over), over[0]["exam_day"], lines[over[0]["custom_id"]][1] + expected_out,
+                    len(admitted), len(over), over[0]["exam_day"],
+                    lines[over[0]["custom_id"]][1] + expected[over[0]["custom_id"]],
                     remaining)
     for shard in _shards(inst, admitted, lines, (settings or load_openai_settings()).institution_cap()):
-        _write_job(conn, s3, inst, night, wave, shard, lines, expected_out, plan)
+        _write_job(conn, s3, inst, night, wave, shard, lines, expected, plan)
     return plan
 
 
@@ -253,7 +292,7 @@ def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[byte
 
 
 def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int, shard: list[dict],
-               lines: dict[str, tuple[bytes, int]], expected_out: int, plan: BatchPlan) -> int:
+               lines: dict[str, tuple[bytes, int]], expected: dict[str, int], plan: BatchPlan) -> int:
     """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it."""
     ids = [r["custom_id"] for r in shard]
     work = [f"{r['custom_id']}@{r['sends'] + 1}" for r in shard]  # a retry is new work: a new fingerprint
@@ -264,23 +303,25 @@ def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
     key = inst.key("batches", shard[0]["exam_day"], f"{fingerprint[:20]}.jsonl")
     storage.write_bytes(s3, key, body, "application/jsonl")
     est_in = sum(lines[cid][1] for cid in ids)
+    est_out = sum(expected[cid] for cid in ids)
     with conn.transaction():
         row = lifecycle.create_job(
             conn, inst, day=shard[0]["exam_day"], night=night, wave=wave, fingerprint=fingerprint,
             attempt=max(r["attempt"] for r in shard) + 1, model=inst.model, input_key=key,
-            request_count=len(ids), est_input_tokens=est_in, est_output_tokens=expected_out * len(ids),
+            request_count=len(ids), est_input_tokens=est_in, est_output_tokens=est_out,
             input_bytes=len(body))
         lifecycle.queue(conn, inst, row["job_id"], ids)
         db.execute(conn, "prepare/create_lines_stage")
         with conn.cursor() as cur, cur.copy("COPY staged_lines FROM STDIN") as copy:
             for cid in ids:
-                copy.write_row((cid, lines[cid][1], expected_out))
+                copy.write_row((cid, lines[cid][1], expected[cid]))
         db.execute(conn, "prepare/insert_lines", {"inst": inst.id, "job_id": row["job_id"]})
+        db.execute(conn, "prepare/record_output_estimates", {"inst": inst.id})
     plan.jobs_written += 1
     plan.requests_queued += len(ids)
     plan.est_input_tokens += est_in
-    plan.est_output_tokens += expected_out * len(ids)
-    plan.est_tokens_queued += est_in + expected_out * len(ids)
+    plan.est_output_tokens += est_out
+    plan.est_tokens_queued += est_in + est_out
     plan.bytes_written += len(body)
     log.info("Job %s (%s, wave %d): %d requests of exam day %s, %d bytes, ~%d input tokens", row["job_id"],
              "written" if row["inserted"] else "already written", wave, len(ids), shard[0]["exam_day"], len(body),

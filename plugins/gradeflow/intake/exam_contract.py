@@ -127,6 +127,14 @@ def _check_rubric_items(q: dict, where: str, problems: Problems) -> list[dict] |
     return found if len(problems) == before else None
 
 
+def check_rubric_items(items: list, max_points: float, where: str = "rubric") -> tuple[list[dict] | None, Problems]:
+    """Rubric items checked as in an exam file (for gradeflow.admin.evaluate): (items, []) or (None, problems),
+    each problem a (field path, reason) pair."""
+    problems: Problems = []
+    found = _check_rubric_items({"rubric": items, "max_points": max_points}, "", problems)
+    return found, [(f"{where}{path.removeprefix('.rubric')}", reason) for path, reason in problems]
+
+
 def _letters(value: object) -> bool:
     items = value if isinstance(value, list) else [value]
     return bool(items) and all(isinstance(k, str) and k.strip() and len(k) <= MAX_OPTION_CHARS for k in items)

@@ -227,6 +227,11 @@ def _ticks(value: Any, item: dict) -> tuple[list[dict] | None, str | None]:
     return [{"id": c["id"], "met": c["id"] in ids, "points": c["points"]} for c in items], None
 
 
+def ticks(value: Any, item: dict) -> tuple[list[dict] | None, str | None]:
+    """Ticked criteria read as a reviewer's file reads them (for gradeflow.admin.evaluate): decisions or why not."""
+    return _ticks(value, item)
+
+
 def _last_per_item(name: str, reviews: list[dict], rejects: list[Reject]) -> list[dict]:
     """One review per item: the file's last row for it stands. Every earlier row of the same item is a line of
     the rejects report: `duplicate` when it says the same as the row that stands (score, reviewer, comment),

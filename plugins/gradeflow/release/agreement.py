@@ -8,6 +8,10 @@ prompt and Batch API path). All figures are computed with numpy/pandas:
 * `qwk`: quadratic weighted kappa on points rounded to whole numbers, categories 0..round(max);
 * `mae`: mean absolute difference in points;
 * `changed_share`: the share of model grades a human changed (any difference).
+
+For rubric-item questions, `criteria_report` compares the model's decision on each criterion with the reviewer's
+tick: per criterion `n`, `agreement` (share of equal decisions) with its 95% Wilson interval
+(gradeflow.core.intervals), Cohen's `kappa` (by hand: two raters, two categories) and how often each side met it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from gradeflow.core.intervals import wilson
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -137,3 +143,59 @@ def agreement_rows(conn: psycopg.Connection, inst: Institution, day) -> list[dic
     found = report(day_pairs(conn, inst, day))
     return [{**q, "pairs": q["n"], "mean_abs_diff": q["mae"], "exact_share": round(1 - q["changed_share"], 4)}
             for q in found["per_question"]]
+
+
+# ------------------------------------------------------------------------------- per-criterion agreement
+
+
+def _met_by_id(decisions: Any) -> dict[str, bool]:
+    """{criterion id: met} from stored decisions (a list of {id, met, ...}, or its JSON text)."""
+    if isinstance(decisions, str):
+        import json
+
+        decisions = json.loads(decisions)
+    return {str(d["id"]): bool(d.get("met")) for d in decisions or [] if isinstance(d, dict) and "id" in d}
+
+
+def cohen_kappa(model: list[bool], human: list[bool]) -> float | None:
+    """Cohen's kappa of two raters' yes/no decisions; None when chance agreement is total (both constant alike)."""
+    n = len(model)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in zip(model, human, strict=True)) / n
+    pm, ph = sum(model) / n, sum(human) / n
+    chance = pm * ph + (1 - pm) * (1 - ph)
+    if chance >= 1 - _EPS:
+        return None
+    return (observed - chance) / (1 - chance)
+
+
+def criteria_report(rows: list[dict]) -> list[dict[str, Any]]:
+    """Per (question, criterion): the model's decisions against the reviewer's ticks.
+
+    `rows`: dicts with question_id, model_decisions and human_decisions (lists of {id, met}); a criterion counts
+    for an answer when both sides decided it. One dict per criterion, sorted: question_id, criterion, n, agree,
+    agreement, ci_low, ci_high (95% Wilson), kappa, model_met_share, human_met_share.
+    """
+    pairs: dict[tuple[str, str], tuple[list[bool], list[bool]]] = {}
+    for row in rows:
+        model, human = _met_by_id(row["model_decisions"]), _met_by_id(row["human_decisions"])
+        for cid in model.keys() & human.keys():
+            sides = pairs.setdefault((str(row["question_id"]), cid), ([], []))
+            sides[0].append(model[cid])
+            sides[1].append(human[cid])
+    out = []
+    for (qid, cid), (model, human) in sorted(pairs.items()):
+        n, agree = len(model), sum(a == b for a, b in zip(model, human, strict=True))
+        low, high = wilson(agree, n)
+        out.append({"question_id": qid, "criterion": cid, "n": n, "agree": agree, "agreement": _round(agree / n),
+                    "ci_low": _round(low), "ci_high": _round(high), "kappa": _round(cohen_kappa(model, human)),
+                    "model_met_share": _round(sum(model) / n), "human_met_share": _round(sum(human) / n)})
+    return out
+
+
+def day_criteria_rows(conn: psycopg.Connection, inst: Institution, day) -> list[dict]:
+    """(model decisions, reviewer's ticks) of every answer of the day a human graded by rubric items, live."""
+    from gradeflow.core import db
+
+    return db.fetch_all(conn, "review/criteria_pairs", {"inst": inst.id, "day": day})

@@ -334,7 +334,12 @@ def agreement_report(conn: psycopg.Connection, inst: Institution, day: date, rel
 
     audited = audit.audit_report(conn, inst)  # every audit to date of the institution, routed work apart
     log.info("Audit %s (all audits to date, at %s v%d): %s", inst.id, day, version, audit.describe(audited))
-    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found, "audit": audited}
+    per_criterion = agreement.criteria_report(agreement.day_criteria_rows(conn, inst, day))
+    for c in per_criterion:
+        log.info("Agreement %s %s v%d %s criterion %s: n=%d, agreement=%s [%s, %s], kappa=%s", inst.id, day, version,
+                 c["question_id"], c["criterion"], c["n"], c["agreement"], c["ci_low"], c["ci_high"], c["kappa"])
+    return {"institution_id": inst.id, "exam_day": str(day), "version": version, **found,
+            "per_criterion": per_criterion, "audit": audited}
 
 
 def repair_exports(conn: psycopg.Connection, s3, inst: Institution, actor: str = "gradeflow") -> list[int]:

@@ -3,8 +3,10 @@
 `reports/<prefix>/<day>/report-v<N>.html` (N = the released version; `report-unreleased.html` while
 nothing is released) holds the day's counts and plots of the score distribution per question,
 the answer states (rule / model / human / in review / deferred / pending model / received), review
-reasons, tokens and cost (estimated against actual), stage timings, model-vs-human agreement and the audit figures
-(the measured accuracy of model grades released without a human, gradeflow.release.audit). No external resource:
+reasons, tokens and cost (estimated against actual), stage timings, model-vs-human agreement (per question and, for
+rubric items, per criterion), the audit figures (the measured accuracy of model grades released without a human,
+gradeflow.release.audit) and the threshold table (which min_confidence buys which accuracy at which review
+workload, gradeflow.release.calibration, over the 28 exam days up to this one). No external resource:
 inline CSS, plots as inline SVG, each with a <title>, so the page opens from a mail or a bucket.
 Every figure is read through include/sql/report/ (states, reasons, scores, tokens, milestones) or
 publish.day_counts, with bind parameters, for this one institution only.
@@ -49,6 +51,8 @@ class ReportData:
     timings: list[dict] = field(default_factory=list)
     agreement: list[dict] = field(default_factory=list)
     audit: dict = field(default_factory=dict)  # gradeflow.release.audit.audit_report: all audits to date
+    criteria: list[dict] = field(default_factory=list)  # per-criterion agreement (agreement.criteria_report)
+    thresholds: dict | None = None  # the threshold table (calibration.institution_table)
     generated_at: datetime = field(default_factory=lambda: datetime.now(ZoneInfo("UTC")))
 
 
@@ -83,7 +87,17 @@ def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list
             jobs=db.fetch_all(conn, "report/batch_jobs", params),
             request_tokens=db.fetch_all(conn, "report/request_tokens", params),
             milestones=db.fetch_all(conn, "report/milestones", params),
-            timings=list(timings or []), agreement=agreement_rows(conn, inst, day), audit=_audit_figures(conn, inst))
+            timings=list(timings or []), agreement=agreement_rows(conn, inst, day), audit=_audit_figures(conn, inst),
+            **calibration_data(conn, inst, day))
+
+
+def calibration_data(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
+    """The per-criterion agreement of the day and the threshold table of the 28 exam days up to it."""
+    from gradeflow.release import agreement, calibration
+
+    first = day - timedelta(days=calibration.DEFAULT_WINDOW_DAYS - 1)
+    return {"criteria": agreement.criteria_report(agreement.day_criteria_rows(conn, inst, day)),
+            "thresholds": calibration.institution_table(conn, inst, first, day)}
 
 
 def report_key(inst: Institution, day: date, version: int | None) -> str:
@@ -293,7 +307,8 @@ def render(data: ReportData) -> str:
         '<div class="tiles">' + "".join(f'<div class="tile"><b>{escape(_cell(v))}</b>{escape(k)}</div>'
                                         for k, v in tiles) + "</div>",
         _states_section(data), _scores_section(data), _reasons_section(data), _tokens_section(data),
-        _timings_section(data), _agreement_section(data), _audit_section(data),
+        _timings_section(data), _agreement_section(data), _criteria_section(data), _audit_section(data),
+        _thresholds_section(data),
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>GradeFlow report: {escape(inst.name)} {data.day}</title><style>{CSS}</style></head><body>"
@@ -441,3 +456,42 @@ def _audit_section(data: ReportData) -> str:
     if not found["unreviewed_model"]["overall"]["n"]:
         meta += '<p class="note">No audited grade has been scored by a reviewer yet.</p>'
     return head + meta + _table(headers, rows)
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f} %"
+
+
+def _criteria_section(data: ReportData) -> str:
+    if not data.criteria:
+        return ""
+    rows = [[c["question_id"], c["criterion"], c["n"], _pct(c["agreement"]),
+             f"{_pct(c['ci_low'])} – {_pct(c['ci_high'])}", "–" if c["kappa"] is None else f"{c['kappa']:.2f}",
+             _pct(c["model_met_share"]), _pct(c["human_met_share"])] for c in data.criteria]
+    return ("<h2>Agreement per rubric criterion</h2><p class=\"meta\">The model's decision on each criterion "
+            "against the reviewer's tick, on the answers a reviewer graded by rubric items.</p>"
+            + _table(["question", "criterion", "answers", "same decision", "95% interval", "Cohen's kappa",
+                      "model met", "reviewer met"], rows))
+
+
+def _thresholds_section(data: ReportData) -> str:
+    from gradeflow.release import calibration
+
+    table = data.thresholds
+    if not table:
+        return ""
+    head = (f"<h2>Choosing min_confidence</h2><p class=\"meta\">Exam days {escape(table['first_day'])} to "
+            f"{escape(table['last_day'])}: review share of {table['population']} model-graded piece(s) of work; "
+            f"accuracy (within {table['tolerance_points']:g} point(s) of the human score) of "
+            f"{table['pairs']} human-scored model grade(s) (reviews and audits) at or above each threshold; "
+            f"target {table['target_accuracy']:.0%} for the 95% lower bound. Current min_confidence "
+            f"{table['min_confidence']:.2f}. docs/review-round-trip.md says how to read it.</p>")
+    sentence = f"<p>{escape(calibration.recommendation_text(table, table['min_confidence']))}</p>"
+    if not table["pairs"]:
+        return head + sentence
+    best = (table["recommended"] or {}).get("threshold")
+    rows = [[f"{r['threshold']:.2f}" + (" (recommended)" if r["threshold"] == best else "")
+             + (" (current)" if abs(r["threshold"] - table["min_confidence"]) < 1e-9 else ""),
+             _pct(r["review_share"]), r["released_pairs"], _pct(r["accuracy"]),
+             "–" if r["ci_low"] is None else f"{_pct(r['ci_low'])} – {_pct(r['ci_high'])}",
+             "yes" if r["meets"] else "no"] for r in table["rows"] if r["released_pairs"] or r["threshold"] == 0]
+    return head + sentence + _table(["min_confidence", "to review", "human-scored pairs released", "accuracy",
+                                     "95% interval", "meets target"], rows)
