@@ -353,7 +353,8 @@ def _print_thresholds(summary: dict) -> None:
             row, best = t["at_min_confidence"] or {}, t["recommended"]
             acc = "-" if row.get("accuracy") is None else \
                 f"{row['accuracy']:.1%} [{row['ci_low']:.1%}, {row['ci_high']:.1%}]"
-            rec = f"{best['threshold']:.2f} (review {best['review_share']:.1%})" if best else "none (too few pairs)"
+            rec = (f"{best['threshold']:.2f} (review {best['review_share']:.1%})" if best
+                   else "none (no threshold meets the target with the work it releases measured)")
             print(f"{inst:<12} {t['pairs']:>5}  {t['min_confidence']:.2f}: {row.get('review_share') or 0:.1%}, {acc}; "
                   f"{rec}")
 
