@@ -78,3 +78,42 @@ def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, mo
     monkeypatch.delenv("GRADEFLOW_INSTITUTIONS")
     before = next(i for i in original if i.id == first)
     assert config.get_institution(first).review_alert_share == before.review_alert_share
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("student_release: later", "'student_release' must be 'auto', 'after_faculty_approval' or \"at HH:MM\""),
+    ("student_release: true", "'student_release' must be"),
+    ("student_release: 'at 5:30'", "'at HH:MM' needs a local time after the 06:00 publish run"),
+    ("student_release: 'at 05:30'", "after the 06:00 publish run"),
+    ("{student_release: after_faculty_approval, faculty_approval_hours: 0}", r"faculty_approval_hours' must be a "
+                                                                             r"number of hours in \(0, 22\]"),
+    ("{student_release: after_faculty_approval, faculty_approval_hours: 30}", "before the next morning's publish"),
+    ("{student_release: auto, faculty_approval_hours: 4}", "only for student_release 'after_faculty_approval'"),
+])
+def test_bad_student_release_is_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    if fields.startswith("{"):
+        fields = ", ".join(f"{k}: {v}" for k, v in (p.split(": ") for p in fields[1:-1].split(", ")))
+        body = "\n    ".join(fields.split(", "))
+    else:
+        body = fields
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {body}\n")
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_institutions(path)
+    assert "institutions[0]" in str(raised.value)
+
+
+def test_student_release_defaults_to_auto_and_at_gives_the_local_time_the_morning_after(tmp_path):
+    from datetime import date
+
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n"
+                    "  - {id: bb, name: B, timezone: Asia/Kolkata, student_release: at 09:30}\n"
+                    "  - {id: cc, name: C, timezone: UTC, student_release: after_faculty_approval,"
+                    " faculty_approval_hours: 2.5}\n")
+    aa, bb, cc = load_institutions(path)
+    assert aa.student_release == "auto" and not aa.needs_faculty_approval and aa.student_release_at is None
+    assert aa.student_release_time(date(2026, 11, 23)) is None
+    assert bb.student_release_at == "09:30"
+    assert bb.student_release_time(date(2026, 11, 23)).isoformat() == "2026-11-24T09:30:00+05:30"
+    assert cc.needs_faculty_approval and cc.faculty_approval_hours == 2.5
