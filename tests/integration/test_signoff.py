@@ -37,7 +37,8 @@ def _released(conn, s3, emulator, openai_client) -> dict:
     emulator.faults(refusal_every=3)
     rows = []
     for i in range(6):
-        rows += answers_for(f"s{i}", f"st{i}", GOOD if i % 2 else f"it makes ATP {i}", minute=i, q1="B" if i % 3 else "A")
+        rows += answers_for(f"s{i}", f"st{i}", GOOD if i % 2 else f"it makes ATP {i}", minute=i,
+                            q1="B" if i % 3 else "A")
     rows += answers_for("s9", "st1", "energy", minute=30)  # st1 sat the exam twice: both submissions are theirs
     _load(conn, s3, rows)
     _prepare(conn, s3)

@@ -100,29 +100,36 @@ class FacultyApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        """Audit the decision (and alert on Reject) first: on Reject, ApprovalOperator skips the export by raising
+        Airflow's DownstreamTasksSkipped, so nothing after its execute_complete would run."""
         done = release_of_run(context) or {}
-        try:
-            result = super().execute_complete(context=context, event=event)
-        except HITLTimeoutError as timeout:
-            self._audit(done, "faculty_approval_timed_out", "airflow", {"error": str(timeout)})
-            raise ApprovalTimedOut(
-                f"no faculty decision on {self.institution_id} {done.get('exam_day')} v{done.get('version')} within "
-                f"{get_institution(self.institution_id).faculty_approval_hours:g} h: nothing released to students. "
-                "To release it, clear this task (it asks again) or trigger the publish DAG for the day.") from timeout
-        user = result.get("responded_by_user") or {}
-        approved = result["chosen_options"][0] == self.APPROVE
+        if "error" in event:
+            self._audit(done, "faculty_approval_timed_out", "airflow", {"error": str(event.get("error"))})
+            try:
+                return super().execute_complete(context=context, event=event)
+            except HITLTimeoutError as timeout:
+                raise ApprovalTimedOut(
+                    f"no faculty decision on {self.institution_id} {done.get('exam_day')} v{done.get('version')} "
+                    f"within {get_institution(self.institution_id).faculty_approval_hours:g} h: nothing released to "
+                    "students. To release it, clear this task (it asks again) or trigger the publish DAG for the "
+                    "day.") from timeout
+        chosen = list(event.get("chosen_options") or [])
+        self.validate_chosen_options(chosen)
+        user = event.get("responded_by_user") or {}
         who = user.get("name") or user.get("id") or "unknown"
-        at = result.get("responded_at")
+        at = event.get("responded_at")
+        at = at.isoformat() if hasattr(at, "isoformat") else at
+        approved = chosen[:1] == [self.APPROVE]
         self._audit(done, "faculty_approved" if approved else "faculty_rejected", who,
-                    {"user_id": user.get("id"), "user_name": user.get("name"),
-                     "responded_at": at.isoformat() if hasattr(at, "isoformat") else at})
+                    {"user_id": user.get("id"), "user_name": user.get("name"), "responded_at": at})
         if not approved:
             from gradeflow.airflow import alerts
 
             alerts.send(alerts.students_rejected_alert(self.institution_id, done.get("exam_day"),
                                                        done.get("version"), who, context["dag_run"].run_id))
+        result = super().execute_complete(context=context, event=event)  # Reject: skips the export (raises)
         return {"chosen_options": result["chosen_options"], "responded_by": who, "user_id": user.get("id"),
-                "responded_at": at.isoformat() if hasattr(at, "isoformat") else at, "version": done.get("version")}
+                "responded_at": at, "version": done.get("version")}
 
     def _audit(self, done: dict, action: str, actor: str, details: dict) -> None:
         from gradeflow.airflow import tasks
