@@ -31,7 +31,7 @@ from gradeflow.airflow.policy import (
 from gradeflow.airflow.policy import python_task as task  # @task's shape, half its parse cost (1,200 DAGs)
 from gradeflow.airflow.timetables import LocalCronTimetable
 from gradeflow.airflow.waiting import GradeNightOperator
-from gradeflow.core.config import BATCH_API_POOL, CUTOFF_AT, SCHEDULES, Institution, load_institutions
+from gradeflow.core.config import BATCH_API_POOL, CUTOFF_AT, PUBLISH_AT, SCHEDULES, Institution, load_institutions
 
 POLL_SECONDS = float(os.environ.get("GRADEFLOW_BATCH_POLL_SECONDS", "60"))
 BACKOFF = os.environ.get("GRADEFLOW_RETRY_BACKOFF_SECONDS")  # unset: each institution's retry_backoff_seconds
@@ -111,6 +111,20 @@ DOCS = {
                "day, and this DAG runs for that day at once: the human grades are released as a new version "
                "without an admin (docs/review-round-trip.md).",
 }
+STUDENTS_DOC = {
+    "auto": "**Students** (`student_release: auto`): `export_for_students` writes each student's own results to "
+            "`releases/{p}/<day>/students/v<N>/` right after the release.",
+    "after_faculty_approval": "**Students** (`student_release: after_faculty_approval`): `ask_faculty_approval` writes "
+            "the day's report and waits in the Airflow UI (**Required actions**) for a faculty member's Approve or "
+            "Reject, the report linked; only after Approve does `export_for_students` write each student's own results "
+            "to `releases/{p}/<day>/students/v<N>/`. Reject: nothing for students, the institution is e-mailed. No "
+            "decision within {hours:g} h: the task fails (not retried), nothing for students, the institution is "
+            "e-mailed; clear `ask_faculty_approval` to ask again. Who decided is in the task's Required actions "
+            "record and in `audit_log` (docs/releases.md).",
+    "at": "**Students** (`student_release: at {at}`): `wait_for_student_release` waits deferred (no worker held) "
+          "until {at} local the morning after the exam day, then `export_for_students` writes each student's own "
+          "results to `releases/{p}/<day>/students/v<N>/`.",
+}
 REPORT_DOC = ("Writes the day's HTML report (counts, score distributions, answer states, review reasons, tokens "
               "and cost, stage timings, agreement) to `reports/<prefix>/<day>/report-v<N>.html`. A teardown: it "
               "runs after a failed gate too, and its own failure does not fail the run.")
@@ -129,7 +143,8 @@ def _start_date(timezone: str):
     return pendulum.datetime(2026, 1, 1, tz=timezone)
 
 
-def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None = None, **extra) -> DAG:
+def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None = None, extra_doc: str = "",
+         **extra) -> DAG:
     when = label = local_schedule(inst.timezone, *SCHEDULES[stage].times)
     if stage == "ingest":
         when = f"every 15 min {when}"
@@ -137,7 +152,7 @@ def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None 
         when = f"{when}, the morning after the exam day"
     text = DOCS[stage].format(p=inst.s3_prefix, id=inst.id, deadline=inst.release_deadline,
                               share=inst.review_alert_share)
-    doc = (f"# {inst.name}: {stage}\n\n{text}\n\n**Schedule**: {when} (the UI shows UTC)."
+    doc = (f"# {inst.name}: {stage}\n\n{text}{extra_doc}\n\n**Schedule**: {when} (the UI shows UTC)."
            + (INGEST_RERUN if stage == "ingest" else RERUN) + POLICY)
     cron_schedule = _timetable(SCHEDULES[stage].cron, inst.timezone, label)
     return DAG(
@@ -195,9 +210,43 @@ def grade_dag(inst: Institution) -> DAG:
     return dag
 
 
+def _students_wait(inst: Institution) -> timedelta:
+    """How long the publish run may wait for the students' release on top of its own two hours."""
+    if inst.needs_faculty_approval:
+        return timedelta(hours=inst.faculty_approval_hours)
+    if inst.student_release_at:
+        at = int(inst.student_release_at[:2]) * 60 + int(inst.student_release_at[3:])
+        return timedelta(minutes=at - int(PUBLISH_AT[:2]) * 60 - int(PUBLISH_AT[3:]))
+    return timedelta(0)
+
+
+def _students_step(inst: Institution, released):
+    """The students' release after the institution's (gradeflow.airflow.signoff): at once, after a faculty
+    member's approval in the Airflow UI, or at the institution's local time. Returns the export task."""
+    export = task(task_id="export_for_students")(tasks.export_for_students)
+    if inst.needs_faculty_approval:
+        from gradeflow.airflow.signoff import FacultyApprovalOperator
+
+        gate = FacultyApprovalOperator(task_id="ask_faculty_approval", institution_id=inst.id)
+    elif inst.student_release_at:
+        from gradeflow.airflow.signoff import StudentReleaseWait
+
+        gate = StudentReleaseWait(task_id="wait_for_student_release", institution_id=inst.id,
+                                  execution_timeout=_students_wait(inst) + timedelta(minutes=30))
+    else:
+        return export(institution_id=inst.id, released=released)
+    released >> gate
+    exported = export(institution_id=inst.id, released=released)
+    gate >> exported
+    return exported
+
+
 def publish_dag(inst: Institution) -> DAG:
-    with _dag(inst, "publish", timedelta(hours=2), assets=[tasks.reviews_asset(inst.id)],
-              deadline=release_deadline(inst)) as dag:
+    kind = "at" if inst.student_release_at else inst.student_release
+    students_doc = "\n\n" + STUDENTS_DOC[kind].format(p=inst.s3_prefix, hours=inst.faculty_approval_hours,
+                                                       at=inst.student_release_at)
+    with _dag(inst, "publish", timedelta(hours=2) + _students_wait(inst), assets=[tasks.reviews_asset(inst.id)],
+              deadline=release_deadline(inst), extra_doc=students_doc) as dag:
         # Retries (the DAG's default) are for infrastructure errors (the database or S3 not up yet): a failed
         # gate raises GateFailed, which Airflow does not retry.
         gate = task(task_id="validate_grades")(tasks.validate_grades)(institution_id=inst.id)
@@ -205,7 +254,8 @@ def publish_dag(inst: Institution) -> DAG:
         # A teardown: runs whether or not the day was released, and its failure never fails the run.
         report = task(task_id="write_report", retries=1, retry_delay=timedelta(minutes=1), doc_md=REPORT_DOC)(
             tasks.write_report)(institution_id=inst.id)
-        released >> report.as_teardown()
+        # The students' copy (gradeflow.airflow.signoff), then the report, which says whether students have the day.
+        _students_step(inst, released) >> report.as_teardown()
         # Earlier days whose state changed (late answers, carried-over work, batches collected late): also a
         # teardown, so it runs whatever yesterday's gate said and the run's state stays publish_release's;
         # a failed gate of an earlier day fails this task visibly (alert line), releasing nothing for it.

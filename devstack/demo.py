@@ -9,7 +9,10 @@ to `demo-output/demo.log`. It leaves `demo-output/summary.json`, a copy of every
 under `demo-output/releases/<institution>/<exam day>/`, the daily HTML reports under
 `demo-output/reports/` and every alert e-mail the local mail sink received under `demo-output/mail/`
 (the sample day's rejected files alert each institution, once per sweep; the demo lowers one institution's
-`review_alert_share` so that its review-share alert is sent too, once per released version).
+`review_alert_share` so that its review-share alert is sent too, once per released version). An institution with
+`student_release: after_faculty_approval` (lakeshore in the sample file) shows the faculty sign-off: each release
+waits in Airflow for approval, and the demo's faculty member (`faculty.demo`) approves it through Airflow's HITL
+REST API, as the UI's Required actions page would; the console and summary.json say who approved.
 
     python -m devstack.demo [--day 2026-11-23] [--submissions 300] [--institutions a,b] [--keep]
                             [--state-dir .devstack] [--output demo-output]
@@ -77,9 +80,11 @@ class Console:
 CONSOLE = Console()
 
 
-def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[Path, str]:
+def demo_institutions(state_dir: Path, alert_institution: str | None,
+                      approval_institution: str | None = None) -> tuple[Path, str]:
     """A copy of include/institutions.yaml with one institution's review_alert_share lowered (so the demo
-    shows a review-share alert reaching the mail sink); GRADEFLOW_INSTITUTIONS points at it for the demo only."""
+    shows a review-share alert reaching the mail sink), and `approval_institution` (if given) set to
+    `student_release: after_faculty_approval`; GRADEFLOW_INSTITUTIONS points at it for the demo only."""
     import yaml
 
     source = stack.PROJECT_ROOT / "include" / "institutions.yaml"
@@ -88,6 +93,8 @@ def demo_institutions(state_dir: Path, alert_institution: str | None) -> tuple[P
     for entry in data["institutions"]:
         if entry["id"] == alert_institution:
             entry["review_alert_share"] = ALERT_SHARE
+        if entry["id"] == approval_institution:
+            entry.update(student_release="after_faculty_approval", faculty_approval_hours=1)
     path = Path(state_dir) / "demo-institutions.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -164,6 +171,26 @@ def run_day(day: date, insts: list) -> list[tuple[str, str]]:
                         f"{state:<8} {seconds:6.1f}s")
             states.append((dag_id, state))
     return states
+
+
+FACULTY_USER = "faculty.demo"  # the Airflow user the demo's faculty sign-off is recorded under
+
+
+@contextlib.contextmanager
+def faculty(insts: list):
+    """For institutions with `student_release: after_faculty_approval`, a faculty member who approves each
+    release for students as it waits in Airflow (awaiting_input), through Airflow's HITL REST API."""
+    if not any(i.needs_faculty_approval for i in insts):
+        yield None
+        return
+    from devstack.hitl import Approver
+
+    def said(done: dict) -> None:
+        CONSOLE.say(f"    faculty sign-off ({done['dag_id']}): \"{done['subject']}\" approved by {done['user']} "
+                    f"through Airflow's HITL API (HTTP {done['status']})")
+
+    with Approver(FACULTY_USER, on_answer=said) as approver:
+        yield approver
 
 
 REVIEW_AT = (dtime(10, 0), dtime(10, 30))  # next morning, local: reviewers' file ingested, then published
@@ -266,9 +293,13 @@ def review_summary(conn, inst, day: date, s3=None) -> dict:
                              (last[0]["release_id"],)).fetchone()[0] if last else None
     packets = [] if s3 is None else sorted(o["Key"] for o in s3.list_objects_v2(
         Bucket=stack.BUCKET, Prefix=inst.key("reviews", day) + "/").get("Contents", []) if o["Key"].endswith(".csv"))
+    students = [{"version": r[0], "students": r[1], "approved_by": r[2]} for r in conn.execute(
+        "SELECT (details ->> 'version')::int, (details ->> 'students')::int, details ->> 'approved_by' FROM audit_log "
+        "WHERE institution_id = %s AND exam_day = %s AND action = 'students_exported' ORDER BY at", (inst.id, day))]
     return {"routed_by_reason": routed, "review_packets": packets, "review_items": items, "reviews_applied": reviews[0],
             "answers_graded_by_human": int(reviews[1]), "review_rows_rejected": rejected,
-            "released_versions": versions, "agreement": agreement, **audit_summary(conn, inst, day)}
+            "released_versions": versions, "agreement": agreement, "student_release": inst.student_release,
+            "students_copies": students, **audit_summary(conn, inst, day)}
 
 
 def audit_summary(conn, inst, day: date) -> dict:
@@ -360,12 +391,16 @@ def _print_thresholds(summary: dict) -> None:
 
 
 def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") -> None:
-    """Copy the day's objects under <area>/<prefix>/<day>/ (releases or reports) to <output>/<area>/<inst>/<day>/."""
+    """Copy the day's objects under <area>/<prefix>/<day>/ (releases or reports) to <output>/<area>/<inst>/<day>/,
+    sub-folders kept (the students' copy is under students/v<N>/)."""
     prefix = inst.key(area, day) + "/"
     target = output / area / inst.id / str(day)
     target.mkdir(parents=True, exist_ok=True)
-    for item in s3.list_objects_v2(Bucket=stack.BUCKET, Prefix=prefix).get("Contents", []):
-        s3.download_file(stack.BUCKET, item["Key"], str(target / item["Key"].rsplit("/", 1)[-1]))
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET, Prefix=prefix):
+        for item in page.get("Contents", []):
+            path = target / item["Key"][len(prefix):]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(stack.BUCKET, item["Key"], str(path))
 
 
 def copy_mail(info: stack.StackInfo, output: Path, since: float) -> list[Path]:
@@ -438,6 +473,13 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
                        f"{f['mae_ci95'][1]:.3f}]")
             print(f"{inst:<12} {r['free_text_answers']:>9} {r['routed_answers']:>5} {r['routed_share'] or 0:>5.1%} "
                   f"{r['audited_answers']:>5} {r['audited_share'] or 0:>5.1%} {f.get('n', 0):>4}  {figures}")
+    print(f"\n{'institution':<12} {'student_release':<24} students' copies (version: students, approved by)")
+    for inst, days in summary.items():
+        for c in days.values():
+            copies = ", ".join(f"v{x['version']}: {x['students']}"
+                               + (f", approved by {x['approved_by']}" if x["approved_by"] else "")
+                               for x in c.get("students_copies", [])) or "none"
+            print(f"{inst:<12} {c.get('student_release', '?'):<24} {copies}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
     print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"
@@ -489,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alert-institution", default="",
                         help="institution whose review_alert_share the demo lowers so its review-share alert is "
                              "e-mailed (default: the last one run)")
+    parser.add_argument("--approval-institution", default="",
+                        help="institution whose students' release waits for the faculty's approval (the demo approves "
+                             "it through Airflow's HITL API); default: as include/institutions.yaml says (lakeshore)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.drop_only:
@@ -511,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
             CONSOLE.say("Preparing Airflow's metadata database ...")
             prepare_environment(info)
             path, alert_inst = demo_institutions(Path(info.state_dir),
-                                                 args.alert_institution or (wanted[-1] if wanted else None))
+                                                 args.alert_institution or (wanted[-1] if wanted else None),
+                                                 args.approval_institution or None)
             os.environ["GRADEFLOW_INSTITUTIONS"] = str(path)
             from gradeflow.core.config import get_institution, load_institutions
 
@@ -521,10 +567,11 @@ def main(argv: list[str] | None = None) -> int:
                         "is sent) ...")
             drop_sample_day(info, args.day, args.submissions, Path(info.state_dir) / "sample-day", insts)
             CONSOLE.say("Running each DAG at its local scheduled time (dag.test):")
-            states = run_day(args.day, insts)
-            CONSOLE.say("Reviewers answer the review packets; ingest and publish run again the next morning:")
-            for inst_id, done in review_round_trip(info, args.day, insts).items():
-                states += [(f"{inst_id}__{stage} (after reviews)", done[stage]) for stage in ("ingest", "publish")]
+            with faculty(insts):
+                states = run_day(args.day, insts)
+                CONSOLE.say("Reviewers answer the review packets; ingest and publish run again the next morning:")
+                for inst_id, done in review_round_trip(info, args.day, insts).items():
+                    states += [(f"{inst_id}__{stage} (after reviews)", done[stage]) for stage in ("ingest", "publish")]
             summary = summarise(info, args.day, insts, args.output)
             mails = copy_mail(info, args.output, mail_since)
         finally:

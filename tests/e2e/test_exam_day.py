@@ -24,7 +24,8 @@ DAY = "2026-11-23"
 def day_through_airflow(embedded_stack, project_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo-output")
     cmd = [sys.executable, "-m", "devstack.demo", "--institutions", "northfield", "--submissions", "25",
-           "--day", DAY, "--state-dir", embedded_stack.state_dir, "--output", str(out), "--keep"]
+           "--approval-institution", "northfield", "--day", DAY, "--state-dir", embedded_stack.state_dir,
+           "--output", str(out), "--keep"]
     proc = subprocess.run(cmd, cwd=project_root, env=dict(os.environ), capture_output=True, text=True, timeout=900)
     (out / "run.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
@@ -43,7 +44,12 @@ def test_every_dag_run_succeeds_and_the_day_is_released(day_through_airflow):
     assert summary["graded_human"] == summary["answers_graded_by_human"] > 0
     assert summary["review_rows_rejected"] == 2 and summary["agreement"]["n"] > 0
     assert "failed: none" in log
-    for name in ("results-v1.parquet", "results-v2.parquet", "submissions-v2.parquet"):
+    # The faculty sign-off: each version waited in Airflow and was approved through the HITL API.
+    assert summary["student_release"] == "after_faculty_approval"
+    assert [(c["version"], c["approved_by"]) for c in summary["students_copies"]] == [(1, "faculty.demo"),
+                                                                                     (2, "faculty.demo")]
+    assert "approved by faculty.demo through Airflow's HITL API (HTTP 200)" in log
+    for name in ("results-v1.parquet", "results-v2.parquet", "submissions-v2.parquet", "students/v2/_manifest.json"):
         assert list((out / "releases" / "northfield" / DAY).glob(name)), name
 
 

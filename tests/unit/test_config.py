@@ -121,6 +121,8 @@ def test_audit_fields_have_defaults_and_take_values(tmp_path):
     first, second = load_institutions(path)
     assert (first.audit_rate, first.audit_min_per_question, first.tolerance_points) == (0.05, 2, 0.5)
     assert (second.audit_rate, second.audit_min_per_question, second.tolerance_points) == (0.0, 0, 1.0)
+
+
 def test_calibration_fields_default_to_half_a_point_and_95_percent(tmp_path):
     path = tmp_path / "institutions.yaml"
     path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n  - {id: bb, name: B, timezone: UTC, "
@@ -128,3 +130,42 @@ def test_calibration_fields_default_to_half_a_point_and_95_percent(tmp_path):
     first, second = load_institutions(path)
     assert (first.tolerance_points, first.target_accuracy) == (0.5, 0.95)
     assert (second.tolerance_points, second.target_accuracy) == (1.0, 0.9)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ("student_release: later", "'student_release' must be 'auto', 'after_faculty_approval' or \"at HH:MM\""),
+    ("student_release: true", "'student_release' must be"),
+    ("student_release: 'at 5:30'", "'at HH:MM' needs a local time after the 06:00 publish run"),
+    ("student_release: 'at 05:30'", "after the 06:00 publish run"),
+    ("{student_release: after_faculty_approval, faculty_approval_hours: 0}", r"faculty_approval_hours' must be a "
+                                                                             r"number of hours in \(0, 22\]"),
+    ("{student_release: after_faculty_approval, faculty_approval_hours: 30}", "before the next morning's publish"),
+    ("{student_release: auto, faculty_approval_hours: 4}", "only for student_release 'after_faculty_approval'"),
+])
+def test_bad_student_release_is_named(tmp_path, fields, message):
+    path = tmp_path / "institutions.yaml"
+    if fields.startswith("{"):
+        fields = ", ".join(f"{k}: {v}" for k, v in (p.split(": ") for p in fields[1:-1].split(", ")))
+        body = "\n    ".join(fields.split(", "))
+    else:
+        body = fields
+    path.write_text(f"institutions:\n  - id: aa\n    name: A\n    timezone: UTC\n    {body}\n")
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_institutions(path)
+    assert "institutions[0]" in str(raised.value)
+
+
+def test_student_release_defaults_to_auto_and_at_gives_the_local_time_the_morning_after(tmp_path):
+    from datetime import date
+
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n"
+                    "  - {id: bb, name: B, timezone: Asia/Kolkata, student_release: at 09:30}\n"
+                    "  - {id: cc, name: C, timezone: UTC, student_release: after_faculty_approval,"
+                    " faculty_approval_hours: 2.5}\n")
+    aa, bb, cc = load_institutions(path)
+    assert aa.student_release == "auto" and not aa.needs_faculty_approval and aa.student_release_at is None
+    assert aa.student_release_time(date(2026, 11, 23)) is None
+    assert bb.student_release_at == "09:30"
+    assert bb.student_release_time(date(2026, 11, 23)).isoformat() == "2026-11-24T09:30:00+05:30"
+    assert cc.needs_faculty_approval and cc.faculty_approval_hours == 2.5

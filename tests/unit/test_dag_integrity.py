@@ -223,17 +223,54 @@ def test_dag_catalogue_is_up_to_date(dagbag):
 
 
 def test_the_report_is_a_teardown_after_the_release(dagbag):
-    """write_report runs whether or not the gate passed, retries, and cannot turn a failed release green
-    or a released day red: the run's state comes from publish_release alone."""
+    """write_report runs whether or not the gate passed (and whatever the faculty decided), retries, and cannot
+    turn a failed release green or a released day red: the run's state comes from the release and the students'
+    export (skipped, not failed, when faculty reject the day; failed when nobody decides in time)."""
     for inst in load_institutions():
         dag = dagbag.dags[f"{inst.id}__publish"]
         report = dag.get_task("write_report")
-        assert report.is_teardown and report.upstream_task_ids == {"publish_release"}
+        assert report.is_teardown and report.upstream_task_ids == {"export_for_students"}
         assert report.trigger_rule == "all_done_setup_success" and report.retries >= 1
         assert not report.on_failure_fail_dagrun
         leaves = [t.task_id for t in dag.tasks if not t.is_teardown and all(
             dag.get_task(d).is_teardown for d in t.downstream_task_ids)]
-        assert leaves == ["publish_release"]
+        assert leaves == ["export_for_students"]
+
+
+STUDENT_STEP = {"auto": None, "after_faculty_approval": "ask_faculty_approval", "at": "wait_for_student_release"}
+
+
+def test_students_get_the_release_after_the_institutions_sign_off_step(dagbag):
+    """publish_release -> [ask_faculty_approval | wait_for_student_release] -> export_for_students, per
+    institution's student_release; the approval is Airflow's HITL ApprovalOperator, waiting up to
+    faculty_approval_hours, and the run may last that long (the sample file has one institution of each kind)."""
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger  # noqa: F401 - the wait's trigger
+
+    kinds = set()
+    for inst in load_institutions():
+        kind = "at" if inst.student_release_at else inst.student_release
+        kinds.add(kind)
+        dag = dagbag.dags[f"{inst.id}__publish"]
+        export = dag.get_task("export_for_students")
+        step = STUDENT_STEP[kind]
+        others = set(STUDENT_STEP.values()) - {step, None}
+        assert not others & set(dag.task_ids), inst.id
+        if step is None:
+            assert export.upstream_task_ids == {"publish_release"}, inst.id
+            assert dag.dagrun_timeout == timedelta(hours=2)
+            continue
+        gate = dag.get_task(step)
+        assert export.upstream_task_ids == {"publish_release", step} and gate.upstream_task_ids == {"publish_release"}
+        assert "Students" in dag.doc_md and step in dag.doc_md
+        if kind == "after_faculty_approval":
+            assert isinstance(gate, ApprovalOperator)
+            assert gate.response_timeout == timedelta(hours=inst.faculty_approval_hours)
+            assert gate.defaults is None  # a timeout never picks an option: never released to students by default
+            assert dag.dagrun_timeout == timedelta(hours=2 + inst.faculty_approval_hours)
+        else:
+            assert dag.dagrun_timeout > timedelta(hours=2) and gate.execution_timeout > timedelta(hours=1)
+    assert kinds == set(STUDENT_STEP)
 
 
 # Modules a task needs and parsing does not: each costs a tenth of a second or more per parse of the DAG file

@@ -83,3 +83,14 @@ def test_readme_schedule_shows_utc_beside_local(project_root):
         row = next(line for line in readme.splitlines() if f"`<id>__{stage}`" in line and line.startswith("|"))
         found = re.search(r"\(([^)]*(?:\([^)]*\))?[^)]*)\) \| `<id>__", row).group(1)
         assert [c.replace(" +1 d", "") for c in found.split(" / ")] == cells, (stage, found)
+
+
+def test_every_image_a_page_shows_is_in_the_repository(project_root):
+    """docs/img/approval.png (the faculty sign-off waiting in the Airflow UI) and any other picture a page shows;
+    tests/e2e/test_signoff_airflow.py refreshes the screenshot with GRADEFLOW_UPDATE_SCREENSHOTS=1."""
+    shown = []
+    for page in (project_root / "docs").glob("*.md"):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            shown.append(target)
+            assert (page.parent / target).is_file(), f"{page.name} shows {target}, which does not exist"
+    assert "img/approval.png" in shown

@@ -8,11 +8,15 @@ institution's `alert_emails`):
 - a failed release gate: which answers are unaccounted, why, and what to do (`gate_failure_alert`): to the
   institution, copied to the platform;
 - results not released by the institution's `release_deadline` (`release_deadline_missed`, an Airflow
-  deadline alert on the publish DAG, run by the triggerer), never for a day without answers: the institution;
+  deadline alert on the publish DAG, run by the triggerer), never for a day without answers nor for a released day
+  whose run waits for the faculty's sign-off: the institution;
 - more than `review_alert_share` of a day's answers waiting in human review (`review_share_alert`), naming the
   reasons that fired, once per released version: the institution.
 - files with refused rows, or refused whole (`rejects_alert`): one mail per ingest sweep linking each rejects
   report: the institution.
+- a faculty sign-off that rejected the day for students (`students_rejected_alert`), or that nobody gave within
+  `faculty_approval_hours` (the approval task fails with `ApprovalTimedOut`, kind `approval_timed_out`): the
+  institution, with the operators in copy; nothing goes to students either way.
 
 Every alert names the institution, the exam day, the run id and the cause (for a failure: the exception, its
 type and the file and line that raised it).
@@ -42,13 +46,15 @@ class Alert:
     """One message: whose, what kind, a subject that names the cause, and a plain-text body."""
 
     institution_id: str | None
-    kind: str  # task_failed | run_failed | gate_failed | deadline_missed | review_share | file_rejected
+    kind: str  # task_failed | run_failed | gate_failed | deadline_missed | review_share | file_rejected |
+    #            students_rejected | approval_timed_out
     subject: str
     body: str
 
 
 PLATFORM_KINDS = frozenset({"task_failed", "run_failed"})  # the operators' (institutions get theirs)
-COPIED_TO_PLATFORM = frozenset({"gate_failed"})  # the institution's, with the operators in copy
+# the institution's, with the operators in copy
+COPIED_TO_PLATFORM = frozenset({"gate_failed", "approval_timed_out", "students_rejected"})
 
 
 def recipients(institution_id: str | None, kind: str = "") -> list[str]:
@@ -146,6 +152,11 @@ def _is_gate_failure(exception: BaseException | None) -> bool:
     return False
 
 
+def _is_approval_timeout(exception: BaseException | None) -> bool:
+    """The faculty sign-off got no decision in time (gradeflow.airflow.signoff.ApprovalTimedOut)."""
+    return any(c.__name__ == "ApprovalTimedOut" for c in type(exception).__mro__)
+
+
 def cause_of(exception: BaseException | None) -> str:
     """The exception as a cause: its type, its message and the file and line that raised it, then its cause."""
     import traceback
@@ -196,9 +207,12 @@ def failure_alert(context: dict, scope: str) -> Alert:
     if scope == "task":
         ti = context.get("task_instance") or context.get("ti")
         task_id = getattr(ti, "task_id", "?")
-        kind = "gate_failed" if _is_gate_failure(exception) else "task_failed"
+        kind = ("gate_failed" if _is_gate_failure(exception) else
+                "approval_timed_out" if _is_approval_timeout(exception) else "task_failed")
         subject = (f"[GradeFlow] {inst or 'admin'} {day}: release gate failed, nothing released ({dag_id})"
                    if kind == "gate_failed" else
+                   f"[GradeFlow] {inst or 'admin'} {day}: no faculty decision in time, nothing released to students"
+                   if kind == "approval_timed_out" else
                    f"[GradeFlow] {inst or 'admin'} {day}: task {task_id} of {dag_id} failed"
                    + (f" ({type(exception).__name__})" if exception else ""))
         lines = [f"{who}, exam day {day}: DAG {dag_id}, run {run_id}, task {task_id}, "
@@ -206,7 +220,10 @@ def failure_alert(context: dict, scope: str) -> Alert:
         log_url = getattr(ti, "log_url", None)
         if log_url:
             lines.append(f"Log: {log_url}")
-        if kind != "gate_failed":
+        if kind == "approval_timed_out":
+            lines.append("What to do: the institution's release is out; students got nothing. To release it to "
+                         f"students, clear {task_id} in the Airflow UI (it asks faculty again) and approve it.")
+        elif kind != "gate_failed":
             lines.append("What to do: fix the cause named above; clear the task (every step is idempotent).")
         return Alert(inst, kind, subject, "\n".join(lines))
     reason = context.get("reason") or (cause_of(exception) if exception else "a task failed")
@@ -357,6 +374,19 @@ def rejects_alert(institution_id: str, reports: list[str], rows_rejected: int, r
     return Alert(institution_id, "file_rejected", subject, body)
 
 
+# ---- faculty sign-off ----------------------------------------------------------------------------------
+
+def students_rejected_alert(institution_id: str, day: Any, version: Any, who: str, run_id: str) -> Alert:
+    """A faculty member rejected the day for students: the institution's release stands, students get nothing."""
+    subject = f"[GradeFlow] {institution_id} {day}: release v{version} rejected for students by {who}"
+    body = (f"Institution {institution_id}, exam day {day}, release v{version}, publish run {run_id}: {who} rejected "
+            "the release to students in the Airflow UI. Nothing was written for students; the institution's own "
+            "release (faculty and exam office) is unchanged.\n\nWhat to do: fix what was wrong (an admin rerun "
+            "regrades and releases a new version, which asks again), or, to release this version after all, clear "
+            "ask_faculty_approval in the run and approve it.")
+    return Alert(institution_id, "students_rejected", subject, body)
+
+
 # ---- release deadline (Airflow deadline alert, run by the triggerer) --------------------------------------
 
 def _deadline_run(dag_run: dict | None) -> tuple[str, Any]:
@@ -388,21 +418,27 @@ def deadline_alert(institution_id: str, deadline_local: str, dag_run: dict | Non
 
 
 def _day_has_answers(institution_id: str, when: Any) -> bool:
-    """Whether the exam day of a late publish run has answers (an empty day has nothing to be late with)."""
+    """Whether the exam day of a late publish run still waits for its results: it has answers and no release yet
+    (an empty day has nothing to be late with; a released day waiting for the faculty's sign-off before students
+    is not late: the institution has its results)."""
     from gradeflow.core import db
     from gradeflow.core.config import last_cut_day
     from gradeflow.release import publish
 
     inst = get_institution(institution_id)
+    day = last_cut_day(when, inst.timezone)
     with db.connect(institution=inst.id) as conn:
-        return publish.has_answers(conn, inst, last_cut_day(when, inst.timezone))
+        if not publish.has_answers(conn, inst, day):
+            return False
+        return not db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
 
 
 async def release_deadline_missed(institution_id: str, deadline_local: str, context: dict | None = None) -> bool:
     """Deadline-alert callback (AsyncCallback, in the triggerer): e-mail that results are late.
 
     Not for a day without answers (nothing to release is never late: a run created after the deadline of an
-    empty day, after an outage, stays quiet); when the database cannot say, the alert goes out."""
+    empty day, after an outage, stays quiet), nor for a day already released whose run still waits for the
+    faculty's sign-off before students; when the database cannot say, the alert goes out."""
     import asyncio
 
     run = (context or {}).get("dag_run") or {}
@@ -410,8 +446,8 @@ async def release_deadline_missed(institution_id: str, deadline_local: str, cont
     if when is not None:
         try:
             if not await asyncio.to_thread(_day_has_answers, institution_id, when):
-                log.info("Deadline passed for %s run %s, but its exam day has no answers: no alert", institution_id,
-                         run_id)
+                log.info("Deadline passed for %s run %s, but its exam day has no answers or is released (students "
+                         "may still wait for the faculty's sign-off): no alert", institution_id, run_id)
                 return False
         except Exception as exc:  # the alert matters more than the check
             log.warning("Could not check the day of %s run %s (%s): alerting anyway", institution_id, run_id, exc)

@@ -242,6 +242,37 @@ def publish_release(institution_id: str, gate: dict, **context: Any) -> dict:
             **{k: (float(v) if k == "cost_usd" else v) for k, v in counts.items()}}
 
 
+def release_of_run(context: dict) -> dict | None:
+    """What publish_release returned in this run (exam_day, version, ...), or None when it released nothing."""
+    ti = context.get("ti") or context.get("task_instance")
+    return ti.xcom_pull(task_ids="publish_release") if ti is not None else None
+
+
+def export_for_students(institution_id: str, released: dict | None, **context: Any) -> dict:
+    """Write the released version for students (their own results only), after the institution's sign-off step.
+
+    Runs after publish_release (auto), after the faculty's approval (after_faculty_approval; skipped on Reject)
+    or after the deferred wait (at HH:MM). Nothing released in this run: nothing to do."""
+    from gradeflow.core import storage
+    from gradeflow.release import students
+
+    inst = get_institution(institution_id)
+    released = released or release_of_run(context)
+    if not released:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("publish_release released nothing in this run: nothing for students")
+    day, version = date.fromisoformat(released["exam_day"]), int(released["version"])
+    ti = context.get("ti")
+    decision = ti.xcom_pull(task_ids="ask_faculty_approval") if ti is not None and inst.needs_faculty_approval else None
+    s3 = storage.client(inst.id)
+    with open_db(inst.id) as conn:
+        manifest = students.export_for_students(conn, s3, inst, day, version, actor=f"{inst.id}__publish",
+                                                decision=decision)
+    return {"exam_day": str(day), "version": version, "students": manifest["students"],
+            "folder": manifest["folder"], "approved_by": manifest["approved_by"]}
+
+
 def write_report(institution_id: str, **context: Any) -> dict:
     """Write the day's HTML report to reports/<prefix>/<day>/ (after the release, whether or not it passed)."""
     from gradeflow.core import storage

@@ -92,6 +92,13 @@ CUTOFF_AT = SCHEDULES["prepare"].first  # the exam day's cut-off; an empty exam_
 PUBLISH_AT = SCHEDULES["publish"].first
 
 
+# When students get their results (`student_release:` per institution); the institution's own release (faculty
+# early access) is written by publish as soon as the gate passes, whichever is chosen.
+STUDENT_RELEASE_AUTO = "auto"
+STUDENT_RELEASE_APPROVAL = "after_faculty_approval"
+MAX_APPROVAL_HOURS = 22.0  # a decision must come before the next morning's publish run (one publish run at a time)
+
+
 def last_cut_day(when: datetime, timezone: str) -> date:
     """The last exam day whose cut-off (CUTOFF_AT local) has passed at `when`: that date from 18:00, else the day
     before. The exam day of a run whose `exam_day` is empty, one rule for prepare, grade and publish."""
@@ -139,6 +146,25 @@ class Institution:
     # accuracy's 95% lower bound reaches target_accuracy (the original notes' "min 95% certainty", made measurable).
     tolerance_points: float = 0.5
     target_accuracy: float = 0.95
+    student_release: str = "auto"  # auto | after_faculty_approval | at HH:MM: when students get their results
+    faculty_approval_hours: float = 12.0  # after_faculty_approval: no decision by then fails the wait, alerts
+
+    @property
+    def student_release_at(self) -> str | None:
+        """The local HH:MM of an `at HH:MM` student release (the morning after the exam day), else None."""
+        return self.student_release[3:] if self.student_release.startswith("at ") else None
+
+    def student_release_time(self, exam_day: date) -> datetime | None:
+        """When an `at HH:MM` institution's students get `exam_day`: HH:MM local the morning after; else None."""
+        at = self.student_release_at
+        if at is None:
+            return None
+        return datetime.combine(exam_day + timedelta(days=1), datetime.strptime(at, "%H:%M").time(), self.tz)
+
+    @property
+    def needs_faculty_approval(self) -> bool:
+        """Students see the day only after a faculty member approves it in the Airflow UI."""
+        return self.student_release == STUDENT_RELEASE_APPROVAL
 
     @property
     def tz(self) -> ZoneInfo:
@@ -192,6 +218,7 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     raw = {"s3_prefix": raw["id"], **raw}
     raw.update(_alert_fields(where, raw))
     raw.update(_provider_fields(where, raw))
+    raw.update(_student_release_fields(where, raw))
     if not _PREFIX_RE.match(str(raw["s3_prefix"])):
         raise ConfigError(f"{where}: field 's3_prefix' must match {_PREFIX_RE.pattern}")
     try:
@@ -255,6 +282,29 @@ def _alert_fields(where: str, raw: dict) -> dict:
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
         raise ConfigError(f"{where}: field 'review_alert_share' must be a number in (0, 1], got {share!r}")
     return {"alert_emails": tuple(emails), "release_deadline": deadline, "review_alert_share": float(share)}
+
+
+def _student_release_fields(where: str, raw: dict) -> dict:
+    """Validate when students see results (`student_release`) and how long a faculty decision may take."""
+    value = raw.get("student_release", STUDENT_RELEASE_AUTO)
+    if isinstance(value, str) and value.startswith("at "):
+        at = value[3:].strip()
+        if not _HHMM_RE.match(at) or at <= PUBLISH_AT:
+            raise ConfigError(f"{where}: field 'student_release' 'at HH:MM' needs a local time after the {PUBLISH_AT} "
+                              f"publish run (the morning after the exam day), e.g. \"at 12:00\", got {value!r}")
+        value = f"at {at}"
+    elif value not in (STUDENT_RELEASE_AUTO, STUDENT_RELEASE_APPROVAL):
+        raise ConfigError(f"{where}: field 'student_release' must be {STUDENT_RELEASE_AUTO!r}, "
+                          f"{STUDENT_RELEASE_APPROVAL!r} or \"at HH:MM\" (quoted, local time), got {value!r}")
+    hours = raw.get("faculty_approval_hours", Institution.faculty_approval_hours)
+    if isinstance(hours, bool) or not isinstance(hours, int | float) or not 0 < hours <= MAX_APPROVAL_HOURS:
+        raise ConfigError(f"{where}: field 'faculty_approval_hours' must be a number of hours in (0, "
+                          f"{MAX_APPROVAL_HOURS:g}] (a decision comes before the next morning's publish run), "
+                          f"got {hours!r}")
+    if "faculty_approval_hours" in raw and value != STUDENT_RELEASE_APPROVAL:
+        raise ConfigError(f"{where}: field 'faculty_approval_hours' is only for student_release "
+                          f"{STUDENT_RELEASE_APPROVAL!r} (student_release is {value!r})")
+    return {"student_release": value, "faculty_approval_hours": float(hours)}
 
 
 def _provider_fields(where: str, raw: dict) -> dict:

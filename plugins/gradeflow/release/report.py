@@ -53,6 +53,8 @@ class ReportData:
     audit: dict = field(default_factory=dict)  # gradeflow.release.audit.audit_report: all audits to date
     criteria: list[dict] = field(default_factory=list)  # per-criterion agreement (agreement.criteria_report)
     thresholds: dict | None = None  # the threshold table (calibration.institution_table)
+    ingest: list[dict] = field(default_factory=list)  # ingest_timings: one row per file of the day
+    release_status: dict = field(default_factory=dict)  # release_status: released (and to students?) or why not
     generated_at: datetime = field(default_factory=lambda: datetime.now(ZoneInfo("UTC")))
 
 
@@ -79,8 +81,10 @@ def gather(conn: psycopg.Connection, inst: Institution, day: date, timings: list
     params = {"inst": inst.id, "day": day}
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        counts = publish.day_counts(conn, inst, day)
         return ReportData(
-            inst=inst, day=day, counts=publish.day_counts(conn, inst, day),
+            inst=inst, day=day, counts=counts, ingest=ingest_timings(conn, inst, day),
+            release_status=release_status(conn, inst, day, counts),
             states=db.fetch_all(conn, "report/answer_states", params),
             reasons=db.fetch_all(conn, "report/review_reasons", params),
             scores=db.fetch_all(conn, "report/score_distribution", params),
@@ -98,6 +102,60 @@ def calibration_data(conn: psycopg.Connection, inst: Institution, day: date) -> 
     first = day - timedelta(days=calibration.DEFAULT_WINDOW_DAYS - 1)
     return {"criteria": agreement.criteria_report(agreement.day_criteria_rows(conn, inst, day)),
             "thresholds": calibration.institution_table(conn, inst, first, day)}
+
+
+def ingest_timings(conn: psycopg.Connection, inst: Institution, day: date) -> list[dict]:
+    """Each file of the day in arrival order: received (S3), load started and finished, seconds, rows, outcome."""
+    return db.fetch_all(conn, "report/ingest_files", {"inst": inst.id, "day": day})
+
+
+WAITING_STATES = (("in_review", "in review"), ("deferred", "deferred to the next night"),
+                  ("pending_model", "waiting for the model"), ("received", "received, not prepared yet"))
+
+
+def release_status(conn: psycopg.Connection, inst: Institution, day: date, counts: dict) -> dict:
+    """Whether the day is released (to the institution, and to students) and, when not, why.
+
+    `state` is one of: `nothing_to_release` (no answers), `gate_failed` (the latest gate's failed checks in
+    `failures`), `grading` (no passing gate yet and work still open: `waiting` counts by state), `not_published`
+    (graded, the publish run has not released it yet) or `released`; a released day also has `students`:
+    `exported` (with who approved), `awaiting_approval`, `rejected`, `approval_timed_out`, `scheduled` (at HH:MM)
+    or `pending` (the export step has not run yet), from the audit log (gradeflow.release.students).
+    """
+    from gradeflow.release import students
+
+    version = counts["released_version"]
+    waiting = {label: int(counts.get(key) or 0) for key, label in WAITING_STATES if int(counts.get(key) or 0)}
+    if not counts["answers"]:
+        return {"state": "nothing_to_release", "submissions": counts["submissions"],
+                "rejected_rows": counts["rejected_rows"]}
+    if not version:
+        gate = db.fetch_all(conn, "report/last_gate", {"inst": inst.id, "day": day})
+        if gate and not gate[0]["success"]:
+            failed = [r for r in (gate[0]["results"] or {}).get("results", []) if not r.get("success")]
+            return {"state": "gate_failed", "at": gate[0]["created_at"], "validation_id": gate[0]["validation_id"],
+                    "failures": [f"{r['suite']}.{r['expectation']}({r.get('column') or ''}): {r.get('details')}"
+                                 for r in failed], "waiting": waiting}
+        return {"state": "grading" if waiting else "not_published", "waiting": waiting}
+    status = {"state": "released", "version": version, "waiting": waiting, "student_release": inst.student_release}
+    mine = [d for d in students.decisions(conn, inst, day) if d["version"] == version]
+    latest = {d["action"]: d for d in reversed(mine)}  # newest of each action (the list is newest first)
+    if "students_exported" in latest:
+        approved = latest.get("faculty_approved")
+        return {**status, "students": "exported", "at": latest["students_exported"]["at"],
+                "approved_by": approved["actor"] if approved else None}
+    newest = mine[0]["action"] if mine else None
+    if newest == "faculty_rejected":
+        return {**status, "students": "rejected", "by": mine[0]["actor"], "at": mine[0]["at"]}
+    if newest == "faculty_approval_timed_out":
+        return {**status, "students": "approval_timed_out", "at": mine[0]["at"]}
+    if inst.needs_faculty_approval:
+        asked = latest.get("faculty_approval_requested")
+        return {**status, "students": "awaiting_approval", "at": asked["at"] if asked else None,
+                "timeout_hours": inst.faculty_approval_hours}
+    if inst.student_release_at:
+        return {**status, "students": "scheduled", "at": inst.student_release_time(day)}
+    return {**status, "students": "pending"}
 
 
 def report_key(inst: Institution, day: date, version: int | None) -> str:
@@ -306,13 +364,88 @@ def render(data: ReportData) -> str:
         f"Generated {data.generated_at:%Y-%m-%d %H:%M} UTC ({local:%Y-%m-%d %H:%M} local).</p>",
         '<div class="tiles">' + "".join(f'<div class="tile"><b>{escape(_cell(v))}</b>{escape(k)}</div>'
                                         for k, v in tiles) + "</div>",
+        _release_status_section(data),
         _states_section(data), _scores_section(data), _reasons_section(data), _tokens_section(data),
-        _timings_section(data), _agreement_section(data), _criteria_section(data), _audit_section(data),
-        _thresholds_section(data),
+        _timings_section(data), _ingest_section(data), _agreement_section(data), _criteria_section(data),
+        _audit_section(data), _thresholds_section(data),
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>GradeFlow report: {escape(inst.name)} {data.day}</title><style>{CSS}</style></head><body>"
             + "\n".join(parts) + "</body></html>\n")
+
+
+def _local(value: Any, tz: ZoneInfo) -> str:
+    return f"{value.astimezone(tz):%Y-%m-%d %H:%M:%S}" if isinstance(value, datetime) else "–"
+
+
+def _release_status_section(data: ReportData) -> str:
+    """Released to whom, or why not: nothing to release, a failed gate (its checks), still grading (counts by
+    state), not published yet; for a released day, the students' side (exported, awaiting approval, ...)."""
+    st, tz = data.release_status, data.inst.tz
+    if not st:
+        return ""
+    state = st["state"]
+    waiting = st.get("waiting") or {}
+    open_work = ("; ".join(f"{label} {n:,}" for label, n in waiting.items()) + ".") if waiting else ""
+    if state == "nothing_to_release":
+        text = (f"<p class=\"unreleased\">Not released: nothing to release.</p><p>No answers were received for this "
+                f"day ({st['submissions']:,} submissions, {st['rejected_rows']:,} rejected rows); an empty day is "
+                "never released.</p>")
+    elif state == "gate_failed":
+        text = (f"<p class=\"unreleased\">Not released: the release gate failed (validation {st['validation_id']}, "
+                f"{_local(st['at'], tz)} local).</p><p>Failed checks:</p><ul>"
+                + "".join(f"<li><code>{escape(f)}</code></li>" for f in st["failures"]) + "</ul>"
+                + (f"<p>Still open: {escape(open_work)}</p>" if open_work else ""))
+    elif state == "grading":
+        text = ("<p class=\"unreleased\">Not released: still grading.</p><p>No passing release gate yet, and answers "
+                f"are still open: {escape(open_work)}</p>")
+    elif state == "not_published":
+        text = ("<p class=\"unreleased\">Not released yet: every answer has an outcome; the publish run has not "
+                "released the day yet.</p>")
+    else:
+        text = _students_text(st, tz) + (f"<p>Released with open work (as pending): {escape(open_work)}</p>"
+                                         if open_work else "")
+    return "<h2>Release status</h2>" + text
+
+
+def _students_text(st: dict, tz: ZoneInfo) -> str:
+    students, v = st.get("students"), st["version"]
+    lines = {
+        "exported": f"students have v{v} since {_local(st.get('at'), tz)} local"
+                    + (f", approved by {escape(str(st['approved_by']))}" if st.get("approved_by") else ""),
+        "awaiting_approval": "students do not have it yet: awaiting faculty approval in the Airflow UI "
+                             f"(asked {_local(st.get('at'), tz)} local; times out after "
+                             f"{st.get('timeout_hours', 0):g} h)",
+        "rejected": f"students do not have it: rejected by {escape(str(st.get('by')))} at "
+                    f"{_local(st.get('at'), tz)} local",
+        "approval_timed_out": f"students do not have it: no faculty decision in time ({_local(st.get('at'), tz)} "
+                              "local); clear ask_faculty_approval to ask again",
+        "scheduled": f"students get it at {_local(st.get('at'), tz)} local",
+        "pending": "the students' copy is not written yet",
+    }
+    cls = "released" if students == "exported" else "unreleased"
+    return (f'<p class="released">Released to the institution as v{v}.</p>'
+            f'<p class="{cls}">Students (<code>student_release: {escape(str(st.get("student_release")))}</code>): '
+            f"{lines.get(students, escape(str(students)))}.</p>")
+
+
+def _ingest_section(data: ReportData) -> str:
+    """Per file: received (S3), load started and finished (local), seconds, outcome and rows."""
+    if not data.ingest:
+        return "<h2>Ingest timings</h2><p class=\"note\">No file was ingested for this day.</p>"
+    tz = data.inst.tz
+    rows = [[f["file_name"], f["kind"], f["status"], _local(f["received"], tz), _local(f["started"], tz),
+             _local(f["loaded"], tz), None if f["load_seconds"] is None else round(f["load_seconds"], 2),
+             None if f["received_to_loaded_seconds"] is None else round(f["received_to_loaded_seconds"], 1),
+             f["rows_loaded"], f["rows_rejected"], f["rows_duplicate"]] for f in data.ingest]
+    timed = [f for f in data.ingest if f["load_seconds"] is not None]
+    chart = hbar_chart("plot-ingest", "Load duration per file, in seconds",
+                       [(f["file_name"], f["load_seconds"], "#4e79a7") for f in timed], " s") if timed else ""
+    return ("<h2>Ingest timings</h2>" + chart
+            + '<p class="meta">Received: when the file arrived in S3; loaded: when its rows were written (local '
+              "time); duration: the load itself; received to loaded: how long it waited in incoming/ and loaded.</p>"
+            + _table(["file", "kind", "status", "received", "load started", "loaded", "load s", "received to loaded s",
+                      "rows loaded", "rejected", "duplicate"], rows))
 
 
 def _states_section(data: ReportData) -> str:
