@@ -3,19 +3,20 @@
 -- Graded rows say who graded (rule, llm, human), with which model, confidence and rationale (the model's,
 -- or the reviewer's comment) and at which grading version; a human grade keeps the model's suggestion. A
 -- rubric-item grade carries its decisions (the model's with evidence, or the criteria a reviewer ticked).
+-- Copied from the rows the release staged and fingerprinted (publish/stage_release_rows), not from a second
+-- evaluation of answer_lifecycle.
 INSERT INTO release_results (release_id, institution_id, exam_day, version, exam_id, submission_id, student_id,
                              question_id, status, score, max_points, grader, pending_reason, review_reason,
                              question_type, model, confidence, rationale, grading_version, suggested_score,
                              criteria)
-SELECT %(release_id)s, l.institution_id, l.exam_day, %(version)s, l.exam_id, l.submission_id, s.student_id,
-       l.question_id, CASE WHEN l.state = 'graded' THEN 'graded' ELSE 'pending' END,
-       l.score, q.max_points, l.grader, l.pending_reason, l.review_reason,
-       q.qtype, g.model, g.confidence, g.rationale, coalesce(g.version, %(grading_version)s),
+SELECT %(release_id)s, t.institution, %(day)s, %(version)s, t.exam_id, t.submission_id, s.student_id,
+       t.question_id, CASE WHEN t.state = 'graded' THEN 'graded' ELSE 'pending' END,
+       t.released_score, t.released_max_points, t.grader, t.pending_reason, t.review_reason,
+       t.question_type, g.model, g.confidence, g.rationale, coalesce(g.version, %(grading_version)s),
        CASE WHEN g.grader = 'human' THEN lr.score END, g.decisions
-  FROM answer_lifecycle l
-  JOIN submissions s ON s.institution_id = l.institution_id AND s.submission_id = l.submission_id
-  JOIN questions q ON q.institution_id = l.institution_id AND q.exam_id = l.exam_id AND q.question_id = l.question_id
-  LEFT JOIN grades g ON g.grade_id = l.grade_id
+  FROM release_rows t
+  JOIN submissions s ON s.institution_id = %(inst)s AND s.submission_id = t.submission_id
+  LEFT JOIN grades g ON g.grade_id = t.grade_id
   LEFT JOIN llm_requests lr ON g.grader = 'human' AND lr.institution_id = g.institution_id
                            AND lr.custom_id = g.custom_id
- WHERE l.institution_id = %(inst)s AND l.exam_day = %(day)s;
+ WHERE t.institution = %(inst)s;
