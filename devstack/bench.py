@@ -473,7 +473,10 @@ def wait_for_batches(info: stack.StackInfo, env: dict[str, str], timeout: float 
     base = f"http://127.0.0.1:{info.openai_port}/v1"
     headers = {"Authorization": f"Bearer {stack.EMULATOR_KEY}"}
     while time.perf_counter() - started < timeout:
-        batches = httpx.get(f"{base}/batches", params={"limit": 100}, headers=headers, timeout=60).json()["data"]
+        try:  # a loaded machine can keep the emulator from answering a poll in time: poll again
+            batches = httpx.get(f"{base}/batches", params={"limit": 100}, headers=headers, timeout=300).json()["data"]
+        except httpx.TimeoutException:
+            continue
         if all(b["status"] in ("completed", "failed", "expired", "cancelled") for b in batches):
             return time.perf_counter() - started
         time.sleep(0.2)
