@@ -42,7 +42,7 @@ test: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ANSWERS ?= 100000
-BIG_ROWS ?= 15000
+BIG_ROWS ?= 30000
 bench: venv
 	$(PY) -m devstack.bench --answers $(ANSWERS)
 	$(PY) -m devstack.bench_ingest --case big_rows --rows $(BIG_ROWS)

@@ -51,6 +51,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--case", choices=("short_rows", "big_rows", "reviews"), default="short_rows")
+    parser.add_argument("--state-dir", type=Path, default=stack.PROJECT_ROOT / ".devstack-bench",
+                        help="the embedded stack's folder (another one runs beside `make bench`)")
+    parser.add_argument("--output", type=Path, default=stack.PROJECT_ROOT / "bench-output" / "bench.json",
+                        help="the bench's figures (big_rows and reviews update their key in it)")
     args = parser.parse_args()
     if args.case != "short_rows":
         big_case(args)
@@ -124,7 +128,7 @@ def _big_csv(path: Path, rows: int, answer_chars: int = 10_000) -> int:
 
 def big_case(args) -> None:
     """big_rows or reviews: time and peak RSS of one ingest sweep on the embedded stack."""
-    info = stack.up(stack.PROJECT_ROOT / ".devstack-bench")
+    info = stack.up(args.state_dir)
     os.environ.update(stack.env(info))
     import boto3
 
@@ -140,10 +144,11 @@ def big_case(args) -> None:
     s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
     s3.put_object(Bucket=stack.BUCKET, Key=f"incoming/northfield/{DAY}/exams/bench.json", Body=json.dumps(EXAM))
     inst = get_institution("northfield")
-    work = stack.PROJECT_ROOT / ".devstack-bench" / "bench-data"
+    work = args.state_dir / "bench-data"
     work.mkdir(parents=True, exist_ok=True)
     with db.connect(institution=inst.id) as conn:
         ingest_institution(inst, conn, s3)  # the exam definition
+        size = 0
         if args.case == "big_rows":
             path = work / "big_rows.csv"
             size = _big_csv(path, args.rows)
@@ -159,9 +164,22 @@ def big_case(args) -> None:
     print(f"case {args.case}: {key_rows}")
     print(f"ingest sweep: {elapsed:.2f} s; {report.rows_loaded:,} loaded, {report.rows_rejected:,} rejected, "
           f"{report.files_rejected} file(s) rejected")
-    print(f"RSS before the sweep {before:.0f} MB; peak RSS (VmHWM) {_peak_rss_mb():.0f} MB; chunk budget "
+    peak = _peak_rss_mb()
+    print(f"RSS before the sweep {before:.0f} MB; peak RSS (VmHWM) {peak:.0f} MB; chunk budget "
           f"{ingest.CHUNK_ROWS:,} rows / {ingest.CHUNK_CHARS / 2**20:.0f} MiB of values")
     stack.down(Path(info.state_dir))
+    from devstack.bench import write_figures
+
+    figures = {"what": key_rows, "rows": args.rows, "file_mb": round(size / 1e6, 1), "seconds": round(elapsed, 2),
+               "rows_loaded": report.rows_loaded, "rows_rejected": report.rows_rejected,
+               "files_rejected": report.files_rejected, "rss_before_mb": round(before, 1),
+               "peak_rss_mb": round(peak, 1), "peak_over_before_mb": round(peak - before, 1),
+               "chunk_rows": ingest.CHUNK_ROWS, "chunk_mib": round(ingest.CHUNK_CHARS / 2**20, 1),
+               "load_avg_1m": round(os.getloadavg()[0], 2),
+               "command": f"python -m devstack.bench_ingest --case {args.case} --rows {args.rows}"}
+    name = f"ingest_{args.case}_{args.rows}"  # one key per size: 15,000 / 30,000 / 60,000 rows of ~10 KB
+    write_figures(args.output, {name: figures})
+    print(f"wrote {name} into {args.output}")
 
 
 def _reviews_setup(conn, s3, inst, rows: int) -> str:

@@ -75,6 +75,36 @@ def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
     assert publish.state_fingerprint(conn, NORTH, EXAM_DAY) != first.fingerprint
 
 
+def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(conn, admin_conn, s3):
+    """Issue 18: the release evaluates the day's outcome rows once (publish/stage_release_rows); their
+    fingerprint is state_fingerprint's for the same state, and the copy holds exactly those rows with the
+    values answer_lifecycle gives (graded by rule, waiting for the model, in review)."""
+    _day(conn, s3)
+    admin_conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
+                       "SELECT a.institution_id, a.submission_id, a.question_id, a.exam_day, 'manual' FROM answers a "
+                       "WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.submission_id = a.submission_id "
+                       "AND g.question_id = a.question_id) ORDER BY 1, 2, 3 LIMIT 1")
+    with conn.transaction():
+        staged = publish._stage_release_rows(conn, NORTH, EXAM_DAY)
+        assert staged == publish.state_fingerprint(conn, NORTH, EXAM_DAY)
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    assert gate.fingerprint == staged
+    released = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
+    view = ("SELECT l.exam_id, l.submission_id, s.student_id, l.question_id, "
+            "CASE WHEN l.state = 'graded' THEN 'graded' ELSE 'pending' END, l.score, q.max_points, l.grader, "
+            "l.pending_reason, l.review_reason, q.qtype FROM answer_lifecycle l "
+            "JOIN submissions s ON s.institution_id = l.institution_id AND s.submission_id = l.submission_id "
+            "JOIN questions q ON q.institution_id = l.institution_id AND q.exam_id = l.exam_id "
+            "AND q.question_id = l.question_id "
+            "WHERE l.institution_id = 'northfield' AND l.exam_day = %s ORDER BY 2, 4")
+    copied = ("SELECT exam_id, submission_id, student_id, question_id, status, score, max_points, grader, "
+              "pending_reason, review_reason, question_type FROM release_results WHERE release_id = %s ORDER BY 2, 4")
+    expected = conn.execute(view, (EXAM_DAY,)).fetchall()
+    assert conn.execute(copied, (released["release_id"],)).fetchall() == expected
+    assert {row[4] for row in expected} == {"graded", "pending"}
+    assert "in_review" in {row[8] for row in expected}
+
+
 def test_a_release_that_waited_for_another_sees_what_that_one_released(conn, tenant_conn, admin_conn, s3):
     """Two releases of one day at once (a manual rerun during the scheduled publish): the second waits for the
     first and then sees its release, so it numbers no second version 1 and reuses it."""

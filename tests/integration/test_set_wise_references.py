@@ -85,3 +85,31 @@ def test_a_ledger_line_needs_its_request_and_job(graded_day):
     with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.transaction():
         conn.execute("INSERT INTO batch_lines (institution_id, job_id, custom_id, exam_day, attempt, est_input_tokens, "
                      "est_output_tokens) VALUES ('northfield', 1, 'gf1-nope', %s, 1, 1, 1)", (DAY,))
+
+
+def test_a_release_row_needs_its_release_of_its_own_institution(graded_day, admin_conn):
+    """Migration 021: release_results -> releases is checked once per statement (a release of a big day
+    wrote one row-level foreign-key check per answer), with the foreign key's meaning, tenant-bound."""
+    from gradeflow.release import publish
+
+    conn, day = graded_day, date.fromisoformat(DAY)
+    per_row = admin_conn.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' "
+                                 "AND conrelid = 'release_results'::regclass").fetchone()[0]
+    assert per_row == 0
+    gate = publish.validate(conn, NORTH, day)
+    assert gate.success, gate.failures
+    released = publish.release(conn, NORTH, day, gate.validation_id)
+    assert released["row_count"] == conn.execute("SELECT count(*) FROM answers").fetchone()[0] > 0
+    copy_one = ("INSERT INTO release_results (release_id, institution_id, exam_day, version, exam_id, submission_id, "
+                "student_id, question_id, status, score, max_points, grader) SELECT %s, institution_id, exam_day, "
+                "version, exam_id, submission_id || '-x', student_id, question_id, status, score, max_points, grader "
+                "FROM release_results WHERE release_id = %s LIMIT 1")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="release_id") as caught, admin_conn.transaction():
+        admin_conn.execute(copy_one, (424242, released["release_id"]))  # no such release
+    assert "424242" in caught.value.diag.message_detail
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="still referenced"), admin_conn.transaction():
+        admin_conn.execute("DELETE FROM releases WHERE release_id = %s", (released["release_id"],))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), admin_conn.transaction():
+        # a row of another institution may not point at this institution's release
+        admin_conn.execute(copy_one.replace("SELECT %s, institution_id,", "SELECT %s, 'lakeshore',"),
+                           (released["release_id"], released["release_id"]))

@@ -3,6 +3,8 @@
 -- grade_count, in_review and waiting are counted independently from their own tables, so an answer
 -- counted twice (graded and in review, or graded twice) or not at all shows up as outcomes <> 1.
 -- Set-based: each table is read once for the day and joined by hash (no query per answer).
+-- The last four columns are what the release copies besides (publish/stage_release_rows): the exam, the
+-- question type, and points and score as stored (numeric); the fingerprint and the gate's frame do not read them.
 WITH g AS (
     SELECT submission_id, question_id, count(*)::int AS grade_count
       FROM grades
@@ -19,7 +21,8 @@ SELECT l.institution_id AS institution, l.exam_day::text AS exam_day, l.submissi
        v.submission_id IS NOT NULL AS in_review,
        l.state IN ('deferred', 'queued', 'received') AS waiting,
        l.state, l.pending_reason, l.review_reason,
-       l.score::float8 AS score, l.grader, l.grade_id
+       l.score::float8 AS score, l.grader, l.grade_id,
+       l.exam_id, q.qtype AS question_type, q.max_points AS released_max_points, l.score AS released_score
   FROM answer_lifecycle l
   JOIN questions q ON q.institution_id = l.institution_id AND q.exam_id = l.exam_id AND q.question_id = l.question_id
   LEFT JOIN g ON g.submission_id = l.submission_id AND g.question_id = l.question_id

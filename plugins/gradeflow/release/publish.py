@@ -149,6 +149,17 @@ def state_fingerprint(conn: psycopg.Connection, inst: Institution, day: date) ->
         return cur.fetchone()[0]
 
 
+def _stage_release_rows(conn: psycopg.Connection, inst: Institution, day: date) -> str:
+    """Evaluate the day's outcome rows once into the release's transaction (publish/stage_release_rows) and
+    return their state fingerprint: the value `state_fingerprint` gives for the same state, from the very
+    rows the release then copies (publish/insert_release_results reads them, not the view again)."""
+    db.check_tenant(conn, inst.id)
+    with conn.cursor() as cur:
+        cur.execute(_with_answer_rows("publish/stage_release_rows"), {"inst": inst.id, "day": day})
+    db.execute(conn, "publish/analyse_release_rows")
+    return db.fetch_all(conn, "publish/staged_fingerprint")[0]["fingerprint"]
+
+
 def summary_frame(counts: dict, inst: Institution, day: date) -> pd.DataFrame:
     """The conservation summary row the day_summary suite checks."""
     import pandas as pd
@@ -220,7 +231,7 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
                 raise ReleaseBlocked(f"validation run {validation_id} of {inst.id} {day} did not pass: "
                                      "nothing released")
             db.execute(conn, "bulk_plans")
-            current = state_fingerprint(conn, inst, day)
+            current = _stage_release_rows(conn, inst, day)
             if current != gate[0]["fingerprint"]:
                 raise StateChanged(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
                                      "rerun the gate: nothing released")
