@@ -37,6 +37,9 @@ def test_bad_config_is_named(tmp_path, yaml_text, message):
     ("review_alert_share: 1.5", "review_alert_share"),
     ("day_window_days: -1", "day_window_days' must be a whole number of days >= 0"),
     ("day_window_days: 1.5", "day_window_days"),
+    ("queue: 'two words'", "field 'queue' must be a Celery queue name"),
+    ("queue: 'a,b'", "field 'queue' must be a Celery queue name"),
+    ("queue: 3", "field 'queue'"),
 ])
 def test_bad_alert_fields_are_named(tmp_path, fields, message):
     path = tmp_path / "institutions.yaml"
@@ -78,3 +81,10 @@ def test_the_tenants_file_is_read_from_the_environment_at_each_call(tmp_path, mo
     monkeypatch.delenv("GRADEFLOW_INSTITUTIONS")
     before = next(i for i in original if i.id == first)
     assert config.get_institution(first).review_alert_share == before.review_alert_share
+
+
+def test_the_celery_queue_is_optional_and_kept(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC, queue: gradeflow.aa}\n"
+                    "  - {id: bb, name: B, timezone: UTC}\n")
+    assert [i.queue for i in load_institutions(path)] == ["gradeflow.aa", None]

@@ -47,6 +47,7 @@ CHAT_OPTIONS = frozenset({"concurrency", "requests_per_minute", "chunk_lines", "
 _CHAT_INTEGERS = frozenset({"concurrency", "chunk_lines", "max_retries"})
 _CHAT_ZERO_OK = frozenset({"max_retries", "retry_base_seconds", "step_pause_seconds"})
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # a Celery queue (also a Redis key): no spaces or commas
 
 RULE_TYPES = frozenset({"multiple_choice", "true_false", "numeric"})
 FREE_TEXT_TYPES = frozenset({"short_answer", "essay"})
@@ -129,6 +130,7 @@ class Institution:
     conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
     chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
     day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
+    queue: str | None = None  # the Celery queue its tasks go to (docs/scale-out.md); None: Airflow's default queue
 
     @property
     def tz(self) -> ZoneInfo:
@@ -194,6 +196,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
+    queue = raw.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not _QUEUE_RE.match(queue)):
+        raise ConfigError(f"{where}: field 'queue' must be a Celery queue name (letters, digits, _ . -), got {queue!r}")
     return Institution(**raw)
 
 
