@@ -101,8 +101,10 @@ def night(embedded_stack, project_root, tmp_path_factory):
             tis = {r["dag_id"]: running.task_instances(r["dag_id"], r["run_id"]) for rs in runs.values() for r in rs}
             # As started (Celery's setproctitle overwrites /proc/<pid>/environ, so it cannot be read back there).
             environ = {w.name: running.worker_envs[w.name] for w in WORKERS}
-            yield {"runs": runs, "tis": tis, "root": root, "environ": environ, "stats": httpx.get(
-                f"{emulator}/stats", timeout=10).json(), "seconds": time.monotonic() - started, **narrowed}
+        # Stopped before the checks: what the workers' homes and temp folders hold now, the night left behind
+        # (while running, a worker keeps its own multiprocessing files there).
+        yield {"runs": runs, "tis": tis, "root": root, "environ": environ, "stats": httpx.get(
+            f"{emulator}/stats", timeout=10).json(), "seconds": time.monotonic() - started, **narrowed}
     finally:
         if saved is None:
             os.environ.pop("GRADEFLOW_INSTITUTIONS", None)
