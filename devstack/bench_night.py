@@ -86,7 +86,9 @@ def measure(cluster, runs: dict[str, list[dict]]) -> dict:
                     "end_date")]
                 ready = max(ends) if ends else queued_at
                 delays["ready_to_start"].append(start - ready)
-                if queued is not None:
+                # A deferred task is queued again when its trigger fires: its queued_when is then after its first
+                # start, and says nothing of the first queueing; it counts in ready_to_start only.
+                if queued is not None and queued <= start:
                     delays["ready_to_queued"].append(queued - ready)
                     delays["queued_to_start"].append(start - queued)
                 host = ti.get("hostname") or "?"
