@@ -1,6 +1,8 @@
 # GradeFlow: every target sets up what it needs by itself.
 #   make demo     run a whole sample exam day through Airflow on the embedded stack
 #   make test     run the test suite (unit, integration, end-to-end) in parallel, one embedded stack per worker
+#   make test-celery  a night for three institutions on the CeleryExecutor with two workers (needs redis-server)
+#   make bench-night  a compressed night for many institutions under the real scheduler, Local vs Celery
 #   make airflow  Airflow standalone (UI on http://localhost:8080) on the embedded stack
 #   make evaluate model vs human agreement: CSV=answers.csv [ARGS="--base-url URL --model M"], or sample data
 #   make thresholds INST=<id> [ARGS="--days 90"]  which min_confidence buys which accuracy, from the database
@@ -9,7 +11,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint airflow stack-up stack-down migrate lock bench clean evaluate thresholds
+.PHONY: venv demo test test-celery bench-night lint airflow stack-up stack-down migrate lock bench clean evaluate thresholds
 
 venv: $(STAMP)
 
@@ -41,12 +43,24 @@ TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
+# The Celery tier: a real scheduler, triggerer, DAG processor, API server, Redis (Debian's redis-server) and two
+# `airflow celery worker`s on the embedded stack (tests/celery; docs/scale-out.md). .ci/run runs it after make test.
+test-celery: venv
+	$(PY) -m pytest -m celery tests/celery -p no:xdist
+
 ANSWERS ?= 100000
 BIG_ROWS ?= 30000
 bench: venv
 	$(PY) -m devstack.bench --answers $(ANSWERS)
 	$(PY) -m devstack.bench_ingest --case big_rows --rows $(BIG_ROWS)
 	$(PY) -m devstack.bench_ingest --case reviews --rows 100000
+
+# The night for many institutions under the real scheduler, LocalExecutor then CeleryExecutor (two workers):
+# scheduling delay and total, into bench-output/bench.json under "night" (devstack/bench_night.py).
+NIGHT_INSTITUTIONS ?= 10
+NIGHT_SUBMISSIONS ?= 4
+bench-night: venv
+	$(PY) -m devstack.bench_night --institutions $(NIGHT_INSTITUTIONS) --submissions $(NIGHT_SUBMISSIONS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -67,4 +81,4 @@ lock: venv
 	$(VENV)/bin/uv pip compile requirements-dev.txt -o requirements.lock --python-version 3.11 --no-header
 
 clean: stack-down
-	rm -rf .devstack .devstack-evaluate demo-output bench-output
+	rm -rf .devstack .devstack-evaluate .devstack-bench-night demo-output bench-output

@@ -162,7 +162,9 @@ def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None 
         schedule=AssetOrTimeSchedule(timetable=cron_schedule, assets=assets) if assets else cron_schedule,
         start_date=_start_date(inst.timezone),
         dagrun_timeout=timeout,
-        default_args=DEFAULT_ARGS,
+        # An institution with its own Celery queue: every task of its DAGs goes there, to workers that hold only
+        # its connections (docs/scale-out.md); otherwise Airflow's default queue.
+        default_args={**DEFAULT_ARGS, "queue": inst.queue} if inst.queue else DEFAULT_ARGS,
         tags=tags(stage, inst.id),
         params={} if stage == "ingest" else {"exam_day": exam_day_param()},
         **DAG_POLICY,

@@ -37,6 +37,9 @@ def test_bad_config_is_named(tmp_path, yaml_text, message):
     ("review_alert_share: 1.5", "review_alert_share"),
     ("day_window_days: -1", "day_window_days' must be a whole number of days >= 0"),
     ("day_window_days: 1.5", "day_window_days"),
+    ("queue: 'two words'", "field 'queue' must be a Celery queue name"),
+    ("queue: 'a,b'", "field 'queue' must be a Celery queue name"),
+    ("queue: 3", "field 'queue'"),
 ])
 def test_bad_alert_fields_are_named(tmp_path, fields, message):
     path = tmp_path / "institutions.yaml"
@@ -169,3 +172,10 @@ def test_student_release_defaults_to_auto_and_at_gives_the_local_time_the_mornin
     assert bb.student_release_at == "09:30"
     assert bb.student_release_time(date(2026, 11, 23)).isoformat() == "2026-11-24T09:30:00+05:30"
     assert cc.needs_faculty_approval and cc.faculty_approval_hours == 2.5
+
+
+def test_the_celery_queue_is_optional_and_kept(tmp_path):
+    path = tmp_path / "institutions.yaml"
+    path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC, queue: gradeflow.aa}\n"
+                    "  - {id: bb, name: B, timezone: UTC}\n")
+    assert [i.queue for i in load_institutions(path)] == ["gradeflow.aa", None]

@@ -13,7 +13,7 @@ import pytest
 import gradeflow.core.config as config
 from gradeflow.core.config import BATCH_API_POOL, Institution, get_institution, load_institutions
 
-PAGES = ("run-against-real-services.md", "add-an-institution.md", "operate-a-night.md")
+PAGES = ("run-against-real-services.md", "add-an-institution.md", "operate-a-night.md", "scale-out.md")
 LOCAL = {stage: (s.first, s.last) for stage, s in config.SCHEDULES.items()}
 JANUARY, JULY = date(2026, 1, 15), date(2026, 7, 15)
 

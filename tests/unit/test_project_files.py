@@ -24,7 +24,8 @@ from gradeflow.core.config import (
 )
 
 AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer"}
+                    "airflow-triggerer", "airflow-worker", "flower"}
+CELERY_PROFILE = {"redis": ["celery"], "airflow-worker": ["celery"], "flower": ["flower"]}
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,16 @@ def test_compose_is_the_airflow_3_split_with_health_checks(compose):
     assert not [n for n, s in services.items() if "standalone" in str(s.get("command", ""))]
     commands = {n: services[n]["command"] for n in AIRFLOW_SERVICES - {"airflow-init"}}
     assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
+                        "airflow-worker": "celery worker --queues default", "flower": "celery flower"}
     for name, service in services.items():
         # Long-running services say when they are healthy; one-shot ones (init) are waited on to complete.
         assert _one_shot(service) or service.get("healthcheck", {}).get("test"), f"{name} has no health check"
         for dep, how in (service.get("depends_on") or {}).items():
             expected = "service_completed_successfully" if _one_shot(services[dep]) else "service_healthy"
-            assert how == {"condition": expected}, (name, dep, how)
+            # An always-on service waits on a profile's service only when that runs (required: false).
+            optional = bool(services[dep].get("profiles")) and not service.get("profiles")
+            assert how == {"condition": expected, **({"required": False} if optional else {})}, (name, dep, how)
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert {"postgres", "airflow-init", "minio-init"} <= set(services[name]["depends_on"]), name
 
@@ -112,6 +116,47 @@ def test_the_owner_connection_and_superuser_credentials_reach_only_init_services
     assert "GRANT gradeflow_worker TO gradeflow_owner WITH ADMIN OPTION;" in init_sh
 
 
+def test_the_celery_profile_is_airflows_own_shape_with_our_credentials(project_root, env_example, compose):
+    """As Airflow's docker-compose for CeleryExecutor: redis, airflow-worker (`celery worker`), flower optional;
+    behind profiles, so the default stays LocalExecutor; the broker has a password and is not published."""
+    services, common = compose["services"], compose["x-airflow"]["environment"]
+    assert {n: s.get("profiles") for n, s in services.items() if s.get("profiles")} == CELERY_PROFILE
+    assert common["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
+    assert env_example["AIRFLOW_EXECUTOR"] == "LocalExecutor" and env_example["COMPOSE_PROFILES"] == ""
+    assert common["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    broker = urlparse(re.sub(r"\$\{[^}]*\}", "pw", common["AIRFLOW__CELERY__BROKER_URL"]))
+    assert (broker.scheme, broker.hostname, broker.port, broker.username, broker.path) == (
+        "redis", "redis", 6379, "", "/0")
+    backend = common["AIRFLOW__CELERY__RESULT_BACKEND"]  # Airflow's metadata login, never the superuser
+    assert backend.startswith("db+postgresql://airflow:${AIRFLOW_DB_PASSWORD:?") and backend.endswith("/airflow")
+    redis = services["redis"]
+    assert "ports" not in redis and redis["expose"] == ["6379"]
+    assert '--requirepass "$$REDIS_PASSWORD"' in redis["command"][-1]  # from its environment, not the file
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    with_redis = {n for n in services if "REDIS_PASSWORD" in _service_env(compose, n)}
+    assert with_redis == {"redis"} | (AIRFLOW_SERVICES - {"flower"}) | {"flower"}
+    worker = services["airflow-worker"]
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0" and "inspect ping" in worker["healthcheck"]["test"][-1]
+    assert {"redis", "airflow-apiserver", "postgres", "airflow-init", "minio-init"} <= set(worker["depends_on"])
+    assert services["airflow-scheduler"]["depends_on"]["redis"] == {"condition": "service_healthy",
+                                                                    "required": False}
+    flower = services["flower"]
+    assert flower["environment"]["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert flower["ports"] == ["${GRADEFLOW_BIND_ADDRESS:-127.0.0.1}:5555:5555"]
+    assert "celery" in (project_root / "requirements.txt").read_text()  # the image has the Celery provider
+
+
+def test_preflight_refuses_an_executor_without_its_workers(project_root, env_example):
+    real = {k: v.replace("change-me", "s3cr3t") for k, v in {**env_example, **_owner_example(project_root)}.items()}
+    real["AIRFLOW_FERNET_KEY"] = "k" * 44
+    for executor, profiles, ok in (("LocalExecutor", "", True), ("CeleryExecutor", "celery", True),
+                                   ("CeleryExecutor", "flower,celery", True), ("CeleryExecutor", "", False),
+                                   ("CeleryExecutor", "flower", False), ("LocalExecutor", "celery", False)):
+        done = _preflight(project_root, {**real, "AIRFLOW_EXECUTOR": executor, "COMPOSE_PROFILES": profiles})
+        assert (done.returncode == 0) is ok, (executor, profiles, done.stderr)
+        assert ok or "COMPOSE_PROFILES" in done.stderr
+
+
 def test_ports_are_published_on_localhost_by_default(env_example, compose):
     published = [(n, p) for n, s in compose["services"].items() for p in s.get("ports", [])]
     assert published and all(p.startswith("${GRADEFLOW_BIND_ADDRESS:-127.0.0.1}:") for _, p in published)
@@ -130,7 +175,8 @@ def test_preflight_refuses_every_placeholder_secret(project_root, env_example, c
     placeholders = {k for k, v in every.items() if "change-me" in v}
     assert {"POSTGRES_SUPERUSER_PASSWORD", "AIRFLOW_DB_PASSWORD", "AIRFLOW_JWT_SECRET", "MINIO_ROOT_PASSWORD",
             "GRADEFLOW_DB_OWNER_PASSWORD", "AIRFLOW_CONN_GRADEFLOW_DB_OWNER",
-            "AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD", "MINIO_SECRET_NORTHFIELD"} <= placeholders
+            "AIRFLOW_CONN_GRADEFLOW_DB_NORTHFIELD", "MINIO_SECRET_NORTHFIELD", "REDIS_PASSWORD",
+            "FLOWER_BASIC_AUTH"} <= placeholders
     refused = _preflight(project_root, every)
     assert refused.returncode != 0
     assert all(name in refused.stderr for name in placeholders) and "AIRFLOW_FERNET_KEY(empty)" in refused.stderr

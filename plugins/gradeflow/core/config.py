@@ -48,6 +48,7 @@ CHAT_OPTIONS = frozenset({"concurrency", "requests_per_minute", "chunk_lines", "
 _CHAT_INTEGERS = frozenset({"concurrency", "chunk_lines", "max_retries"})
 _CHAT_ZERO_OK = frozenset({"max_retries", "retry_base_seconds", "step_pause_seconds"})
 _CONN_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # a Celery queue (also a Redis key): no spaces or commas
 
 RULE_TYPES = frozenset({"multiple_choice", "true_false", "numeric"})
 FREE_TEXT_TYPES = frozenset({"short_answer", "essay"})
@@ -148,6 +149,7 @@ class Institution:
     target_accuracy: float = 0.95
     student_release: str = "auto"  # auto | after_faculty_approval | at HH:MM: when students get their results
     faculty_approval_hours: float = 12.0  # after_faculty_approval: no decision by then fails the wait, alerts
+    queue: str | None = None  # the Celery queue its tasks go to (docs/scale-out.md); None: Airflow's default queue
 
     @property
     def student_release_at(self) -> str | None:
@@ -238,6 +240,9 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
     raw.update(_audit_fields(where, raw))
+    queue = raw.get("queue")
+    if queue is not None and (not isinstance(queue, str) or not _QUEUE_RE.match(queue)):
+        raise ConfigError(f"{where}: field 'queue' must be a Celery queue name (letters, digits, _ . -), got {queue!r}")
     return Institution(**raw)
 
 
