@@ -13,7 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from devstack import stack
+
+pytestmark = pytest.mark.heavy(seconds=40)  # a stack of its own and the whole night
 
 
 def test_bench_runs_every_stage_at_a_tiny_size():
