@@ -196,6 +196,11 @@ def project_root() -> Path:
 HEAVY = re.compile(r"pytest\.mark\.heavy\(seconds=(\d+)\)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy(seconds): a module that takes about this long on a quiet 2-core "
+                                       "machine; make test starts it first (tests/conftest.py)")
+
+
 @pytest.hookimpl(optionalhook=True)  # without xdist (`-p no:xdist`) the hook does not exist
 def pytest_xdist_make_scheduler(config, log):
     if config.getoption("dist") != "loadfile":
