@@ -1,15 +1,27 @@
 """Fixtures on the real embedded stack: PostgreSQL (pgserver), S3 (moto server), the Batch API emulator.
 
 The stack is started once per test session in a temporary folder, with the same code `make demo`
-uses; every test gets empty tables, an empty bucket and a reset emulator. Under pytest-xdist (`make test`)
-each worker is its own session, so each worker starts its own stack (its own folder, free ports, database,
-bucket and emulator) the first time one of its tests asks for it: workers never share a table. The unit
-tier (tests/unit/conftest.py) starts nothing.
+uses. Under pytest-xdist (`make test`) each worker is its own session, so each worker starts its own stack
+(its own folder, free ports, PostgreSQL cluster, bucket and emulator) the first time one of its tests asks
+for it: workers never share a table. The unit tier (tests/unit/conftest.py) starts nothing.
+
+Every test that asks for a database fixture (admin_conn, tenant_conn, conn) gets its own database: GradeFlow's
+database `gradeflow` is dropped and created again from `gradeflow_template`, a copy of it taken right after the
+stack's migrate step (CREATE DATABASE ... TEMPLATE copies the migrated schema, row-level security, grants and
+seed rows in a few milliseconds, where emptying every table and migrating again took ~0.4 s). The name stays
+`gradeflow`, so every connection (gradeflow_db_<id> of each institution's login, the owner's, the superuser's)
+reaches the test's own database without any setting changing. Roles are the cluster's, not the database's:
+when a test changed one (a password, a role's grants), the next test's database is migrated again, which sets
+them back. Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
+
+The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync);
+it is thrown away at the end of the session.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +31,11 @@ from devstack import stack
 # Airflow reads its plugins folder once, at import: the project's, so DAGs with GradeFlow's registered timetable
 # serialize in tests as they do under the scheduler (plugins/gradeflow_plugin.py).
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(Path(__file__).resolve().parents[1] / "plugins"))
+# Every stack the tests start (here, and the ones the bench test and the docker-init test start in child
+# processes) is a throwaway cluster: PostgreSQL without fsync (devstack/stack.py, NONDURABLE_SETTINGS).
+os.environ.setdefault(stack.NONDURABLE_ENV, "1")
+
+TEMPLATE_DB = "gradeflow_template"  # the migrated, empty database every test's `gradeflow` is copied from
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +54,58 @@ def embedded_stack():
     saved = dict(os.environ)
     os.environ.update(stack.env(info))
     os.environ["GRADEFLOW_BATCH_POLL_SECONDS"] = "0.2"
+    with stack.connect_as(info, stack.PG_USER, dbname="postgres", autocommit=True) as su:
+        _copy_database(su, stack.GRADEFLOW_DB, TEMPLATE_DB)
+        _DATABASE_ACL[:] = su.execute(DATABASE_ACL, (stack.GRADEFLOW_DB,)).fetchall()
+        _ROLES[0] = su.execute(ROLES_FINGERPRINT).fetchone()[0]
     yield info
     os.environ.clear()
     os.environ.update(saved)
-    stack.down(state_dir)
+    stack.down(state_dir, discard=True)
     shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# The database's own grants (CONNECT for the night's logins and readers, none for PUBLIC) live in the cluster's
+# catalog, not in the database, so a copy does not inherit them: they are read once and granted again.
+DATABASE_ACL = """
+SELECT CASE WHEN acl.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(acl.grantee)) END, acl.privilege_type
+  FROM pg_database d, aclexplode(d.datacl) acl WHERE d.datname = %s"""
+# Everything about the cluster's roles a test could change: attributes, passwords, memberships.
+ROLES_FINGERPRINT = """
+SELECT md5((SELECT array_agg(a ORDER BY a.rolname)::text FROM pg_authid a)
+           || (SELECT coalesce(array_agg(m ORDER BY m.roleid, m.member)::text, '') FROM pg_auth_members m))"""
+_DATABASE_ACL: list[tuple[str, str]] = []
+_ROLES: list[str] = [""]
+
+
+def _copy_database(su, source: str, target: str) -> None:
+    """DROP `target` (closing its connections) and CREATE it as a copy of `source`, with `source`'s grants."""
+    from psycopg import sql
+
+    su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+    # FILE_COPY: the copy is a file copy plus a checkpoint, which costs nothing without fsync (the default,
+    # WAL_LOG, writes every page of the ~9 MB database into the WAL).
+    su.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+        sql.Identifier(target), sql.Identifier(source), sql.Identifier(stack.OWNER_ROLE)))
+    su.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
+
+
+@pytest.fixture
+def fresh_database(embedded_stack):
+    """This test's own GradeFlow database: `gradeflow`, created again from the migrated template (see the top)."""
+    from psycopg import sql
+
+    with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
+        _copy_database(su, TEMPLATE_DB, stack.GRADEFLOW_DB)
+        existing = {row[0] for row in su.execute("SELECT quote_ident(rolname) FROM pg_roles")} | {"PUBLIC"}
+        for grantee, privilege in _DATABASE_ACL:
+            if grantee in existing:  # a role a test dropped is created again by the migrate step below
+                su.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                    sql.SQL(privilege), sql.Identifier(stack.GRADEFLOW_DB), sql.SQL(grantee)))
+        if su.execute(ROLES_FINGERPRINT).fetchone()[0] != _ROLES[0]:
+            stack.migrate(embedded_stack)  # sets the institutions' logins, grants and passwords back
+            _ROLES[0] = su.execute(ROLES_FINGERPRINT).fetchone()[0]
+    return stack.GRADEFLOW_DB
 
 
 @pytest.fixture
@@ -57,8 +121,9 @@ def s3(embedded_stack):
 
 
 @pytest.fixture
-def admin_conn(embedded_stack):
-    """The owner role's connection (sees every institution): for setup and cross-institution assertions only."""
+def admin_conn(embedded_stack, fresh_database):
+    """The owner role's connection (sees every institution) to the test's own database: for setup and
+    cross-institution assertions only."""
     connection = stack.connect_as(embedded_stack, stack.OWNER_ROLE, autocommit=True)
     yield connection
     connection.close()
@@ -82,17 +147,8 @@ def tenant_conn(embedded_stack, admin_conn):
 
 @pytest.fixture
 def conn(admin_conn, tenant_conn):
-    """The night's connection for northfield (worker role, bound to it), on a migrated database with every
-    table emptied. Work on another institution goes through tenant_conn(<id>), as in the tasks.
-
-    The stack's start migrated the database; after the TRUNCATE one migrate re-seeds the institutions and
-    review reasons and re-applies grants and row-level security (a test may have changed them)."""
-    from gradeflow.core import db
-
-    tables = [r[0] for r in admin_conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
-    admin_conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-    db.migrate(admin_conn)  # re-seed the institutions table
+    """The night's connection for northfield (worker role, bound to it), on the test's own migrated database
+    (fresh_database). Work on another institution goes through tenant_conn(<id>), as in the tasks."""
     return tenant_conn("northfield")
 
 
@@ -129,3 +185,46 @@ def openai_client(embedded_stack):
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+# --- Scheduling under pytest-xdist ---------------------------------------------------------------------------
+# `make test` runs `--dist loadfile`: a module is one unit of work, so its module-scoped fixtures (the e2e day
+# through Airflow, the trigger-API child) run once. xdist hands out modules with the most tests first, which
+# would leave the slowest modules (one or three tests, each tens of seconds) for the end, one worker busy with
+# them while the other idles. A module that declares `pytestmark = pytest.mark.heavy(seconds=N)` (N: about
+# how long it takes on a quiet 2-core machine) is handed out before all others, the longest first.
+HEAVY = re.compile(r"pytest\.mark\.heavy\(seconds=(\d+)\)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "heavy(seconds): a module that takes about this long on a quiet 2-core "
+                                       "machine; make test starts it first (tests/conftest.py)")
+
+
+@pytest.hookimpl(optionalhook=True)  # without xdist (`-p no:xdist`) the hook does not exist
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class HeavyFirst(LoadFileScheduling):
+        ordered = False
+
+        def _assign_work_unit(self, node):
+            if not self.ordered:  # once, when the work queue is complete
+                self.ordered = True
+                heavy = sorted((_declared_seconds(config.rootpath / scope), scope) for scope in self.workqueue)
+                for seconds, scope in heavy:  # each to the front: the longest ends up first
+                    if seconds:
+                        self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
+
+    return HeavyFirst(config, log)
+
+
+def _declared_seconds(path: Path) -> int:
+    try:
+        found = HEAVY.search(path.read_text())
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0

@@ -16,7 +16,7 @@ import pytest
 from gradeflow.core.config import get_institution
 from gradeflow.release import publish
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=70)]
 DAY = "2026-11-23"
 
 

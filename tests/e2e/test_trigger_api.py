@@ -14,7 +14,7 @@ import pytest
 
 from gradeflow.core.config import load_institutions
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=40)]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 
 from gradeflow.core import db
 
+pytestmark = pytest.mark.heavy(seconds=15)  # a pytest and a migrate in child processes
 DOC = "docs/add-an-institution.md"
 FOURTH = """
   - id: harbour

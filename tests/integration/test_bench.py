@@ -17,6 +17,8 @@ import pytest
 
 from devstack import stack
 
+pytestmark = pytest.mark.heavy(seconds=40)  # a stack of its own and the whole night
+
 
 def test_bench_runs_every_stage_at_a_tiny_size():
     # Like conftest's stack: a folder outside pytest's basetemp, which PostgreSQL's own user may enter.
