@@ -19,7 +19,7 @@ import pytest
 
 from gradeflow.core.config import get_institution
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=90)]  # an api-server, a scheduler and Chromium
 DAY = "2026-11-23"
 NORTH_MAIL = "exams-office@northfield.example.edu"
 
