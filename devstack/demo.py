@@ -7,7 +7,9 @@ institution's DAGs with `dag.test()` at their scheduled local times: ingest (17:
 run (state and seconds) and a summary per institution; everything Airflow and the tasks log goes
 to `demo-output/demo.log`. It leaves `demo-output/summary.json`, a copy of every exported release
 under `demo-output/releases/<institution>/<exam day>/`, the daily HTML reports under
-`demo-output/reports/` and every alert e-mail the local mail sink received under `demo-output/mail/`
+`demo-output/reports/`, the receipt of every submissions file (accepted submission ids with their recorded
+`submitted_at`, counts, sha256) under `demo-output/receipts/` and every alert e-mail the local mail sink
+received under `demo-output/mail/`
 (the sample day's rejected files alert each institution, once per sweep; the demo lowers one institution's
 `review_alert_share` so that its review-share alert is sent too, once per released version). An institution with
 `student_release: after_faculty_approval` (lakeshore in the sample file) shows the faculty sign-off: each release
@@ -358,6 +360,7 @@ def summarise(info: stack.StackInfo, day: date, insts: list, output: Path) -> di
                 "graded_human": counts["graded_human"], **review_summary(conn, inst, day, s3)}
             _copy_releases(s3, inst, day, output)
             _copy_releases(s3, inst, day, output, area="reports")
+            summary[inst.id][str(day)]["receipts"] = _copy_releases(s3, inst, day, output, area="receipts")
             summary[inst.id][str(day)]["thresholds"] = _thresholds(conn, inst, day)
     (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -390,17 +393,20 @@ def _print_thresholds(summary: dict) -> None:
                   f"{rec}")
 
 
-def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") -> None:
-    """Copy the day's objects under <area>/<prefix>/<day>/ (releases or reports) to <output>/<area>/<inst>/<day>/,
-    sub-folders kept (the students' copy is under students/v<N>/)."""
+def _copy_releases(s3, inst, day: date, output: Path, area: str = "releases") -> int:
+    """Copy the day's objects under <area>/<prefix>/<day>/ (releases, reports or receipts) to
+    <output>/<area>/<inst>/<day>/, sub-folders kept (the students' copy is under students/v<N>/); return how many."""
     prefix = inst.key(area, day) + "/"
     target = output / area / inst.id / str(day)
     target.mkdir(parents=True, exist_ok=True)
+    copied = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET, Prefix=prefix):
         for item in page.get("Contents", []):
             path = target / item["Key"][len(prefix):]
             path.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(stack.BUCKET, item["Key"], str(path))
+            copied += 1
+    return copied
 
 
 def copy_mail(info: stack.StackInfo, output: Path, since: float) -> list[Path]:
@@ -482,7 +488,9 @@ def _print_summary(summary: dict, states: list[tuple[str, str]], seconds: float,
             print(f"{inst:<12} {c.get('student_release', '?'):<24} {copies}")
     failed = [f"{d} ({s})" for d, s in states if "success" not in s]
     print(f"\nDAG runs: {len(states)}, failed: {failed or 'none'}; wall time {seconds:.0f}s")
-    print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/ and the daily reports in {output / 'reports'}/;"
+    receipts = ", ".join(f"{inst} {c.get('receipts', 0)}" for inst, days in summary.items() for c in days.values())
+    print(f"Wrote {output / 'summary.json'}, {output / 'releases'}/, the daily reports in {output / 'reports'}/ and "
+          f"the receipts of every submissions file in {output / 'receipts'}/ (JSON and CSV: {receipts});"
           f" full Airflow and task logs in {output / 'demo.log'}")
 
 

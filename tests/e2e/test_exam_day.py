@@ -51,6 +51,10 @@ def test_every_dag_run_succeeds_and_the_day_is_released(day_through_airflow):
     assert "approved by faculty.demo through Airflow's HITL API (HTTP 200)" in log
     for name in ("results-v1.parquet", "results-v2.parquet", "submissions-v2.parquet", "students/v2/_manifest.json"):
         assert list((out / "releases" / "northfield" / DAY).glob(name)), name
+    # A receipt (JSON and CSV) per submissions file, copied out of S3 and counted in summary.json.
+    receipts = sorted((out / "receipts" / "northfield" / DAY).glob("*.json"))
+    assert receipts and summary["receipts"] == 2 * len(receipts)
+    assert {"sha256", "status", "submissions"} <= set(json.loads(receipts[0].read_text()))
 
 
 def test_conservation_and_export_match_the_database(day_through_airflow, embedded_stack):
