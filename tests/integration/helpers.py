@@ -1,4 +1,4 @@
-"""Small builders shared by the integration tests: exam files and submission rows."""
+"""Small builders shared by the integration tests: exam files, submission rows, a small day graded and released."""
 
 from __future__ import annotations
 
@@ -73,3 +73,29 @@ def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, m
                 client.retrieve(b).status in grading.TERMINAL for b in step.wait_batch_ids):
             time.sleep(poll)
     raise RuntimeError(f"night {night} of {inst.id} did not finish in {max_steps} steps")
+
+
+def grade_all_jobs(conn, s3, client, inst, exam_day, timeout: float = 30) -> list:
+    """Submit every built job, wait for each batch to end (the emulator is fast), collect it; no retry wave."""
+    from gradeflow.grading import night as grading
+
+    job_ids = grading.submit_jobs(conn, s3, client, inst, exam_day)
+    for job_id in job_ids:
+        batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
+        deadline = time.monotonic() + timeout
+        while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        grading.collect_job(conn, client, inst, job_id, allow_retry=False)
+    return job_ids
+
+
+def release_day(conn, s3, inst, exam_day) -> dict:
+    """Validate, release and export the day (the gate must pass); the release row."""
+    from gradeflow.release import publish
+
+    gate = publish.validate(conn, inst, exam_day)
+    assert gate.success, gate.failures
+    released = publish.release(conn, inst, exam_day, gate.validation_id)
+    publish.export(conn, s3, inst, exam_day, released["release_id"])
+    return released

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import math
-import time
 from dataclasses import replace
 from datetime import date
 
@@ -20,13 +19,12 @@ import pytest
 
 from gradeflow.core import intervals
 from gradeflow.core.config import get_institution
-from gradeflow.grading import night as grading
 from gradeflow.grading import prepare
 from gradeflow.intake.ingest import ingest_institution
-from gradeflow.release import audit, publish
+from gradeflow.release import audit
 from gradeflow.review import packets as review
 
-from .helpers import COLUMNS, DAY, EXAM, exam_bytes, put
+from .helpers import COLUMNS, DAY, EXAM, exam_bytes, grade_all_jobs, put, release_day
 
 EXAM_DAY = date.fromisoformat(DAY)
 # audit_rate 0.1, at least 2 per question: q4 (30 distinct answers released by the model) draws ceil(0.1 * N) >= 3,
@@ -81,21 +79,11 @@ def _day(conn, s3, client, inst=NORTH):
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
     prepare.build_batches(conn, s3, inst, EXAM_DAY)
-    for job_id in grading.submit_jobs(conn, s3, client, inst, EXAM_DAY):
-        batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
-        deadline = time.monotonic() + 30
-        while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        grading.collect_job(conn, client, inst, job_id, allow_retry=False)
+    grade_all_jobs(conn, s3, client, inst, EXAM_DAY)
 
 
 def _release(conn, s3, inst=NORTH):
-    gate = publish.validate(conn, inst, EXAM_DAY)
-    assert gate.success, gate.failures
-    released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)
-    publish.export(conn, s3, inst, EXAM_DAY, released["release_id"])
-    return released
+    return release_day(conn, s3, inst, EXAM_DAY)
 
 
 def _read(s3, key) -> bytes:

@@ -14,13 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from gradeflow.core.config import get_institution
-from gradeflow.grading import night as grading
 from gradeflow.grading import prepare
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import agreement, publish
 from gradeflow.review import packets as review
 
-from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, grade_all_jobs, keys, put, release_day
 
 # min_confidence 0.95 (the default). These tests count routed work exactly: the nightly audit sample (which would
 # add items drawn from the released model grades) is off here and tested in test_audit_sample.py.
@@ -45,22 +44,11 @@ def _day(conn, s3, client, rows, inst=NORTH):
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
     prepare.build_batches(conn, s3, inst, EXAM_DAY)
-    job_ids = grading.submit_jobs(conn, s3, client, inst, EXAM_DAY)
-    for job_id in job_ids:
-        batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
-        deadline = time.monotonic() + 30
-        while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        grading.collect_job(conn, client, inst, job_id, allow_retry=False)
+    grade_all_jobs(conn, s3, client, inst, EXAM_DAY)
 
 
 def _release(conn, s3, inst=NORTH):
-    gate = publish.validate(conn, inst, EXAM_DAY)
-    assert gate.success, gate.failures
-    released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)
-    publish.export(conn, s3, inst, EXAM_DAY, released["release_id"])
-    return released
+    return release_day(conn, s3, inst, EXAM_DAY)
 
 
 def _read(s3, key) -> bytes:

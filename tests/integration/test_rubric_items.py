@@ -7,20 +7,18 @@ import copy
 import csv
 import io
 import json
-import time
 from dataclasses import replace
 from datetime import date
 
 import pyarrow.parquet as pq
 
 from gradeflow.core.config import get_institution
-from gradeflow.grading import night as grading
 from gradeflow.grading import prepare
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 from gradeflow.review import packets as review
 
-from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, keys, put
+from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, grade_all_jobs, keys, put
 
 # The audit sample (test_audit_sample.py) would draw the two released grades too: off here, routed work only.
 NORTH = replace(get_institution("northfield"), audit_rate=0.0, audit_min_per_question=0)
@@ -47,13 +45,7 @@ def _day(conn, s3, client, rows):
     prepare.order_submissions(conn, NORTH, EXAM_DAY)
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
     prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
-    for job_id in grading.submit_jobs(conn, s3, client, NORTH, EXAM_DAY):
-        batch_id = grading.get_job(conn, NORTH, job_id)["provider_batch_id"]
-        deadline = time.monotonic() + 30
-        while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        grading.collect_job(conn, client, NORTH, job_id, allow_retry=False)
+    grade_all_jobs(conn, s3, client, NORTH, EXAM_DAY)
 
 
 def _read(s3, key) -> bytes:
