@@ -9,6 +9,7 @@ table and advisory locks, and changing its own password.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import psycopg
@@ -16,8 +17,11 @@ import pytest
 
 from devstack import stack
 from gradeflow.core import db
+from gradeflow.grading import batch
+from gradeflow.intake import contract
 
-from .test_isolation import _tenant_tables, two_nights  # noqa: F401 - the fixture, by name
+from .helpers import DAY, answers_for
+from .test_isolation import LAKE, _night, _tenant_tables, two_nights  # noqa: F401 - the fixture, by name
 
 SHARED = ("provider_enqueued", "gradeflow_tenant_roles", "gradeflow_org_limits")
 LEDGER_COLUMNS = ("job_id bigint, tenant text, model text, tokens bigint, reserved_at timestamptz,"
@@ -164,22 +168,67 @@ def test_no_reference_reaches_another_institutions_row(two_nights, admin_conn): 
         assert "institution_id" in errors[0]
 
 
+def test_no_institution_can_take_another_institutions_keys_first(conn, tenant_conn, admin_conn, s3, emulator,
+                                                                openai_client):
+    """Custom ids and job fingerprints are computable from an exam's ids and an answer's hash; written first by
+    northfield, lakeshore's request used to be skipped and its job creation to fail on a row it cannot see."""
+    lake = tenant_conn("lakeshore")
+    rows = answers_for("s1", "st1", "Mitochondria turn glucose into ATP")
+    free_text = [r for r in rows if r["question_id"] == "q4"][0]
+    theirs = batch.custom_id(LAKE.id, DAY, "bio-101", "q4", contract.answer_sha256(free_text["answer"]))
+    fingerprint = hashlib.sha256("\n".join([LAKE.id, LAKE.model, f"{theirs}@1"]).encode()).hexdigest()
+    conn.execute("INSERT INTO llm_requests (custom_id, institution_id, exam_day, exam_id, question_id, answer_sha256,"
+                 " first_fifo_seq, answer_count, est_tokens) VALUES (%s, 'northfield', %s, 'x', 'x', 'x', 1, 1, 1)",
+                 (theirs, DAY))
+    conn.execute("INSERT INTO batch_jobs (institution_id, exam_day, night, wave, fingerprint, model, input_key,"
+                 " request_count, est_input_tokens) VALUES ('northfield', %s, %s, 1, %s, 'm', 'k', 1, 1)",
+                 (DAY, DAY, fingerprint))
+    _night(lake, s3, openai_client, LAKE, rows)  # publishes only when every answer has its one outcome
+    request = admin_conn.execute("SELECT status, job_id FROM llm_requests WHERE institution_id = 'lakeshore'"
+                                 " AND custom_id = %s", (theirs,)).fetchone()
+    assert request is not None and request[0] == "graded"
+    assert admin_conn.execute("SELECT institution_id, fingerprint FROM batch_jobs WHERE job_id = %s",
+                              (request[1],)).fetchone() == ("lakeshore", fingerprint)
+    # Surrogate keys come from sequences every institution shares: none of them is the tenant's to write, so it
+    # can neither take another institution's next id nor learn which ids exist from a duplicate-key error.
+    written = admin_conn.execute(
+        "SELECT c.relname, a.attname FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid"
+        "  JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum"
+        " WHERE c.relnamespace = 'public'::regnamespace AND pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%'"
+        "   AND c.relname = ANY(%s)", (_tenant_tables(admin_conn),)).fetchall()
+    assert {t for t, _ in written} >= {"batch_jobs", "ingested_files", "grades", "rejected_rows", "audit_log"}
+    grants = [(t, c, p) for t, c in written for p in ("INSERT", "UPDATE")
+              if admin_conn.execute("SELECT has_column_privilege(%s, %s, %s, %s)",
+                                    (db.tenant_login("northfield"), t, c, p)).fetchone()[0]]
+    assert grants == []
+    next_job = admin_conn.execute("SELECT last_value + 1 FROM batch_jobs_job_id_seq").fetchone()[0]
+    for statement in (f"INSERT INTO batch_jobs (job_id, institution_id, exam_day, night, wave, fingerprint, model,"
+                      f" input_key, request_count, est_input_tokens) VALUES ({next_job}, 'northfield', '{DAY}',"
+                      f" '{DAY}', 1, 'f', 'm', 'k', 1, 1)",
+                      f"UPDATE batch_jobs SET job_id = {next_job} WHERE institution_id = 'northfield'",
+                      "UPDATE ingested_files SET file_id = file_id + 1000"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute(statement)
+
+
 def test_a_tenant_takes_no_table_lock_that_stalls_the_others(two_nights, admin_conn, analyst):  # noqa: F811
     north, lake = two_nights
     tables = _tenant_tables(admin_conn)
-    # PostgreSQL 16 allows any LOCK TABLE mode to a role with table-wide UPDATE, DELETE or TRUNCATE (column-level
-    # grants do not count): the worker has none of the three on any table (019), so no mode above ROW EXCLUSIVE.
-    table_wide = [(t, p) for t in tables for p in ("UPDATE", "DELETE", "TRUNCATE")
+    # PostgreSQL 16 allows any LOCK TABLE mode to a role with table-wide UPDATE, DELETE or TRUNCATE, ROW EXCLUSIVE
+    # with table-wide INSERT (column-level grants do not count): the worker has none of the four on any table
+    # (019, 024), so no mode above ACCESS SHARE.
+    table_wide = [(t, p) for t in tables for p in ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
                   if admin_conn.execute("SELECT has_table_privilege(%s, %s, %s)",
                                         (db.tenant_login("northfield"), t, p)).fetchone()[0]]
     assert table_wide == []
     for table in (*tables, *SHARED, "schema_migrations", "review_reasons", "gradeflow_lock_generations"):
-        for mode in ("SHARE UPDATE EXCLUSIVE", "SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"):
+        for mode in ("ROW EXCLUSIVE", "SHARE UPDATE EXCLUSIVE", "SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege), north.transaction():
                 north.execute(f"LOCK TABLE {table} IN {mode} MODE NOWAIT")
-    # ROW EXCLUSIVE (what its own INSERTs take) is all it gets, and the other institution works on beside it.
+    # Its own writes still take ROW EXCLUSIVE, and the other institution works on beside an open write.
     with north.transaction():
-        north.execute("LOCK TABLE answers, grades, llm_requests IN ROW EXCLUSIVE MODE NOWAIT")
+        north.execute("UPDATE answers SET answer_text = answer_text")
+        north.execute("INSERT INTO audit_log (institution_id, actor, action) VALUES ('northfield', 't', 'open')")
         lake.execute("SET lock_timeout = '2s'")
         assert lake.execute("UPDATE answers SET answer_text = answer_text").rowcount > 0
         assert lake.execute("SELECT count(*) FROM answers").fetchone()[0] > 0
