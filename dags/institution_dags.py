@@ -22,8 +22,9 @@ from gradeflow.airflow import tasks
 from gradeflow.airflow.policy import (
     DAG_POLICY,
     DEFAULT_ARGS,
+    add_exam_day,
+    building_many_dags,
     config_defaults,
-    exam_day_param,
     local_schedule,
     release_deadline,
     tags,
@@ -166,7 +167,6 @@ def _dag(inst: Institution, stage: str, timeout: timedelta, assets: list | None 
         # its connections (docs/scale-out.md); otherwise Airflow's default queue.
         default_args={**DEFAULT_ARGS, "queue": inst.queue} if inst.queue else DEFAULT_ARGS,
         tags=tags(stage, inst.id),
-        params={} if stage == "ingest" else {"exam_day": exam_day_param()},
         **DAG_POLICY,
         **config_defaults(),
         **extra,
@@ -192,7 +192,7 @@ def prepare_dag(inst: Institution) -> DAG:
         rules = task(task_id="grade_by_rule")(tasks.grade_by_rule)(institution_id=inst.id)
         batches = task(task_id="build_batches")(tasks.build_batches)(institution_id=inst.id)
         sweep >> order >> rules >> batches
-    return dag
+    return add_exam_day(dag)
 
 
 def grade_dag(inst: Institution) -> DAG:
@@ -209,7 +209,7 @@ def grade_dag(inst: Institution) -> DAG:
         )
         grade_night >> task(task_id="write_review_packet", trigger_rule=TriggerRule.ALL_DONE)(
             tasks.write_review_packet)(institution_id=inst.id)
-    return dag
+    return add_exam_day(dag)
 
 
 def _students_wait(inst: Institution) -> timedelta:
@@ -263,10 +263,11 @@ def publish_dag(inst: Institution) -> DAG:
         # a failed gate of an earlier day fails this task visibly (alert line), releasing nothing for it.
         republish = task(task_id="republish_changed_days")(tasks.republish_changed_days)(institution_id=inst.id)
         released >> republish.as_teardown()
-    return dag
+    return add_exam_day(dag)
 
 
-for _inst in load_institutions():
-    for _factory in (ingest_dag, prepare_dag, grade_dag, publish_dag):
-        _built = _factory(_inst)
-        globals()[_built.dag_id] = _built
+with building_many_dags():  # no garbage collection while 4 DAGs per institution are built
+    for _inst in load_institutions():
+        for _factory in (ingest_dag, prepare_dag, grade_dag, publish_dag):
+            _built = _factory(_inst)
+            globals()[_built.dag_id] = _built

@@ -328,3 +328,54 @@ def test_an_institution_with_its_own_queue_sends_every_task_there(project_root, 
     assert {d: q for d, q in queues.items() if d.startswith(f"{own}__")} == {
         f"{own}__{s}": ["gradeflow.own"] for s in STAGES}
     assert {tuple(q) for d, q in queues.items() if not d.startswith(f"{own}__")} == {("default",)}
+
+
+def test_each_task_sees_the_dags_exam_day_when_it_runs(dagbag):
+    """`exam_day` is added to each stage DAG after its tasks (gradeflow.airflow.policy.add_exam_day: no copy in
+    every operator at parse time); Airflow merges the DAG's params into the task's when the task runs, so every
+    task still gets the trigger's value, the default when the form is left empty, and a bad value is refused."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.definitions.param import process_params
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for inst in load_institutions():
+        for stage in ("prepare", "grade", "publish"):
+            dag = dagbag.dags[f"{inst.id}__{stage}"]
+            assert dag.params.get_param("exam_day").schema["pattern"], dag.dag_id
+            for task in dag.tasks:
+                assert "exam_day" not in task.params, (dag.dag_id, task.task_id)  # not copied into each operator
+                # A task runs in a process of its own that parses the file afresh; process_params resolves the
+                # trigger's value into the Param it merged, hence a fresh copy of the DAG's params per check.
+                def run(conf, dag=dag, task=task):
+                    return process_params(SimpleNamespace(params=copy.deepcopy(dag.params)), task, conf,
+                                          suppress_exception=False)
+
+                assert run({})["exam_day"] is None, (dag.dag_id, task.task_id)
+                assert run({"exam_day": "2026-11-20"})["exam_day"] == "2026-11-20", (dag.dag_id, task.task_id)
+                with pytest.raises(ParamValidationError, match="does not match"):
+                    run({"exam_day": "20/11/2026"})
+    # Each DAG has its own Param: a value set on one DAG's form does not leak into another's.
+    one, other = dagbag.dags["northfield__prepare"], dagbag.dags["northfield__grade"]
+    assert one.params.get_param("exam_day") is not other.params.get_param("exam_day")
+
+
+def test_parsing_leaves_garbage_collection_as_it_was(dagbag):
+    """The DAG file pauses the cyclic collector while it builds its DAGs (gradeflow.airflow.policy.
+    building_many_dags) and must give it back, also when building fails."""
+    import gc
+
+    from gradeflow.airflow.policy import building_many_dags
+
+    assert dagbag.dags and gc.isenabled()
+    with pytest.raises(RuntimeError), building_many_dags():
+        assert not gc.isenabled()
+        raise RuntimeError("a bad institution")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with building_many_dags():
+            pass
+        assert not gc.isenabled()  # left as it was found: disabled
+    finally:
+        gc.enable()

@@ -126,3 +126,18 @@ def test_the_plugin_registers_the_timetable_for_the_scheduler(project_root, tmp_
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
                          check=True)
     assert "gradeflow.airflow.timetables.LocalCronTimetable" in json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_shared_timetable_is_checked_once_and_a_bad_cron_still_fails(dagbag):
+    """The DAGs of one (cron, zone) share a timetable; Airflow checks each DAG's timetable as it bags it, and
+    LocalCronTimetable parses its cron for the first check only. A bad expression still fails, every time."""
+    from airflow.exceptions import AirflowTimetableInvalid
+
+    from gradeflow.airflow.timetables import LocalCronTimetable
+
+    crons = [_cron_timetable(dagbag.dags[f"{i.id}__prepare"].timetable) for i in load_institutions()]
+    assert all(t._checked for t in crons)  # DagBag validated them
+    bad = LocalCronTimetable("0 25 * * *", timezone="Europe/Berlin")
+    for _ in range(2):
+        with pytest.raises(AirflowTimetableInvalid):
+            bad.validate()

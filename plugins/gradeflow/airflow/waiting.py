@@ -29,7 +29,6 @@ from airflow.sdk import BaseOperator
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gradeflow.core.config import OPENAI_CONN_ID
-from gradeflow.grading.batch import TERMINAL_STATUSES as TERMINAL
 
 DEADLINE_LOCAL = dtime(5, 45)  # the night's model work stops here: the 06:00 release goes out regardless
 CATCH_UP_HOURS = 10  # a run started after its night's deadline (a manual catch-up) gets this long
@@ -59,6 +58,8 @@ class WaveTrigger(BaseTrigger):
         return await async_client(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from gradeflow.grading.batch import TERMINAL_STATUSES as TERMINAL  # the triggerer's, not the DAG file's
+
         client = await self._client() if self.batch_ids else None
         wake_at = min(t for t in (self.wake_at, self.deadline) if t is not None)
         try:
