@@ -1,9 +1,10 @@
 """No long parameter lists in the grading and ingest steps (issue 13): they take a value object instead.
 
 The grade night and prepare take a `Night` (gradeflow.grading.context: institution, day, connection, S3 client,
-provider, settings, deadline); before it, the same values were threaded through 20 functions of 6 to 10
-parameters (`advance` had 9). A function that needs more than MAX_PARAMETERS again wants a field on the value
-object, not another argument.
+provider, settings, deadline), the ingest steps an `IncomingFile` (gradeflow.intake.incoming: institution, key,
+parsed path, day, checksum, bytes, file id). Before them the same values were threaded through functions of up to
+9 parameters (`advance`, `_write_job`; `_ingest_spooled` and three more of ingest had 7). A function that needs
+more than MAX_PARAMETERS again wants a field on the value object, not another argument.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "plugins" / "gradeflow"
-MODULES = ("grading/night.py", "grading/prepare.py", "grading/context.py")
+MODULES = ("grading/night.py", "grading/prepare.py", "grading/context.py", "intake/ingest.py", "intake/incoming.py",
+           "intake/review_files.py")
 MAX_PARAMETERS = 6
 
 

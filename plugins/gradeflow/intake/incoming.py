@@ -1,0 +1,47 @@
+"""`IncomingFile`: one file of an ingest sweep as one value, handed to every step that records and loads it.
+
+The ingest steps (gradeflow.intake.ingest, and gradeflow.intake.review_files for reviewers' files) used to
+thread the same six or seven arguments (institution, connection, parsed key, file id, name, bytes, ...) through
+every function; they take an `IncomingFile` (and the connection and S3 client they work with) instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradeflow.core.config import Institution
+    from gradeflow.intake.contract import IncomingPath
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """One incoming file: whose it is, where it lies, what its key says, its bytes; its id once recorded.
+
+    `parsed` is what the key says (gradeflow.intake.contract.parse_incoming_key; None when it is not a
+    recognised path); `day` is its day folder (today in the institution's zone for an unrecognised path).
+    `data` is the spooled bytes (gradeflow.core.storage.read_spooled), read once by the step that loads them.
+    `file_id` is its `ingested_files` row, None until the file is recorded.
+    """
+
+    inst: Institution
+    key: str
+    parsed: IncomingPath | None
+    day: date
+    sha: str
+    size: int | None
+    last_modified: datetime
+    data: IO[bytes]
+    file_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The file's name, the last part of its key."""
+        return self.key.rsplit("/", 1)[-1]
+
+    @property
+    def kind(self) -> str:
+        """exam | submissions | reviews | unknown (what the key's folder says)."""
+        return self.parsed.kind if self.parsed else "unknown"
