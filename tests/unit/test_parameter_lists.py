@@ -1,8 +1,8 @@
 """No long parameter lists in the grading and ingest steps (issue 13): they take a value object instead.
 
 The grade night and prepare take a `Night` (gradeflow.grading.context: institution, day, connection, S3 client,
-provider, settings, deadline), the ingest steps an `IncomingFile` (gradeflow.intake.incoming: institution, key,
-parsed path, day, checksum, bytes, file id). Before them the same values were threaded through functions of up to
+provider, settings, deadline), the ingest steps an `IncomingFile` (gradeflow.intake.incoming: institution, S3
+object, parsed key, day, checksum, bytes, file id). Before them the same values were threaded through functions of up to
 9 parameters (`advance`, `_write_job`; `_ingest_spooled` and three more of ingest had 7). A function that needs
 more than MAX_PARAMETERS again wants a field on the value object, not another argument.
 """

@@ -8,11 +8,12 @@ every function; they take an `IncomingFile` (and the connection and S3 client th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gradeflow.core.config import Institution
+    from gradeflow.core.storage import S3Object
     from gradeflow.intake.contract import IncomingPath
 
 
@@ -20,26 +21,30 @@ if TYPE_CHECKING:
 class IncomingFile:
     """One incoming file: whose it is, where it lies, what its key says, its bytes; its id once recorded.
 
-    `parsed` is what the key says (gradeflow.intake.contract.parse_incoming_key; None when it is not a
-    recognised path); `day` is its day folder (today in the institution's zone for an unrecognised path).
-    `data` is the spooled bytes (gradeflow.core.storage.read_spooled), read once by the step that loads them.
+    `obj` is the listed S3 object (key, size, arrival time); `parsed` is what its key says
+    (gradeflow.intake.contract.parse_incoming_key; None when it is not a recognised path); `day` is its day
+    folder (today in the institution's zone for an unrecognised path). `data` is the spooled bytes
+    (gradeflow.core.storage.read_spooled), read once by the step that loads them.
     `file_id` is its `ingested_files` row, None until the file is recorded.
     """
 
     inst: Institution
-    key: str
+    obj: S3Object
     parsed: IncomingPath | None
     day: date
     sha: str
-    size: int | None
-    last_modified: datetime
     data: IO[bytes]
     file_id: int | None = None
 
     @property
+    def key(self) -> str:
+        """Where the file lies: incoming/<prefix>/<day>/<kind>/<name>."""
+        return self.obj.key
+
+    @property
     def name(self) -> str:
         """The file's name, the last part of its key."""
-        return self.key.rsplit("/", 1)[-1]
+        return self.obj.key.rsplit("/", 1)[-1]
 
     @property
     def kind(self) -> str:

@@ -186,21 +186,20 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
                  parsed: IncomingPath | None) -> _Outcome:
     data, sha = storage.read_spooled(s3, obj.key)  # streamed: a big file is spooled to disk, not held
     with data:
-        day = parsed.exam_day if parsed else _today(inst)
-        return _ingest_spooled(conn, s3, IncomingFile(inst, obj.key, parsed, day, sha, obj.size, obj.last_modified,
-                                                      data))
+        return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed, parsed.exam_day if parsed else _today(inst),
+                                                      sha, data))
 
 
 def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcome:
-    inst, name, day, sha = file.inst, file.name, file.day, file.sha
+    inst, obj, sha, name, day = file.inst, file.obj, file.sha, file.name, file.day
     archived_key = inst.key("archive", day, sha, name)
-    file_row = {"inst": inst.id, "day": day, "key": file.key, "name": name, "sha": sha, "size": file.size,
-                "last_modified": file.last_modified, "kind": file.kind,
+    file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
+                "last_modified": obj.last_modified, "kind": file.kind,
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
     with conn.transaction():
         db.fetch_all(conn, "ingest/set_lock_timeout", {"timeout": FILE_LOCK_TIMEOUT})
-        earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha, "key": file.key})
-        if earlier and earlier[0]["s3_key"] == file.key and earlier[0]["archived_key"] is None:
+        earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha, "key": obj.key})
+        if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
             # Loaded and committed before, but the archive step was cut off: only finish archiving.
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
@@ -215,7 +214,7 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcom
             _audit(conn, file, outcome, rejects_key)
             if file.kind == "submissions" and outcome.status in ("loaded", "rejected"):
                 _write_receipt(conn, s3, file, outcome, rejects_key)
-    storage.archive(s3, file.key, archived_key)
+    storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
@@ -296,8 +295,9 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
 
 def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
-    name, parsed = file_row["name"], file.parsed
-    if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != file.key:
+    obj, parsed = file.obj, file.parsed
+    name = file_row["name"]
+    if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != obj.key:
         earlier = []  # the same bytes as another kind of file (an exam dropped under submissions/): judged anew
     if earlier:  # every row of these bytes was loaded or refused for good by an earlier drop
         first = earlier[0]
@@ -306,11 +306,11 @@ def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: d
         return _insert_file(conn, {**file_row, "status": "duplicate", "duplicate_of": first["file_id"]}), outcome
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
-        return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(file.key))])
-    if parsed.kind == "submissions" and (file.size or 0) > MAX_SUBMISSION_BYTES:
+        return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
+    if parsed.kind == "submissions" and (obj.size or 0) > MAX_SUBMISSION_BYTES:
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, (
-            f"the file is {file.size:,} bytes ({file.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
+            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
             f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
             "files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
