@@ -213,14 +213,15 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcom
                 "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
             _audit(conn, file, outcome, rejects_key)
             if file.kind == "submissions" and outcome.status in ("loaded", "rejected"):
-                _write_receipt(conn, s3, file, outcome, rejects_key)
+                _write_receipt(conn, s3, file, file_row, outcome, rejects_key)
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
 
 
-def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, outcome: _Outcome, rejects_key: str | None) -> str:
+def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
+                   rejects_key: str | None) -> str:
     """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
     `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
 
@@ -229,10 +230,10 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, outcome: _O
     """
     inst, file_id = file.inst, file.file_id
     rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
-    base = inst.key("receipts", file.day, f"{file.name}.{file_id}")
+    base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
     receipt = {
-        "institution_id": inst.id, "exam_day": str(file.day), "file": file.name,
-        "s3_key": file.key, "sha256": file.sha, "file_id": file_id, "status": outcome.status,
+        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
+        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
         "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
         "rows_duplicate": outcome.duplicate, "submissions_accepted": len(rows), "rejects_key": rejects_key,
         "submissions": [{"submission_id": r["submission_id"], "student_id": r["student_id"],
@@ -244,8 +245,8 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, outcome: _O
     writer = csv.writer(buf)
     writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
     writer.writerows([spreadsheet_safe(c) for c in (s["submission_id"], s["student_id"], s["exam_id"],
-                                                     s["submitted_at"], s["answers"], file.name,
-                                                     file.sha)] for s in receipt["submissions"])
+                                                     s["submitted_at"], s["answers"], file_row["name"],
+                                                     file_row["sha"])] for s in receipt["submissions"])
     storage.write_bytes(s3, f"{base}.csv", buf.getvalue().encode(), "text/csv")
     return f"{base}.json"
 
