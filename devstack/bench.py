@@ -236,10 +236,11 @@ def _stage_submit(args) -> tuple[int, dict]:
     from gradeflow.airflow import tasks
     from gradeflow.core import db, storage
     from gradeflow.grading import night as grading
+    from gradeflow.grading.context import Night
 
     inst = _inst(args.institution)
     with tasks.open_db(args.institution) as conn:
-        job_ids = grading.submit_jobs(conn, storage.client(), grading.provider_for(inst), inst)
+        job_ids = grading.submit_jobs(Night(inst, args.day, conn, storage.client(), grading.provider_for(inst)))
         requests = db.fetch_all(conn, "grade/open_jobs", {"inst": args.institution, "day": args.day})
     return sum(j["request_count"] for j in requests), {"jobs": len(job_ids)}
 
@@ -251,17 +252,19 @@ def _stage_collect(args) -> tuple[int, dict]:
     from gradeflow.airflow import tasks
     from gradeflow.core import db
     from gradeflow.grading import night as grading
+    from gradeflow.grading.context import Night
 
     inst = _inst(args.institution)
     provider = grading.provider_for(inst)
     with tasks.open_db(args.institution) as conn:
+        night = Night(inst, args.day, conn, None, provider)
         jobs = [j["job_id"] for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id, "day": args.day})
                 if j["provider_batch_id"]]
         for job_id in jobs:
             batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
             while provider.retrieve(batch_id).status not in grading.TERMINAL:
                 time.sleep(0.2)
-        reports = [grading.collect_job(conn, provider, inst, j) for j in jobs]
+        reports = [grading.collect_job(night, j) for j in jobs]
     lines = sum(r.lines_ok + r.lines_failed + r.lines_missing for r in reports)
     return lines, {"jobs": len(reports), "answers_graded": sum(r.answers_graded for r in reports),
                    "answers_to_review": sum(r.answers_to_review for r in reports)}

@@ -66,6 +66,7 @@ def main() -> None:
     from gradeflow.core.config import OpenAISettings, get_institution
     from gradeflow.grading import night as grading
     from gradeflow.grading import prepare
+    from gradeflow.grading.context import Night
 
     settings = OpenAISettings(enqueued_token_cap=10**12, max_share_per_institution=1.0)
     # min_confidence 0.5: the emulator's grades of these answers (confidence 0.68) are released as they are,
@@ -79,17 +80,18 @@ def main() -> None:
         db.migrate(conn)
         _load(conn, args.requests)
         prepare.order_submissions(conn, inst, DAY)
+        night = Night(inst, DAY, conn, s3, client, settings)
         started = time.perf_counter()
-        plan = prepare.build_batches(conn, s3, inst, DAY, settings=settings)
+        plan = prepare.build_batches(night)
         build = time.perf_counter() - started
-        grading.submit_ready(conn, s3, client, inst, settings)
+        grading.submit_ready(night)
         jobs = [j["job_id"] for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})]
         for job_id in jobs:
             batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
             while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
                 time.sleep(0.5)
         started = time.perf_counter()
-        reports = [grading.collect_job(conn, client, inst, j) for j in jobs]
+        reports = [grading.collect_job(night, j) for j in jobs]
         collect = time.perf_counter() - started
         ledger = grading.ledger(conn, inst, DAY)
     lines = sum(r.lines_ok + r.lines_failed for r in reports)

@@ -195,6 +195,7 @@ def _reviews_setup(conn, s3, inst, rows: int) -> str:
     from datetime import date
 
     from gradeflow.grading import prepare
+    from gradeflow.grading.context import Night
     from gradeflow.intake.ingest import ingest_institution
     from gradeflow.review import packets
 
@@ -202,7 +203,7 @@ def _reviews_setup(conn, s3, inst, rows: int) -> str:
     ingest_institution(inst, conn, s3)
     prepare.order_submissions(conn, inst, day)
     prepare.grade_by_rule(conn, inst, day)
-    prepare.build_batches(conn, s3, inst, day)
+    prepare.build_batches(Night(inst, day, conn, s3))
     cids = [r[0] for r in conn.execute("SELECT custom_id FROM llm_requests WHERE institution_id = %s",
                                        (inst.id,)).fetchall()]
     with conn.transaction():

@@ -59,13 +59,13 @@ def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, m
     """The whole night without Airflow: advance, sleep until the next event (what the trigger of
     gradeflow.airflow.waiting does, synchronously), repeat. `client` is a BatchProvider or a plain SDK client."""
     from gradeflow.grading import night as grading
-    from gradeflow.grading import providers
+    from gradeflow.grading.context import Night
 
-    client = providers.as_provider(client, inst, settings)
+    tonight = Night(inst, night, conn, s3, client, settings, deadline, recheck_seconds)
+    client = tonight.provider
     steps = []
     for _ in range(max_steps):
-        step = grading.advance(conn, s3, client, inst, night, deadline=deadline, recheck_seconds=recheck_seconds,
-                               settings=settings)
+        step = grading.advance(tonight)
         steps.append(step)
         if step.done:
             return steps
@@ -78,15 +78,17 @@ def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, m
 def grade_all_jobs(conn, s3, client, inst, exam_day, timeout: float = 30) -> list:
     """Submit every built job, wait for each batch to end (the emulator is fast), collect it; no retry wave."""
     from gradeflow.grading import night as grading
+    from gradeflow.grading.context import Night
 
-    job_ids = grading.submit_jobs(conn, s3, client, inst, exam_day)
+    tonight = Night(inst, exam_day, conn, s3, client)
+    job_ids = grading.submit_jobs(tonight)
     for job_id in job_ids:
         batch_id = grading.get_job(conn, inst, job_id)["provider_batch_id"]
         deadline = time.monotonic() + timeout
         while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        grading.collect_job(conn, client, inst, job_id, allow_retry=False)
+        grading.collect_job(tonight, job_id, allow_retry=False)
     return job_ids
 
 

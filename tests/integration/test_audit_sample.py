@@ -20,6 +20,7 @@ import pytest
 from gradeflow.core import intervals
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import audit
 from gradeflow.review import packets as review
@@ -78,7 +79,7 @@ def _day(conn, s3, client, inst=NORTH):
     ingest_institution(inst, conn, s3)
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
-    prepare.build_batches(conn, s3, inst, EXAM_DAY)
+    prepare.build_batches(Night(inst, EXAM_DAY, conn, s3))
     grade_all_jobs(conn, s3, client, inst, EXAM_DAY)
 
 

@@ -14,6 +14,7 @@ from gradeflow.core import db
 from gradeflow.core.config import OpenAISettings, get_institution
 from gradeflow.grading import batch, prepare
 from gradeflow.grading import night as grading
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
@@ -43,7 +44,7 @@ def _rows(n, day=DAY, prefix="s", text="answer number {i} about ATP and energy")
 def _prepare(conn, s3, inst, day=D1, settings=BIG):
     prepare.order_submissions(conn, inst, day)
     prepare.grade_by_rule(conn, inst, day)
-    return prepare.build_batches(conn, s3, inst, day, settings=settings)
+    return prepare.build_batches(Night(inst, day, conn, s3, settings=settings))
 
 
 def _request_cost(conn, inst, text, day=DAY):
@@ -234,9 +235,9 @@ def test_a_token_limit_refusal_is_requeued_never_reviewed_and_the_deadline_relea
 def test_a_lost_batch_id_is_reattached_not_created_twice_even_after_a_clear(conn, s3, emulator, openai_client):
     _load(conn, s3, NORTH, _rows(2))
     _prepare(conn, s3, NORTH)
-    grading.advance(conn, s3, openai_client, NORTH, D1)  # submits
+    grading.advance(Night(NORTH, D1, conn, s3, openai_client))  # submits
     conn.execute("UPDATE batch_jobs SET provider_batch_id = NULL, status = 'prepared'")  # the crash lost the id
-    grading.advance(conn, s3, openai_client, NORTH, D1)  # a cleared task runs again
+    grading.advance(Night(NORTH, D1, conn, s3, openai_client))  # a cleared task runs again
     _prepare(conn, s3, NORTH)  # and prepare too
     run_night(conn, s3, openai_client, NORTH, D1)
     assert emulator.stats()["batches_created"] == 1 and _statuses(conn) == {"graded": 2}
@@ -246,7 +247,7 @@ def test_an_expired_orphan_is_salvaged_and_no_line_is_paid_twice(conn, s3, emula
     emulator.faults(expire_after_fraction=0.5)
     _load(conn, s3, NORTH, _rows(4))
     _prepare(conn, s3, NORTH)
-    grading.advance(conn, s3, openai_client, NORTH, D1)
+    grading.advance(Night(NORTH, D1, conn, s3, openai_client))
     batch_id = conn.execute("SELECT provider_batch_id FROM batch_jobs").fetchone()[0]
     while openai_client.batches.retrieve(batch_id).status != "expired":
         time.sleep(0.05)

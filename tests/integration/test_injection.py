@@ -8,6 +8,7 @@ from datetime import date
 
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from tests.attacks import ATTACKS
 
@@ -29,7 +30,7 @@ def test_an_obeying_model_gets_no_inflated_grade_released_unreviewed(conn, s3, e
     ingest_institution(NORTH, conn, s3)
     prepare.order_submissions(conn, NORTH, EXAM_DAY)
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
-    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
+    prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))
     run_night(conn, s3, openai_client, NORTH, EXAM_DAY)
 
     q4 = "WHERE a.question_id = 'q4' AND a.submission_id <> 'honest'"

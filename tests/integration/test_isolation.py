@@ -13,6 +13,7 @@ from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import night as grading
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
@@ -40,10 +41,11 @@ def _night(conn, s3, client, inst, rows) -> None:
     ingest_institution(inst, conn, s3)
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
-    prepare.build_batches(conn, s3, inst, EXAM_DAY)
-    for job_id in grading.submit_jobs(conn, s3, client, inst, EXAM_DAY):
+    tonight = Night(inst, EXAM_DAY, conn, s3, client)
+    prepare.build_batches(tonight)
+    for job_id in grading.submit_jobs(tonight):
         _wait(client, conn)
-        grading.collect_job(conn, client, inst, job_id)
+        grading.collect_job(tonight, job_id)
     gate = publish.validate(conn, inst, EXAM_DAY)
     assert gate.success, gate.failures
     released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)

@@ -11,6 +11,7 @@ from datetime import date
 from gradeflow.core import db
 from gradeflow.core.config import OpenAISettings, get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 
 from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put, run_night
@@ -33,7 +34,7 @@ def _load(conn, s3, inst, n):
 def _prepare(conn, s3, inst, settings):
     prepare.order_submissions(conn, inst, D1)
     prepare.grade_by_rule(conn, inst, D1)
-    return prepare.build_batches(conn, s3, inst, D1, settings=settings)
+    return prepare.build_batches(Night(inst, D1, conn, s3, settings=settings))
 
 
 def _statuses(conn, inst=NORTH):

@@ -14,6 +14,7 @@ import pytest
 from gradeflow.core.config import get_institution
 from gradeflow.grading import night as grading
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
@@ -34,7 +35,7 @@ def _load(conn, s3, rows):
 def _prepare(conn, s3):
     prepare.order_submissions(conn, NORTH, EXAM_DAY)
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
-    return prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
+    return prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))
 
 
 def _wait(client, conn, timeout=30):
@@ -115,7 +116,7 @@ def test_reattaches_to_a_batch_whose_id_was_lost(conn, s3, emulator, openai_clie
     """A crash after batches.create and before the id was saved: the rerun finds it by fingerprint."""
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     _prepare(conn, s3)
-    grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
+    grading.submit_jobs(Night(NORTH, EXAM_DAY, conn, s3, openai_client))
     conn.execute("UPDATE batch_jobs SET provider_batch_id = NULL, status = 'prepared'")
     conn.commit()
     reports = _grade(conn, s3, openai_client)
@@ -212,7 +213,7 @@ def test_over_budget_work_is_deferred_not_reviewed(conn, s3, emulator, openai_cl
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     prepare.order_submissions(conn, poor, EXAM_DAY)
     prepare.grade_by_rule(conn, poor, EXAM_DAY)
-    plan = prepare.build_batches(conn, s3, poor, EXAM_DAY)
+    plan = prepare.build_batches(Night(poor, EXAM_DAY, conn, s3))
     assert plan.jobs_written == 0 and plan.requests_deferred == 1
     assert conn.execute("SELECT count(*) FROM review_queue").fetchone()[0] == 0
     counts = publish.day_counts(conn, poor, EXAM_DAY)
@@ -250,11 +251,12 @@ def test_two_institutions_with_the_same_ids_never_mix(conn, s3, emulator, openai
         ingest_institution(inst, conn, s3)
         prepare.order_submissions(conn, inst, EXAM_DAY)
         prepare.grade_by_rule(conn, inst, EXAM_DAY)
-        prepare.build_batches(conn, s3, inst, EXAM_DAY)
-        job_ids = grading.submit_jobs(conn, s3, openai_client, inst, EXAM_DAY)
+        tonight = Night(inst, EXAM_DAY, conn, s3, openai_client)
+        prepare.build_batches(tonight)
+        job_ids = grading.submit_jobs(tonight)
         _wait(openai_client, conn)
         for job_id in job_ids:
-            grading.collect_job(conn, openai_client, inst, job_id)
+            grading.collect_job(tonight, job_id)
         gate = publish.validate(conn, inst, EXAM_DAY)
         assert gate.success, gate.failures
         released = publish.release(conn, inst, EXAM_DAY, gate.validation_id)

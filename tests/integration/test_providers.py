@@ -25,6 +25,7 @@ from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import batch, prepare, providers
 from gradeflow.grading import night as grading
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 
 from .helpers import DAY, EXAM, answers_for, csv_bytes, exam_bytes, put, run_night
@@ -62,7 +63,7 @@ def _night(conn, s3, provider, inst) -> dict:
     ingest_institution(inst, conn, s3)
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
-    prepare.build_batches(conn, s3, inst, EXAM_DAY)
+    prepare.build_batches(Night(inst, EXAM_DAY, conn, s3))
     steps = run_night(conn, s3, provider, inst, EXAM_DAY, recheck_seconds=0.1)
     grades = conn.execute("SELECT submission_id, question_id, grader, score, rationale, confidence, attempt "
                           "FROM grades WHERE is_current ORDER BY 1, 2").fetchall()

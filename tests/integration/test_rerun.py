@@ -7,6 +7,7 @@ import pytest
 from gradeflow import lifecycle
 from gradeflow.admin.rerun import RerunRefused, RerunRequest, reset_scope
 from gradeflow.core.config import get_institution
+from gradeflow.grading.context import Night
 from gradeflow.release import publish
 
 from .helpers import answers_for
@@ -65,7 +66,7 @@ def test_refused_while_a_batch_may_still_deliver(conn, s3, emulator, openai_clie
     emulator.faults(timing={"validating": 30, "in_progress": 30, "finalizing": 30})
     _load(conn, s3, answers_for("s1", "st1", GOOD))
     _prepare(conn, s3)
-    grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
+    grading.submit_jobs(Night(NORTH, EXAM_DAY, conn, s3, openai_client))
     with pytest.raises(RerunRefused, match="may still deliver"):
         reset_scope(conn, NORTH, _request())
     assert lifecycle.grading_version(conn, get_institution("northfield"), EXAM_DAY) == 1
@@ -92,7 +93,7 @@ def test_rerun_before_submission_withdraws_the_old_work(conn, s3, emulator, open
     result = reset_scope(conn, NORTH, _request())
     assert result["requests_withdrawn"] == 2
     _prepare(conn, s3)  # v2 job
-    grading.submit_jobs(conn, s3, openai_client, NORTH, EXAM_DAY)
+    grading.submit_jobs(Night(NORTH, EXAM_DAY, conn, s3, openai_client))
     assert emulator.stats()["batches_created"] == 1, "the withdrawn v1 job must never be sent"
     _grade(conn, s3, openai_client)
     assert publish.validate(conn, NORTH, EXAM_DAY).success

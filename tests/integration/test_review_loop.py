@@ -15,6 +15,7 @@ import pytest
 
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import agreement, publish
 from gradeflow.review import packets as review
@@ -43,7 +44,7 @@ def _day(conn, s3, client, rows, inst=NORTH):
     ingest_institution(inst, conn, s3)
     prepare.order_submissions(conn, inst, EXAM_DAY)
     prepare.grade_by_rule(conn, inst, EXAM_DAY)
-    prepare.build_batches(conn, s3, inst, EXAM_DAY)
+    prepare.build_batches(Night(inst, EXAM_DAY, conn, s3))
     grade_all_jobs(conn, s3, client, inst, EXAM_DAY)
 
 
@@ -242,7 +243,7 @@ def test_an_identical_answer_arriving_after_the_review_takes_the_human_grade(con
     ingest_institution(NORTH, conn, s3)
     put(s3, f"incoming/northfield/{DAY}/submissions/late.csv", csv_bytes(answers_for("s9", "st9", PARTIAL, minute=30)))
     ingest_institution(NORTH, conn, s3)
-    plan = prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
+    plan = prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))
     assert plan.jobs_written == 0
     late = conn.execute("SELECT grader, score, reviewer FROM grades WHERE submission_id = 's9' AND question_id = 'q4' "
                         "AND is_current").fetchone()
@@ -350,7 +351,8 @@ def test_an_identical_answer_joining_the_review_before_the_score_arrives_is_grad
     (item,) = _packet_rows(s3, review.write_packet(conn, s3, NORTH, EXAM_DAY))
     put(s3, f"incoming/northfield/{DAY}/submissions/late.csv", csv_bytes(answers_for("s9", "st9", PARTIAL, minute=30)))
     ingest_institution(NORTH, conn, s3)
-    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)  # s9's answer joins the open review, not linked to the item yet
+    # s9's answer joins the open review, not linked to the item yet
+    prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))
     assert conn.execute("SELECT count(*) FROM review_queue WHERE resolved_at IS NULL AND review_item IS NULL"
                         ).fetchone()[0] == 1
     _drop_reviews(s3, "r1.csv", _reviews_csv([{"review_id": item["review_id"], "score": 2, "reviewer": "a"}]))

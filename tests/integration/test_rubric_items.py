@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 from gradeflow.review import packets as review
@@ -44,7 +45,7 @@ def _day(conn, s3, client, rows):
     ingest_institution(NORTH, conn, s3)
     prepare.order_submissions(conn, NORTH, EXAM_DAY)
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
-    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)
+    prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))
     grade_all_jobs(conn, s3, client, NORTH, EXAM_DAY)
 
 

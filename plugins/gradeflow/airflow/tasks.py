@@ -9,11 +9,16 @@ The exam day comes from the run's logical date in the institution's time zone (o
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gradeflow.core.config import Institution, get_institution, last_cut_day
+
+if TYPE_CHECKING:
+    from gradeflow.grading.context import Night
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,17 @@ def open_db(institution_id: str):
     return conn
 
 
+@contextmanager
+def open_night(inst: Institution, day: date, **options: Any) -> Iterator[Night]:
+    """The institution's `Night` for one task: its bound connection (closed at the end) and S3 client, with
+    `options` (provider, deadline, recheck_seconds, settings); built once and handed to every grading step."""
+    from gradeflow.core import storage
+    from gradeflow.grading.context import Night
+
+    with open_db(inst.id) as conn:
+        yield Night(inst, day, conn, storage.client(inst.id), **options)
+
+
 def ingest_files(institution_id: str, **context: Any) -> dict:
     """Sweep the institution's incoming/ files into Postgres; fail (after the others) if any file errored."""
     from gradeflow.core import storage
@@ -133,13 +149,12 @@ def build_batches(institution_id: str, **context: Any) -> dict:
     """Write the exam day's Batch API input files and jobs."""
     from dataclasses import asdict
 
-    from gradeflow.core import storage
     from gradeflow.grading import prepare
 
     inst = get_institution(institution_id)
     day = exam_day_for(context, inst)
-    with open_db(inst.id) as conn:
-        return {"exam_day": str(day), **asdict(prepare.build_batches(conn, storage.client(inst.id), inst, day))}
+    with open_night(inst, day) as night:
+        return {"exam_day": str(day), **asdict(prepare.build_batches(night))}
 
 
 # The grade DAG's work (reconcile, submit in waves under the shared cap, collect, retry with backoff)

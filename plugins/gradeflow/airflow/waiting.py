@@ -115,7 +115,6 @@ class GradeNightOperator(BaseOperator):
 
     def _step(self, context: Any, deadline: float | None) -> dict | None:
         from gradeflow.airflow import tasks
-        from gradeflow.core import storage
         from gradeflow.core.config import get_institution
         from gradeflow.grading import night as grading
 
@@ -126,9 +125,9 @@ class GradeNightOperator(BaseOperator):
         deadline = deadline or self._deadline(context, inst, night)
         provider = grading.provider_for(inst, self.conn_id)
         try:
-            with tasks.open_db(inst.id) as conn:
-                step = grading.advance(conn, storage.client(inst.id), provider, inst, night, deadline=deadline,
-                                       recheck_seconds=self.recheck_seconds)
+            with tasks.open_night(inst, night, provider=provider, deadline=deadline,
+                                  recheck_seconds=self.recheck_seconds) as tonight:
+                step = grading.advance(tonight)
         finally:
             provider.close()
         self.log.info("%s", step.message)

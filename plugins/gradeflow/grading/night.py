@@ -14,6 +14,9 @@ operator that waits between them without holding a worker (gradeflow.airflow.wai
 4. Wait (deferred) for the first of the live batches to finish, the next wave's time, or room under
    the cap; stop at the deadline (the 06:00 release shows unfinished work as pending_model).
 
+Every step takes the task's `Night` (gradeflow.grading.context): the institution, the night's date, its
+connection, S3 client, provider, settings and deadline, built once per task.
+
 Collecting joins results on custom_id (streamed line by line from the output and error files), stages
 them in one COPY and applies them with one statement per step; tokens and cost go to the ledger per
 line and attempt (batch_lines), per job (batch_jobs) and per request across attempts (llm_requests).
@@ -32,6 +35,7 @@ from gradeflow import lifecycle
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution, OpenAISettings, load_openai_settings
 from gradeflow.grading import batch, providers
+from gradeflow.grading.context import Night
 from gradeflow.grading.providers import BatchProvider
 
 if TYPE_CHECKING:
@@ -109,14 +113,15 @@ def get_job(conn: psycopg.Connection, inst: Institution, job_id: int) -> dict:
 # ------------------------------------------------------------------------ the shared enqueued-token cap
 
 
-def reserve(conn: psycopg.Connection, inst: Institution, job: dict, settings: OpenAISettings,
-            provider: BatchProvider | None = None) -> bool:
+def reserve(night: Night, job: dict) -> bool:
     """Reserve the job's input tokens under the organisation's cap and the institution's share; False if no room.
 
     One advisory lock serialises every reserver of every institution, so two institutions can never
     both see the same room. A job's reservation is released when its batch is seen finished. A
     provider without a shared enqueued-token queue (openai_chat) needs no reservation.
     """
+    conn, inst, provider = night.conn, night.inst, night.provider
+    settings = night.settings or load_openai_settings()
     if provider is not None and provider.limits().enqueued_token_cap is None:
         return True
     tokens = int(job["est_input_tokens"])
@@ -140,21 +145,20 @@ def release_reservation(conn: psycopg.Connection, inst: Institution, job_id: int
 # --------------------------------------------------------------------------------------- submitting
 
 
-def submit_ready(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution,
-                 settings: OpenAISettings | None = None) -> tuple[int, int]:
+def submit_ready(night: Night) -> tuple[int, int]:
     """Submit unsubmitted open jobs in order while the cap has room; return (submitted, still waiting).
 
     Strict order: a job that does not fit stops the submission (a smaller later job does not overtake).
     """
-    settings = settings or load_openai_settings()
-    provider = providers.as_provider(provider, inst, settings)
+    night = replace(night, settings=night.settings or load_openai_settings())
+    conn, inst, provider = night.conn, night.inst, _provider(night)
     waiting = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if not j["provider_batch_id"]]
     submitted = 0
     for job in waiting:
-        if not reserve(conn, inst, job, settings, provider):
+        if not reserve(night, job):
             break
         try:
-            remote = _create_batch(conn, s3, provider, inst, job)
+            remote = _create_batch(night, job)
         except Exception as exc:
             release_reservation(conn, inst, job["job_id"])
             if not _is_bad_request(exc):
@@ -170,6 +174,13 @@ def submit_ready(conn: psycopg.Connection, s3, provider: BatchProvider, inst: In
 def _is_bad_request(exc: Exception) -> bool:
     """A 400 from the API on upload or create: the file itself is refused (over a line or byte limit...)."""
     return getattr(exc, "status_code", None) == 400  # the SDK's BadRequestError, whichever provider raised it
+
+
+def _provider(night: Night) -> BatchProvider:
+    """The night's provider; a Night built without one cannot talk to a model service."""
+    if night.provider is None:
+        raise providers.ProviderError(f"no batch provider given for {night.inst.id} night {night.day}")
+    return night.provider
 
 
 def _refuse_upload(conn: psycopg.Connection, inst: Institution, job: dict, exc: Exception) -> None:
@@ -193,22 +204,22 @@ def _refuse_upload(conn: psycopg.Connection, inst: Institution, job: dict, exc: 
                 if requeued else f"its one line goes to human review ({reviewed} answer(s))")
 
 
-def submit_jobs(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution,
-                day: date | None = None) -> list[int]:
+def submit_jobs(night: Night) -> list[int]:
     """Reconcile, then submit what fits under the cap; return the ids of every job still to collect.
 
-    (`day` is accepted for older callers: every open job of the institution is considered.)
+    (Every open job of the institution is considered, whatever its day.)
     """
-    provider = providers.as_provider(provider, inst)
-    reconcile(conn, provider, inst, collect=False)
-    created, waiting = submit_ready(conn, s3, provider, inst)
+    conn, inst = night.conn, night.inst
+    reconcile(night, collect=False)
+    created, waiting = submit_ready(night)
     jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
     log.info("Submit %s: %d batch(es) created, %d job(s) waiting for room under the enqueued-token cap, "
              "%d open job(s)", inst.id, created, waiting, len(jobs))
     return [job["job_id"] for job in jobs]
 
 
-def _create_batch(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, job: dict) -> Any:
+def _create_batch(night: Night, job: dict) -> Any:
+    conn, s3, inst, provider = night.conn, night.s3, night.inst, _provider(night)
     file_id = job["provider_file_id"]
     if not file_id or job.get("provider") != provider.name:
         data = b"" if provider.runs_locally else storage.read_bytes(s3, job["input_key"])
@@ -236,15 +247,14 @@ class ReconcileReport:
     unsubmitted: int = 0
 
 
-def reconcile(conn: psycopg.Connection, provider: BatchProvider, inst: Institution, collect: bool = True,
-              allow_retry: bool = True) -> ReconcileReport:
+def reconcile(night: Night, collect: bool = True, allow_retry: bool = True) -> ReconcileReport:
     """Reattach every open job of the institution (any day) and collect the finished ones.
 
     A job without a batch id is looked up by its fingerprint in the API's batch list: a batch made for
     it, whatever its status (live, completed, expired, cancelled), is reattached instead of sending
     the work again; an expired orphan's finished lines are collected and paid once.
     """
-    provider = providers.as_provider(provider, inst)
+    conn, inst, provider = night.conn, night.inst, _provider(night)
     report = ReconcileReport()
     jobs = db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id})
     report.open_jobs = len(jobs)
@@ -267,7 +277,7 @@ def reconcile(conn: psycopg.Connection, provider: BatchProvider, inst: Instituti
                         "lost; nothing is sent twice", job["job_id"], job["night"], remote.id, remote.status)
         if not collect:
             continue
-        result = collect_job(conn, provider, inst, job["job_id"], allow_retry=allow_retry)
+        result = collect_job(night, job["job_id"], allow_retry=allow_retry)
         if result.collected:
             report.collected += 1
         else:
@@ -315,8 +325,7 @@ _STAGE_COLUMNS = ("custom_id", "ok", "score", "raw_score", "rationale", "confide
                   "confidence_source")
 
 
-def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institution, job_id: int,
-                allow_retry: bool = True) -> CollectReport:
+def collect_job(night: Night, job_id: int, allow_retry: bool = True) -> CollectReport:
     """Collect one finished job's results into grades, review and retries, in one transaction.
 
     A line that failed for a passing reason (expired, cancelled, rate limit, timeout, conflict, server error)
@@ -324,8 +333,9 @@ def collect_job(conn: psycopg.Connection, provider: BatchProvider, inst: Institu
     for the enqueued-token cap goes back whole, its attempt given back; every other failure, and a
     line out of attempts, goes to human review with its reason.
     """
+    conn, inst = night.conn, night.inst
     job = get_job(conn, inst, job_id)
-    provider = _job_provider(providers.as_provider(provider, inst), inst, job)
+    provider = _job_provider(_provider(night), inst, job)
     remote = provider.work(job["provider_batch_id"])  # a remote batch is only read; a local one moves on a chunk
     report = CollectReport(job_id, remote.status, batch_id=remote.id)
     _record_state(conn, inst, job_id, remote)
@@ -481,22 +491,21 @@ def _utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, night: date,
-            deadline: float | None = None, now: float | None = None, recheck_seconds: float = 300.0,
-            settings: OpenAISettings | None = None) -> WaveStep:
+def advance(night: Night, now: float | None = None) -> WaveStep:
     """One step of the night's grading: reconcile and collect, write a due retry wave, submit, decide the wait.
 
     The step holds the institution's grade lock (a session-level advisory lock): a second runner of the
     same institution (a duplicate task instance, a manual `tasks test`, two deployments) finds it taken,
     submits nothing and waits for its next look, so no job is ever sent by two runners.
     """
-    provider = providers.as_provider(provider, inst, settings)
+    conn = night.conn
+    _provider(night)  # no provider: fail before taking the lock
     now = time.time() if now is None else now
-    params = {"inst": inst.id}  # the key: gradeflow_lock_key('grade:<id>'), the institution's own
+    params = {"inst": night.inst.id}  # the key: gradeflow_lock_key('grade:<id>'), the institution's own
     if not db.fetch_all(conn, "grade/try_night_lock", params)[0]["locked"]:
-        return _busy_step(conn, inst, night, deadline, now, recheck_seconds, params)
+        return _busy_step(night, now, params)
     try:
-        return _advance(conn, s3, provider, inst, night, deadline, now, recheck_seconds, settings)
+        return _advance(night, now)
     finally:
         _unlock(conn, params)
 
@@ -511,9 +520,10 @@ def _unlock(conn: psycopg.Connection, params: dict) -> None:
     db.fetch_all(conn, "grade/night_unlock", params)
 
 
-def _busy_step(conn: psycopg.Connection, inst: Institution, night: date, deadline: float | None, now: float,
-               recheck_seconds: float, params: dict) -> WaveStep:
+def _busy_step(tonight: Night, now: float, params: dict) -> WaveStep:
     """Another runner holds the institution's grade lock: say who, submit nothing, look again later."""
+    conn, inst, night = tonight.conn, tonight.inst, tonight.day
+    deadline, recheck_seconds = tonight.deadline, tonight.recheck_seconds
     holders = db.fetch_all(conn, "grade/night_lock_holders", params)
     who = "; ".join(f"backend pid {h['pid']} ({h['application_name'] or 'no application name'}, {h['state']} "
                     f"since {h['state_change']})" for h in holders) or "a backend that has just let go"
@@ -529,15 +539,13 @@ def _busy_step(conn: psycopg.Connection, inst: Institution, night: date, deadlin
     return WaveStep(False, message, [], wake, counts)
 
 
-def _advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Institution, night: date,
-             deadline: float | None, now: float, recheck_seconds: float,
-             settings: OpenAISettings | None) -> WaveStep:
+def _advance(tonight: Night, now: float) -> WaveStep:
     from gradeflow.grading import prepare
 
-    provider = providers.as_provider(provider, inst, settings)
-    now = time.time() if now is None else now
+    conn, inst, provider, night = tonight.conn, tonight.inst, _provider(tonight), tonight.day
+    deadline, recheck_seconds = tonight.deadline, tonight.recheck_seconds
     past_deadline = deadline is not None and now >= deadline
-    rec = reconcile(conn, provider, inst)
+    rec = reconcile(tonight)
     state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
     next_wave_at = None
     wave_plan = None
@@ -554,15 +562,14 @@ def _advance(conn: psycopg.Connection, s3, provider: BatchProvider, inst: Instit
             if refused["refusals"]:  # refused whole: cut the next jobs to half the smallest refused one
                 wave_inst = replace(inst, max_requests_per_batch=max(1, min(inst.max_requests_per_batch,
                                                                             int(refused["smallest"])) // 2))
-            wave_plan = prepare.write_jobs(conn, s3, wave_inst, night, wave=int(state["last_wave"] or 1) + 1,
-                                           settings=settings)
+            wave_plan = prepare.write_jobs(replace(tonight, inst=wave_inst), wave=int(state["last_wave"] or 1) + 1)
             log.info("Retry wave %d for %s night %s (after %.0fs backoff): %d line(s) in %d job(s); %d deferred",
                      int(state["last_wave"] or 1) + 1, inst.id, night, backoff, wave_plan.requests_queued,
                      wave_plan.jobs_written, wave_plan.requests_deferred)
             next_wave_at = None
     submitted = waiting = 0
     if not past_deadline:
-        submitted, waiting = submit_ready(conn, s3, provider, inst, settings)
+        submitted, waiting = submit_ready(tonight)
     live = [j for j in db.fetch_all(conn, "grade/open_jobs", {"inst": inst.id}) if j["provider_batch_id"]]
     state = db.fetch_all(conn, "grade/night_state", {"inst": inst.id, "night": night})[0]
     counts = {"night": str(night), "collected_jobs": rec.collected, "reattached": rec.reattached,

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from gradeflow import lifecycle
 from gradeflow.core import db, storage
-from gradeflow.core.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, OpenAISettings, load_openai_settings
+from gradeflow.core.config import FREE_TEXT_TYPES, RULE_TYPES, Institution, load_openai_settings
 from gradeflow.grading import batch
+from gradeflow.grading.context import Night
 
 if TYPE_CHECKING:
     import psycopg
@@ -90,8 +91,7 @@ def catch_up_late_days(conn: psycopg.Connection, inst: Institution, night: date)
     return [row["exam_day"] for row in late]
 
 
-def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
-                  settings: OpenAISettings | None = None) -> BatchPlan:
+def build_batches(night: Night) -> BatchPlan:
     """The night's model work: new requests from the day's (and late days') free-text answers, then jobs.
 
     Identical answers to a question are merged into one request (set-based: one query, one bulk insert).
@@ -99,20 +99,21 @@ def build_batches(conn: psycopg.Connection, s3, inst: Institution, day: date,
     work of earlier days first, then tonight's, first-in-first-out; admission stops at the first request
     over the night's token budget and the rest is deferred (`deferred_budget`) to the next night.
     """
+    conn, inst, day = night.conn, night.inst, night.day
     order_submissions(conn, inst, day)  # answers that arrived after the cut-off get their place in line too
     late = catch_up_late_days(conn, inst, day)
     days = sorted({day, *late})
     versions = {d: lifecycle.grading_version(conn, inst, d) for d in days}
     writer = batch.RequestWriter(inst.model)
     plan = BatchPlan(late_days=[str(d) for d in late])
-    lines = _create_requests(conn, inst, days, versions, writer, plan)
+    lines = _create_requests(night, days, versions, writer, plan)
     with conn.transaction():
         for d in days:  # answers identical to work already graded or in review join it
             lifecycle.route_doubtful(conn, inst, d, versions[d])
             lifecycle.apply_model_grades(conn, inst, d, versions[d])
             lifecycle.apply_review_grades(conn, inst, d, versions[d])
             lifecycle.fan_out_reviews(conn, inst, d, versions[d])
-    wave = write_jobs(conn, s3, inst, day, wave=1, writer=writer, lines=lines, settings=settings)
+    wave = write_jobs(night, wave=1, writer=writer, lines=lines)
     for name in ("carried_over", "jobs_written", "requests_queued", "requests_deferred", "est_input_tokens",
                  "est_output_tokens", "est_tokens_queued", "expected_output_per_request", "budget_remaining",
                  "bytes_written"):
@@ -133,9 +134,10 @@ def _questions(conn: psycopg.Connection, inst: Institution, exam_ids) -> dict[tu
     return {(q["exam_id"], q["question_id"]): q for q in rows}
 
 
-def _create_requests(conn: psycopg.Connection, inst: Institution, days: list[date], versions: dict,
-                     writer: batch.RequestWriter, plan: BatchPlan) -> dict[str, tuple[bytes, int]]:
+def _create_requests(night: Night, days: list[date], versions: dict, writer: batch.RequestWriter,
+                     plan: BatchPlan) -> dict[str, tuple[bytes, int]]:
     """Insert the new merged requests in bulk; return their lines: custom_id -> (JSONL line as UTF-8, input tokens)."""
+    conn, inst = night.conn, night.inst
     groups = db.fetch_all(conn, "prepare/new_request_groups", {"inst": inst.id, "days": days,
                                                                  "qtypes": sorted(FREE_TEXT_TYPES)})
     questions = _questions(conn, inst, (g["exam_id"] for g in groups))
@@ -207,9 +209,8 @@ def output_estimates(conn: psycopg.Connection, inst: Institution, night: date, r
     return out
 
 
-def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int = 1,
-               writer: batch.RequestWriter | None = None, lines: dict[str, tuple[bytes, int]] | None = None,
-               settings: OpenAISettings | None = None) -> BatchPlan:
+def write_jobs(tonight: Night, wave: int = 1, writer: batch.RequestWriter | None = None,
+               lines: dict[str, tuple[bytes, int]] | None = None) -> BatchPlan:
     """Admit waiting requests into the night's jobs (strict FIFO within the budget) and write their files.
 
     Wave 1 (prepare) first takes back every deferred request of earlier nights. Admission walks the
@@ -219,6 +220,7 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
     within the request count, the bytes written, and the institution's share of the API's enqueued-token
     cap, and written to S3 with their ledger rows.
     """
+    conn, inst, night = tonight.conn, tonight.inst, tonight.day
     plan = BatchPlan()
     writer = writer or batch.RequestWriter(inst.model)
     lines = dict(lines or {})
@@ -252,8 +254,8 @@ def write_jobs(conn: psycopg.Connection, s3, inst: Institution, night: date, wav
                     len(admitted), len(over), over[0]["exam_day"],
                     lines[over[0]["custom_id"]][1] + expected[over[0]["custom_id"]],
                     remaining)
-    for shard in _shards(inst, admitted, lines, (settings or load_openai_settings()).institution_cap()):
-        _write_job(conn, s3, inst, night, wave, shard, lines, expected, plan)
+    for shard in _shards(inst, admitted, lines, (tonight.settings or load_openai_settings()).institution_cap()):
+        _write_job(tonight, wave, shard, lines, expected, plan)
     return plan
 
 
@@ -291,9 +293,10 @@ def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[byte
         yield shard
 
 
-def _write_job(conn: psycopg.Connection, s3, inst: Institution, night: date, wave: int, shard: list[dict],
-               lines: dict[str, tuple[bytes, int]], expected: dict[str, int], plan: BatchPlan) -> int:
+def _write_job(tonight: Night, wave: int, shard: list[dict], lines: dict[str, tuple[bytes, int]],
+               expected: dict[str, int], plan: BatchPlan) -> int:
     """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it."""
+    conn, s3, inst, night = tonight.conn, tonight.s3, tonight.inst, tonight.day
     ids = [r["custom_id"] for r in shard]
     work = [f"{r['custom_id']}@{r['sends'] + 1}" for r in shard]  # a retry is new work: a new fingerprint
     fingerprint = hashlib.sha256("\n".join([inst.id, inst.model, *work]).encode()).hexdigest()

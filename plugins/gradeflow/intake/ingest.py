@@ -23,9 +23,9 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
@@ -39,6 +39,7 @@ from gradeflow.intake.contract import (
     parse_incoming_key,
     shown,
 )
+from gradeflow.intake.incoming import IncomingFile
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,16 +186,15 @@ def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S
                  parsed: IncomingPath | None) -> _Outcome:
     data, sha = storage.read_spooled(s3, obj.key)  # streamed: a big file is spooled to disk, not held
     with data:
-        return _ingest_spooled(inst, conn, s3, obj, parsed, data, sha)
+        return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed, parsed.exam_day if parsed else _today(inst),
+                                                      sha, data))
 
 
-def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
-                    parsed: IncomingPath | None, data: IO[bytes], sha: str) -> _Outcome:
-    name = obj.key.rsplit("/", 1)[-1]
-    day = parsed.exam_day if parsed else _today(inst)
+def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcome:
+    inst, obj, sha, name, day = file.inst, file.obj, file.sha, file.name, file.day
     archived_key = inst.key("archive", day, sha, name)
     file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
-                "last_modified": obj.last_modified, "kind": parsed.kind if parsed else "unknown",
+                "last_modified": obj.last_modified, "kind": file.kind,
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
     with conn.transaction():
         db.fetch_all(conn, "ingest/set_lock_timeout", {"timeout": FILE_LOCK_TIMEOUT})
@@ -203,31 +203,32 @@ def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storag
             # Loaded and committed before, but the archive step was cut off: only finish archiving.
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
-            file_id, outcome = _classify_and_load(inst, conn, obj, parsed, data, file_row, earlier)
-            _settle_resend(conn, inst, file_row, file_id, outcome)
-            rejects_key = outcome.rejects_key = _record_rejects(inst, conn, s3, file_id, file_row["day"], name,
-                                                                outcome)
+            file_id, outcome = _classify_and_load(conn, file, file_row, earlier)
+            file = replace(file, file_id=file_id)
+            _settle_resend(conn, file, outcome)
+            rejects_key = outcome.rejects_key = _record_rejects(conn, s3, file, outcome)
             db.execute(conn, "ingest/update_file_counts", {
                 "file_id": file_id, "inst": inst.id, "total": outcome.total, "loaded": outcome.loaded,
                 "rejected": outcome.row_rejects, "duplicate": outcome.duplicate, "waiting": outcome.waiting,
                 "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
-            _audit(conn, inst, file_row, file_id, outcome, rejects_key)
-            if file_row["kind"] == "submissions" and outcome.status in ("loaded", "rejected"):
-                _write_receipt(inst, conn, s3, file_id, file_row, outcome, rejects_key)
+            _audit(conn, file, outcome, rejects_key)
+            if file.kind == "submissions" and outcome.status in ("loaded", "rejected"):
+                _write_receipt(conn, s3, file, file_row, outcome, rejects_key)
     storage.archive(s3, obj.key, archived_key)
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
 
 
-def _write_receipt(inst: Institution, conn: psycopg.Connection, s3, file_id: int, file_row: dict,
-                   outcome: _Outcome, rejects_key: str | None) -> str:
+def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
+                   rejects_key: str | None) -> str:
     """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
     `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
 
     It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
     from this file), the counts, the rejects report's key and the file's sha256.
     """
+    inst, file_id = file.inst, file.file_id
     rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
     base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
     receipt = {
@@ -250,8 +251,7 @@ def _write_receipt(inst: Institution, conn: psycopg.Connection, s3, file_id: int
     return f"{base}.json"
 
 
-def _settle_resend(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int,
-                   outcome: _Outcome) -> None:
+def _settle_resend(conn: psycopg.Connection, file: IncomingFile, outcome: _Outcome) -> None:
     """Account for an earlier drop of the same bytes: rejects it reported are not reported again
     (their rows count as duplicates), and a drop that changes nothing is a duplicate of the first.
 
@@ -259,26 +259,26 @@ def _settle_resend(conn: psycopg.Connection, inst: Institution, file_row: dict, 
     """
     if outcome.status == "duplicate":
         return
+    inst, file_id = file.inst, file.file_id
     outcome.waiting = sum(1 for r in outcome.rejects if r.row is not None and r.waits)
     before = outcome.row_rejects
-    outcome.rejects = _new_rejects(conn, inst, file_row["sha"], file_id, outcome.rejects)
+    outcome.rejects = _new_rejects(conn, inst, file.sha, file_id, outcome.rejects)
     outcome.duplicate += before - outcome.row_rejects
-    first = db.fetch_all(conn, "ingest/first_drop", {"inst": inst.id, "sha": file_row["sha"], "file_id": file_id})
-    if first and file_row["kind"] == "submissions" and outcome.status == "loaded" and not outcome.loaded \
+    first = db.fetch_all(conn, "ingest/first_drop", {"inst": inst.id, "sha": file.sha, "file_id": file_id})
+    if first and file.kind == "submissions" and outcome.status == "loaded" and not outcome.loaded \
             and not outcome.rejects:
         outcome.status, outcome.duplicate_of = "duplicate", first[0]["file_id"]
 
 
-def _audit(conn: psycopg.Connection, inst: Institution, file_row: dict, file_id: int, outcome: _Outcome,
-           rejects_key: str | None) -> None:
+def _audit(conn: psycopg.Connection, file: IncomingFile, outcome: _Outcome, rejects_key: str | None) -> None:
     """One audit line per decision on a file: loaded, partly loaded, rejected or duplicate."""
     decision = outcome.status
     if decision == "loaded" and outcome.row_rejects:
         decision = "partly_loaded"
     file_reasons = [f"{r.field + ': ' if r.field else ''}{r.reason}" for r in outcome.rejects if r.row is None]
-    db.audit(conn, "ingest", f"file_{decision}", inst.id, file_row["day"], {
-        "file": file_row["name"], "key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id,
-        "kind": file_row["kind"], "rows_total": outcome.total, "rows_loaded": outcome.loaded,
+    db.audit(conn, "ingest", f"file_{decision}", file.inst.id, file.day, {
+        "file": file.name, "key": file.key, "sha256": file.sha, "file_id": file.file_id,
+        "kind": file.kind, "rows_total": outcome.total, "rows_loaded": outcome.loaded,
         "rows_duplicate": outcome.duplicate, "rows_rejected": outcome.row_rejects, "rows_waiting": outcome.waiting,
         "duplicate_of": outcome.duplicate_of, "rejects_key": rejects_key, "note": outcome.note,
         "reasons": file_reasons[:20]})
@@ -294,9 +294,9 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
     return [r for r in rejects if (r.row, r.field, r.reason) not in seen]
 
 
-def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage.S3Object,
-                       parsed: IncomingPath | None, data: IO[bytes], file_row: dict, earlier: list[dict]):
+def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
+    obj, parsed = file.obj, file.parsed
     name = file_row["name"]
     if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != obj.key:
         earlier = []  # the same bytes as another kind of file (an exam dropped under submissions/): judged anew
@@ -315,10 +315,11 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
             f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
             "files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
+    file = replace(file, file_id=file_id)
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
-        return file_id, loader(inst, conn, parsed, file_id, name, data.read())
-    return file_id, _load_submissions(inst, conn, parsed, file_id, name, data)
+        return file_id, loader(conn, file)
+    return file_id, _load_submissions(conn, file)
 
 
 def _today(inst: Institution):
@@ -338,11 +339,11 @@ def _insert_file(conn: psycopg.Connection, row: dict) -> int:
 
 
 
-def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: int, day, name: str,
-                    outcome: _Outcome) -> str | None:
+def _record_rejects(conn: psycopg.Connection, s3, file: IncomingFile, outcome: _Outcome) -> str | None:
     """Write the rejects to rejected_rows and to a CSV beside the archive; return its key."""
     if not outcome.rejects:
         return None
+    inst, file_id, day, name = file.inst, file.file_id, file.day, file.name
     rejects = outcome.rejects
     db.execute(conn, "ingest/insert_rejects", {
         "inst": inst.id, "day": day, "file_id": file_id, "files": [r.file for r in rejects],
@@ -358,17 +359,16 @@ def _record_rejects(inst: Institution, conn: psycopg.Connection, s3, file_id: in
     return key
 
 
-def _load_reviews(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
-                  data: bytes) -> _Outcome:
+def _load_reviews(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     """A reviewers' file: validated and applied by gradeflow.intake.review_files (the common steps stay here)."""
     from gradeflow.intake import review_files
 
-    result = review_files.ingest_review_file(inst, conn, parsed, file_id, name, data)
+    result = review_files.ingest_review_file(conn, file, file.data.read())
     return _Outcome(result.status, total=result.total, loaded=result.applied, rejects=result.rejects)
 
 
-def _load_exam(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
-               data: bytes) -> _Outcome:
+def _load_exam(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
+    inst, parsed, file_id, name, data = file.inst, file.parsed, file.file_id, file.name, file.data.read()
     exam, rejects = parse_exam(name, data)
     if exam is None:
         return _Outcome("rejected", rejects=rejects)
@@ -438,8 +438,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
     return rejects, loaded
 
 
-def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int,
-                      name: str, data: IO[bytes]) -> _Outcome:
+def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     """Validate and stage the file in chunks of CHUNK_ROWS rows (or CHUNK_CHARS characters), then load it with
     one statement per table.
 
@@ -450,6 +449,7 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     """
     from gradeflow.intake.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
 
+    inst, parsed, file_id, name, data = file.inst, file.parsed, file.file_id, file.name, file.data
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
     db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from gradeflow import lifecycle
 from gradeflow.core import db
-from gradeflow.core.config import Institution
 from gradeflow.core.rubric import score_from_decisions
 from gradeflow.core.text import clean_text
-from gradeflow.intake.contract import IncomingPath
 from gradeflow.intake.rejects import FileRejected, Reject
 
 if TYPE_CHECKING:
     import psycopg
+
+    from gradeflow.intake.incoming import IncomingFile
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +252,10 @@ def _last_per_item(name: str, reviews: list[dict], rejects: list[Reject]) -> lis
     return [review for i, review in enumerate(reviews) if last[review["review_id"]] == i]
 
 
-def ingest_review_file(inst: Institution, conn: psycopg.Connection, parsed: IncomingPath, file_id: int, name: str,
-                       data: bytes) -> ReviewIngest:
-    """Validate a reviewers' file and apply its good rows as human grades (inside the ingest transaction)."""
+def ingest_review_file(conn: psycopg.Connection, file: IncomingFile, data: bytes) -> ReviewIngest:
+    """Validate a reviewers' file (`data`: its bytes) and apply its good rows as human grades (inside the ingest
+    transaction)."""
+    inst, parsed, file_id, name = file.inst, file.parsed, file.file_id, file.name
     try:
         rows = parse_review_file(name, data)
     except FileRejected as exc:
