@@ -51,7 +51,7 @@ FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: 
 
 CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
 CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of values (long answers: fewer rows)
-MAX_SUBMISSION_BYTES = 2 * 1024 ** 3  # a bigger submissions file is a named reject with its size, never loaded
+SPOOL_IN_MEMORY = 1024 * 1024   # a file read from S3 is kept in memory up to this size, then spooled to disk
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 
@@ -183,9 +183,25 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
                  parsed: IncomingPath | None) -> _Outcome:
-    data, sha = storage.read_spooled(s3, obj.key)  # streamed: a big file is spooled to disk, not held
+    if parsed is not None and _too_big(inst, parsed, obj):  # rejected unread: only its checksum is needed
+        data, sha = io.BytesIO(), _streamed_sha256(s3, obj.key)
+    else:  # streamed in 1 MiB blocks into a temporary file: past SPOOL_IN_MEMORY on disk, never held whole
+        data, sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
     with data:
         return _ingest_spooled(inst, conn, s3, obj, parsed, data, sha)
+
+
+def _too_big(inst: Institution, parsed: IncomingPath, obj: storage.S3Object) -> bool:
+    """A submissions file over the institution's max_submission_bytes: rejected whole, never read."""
+    return parsed.kind == "submissions" and (obj.size or 0) > inst.max_submission_bytes
+
+
+def _streamed_sha256(s3, key: str) -> str:
+    """The SHA-256 of an object read in 1 MiB blocks and kept nowhere (for a file rejected unread)."""
+    digest = hashlib.sha256()
+    for block in s3.get_object(Bucket=storage.bucket(), Key=key)["Body"].iter_chunks(chunk_size=1024 * 1024):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _ingest_spooled(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
@@ -308,12 +324,13 @@ def _classify_and_load(inst: Institution, conn: psycopg.Connection, obj: storage
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
-    if parsed.kind == "submissions" and (obj.size or 0) > MAX_SUBMISSION_BYTES:
+    if _too_big(inst, parsed, obj):
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
+        most = inst.max_submission_bytes
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, (
-            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
-            f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
-            "files (any number of files per day)"))])
+            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.1f} MiB); a submissions file of {inst.id} may "
+            f"be at most {most:,} bytes ({most / 1024 ** 2:,.1f} MiB, its max_submission_bytes): split it into "
+            "smaller files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
@@ -462,6 +479,7 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
             good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
             rejects += chunk.rejects + far
             staged += _stage_rows(conn, good)
+            chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
@@ -509,32 +527,60 @@ def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = Fals
         db.execute(conn, f"ingest/analyse_{table}")
 
 
+STAGE_PIECE_BYTES = 1024 * 1024  # answers hashed, written as CSV and sent to COPY at a time: never a chunk's copy
+
+
 def _stage_rows(conn: psycopg.Connection, good) -> int:
     """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
-    transaction-scoped staging table, as CSV written by Arrow."""
+    transaction-scoped staging table, as CSV written by Arrow, a piece of about STAGE_PIECE_BYTES of answers
+    at a time (one COPY per chunk), so the hashes and the CSV text never add a copy of the chunk."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if not good.num_rows:
         return 0
-    table = good.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
-        .append_column("answer_sha256", answer_hashes(good.column("answer"))) \
-        .append_column("submitted_at", good.column("submitted_at"))
-    out = pa.BufferOutputStream()
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
     with conn.cursor() as cur, cur.copy(
         "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
         " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)"
     ) as copy:
-        copy.write(memoryview(out.getvalue()))
+        for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
+            part = good.slice(start, length)
+            table = part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
+                .append_column("answer_sha256", answer_hashes(part.column("answer"))) \
+                .append_column("submitted_at", part.column("submitted_at"))
+            out = pa.BufferOutputStream()
+            pacsv.write_csv(table, out, write_options=options)
+            copy.write(memoryview(out.getvalue()))
     return good.num_rows
 
 
+def _row_pieces(answers, piece_bytes: int) -> list[tuple[int, int]]:
+    """(start, length) of consecutive row ranges whose answers hold about `piece_bytes` bytes each (a range ends
+    at the row that reaches it; one row at least)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    ends = np.cumsum(pc.fill_null(pc.binary_length(answers), 0).to_numpy(), dtype=np.int64)
+    pieces, start = [], 0
+    while start < len(ends):
+        reached = (ends[start - 1] if start else 0) + piece_bytes
+        stop = max(start + 1, min(len(ends), int(np.searchsorted(ends, reached, side="left")) + 1))
+        pieces.append((start, stop - start))
+        start = stop
+    return pieces
+
+
 def answer_hashes(answers):
-    """contract.answer_sha256 of each answer of an Arrow column, computed once per distinct answer."""
+    """contract.answer_sha256 of each answer of an Arrow column, computed once per distinct answer of each piece
+    of about STAGE_PIECE_BYTES (only a piece's distinct answers are held as Python text at a time)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(answers).combine_chunks()
-    hashes = pa.array([answer_sha256(a) for a in encoded.dictionary.to_pylist()], pa.string())
-    return pc.take(hashes, encoded.indices)
+    out = []
+    for start, length in _row_pieces(answers, STAGE_PIECE_BYTES):
+        part = answers.slice(start, length)
+        encoded = pc.dictionary_encode(part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part)
+        hashes = pa.array([answer_sha256(a) for a in encoded.dictionary.to_pylist()], pa.string())
+        out.append(pc.take(hashes, encoded.indices))
+    return pa.chunked_array(out, pa.string())
