@@ -100,12 +100,50 @@ def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str,
     raw = (_parquet_chunks(stream, size, max_chars) if suffix == ".parquet"
            else _csv_chunks(stream, size, max_chars) if suffix == ".csv" else _jsonl_chunks(stream, size, max_chars))
     check = _Checker(file_name, questions, rejected_exams or {})
-    pool = pa.default_memory_pool()
     for chunk in raw:
         valid, chunk = check(chunk), None
         yield valid
         valid = None
-        pool.release_unused()
+        release_memory()
+
+
+@contextlib.contextmanager
+def system_memory_pool() -> Iterator[None]:
+    """Arrow allocates from the system allocator (glibc malloc) while a file is read and staged, then the default
+    pool again; big blocks are mapped on their own (fixed_mmap_threshold). Measured (docs/performance.md, "Ingest
+    memory"): with Arrow's default mimalloc pool the pages freed between chunks and pieces stay resident even
+    after release_unused(), and with glibc's adaptive threshold the chunk's 1 MiB Arrow pieces land in the heap
+    between freed Python text, which then cannot be given back: both add one to two chunks of resident memory."""
+    fixed_mmap_threshold()
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+MMAP_THRESHOLD = 128 * 1024  # glibc's initial M_MMAP_THRESHOLD, kept fixed
+
+
+def fixed_mmap_threshold() -> bool:
+    """glibc: serve every allocation of MMAP_THRESHOLD bytes or more by its own mapping, returned to the system
+    when freed, for the rest of the process (mallopt(M_MMAP_THRESHOLD); glibc otherwise raises the threshold to
+    the largest block freed so far, up to 32 MiB, and such blocks then stay in the heap). False where it is not
+    glibc (nothing changes)."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return False
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: Arrow's pool (mimalloc or jemalloc keep freed pages a while) and
+    the C heap Python's larger objects live in (the system pool's release is glibc's malloc_trim)."""
+    pa.default_memory_pool().release_unused()
+    pa.system_memory_pool().release_unused()
 
 
 # ---------------------------------------------------------------- reading a stream
@@ -133,7 +171,7 @@ def _check_file(file_name: str, stream: BinaryIO) -> str:
     return suffix
 
 
-def _utf8_text(stream: BinaryIO, block: int = 1 << 20) -> bool:
+def _utf8_text(stream: BinaryIO, block: int = 1 << 18) -> bool:
     """Whether a UTF-8 stream holds any text but blank space; FileRejected when it is not UTF-8. Rewinds."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     fed, seen, first = 0, False, True
@@ -152,7 +190,7 @@ def _utf8_text(stream: BinaryIO, block: int = 1 << 20) -> bool:
                     else f"bytes in position {start}-{end - 1}")
             raise FileRejected(f"not UTF-8 text: '{exc.encoding}' codec can't decode {what}: {exc.reason}") from exc
         fed += len(chunk)
-        seen = seen or bool(text.strip())
+        seen = seen or (bool(text) and not text.isspace())  # what text.strip() keeps, without its copy
         if final:
             stream.seek(0)
             return seen

@@ -242,27 +242,47 @@ def _write_receipt(inst: Institution, conn: psycopg.Connection, s3, file_id: int
     `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
 
     It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
-    from this file), the counts, the rejects report's key and the file's sha256.
+    from this file), the counts, the rejects report's key and the file's sha256. Streamed: the submissions are
+    read from a server-side cursor and written to temporary files, so memory does not follow the file's size.
     """
-    rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
+    import tempfile
+
     base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
-    receipt = {
+    head = {
         "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
         "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
         "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
-        "rows_duplicate": outcome.duplicate, "submissions_accepted": len(rows), "rejects_key": rejects_key,
-        "submissions": [{"submission_id": r["submission_id"], "student_id": r["student_id"],
-                         "exam_id": r["exam_id"], "submitted_at": r["submitted_at"].isoformat(),
-                         "answers": r["answers"]} for r in rows],
-    }
-    storage.write_bytes(s3, f"{base}.json", json.dumps(receipt, indent=1).encode(), "application/json")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
-    writer.writerows([spreadsheet_safe(c) for c in (s["submission_id"], s["student_id"], s["exam_id"],
-                                                     s["submitted_at"], s["answers"], file_row["name"],
-                                                     file_row["sha"])] for s in receipt["submissions"])
-    storage.write_bytes(s3, f"{base}.csv", buf.getvalue().encode(), "text/csv")
+        "rows_duplicate": outcome.duplicate}
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as items, \
+            tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
+        count = 0
+        for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
+            item = {"submission_id": r["submission_id"], "student_id": r["student_id"], "exam_id": r["exam_id"],
+                    "submitted_at": r["submitted_at"].isoformat(), "answers": r["answers"]}
+            # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
+            items.write((",\n  " if count else "\n  ") + json.dumps(item, indent=1).replace("\n", "\n  "))
+            writer.writerow([spreadsheet_safe(c) for c in (item["submission_id"], item["student_id"],
+                                                           item["exam_id"], item["submitted_at"], item["answers"],
+                                                           file_row["name"], file_row["sha"])])
+            count += 1
+        whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
+                           indent=1)
+        with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
+            receipt.write(whole.removesuffix("]\n}").encode())  # ends with `"submissions": [`
+            items.seek(0)
+            for block in iter(lambda: items.read(1 << 20), ""):
+                receipt.write(block.encode())
+            receipt.write(("\n ]\n}" if count else "]\n}").encode())
+            receipt.seek(0)
+            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.json", Body=receipt, ContentType="application/json")
+        with tempfile.TemporaryFile() as data:
+            table.seek(0)
+            for block in iter(lambda: table.read(1 << 20), ""):
+                data.write(block.encode())
+            data.seek(0)
+            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.csv", Body=data, ContentType="text/csv")
     return f"{base}.json"
 
 
@@ -465,7 +485,10 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     earlier rows and loads in one statement over the stage); what was just loaded is analysed so
     the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
     """
-    from gradeflow.intake.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
+    from gradeflow.intake.columns import (  # pyarrow: imported when a file loads, not at DAG parse
+        system_memory_pool,
+        validate_chunks,
+    )
 
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
@@ -474,12 +497,13 @@ def _load_submissions(inst: Institution, conn: psycopg.Connection, parsed: Incom
     total = staged = 0
     rejects: list[Reject] = []
     try:
-        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
-            total += chunk.rows
-            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
-            rejects += chunk.rejects + far
-            staged += _stage_rows(conn, good)
-            chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+        with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
+            for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
+                total += chunk.rows
+                good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+                rejects += chunk.rejects + far
+                staged += _stage_rows(conn, good)
+                chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
@@ -537,6 +561,8 @@ def _stage_rows(conn: psycopg.Connection, good) -> int:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    from gradeflow.intake.columns import release_memory
+
     if not good.num_rows:
         return 0
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
@@ -552,6 +578,8 @@ def _stage_rows(conn: psycopg.Connection, good) -> int:
             out = pa.BufferOutputStream()
             pacsv.write_csv(table, out, write_options=options)
             copy.write(memoryview(out.getvalue()))
+            part = table = out = None
+            release_memory()  # the piece's CSV text and hashes: freed pages back before the next piece
     return good.num_rows
 
 
