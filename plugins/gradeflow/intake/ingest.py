@@ -561,8 +561,6 @@ def _stage_rows(conn: psycopg.Connection, good) -> int:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from gradeflow.intake.columns import release_memory
-
     if not good.num_rows:
         return 0
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
@@ -578,8 +576,6 @@ def _stage_rows(conn: psycopg.Connection, good) -> int:
             out = pa.BufferOutputStream()
             pacsv.write_csv(table, out, write_options=options)
             copy.write(memoryview(out.getvalue()))
-            part = table = out = None
-            release_memory()  # the piece's CSV text and hashes: freed pages back before the next piece
     return good.num_rows
 
 
