@@ -123,7 +123,7 @@ def system_memory_pool() -> Iterator[None]:
         pa.set_memory_pool(previous)
 
 
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial M_MMAP_THRESHOLD, kept fixed
+MMAP_THRESHOLD = 512 * 1024  # kept fixed: the 1 MiB Arrow pieces get their own mappings (128 KiB: ~10% more CPU)
 
 
 def fixed_mmap_threshold() -> bool:
