@@ -7,7 +7,7 @@ from dataclasses import replace
 from gradeflow.core.config import get_institution
 from gradeflow.intake.ingest import ingest_institution
 
-from .helpers import DAY, answers_for, csv_bytes, exam_bytes, put
+from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
 
 NORTH = get_institution("northfield")  # America/New_York
 
@@ -58,14 +58,31 @@ def test_an_exam_file_dropped_in_submissions_with_known_bytes_is_rejected_not_a_
     assert "not a recognised path" in reason and "submissions/<name>.csv" in reason
 
 
-def test_a_submissions_file_over_the_size_limit_is_a_named_reject_with_its_size(conn, s3, monkeypatch):
-    from gradeflow.intake import ingest
+def test_a_submissions_file_over_the_size_limit_is_a_named_reject_with_its_size(conn, s3):
+    import hashlib
 
-    monkeypatch.setattr(ingest, "MAX_SUBMISSION_BYTES", 1_000)  # the limit as configured, made small
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
     data = csv_bytes([row for i in range(20) for row in answers_for(f"s{i}", f"st{i}")])
     put(s3, f"incoming/northfield/{DAY}/submissions/big.csv", data)
-    report = ingest_institution(NORTH, conn, s3)
+    small = replace(NORTH, max_submission_bytes=1_000)  # the institution's limit, made small
+    report = ingest_institution(small, conn, s3)
     assert report.files_rejected == 1 and report.rows_loaded == 0 and report.failed == []
     [(reason,)] = conn.execute("SELECT reason FROM rejected_rows WHERE file_name = 'big.csv'").fetchall()
-    assert f"{len(data):,} bytes" in reason and "1,000 bytes" in reason and "split it" in reason
+    assert f"{len(data):,} bytes" in reason and "1,000 bytes" in reason and "max_submission_bytes" in reason
+    assert "split it" in reason
+    [(status, sha, archived)] = conn.execute(
+        "SELECT status, sha256, archived_key FROM ingested_files WHERE file_name = 'big.csv'").fetchall()
+    assert status == "rejected" and sha == hashlib.sha256(data).hexdigest()
+    # moved out of incoming/ like any rejected file: the next sweep does not meet it again
+    assert keys(s3, f"incoming/northfield/{DAY}/submissions/") == [] and archived in keys(s3, "archive/")
+    again = ingest_institution(small, conn, s3)
+    assert (again.files_seen, again.failed) == (0, [])
+
+
+def test_the_default_size_limit_loads_the_same_file(conn, s3):
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    data = csv_bytes([row for i in range(20) for row in answers_for(f"s{i}", f"st{i}")])
+    put(s3, f"incoming/northfield/{DAY}/submissions/big.csv", data)
+    assert NORTH.max_submission_bytes == 1024 ** 3
+    report = ingest_institution(NORTH, conn, s3)
+    assert (report.files_rejected, report.rows_loaded) == (0, 80)

@@ -26,8 +26,9 @@ def test_a_sweep_writes_a_receipt_of_what_was_accepted(conn, s3):
 
     found = keys(s3, f"receipts/northfield/{DAY}/")
     assert [k.rsplit("/", 1)[-1].split(".", 1)[0] for k in found] == ["morning", "morning"]
-    receipt = json.loads(s3.get_object(Bucket="gradeflow", Key=[k for k in found if k.endswith(".json")][0])
-                         ["Body"].read())
+    raw = s3.get_object(Bucket="gradeflow", Key=[k for k in found if k.endswith(".json")][0])["Body"].read()
+    receipt = json.loads(raw)
+    assert raw == json.dumps(receipt, indent=1).encode()  # written a submission at a time, as one dump writes it
     assert receipt["sha256"] == hashlib.sha256(data).hexdigest()
     assert receipt["status"] == "loaded" and receipt["rows"] == 9 and receipt["answers_accepted"] == 8
     assert receipt["rows_rejected"] == 1 and receipt["submissions_accepted"] == 2

@@ -37,6 +37,10 @@ def test_bad_config_is_named(tmp_path, yaml_text, message):
     ("review_alert_share: 1.5", "review_alert_share"),
     ("day_window_days: -1", "day_window_days' must be a whole number of days >= 0"),
     ("day_window_days: 1.5", "day_window_days"),
+    ("max_submission_bytes: 0", "max_submission_bytes' must be a whole number of bytes from 1 to"),
+    ("max_submission_bytes: 1.5e9", "max_submission_bytes"),
+    ("max_submission_bytes: '1 GB'", "max_submission_bytes"),
+    ("max_submission_bytes: 20000000000", "max_submission_bytes"),
     ("queue: 'two words'", "field 'queue' must be a Celery queue name"),
     ("queue: 'a,b'", "field 'queue' must be a Celery queue name"),
     ("queue: 3", "field 'queue'"),
@@ -53,6 +57,7 @@ def test_alert_fields_have_defaults_and_sample_recipients(tmp_path):
     path.write_text("institutions:\n  - {id: aa, name: A, timezone: UTC}\n")
     (inst,) = load_institutions(path)
     assert inst.alert_emails == () and inst.release_deadline == "08:00" and inst.review_alert_share == 0.2
+    assert inst.max_submission_bytes == 1024 ** 3
     assert all(i.alert_emails for i in load_institutions())
 
 

@@ -97,6 +97,7 @@ PUBLISH_AT = SCHEDULES["publish"].first
 # early access) is written by publish as soon as the gate passes, whichever is chosen.
 STUDENT_RELEASE_AUTO = "auto"
 STUDENT_RELEASE_APPROVAL = "after_faculty_approval"
+MAX_SUBMISSION_BYTES_CAP = 16 * 1024 ** 3  # max_submission_bytes may not go beyond (the file is spooled to local disk)
 MAX_APPROVAL_HOURS = 22.0  # a decision must come before the next morning's publish run (one publish run at a time)
 
 
@@ -140,6 +141,7 @@ class Institution:
     conn_id: str | None = None  # its Airflow connection id (host = base_url); openai_batch defaults to gradeflow_openai
     chat: tuple[tuple[str, float], ...] = ()  # openai_chat options (concurrency, requests_per_minute, ...)
     day_window_days: int = 2  # an answer submitted further than this from its day folder (local dates) is rejected
+    max_submission_bytes: int = 1024 ** 3  # a bigger submissions file is a named reject of the whole file, archived
     audit_rate: float = 0.05  # share of each question's unreviewed model grades drawn nightly into blind review
     audit_min_per_question: int = 2  # ... but at least this many per question (all of them when fewer)
     # Calibration (docs/review-round-trip.md, "Choosing min_confidence"): a model grade counts as accurate when it
@@ -239,6 +241,10 @@ def _parse_institution(index: int, raw: dict) -> Institution:
     window = raw.get("day_window_days", Institution.day_window_days)
     if isinstance(window, bool) or not isinstance(window, int) or window < 0:
         raise ConfigError(f"{where}: field 'day_window_days' must be a whole number of days >= 0, got {window!r}")
+    most = raw.get("max_submission_bytes", Institution.max_submission_bytes)
+    if isinstance(most, bool) or not isinstance(most, int) or not 0 < most <= MAX_SUBMISSION_BYTES_CAP:
+        raise ConfigError(f"{where}: field 'max_submission_bytes' must be a whole number of bytes from 1 to "
+                          f"{MAX_SUBMISSION_BYTES_CAP:,} (16 GiB), got {most!r}")
     raw.update(_audit_fields(where, raw))
     queue = raw.get("queue")
     if queue is not None and (not isinstance(queue, str) or not _QUEUE_RE.match(queue)):

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
@@ -361,6 +362,19 @@ def fetch_all(conn: psycopg.Connection, name: str, params: dict[str, Any] | None
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(sql(name), params)
         return cur.fetchall()
+
+
+def stream_rows(conn: psycopg.Connection, name: str, params: dict[str, Any] | None = None,
+                batch: int = 2_000) -> Iterator[dict]:
+    """Run include/sql/<name>.sql with bind parameters through a server-side cursor (inside a transaction) and
+    yield its rows as dicts, `batch` at a time: memory holds a batch, not the result."""
+    from psycopg.rows import dict_row
+
+    params = _check_params(conn, params)
+    with conn.cursor(name=f"gradeflow_{name.replace('/', '_')}", row_factory=dict_row) as cur:
+        cur.itersize = batch
+        cur.execute(sql(name), params)
+        yield from cur
 
 
 def execute(conn: psycopg.Connection, name: str, params: dict[str, Any] | None = None) -> int:

@@ -79,6 +79,9 @@ class _RawChunk:
 
 
 CHUNK_CHARS = 16 * 1024 * 1024  # text read into one chunk at most: memory follows bytes, not only rows
+# Python text held at a time while a chunk is read: every PIECE_CHARS characters of values the rows read so far
+# become Arrow columns (a chunk is a table of such pieces), so a chunk is held once, in Arrow, not also in Python.
+PIECE_CHARS = 1024 * 1024
 
 
 def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str, set[str]],
@@ -86,7 +89,9 @@ def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str,
                     max_chars: int = CHUNK_CHARS) -> Iterator[ValidChunk]:
     """A submissions file (bytes, or a seekable binary file read as a stream) in chunks of at most `size`
     rows and about `max_chars` characters of values (a chunk ends at the row that reaches it), each
-    validated: good rows and named rejects. Memory holds a chunk, not the file, whatever its rows' length.
+    validated: good rows and named rejects. Memory holds a chunk, not the file, whatever its rows' length:
+    the raw chunk is let go before the valid one is handed over, and Arrow's pool returns what it freed to
+    the system before the next chunk is read (the caller drops its chunk before asking for the next).
 
     Raises FileRejected when the file as a whole cannot be read (possibly after some chunks).
     """
@@ -96,7 +101,49 @@ def validate_chunks(file_name: str, data: bytes | BinaryIO, questions: dict[str,
            else _csv_chunks(stream, size, max_chars) if suffix == ".csv" else _jsonl_chunks(stream, size, max_chars))
     check = _Checker(file_name, questions, rejected_exams or {})
     for chunk in raw:
-        yield check(chunk)
+        valid, chunk = check(chunk), None
+        yield valid
+        valid = None
+        release_memory()
+
+
+@contextlib.contextmanager
+def system_memory_pool() -> Iterator[None]:
+    """Arrow allocates from the system allocator (glibc malloc) while a file is read and staged, then the default
+    pool again; big blocks are mapped on their own (fixed_mmap_threshold). Measured (docs/performance.md, "Ingest
+    memory"): with Arrow's default mimalloc pool the pages freed between chunks and pieces stay resident even
+    after release_unused(), and with glibc's adaptive threshold the chunk's 1 MiB Arrow pieces land in the heap
+    between freed Python text, which then cannot be given back: both add one to two chunks of resident memory."""
+    fixed_mmap_threshold()
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+MMAP_THRESHOLD = 512 * 1024  # kept fixed: the 1 MiB Arrow pieces get their own mappings (128 KiB: ~10% more CPU)
+
+
+def fixed_mmap_threshold() -> bool:
+    """glibc: serve every allocation of MMAP_THRESHOLD bytes or more by its own mapping, returned to the system
+    when freed, for the rest of the process (mallopt(M_MMAP_THRESHOLD); glibc otherwise raises the threshold to
+    the largest block freed so far, up to 32 MiB, and such blocks then stay in the heap). False where it is not
+    glibc (nothing changes)."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL(None).mallopt(-3, MMAP_THRESHOLD))  # -3: M_MMAP_THRESHOLD (malloc.h)
+    except (OSError, AttributeError):
+        return False
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: Arrow's pool (mimalloc or jemalloc keep freed pages a while) and
+    the C heap Python's larger objects live in (the system pool's release is glibc's malloc_trim)."""
+    pa.default_memory_pool().release_unused()
+    pa.system_memory_pool().release_unused()
 
 
 # ---------------------------------------------------------------- reading a stream
@@ -124,7 +171,7 @@ def _check_file(file_name: str, stream: BinaryIO) -> str:
     return suffix
 
 
-def _utf8_text(stream: BinaryIO, block: int = 1 << 20) -> bool:
+def _utf8_text(stream: BinaryIO, block: int = 1 << 18) -> bool:
     """Whether a UTF-8 stream holds any text but blank space; FileRejected when it is not UTF-8. Rewinds."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     fed, seen, first = 0, False, True
@@ -143,7 +190,7 @@ def _utf8_text(stream: BinaryIO, block: int = 1 << 20) -> bool:
                     else f"bytes in position {start}-{end - 1}")
             raise FileRejected(f"not UTF-8 text: '{exc.encoding}' codec can't decode {what}: {exc.reason}") from exc
         fed += len(chunk)
-        seen = seen or bool(text.strip())
+        seen = seen or (bool(text) and not text.isspace())  # what text.strip() keeps, without its copy
         if final:
             stream.seek(0)
             return seen
@@ -164,15 +211,16 @@ def _stream_csv_records(stream: BinaryIO) -> Iterator[list[str] | BadRow]:
     return csv_records(_text_lines(stream))
 
 
-def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[str]:
-    """contract._jsonl_lines over a stream: lines end at \n only (U+2028 and friends stay inside)."""
+def _stream_jsonl_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """contract._jsonl_lines over a stream, as UTF-8 bytes (the file was checked to be UTF-8): lines end at \n
+    only (U+2028 and friends stay inside), a \r before it is dropped, blank lines are not rows."""
     first = True
     for raw in stream:  # a binary stream's lines end at b"\n" only
         if first and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8):]
         first = False
-        line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
-        if line.strip(" \t\r"):
+        line = raw.removesuffix(b"\n").removesuffix(b"\r")
+        if line.strip(b" \t\r"):
             yield line
 
 
@@ -182,27 +230,62 @@ def _csv_chunks(stream: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> It
     """CSV records in chunks: well-formed records as columns, broken ones as BadRows (contract's reader)."""
     records = _stream_csv_records(stream)
     header = next(records)
-    where = [header.index(c) for c in SUBMISSION_COLUMNS]
-    chunk, good, chars = _RawChunk(), [], 0
+    chunk = _CsvChunk([header.index(c) for c in SUBMISSION_COLUMNS])
     for number, record in enumerate(records, start=1):
-        if isinstance(record, BadRow):
-            chunk.rows.append((number, record))
-            chars += len(record.value or "")
-        else:
-            good.append(record)
-            chunk.numbers.append(number)
-            chars += sum(map(len, record))
-        if chunk.count >= size or chars >= max_chars:
-            yield _csv_table(chunk, good, where)
-            chunk, good, chars = _RawChunk(), [], 0
+        chunk.add(number, record)
+        if chunk.count >= size or chunk.chars >= max_chars:
+            yield chunk.take()  # the builder keeps nothing of it: the chunk is held by the caller alone
     if chunk.count:
-        yield _csv_table(chunk, good, where)
+        yield chunk.take()
 
 
-def _csv_table(chunk: _RawChunk, good: list[list[str]], where: list[int]) -> _RawChunk:
-    columns = list(zip(*good, strict=True)) if good else [()] * (max(where) + 1)
-    chunk.table = pa.table([pa.array(list(columns[i]), pa.string()) for i in where], schema=_STRING_SCHEMA)
-    return chunk
+class _CsvChunk:
+    """CSV records gathered into a chunk: every PIECE_CHARS characters the Python text read so far becomes Arrow
+    string columns and is let go, so Python holds a piece of the chunk, Arrow the chunk."""
+
+    def __init__(self, where: list[int]) -> None:
+        self.where = where
+        self._start()
+
+    def _start(self) -> None:
+        self.numbers: list[int] = []
+        self.rows: list[tuple[int, BadRow]] = []
+        self.values: list[list[str]] = [[] for _ in SUBMISSION_COLUMNS]
+        self.pieces: list[list[pa.Array]] = [[] for _ in SUBMISSION_COLUMNS]
+        self.chars = self.held = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.numbers) + len(self.rows)
+
+    def add(self, number: int, record: list[str] | BadRow) -> None:
+        if isinstance(record, BadRow):
+            self.rows.append((number, record))
+            chars = len(record.value or "")
+        else:
+            self.numbers.append(number)
+            for values, i in zip(self.values, self.where, strict=True):
+                values.append(record[i])
+            chars = sum(map(len, record))
+        self.chars += chars
+        self.held += chars
+        if self.held >= PIECE_CHARS:
+            self._to_arrow()
+
+    def _to_arrow(self) -> None:
+        if self.values[0]:
+            for values, pieces in zip(self.values, self.pieces, strict=True):
+                pieces.append(pa.array(values, pa.string()))
+            self.values = [[] for _ in SUBMISSION_COLUMNS]
+        self.held = 0
+
+    def take(self) -> _RawChunk:
+        """The chunk read so far (its good records as a table of pieces); the builder starts a new one."""
+        self._to_arrow()
+        table = pa.table([pa.chunked_array(pieces, pa.string()) for pieces in self.pieces], schema=_STRING_SCHEMA)
+        chunk = _RawChunk(self.numbers, table, self.rows)
+        self._start()
+        return chunk
 
 
 def _jsonl_chunks(stream: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> Iterator[_RawChunk]:
@@ -210,35 +293,51 @@ def _jsonl_chunks(stream: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> 
 
     Arrow is held to the six known keys, each a string or null, each once per object, one object per
     line: any other line (a number, an extra or doubled key, broken JSON) makes Arrow fail, and the
-    chunk is read line by line (contract._json_row), so its rows get the per-row reader's values.
+    chunk is read line by line (contract._json_row), so its rows get the per-row reader's values. A chunk's
+    lines are held once, as the bytes Arrow parses (about `max_chars` bytes), not also as Python text.
     """
-    lines: list[str] = []
-    number = chars = 0
+    chunk = _JsonlChunk()
     for line in _stream_jsonl_lines(stream):
-        lines.append(line)
-        chars += len(line)
-        if len(lines) >= size or chars >= max_chars:
-            yield _jsonl_chunk(lines, number)
-            number += len(lines)
-            lines, chars = [], 0
-    if lines:
-        yield _jsonl_chunk(lines, number)
+        chunk.add(line)
+        if chunk.count >= size or len(chunk.payload) >= max_chars:
+            yield chunk.take()
+    if chunk.count:
+        yield chunk.take()
 
 
-def _jsonl_chunk(lines: list[str], before: int) -> _RawChunk:
+class _JsonlChunk:
+    """JSONL lines gathered as one payload of UTF-8 bytes (lines joined by \n), read by Arrow at `take`."""
+
+    def __init__(self) -> None:
+        self.payload = bytearray()
+        self.count = self.before = 0
+
+    def add(self, line: bytes) -> None:
+        if self.count:
+            self.payload += b"\n"
+        self.payload += line
+        self.count += 1
+
+    def take(self) -> _RawChunk:
+        payload, count, before = self.payload, self.count, self.before
+        self.payload, self.count, self.before = bytearray(), 0, before + count
+        return _jsonl_chunk(payload, count, before)
+
+
+def _jsonl_chunk(payload: bytearray, count: int, before: int) -> _RawChunk:
     import pyarrow.json as pajson
 
-    numbers = list(range(before + 1, before + len(lines) + 1))
-    payload = "\n".join(lines).encode("utf-8", "surrogatepass")
+    numbers = list(range(before + 1, before + count + 1))
     try:
-        table = pajson.read_json(io.BytesIO(payload), read_options=pajson.ReadOptions(
+        table = pajson.read_json(pa.BufferReader(pa.py_buffer(payload)), read_options=pajson.ReadOptions(
             use_threads=False, block_size=max(1 << 20, len(payload) + 1)), parse_options=pajson.ParseOptions(
             explicit_schema=_STRING_SCHEMA, unexpected_field_behavior="error", newlines_in_values=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         table = None
-    if table is not None and table.num_rows == len(lines):
+    if table is not None and table.num_rows == count:
         return _RawChunk(numbers, table.select(list(SUBMISSION_COLUMNS)).combine_chunks())
-    return _RawChunk(rows=[(n, _json_row(line)) for n, line in zip(numbers, lines, strict=True)])
+    lines = bytes(payload).split(b"\n")
+    return _RawChunk(rows=[(n, _json_row(line.decode("utf-8"))) for n, line in zip(numbers, lines, strict=True)])
 
 
 PARQUET_READ_ROWS = 1024  # rows read from a Parquet file at a time, grouped into chunks by rows and bytes
@@ -255,14 +354,21 @@ def _parquet_chunks(data: BinaryIO, size: int, max_chars: int = CHUNK_CHARS) -> 
         for start in range(0, read.num_rows, step):
             batch = read.slice(start, step)
             if held and (rows + batch.num_rows > size or nbytes + per_row * batch.num_rows > max_chars):
-                yield _parquet_chunk(held, number)
+                yield _parquet_chunk(_taken(held), number)  # this reader keeps none of it while it is used
                 number += rows
-                held, rows, nbytes = [], 0, 0
+                rows, nbytes = 0, 0
             held.append(batch)
             rows += batch.num_rows
             nbytes += per_row * batch.num_rows
     if held:
         yield _parquet_chunk(held, number)
+
+
+def _taken(items: list) -> list:
+    """The items of a list, which is left empty (its owner no longer holds them)."""
+    taken = items[:]
+    items.clear()
+    return taken
 
 
 def _value_bytes(batch) -> int:
@@ -328,7 +434,9 @@ class _Checker:
                                    pc.less_equal(pc.utf8_length(value), MAX_ID_CHARS)))
             values[column] = value
             ok = good if ok is None else pc.and_(ok, good)
-        answer = pc.fill_null(table.column("answer"), "")
+        answer = table.column("answer")
+        if answer.null_count:  # else the column itself: a chunk's answers are not copied
+            answer = pc.fill_null(answer, "")
         ok = pc.and_(ok, pc.and_(pc.invert(pc.match_substring(answer, "\x00")),
                                  pc.less_equal(pc.utf8_length(answer), MAX_ANSWER_CHARS)))
         values["answer"] = answer
@@ -338,6 +446,8 @@ class _Checker:
         stamp, stamp_ok = _fast_stamps(table.column("submitted_at"))
         ok = pc.fill_null(pc.and_(ok, stamp_ok), False)
         good = pa.table([numbers, *(values[c] for c in SUBMISSION_COLUMNS[:5]), stamp], schema=GOOD_SCHEMA)
+        if pc.all(ok).as_py():  # every row vouched for: no filtered copy of the chunk
+            return good, []
         good = good.filter(ok)
         bad = pc.invert(ok)
         raw_bad = table.filter(bad).to_pylist()

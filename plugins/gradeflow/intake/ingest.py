@@ -52,7 +52,7 @@ FILE_LOCK_TIMEOUT = "30s"        # lock_timeout inside each file's transaction: 
 
 CHUNK_ROWS = 50_000              # rows validated and staged at a time: memory holds one chunk, not the file
 CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of values (long answers: fewer rows)
-MAX_SUBMISSION_BYTES = 2 * 1024 ** 3  # a bigger submissions file is a named reject with its size, never loaded
+SPOOL_IN_MEMORY = 1024 * 1024   # a file read from S3 is kept in memory up to this size, then spooled to disk
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 
@@ -184,10 +184,26 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
                  parsed: IncomingPath | None) -> _Outcome:
-    data, sha = storage.read_spooled(s3, obj.key)  # streamed: a big file is spooled to disk, not held
+    if parsed is not None and _too_big(inst, parsed, obj):  # rejected unread: only its checksum is needed
+        data, sha = io.BytesIO(), _streamed_sha256(s3, obj.key)
+    else:  # streamed in 1 MiB blocks into a temporary file: past SPOOL_IN_MEMORY on disk, never held whole
+        data, sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
     with data:
         return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed, parsed.exam_day if parsed else _today(inst),
                                                       sha, data))
+
+
+def _too_big(inst: Institution, parsed: IncomingPath, obj: storage.S3Object) -> bool:
+    """A submissions file over the institution's max_submission_bytes: rejected whole, never read."""
+    return parsed.kind == "submissions" and (obj.size or 0) > inst.max_submission_bytes
+
+
+def _streamed_sha256(s3, key: str) -> str:
+    """The SHA-256 of an object read in 1 MiB blocks and kept nowhere (for a file rejected unread)."""
+    digest = hashlib.sha256()
+    for block in s3.get_object(Bucket=storage.bucket(), Key=key)["Body"].iter_chunks(chunk_size=1024 * 1024):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcome:
@@ -226,28 +242,48 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
     `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
 
     It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
-    from this file), the counts, the rejects report's key and the file's sha256.
+    from this file), the counts, the rejects report's key and the file's sha256. Streamed: the submissions are
+    read from a server-side cursor and written to temporary files, so memory does not follow the file's size.
     """
+    import tempfile
+
     inst, file_id = file.inst, file.file_id
-    rows = db.fetch_all(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id})
     base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
-    receipt = {
+    head = {
         "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
         "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
         "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
-        "rows_duplicate": outcome.duplicate, "submissions_accepted": len(rows), "rejects_key": rejects_key,
-        "submissions": [{"submission_id": r["submission_id"], "student_id": r["student_id"],
-                         "exam_id": r["exam_id"], "submitted_at": r["submitted_at"].isoformat(),
-                         "answers": r["answers"]} for r in rows],
-    }
-    storage.write_bytes(s3, f"{base}.json", json.dumps(receipt, indent=1).encode(), "application/json")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
-    writer.writerows([spreadsheet_safe(c) for c in (s["submission_id"], s["student_id"], s["exam_id"],
-                                                     s["submitted_at"], s["answers"], file_row["name"],
-                                                     file_row["sha"])] for s in receipt["submissions"])
-    storage.write_bytes(s3, f"{base}.csv", buf.getvalue().encode(), "text/csv")
+        "rows_duplicate": outcome.duplicate}
+    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as items, \
+            tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
+        count = 0
+        for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
+            item = {"submission_id": r["submission_id"], "student_id": r["student_id"], "exam_id": r["exam_id"],
+                    "submitted_at": r["submitted_at"].isoformat(), "answers": r["answers"]}
+            # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
+            items.write((",\n  " if count else "\n  ") + json.dumps(item, indent=1).replace("\n", "\n  "))
+            writer.writerow([spreadsheet_safe(c) for c in (item["submission_id"], item["student_id"],
+                                                           item["exam_id"], item["submitted_at"], item["answers"],
+                                                           file_row["name"], file_row["sha"])])
+            count += 1
+        whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
+                           indent=1)
+        with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
+            receipt.write(whole.removesuffix("]\n}").encode())  # ends with `"submissions": [`
+            items.seek(0)
+            for block in iter(lambda: items.read(1 << 20), ""):
+                receipt.write(block.encode())
+            receipt.write(("\n ]\n}" if count else "]\n}").encode())
+            receipt.seek(0)
+            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.json", Body=receipt, ContentType="application/json")
+        with tempfile.TemporaryFile() as data:
+            table.seek(0)
+            for block in iter(lambda: table.read(1 << 20), ""):
+                data.write(block.encode())
+            data.seek(0)
+            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.csv", Body=data, ContentType="text/csv")
     return f"{base}.json"
 
 
@@ -296,7 +332,7 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
 
 def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict]):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
-    obj, parsed = file.obj, file.parsed
+    inst, obj, parsed = file.inst, file.obj, file.parsed
     name = file_row["name"]
     if earlier and earlier[0]["kind"] != file_row["kind"] and earlier[0]["s3_key"] != obj.key:
         earlier = []  # the same bytes as another kind of file (an exam dropped under submissions/): judged anew
@@ -308,12 +344,13 @@ def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: d
     if parsed is None or parsed.kind == "unknown":
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, _path_problem(obj.key))])
-    if parsed.kind == "submissions" and (obj.size or 0) > MAX_SUBMISSION_BYTES:
+    if _too_big(inst, parsed, obj):
         file_id = _insert_file(conn, {**file_row, "status": "rejected"})
+        most = inst.max_submission_bytes
         return file_id, _Outcome("rejected", rejects=[Reject(name, None, None, None, (
-            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.0f} MiB); a submissions file may be at most "
-            f"{MAX_SUBMISSION_BYTES:,} bytes ({MAX_SUBMISSION_BYTES / 1024 ** 2:,.0f} MiB): split it into smaller "
-            "files (any number of files per day)"))])
+            f"the file is {obj.size:,} bytes ({obj.size / 1024 ** 2:,.1f} MiB); a submissions file of {inst.id} may "
+            f"be at most {most:,} bytes ({most / 1024 ** 2:,.1f} MiB, its max_submission_bytes): split it into "
+            "smaller files (any number of files per day)"))])
     file_id = _insert_file(conn, file_row)
     file = replace(file, file_id=file_id)
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
@@ -447,7 +484,10 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     earlier rows and loads in one statement over the stage); what was just loaded is analysed so
     the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
     """
-    from gradeflow.intake.columns import validate_chunks  # pyarrow: imported when a file loads, not at DAG parse
+    from gradeflow.intake.columns import (  # pyarrow: imported when a file loads, not at DAG parse
+        system_memory_pool,
+        validate_chunks,
+    )
 
     inst, parsed, file_id, name, data = file.inst, file.parsed, file.file_id, file.name, file.data
     known = _known_questions(inst, conn)
@@ -457,11 +497,13 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     total = staged = 0
     rejects: list[Reject] = []
     try:
-        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
-            total += chunk.rows
-            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
-            rejects += chunk.rejects + far
-            staged += _stage_rows(conn, good)
+        with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
+            for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
+                total += chunk.rows
+                good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+                rejects += chunk.rejects + far
+                staged += _stage_rows(conn, good)
+                chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
     _analyse(conn, "stage_answers", staged, force=True)
@@ -509,32 +551,60 @@ def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = Fals
         db.execute(conn, f"ingest/analyse_{table}")
 
 
+STAGE_PIECE_BYTES = 1024 * 1024  # answers hashed, written as CSV and sent to COPY at a time: never a chunk's copy
+
+
 def _stage_rows(conn: psycopg.Connection, good) -> int:
     """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
-    transaction-scoped staging table, as CSV written by Arrow."""
+    transaction-scoped staging table, as CSV written by Arrow, a piece of about STAGE_PIECE_BYTES of answers
+    at a time (one COPY per chunk), so the hashes and the CSV text never add a copy of the chunk."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if not good.num_rows:
         return 0
-    table = good.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
-        .append_column("answer_sha256", answer_hashes(good.column("answer"))) \
-        .append_column("submitted_at", good.column("submitted_at"))
-    out = pa.BufferOutputStream()
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
     with conn.cursor() as cur, cur.copy(
         "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
         " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)"
     ) as copy:
-        copy.write(memoryview(out.getvalue()))
+        for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
+            part = good.slice(start, length)
+            table = part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
+                .append_column("answer_sha256", answer_hashes(part.column("answer"))) \
+                .append_column("submitted_at", part.column("submitted_at"))
+            out = pa.BufferOutputStream()
+            pacsv.write_csv(table, out, write_options=options)
+            copy.write(memoryview(out.getvalue()))
     return good.num_rows
 
 
+def _row_pieces(answers, piece_bytes: int) -> list[tuple[int, int]]:
+    """(start, length) of consecutive row ranges whose answers hold about `piece_bytes` bytes each (a range ends
+    at the row that reaches it; one row at least)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    ends = np.cumsum(pc.fill_null(pc.binary_length(answers), 0).to_numpy(), dtype=np.int64)
+    pieces, start = [], 0
+    while start < len(ends):
+        reached = (ends[start - 1] if start else 0) + piece_bytes
+        stop = max(start + 1, min(len(ends), int(np.searchsorted(ends, reached, side="left")) + 1))
+        pieces.append((start, stop - start))
+        start = stop
+    return pieces
+
+
 def answer_hashes(answers):
-    """contract.answer_sha256 of each answer of an Arrow column, computed once per distinct answer."""
+    """contract.answer_sha256 of each answer of an Arrow column, computed once per distinct answer of each piece
+    of about STAGE_PIECE_BYTES (only a piece's distinct answers are held as Python text at a time)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(answers).combine_chunks()
-    hashes = pa.array([answer_sha256(a) for a in encoded.dictionary.to_pylist()], pa.string())
-    return pc.take(hashes, encoded.indices)
+    out = []
+    for start, length in _row_pieces(answers, STAGE_PIECE_BYTES):
+        part = answers.slice(start, length)
+        encoded = pc.dictionary_encode(part.combine_chunks() if isinstance(part, pa.ChunkedArray) else part)
+        hashes = pa.array([answer_sha256(a) for a in encoded.dictionary.to_pylist()], pa.string())
+        out.append(pc.take(hashes, encoded.indices))
+    return pa.chunked_array(out, pa.string())
