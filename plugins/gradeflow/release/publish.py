@@ -51,7 +51,6 @@ STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission
                  ("question_id", "string"), ("max_points", "float64"), ("grade_count", "int32"),
                  ("in_review", "bool"), ("waiting", "bool"), ("score", "float64"), ("grader", "string"))
 EXPORT_ROW_GROUP = 131_072  # rows per Parquet row group: memory stays bounded whatever the day's size
-_CSV_BLOCK = 4 << 20  # bytes of CSV per Arrow batch read from a COPY stream
 
 
 def _with_answer_rows(name: str) -> str:
@@ -67,37 +66,23 @@ def _with_answer_rows(name: str) -> str:
 
 
 def copy_batches(conn: psycopg.Connection, query: str, params: dict, schema) -> Iterator:
-    """Stream ``query`` out of Postgres with COPY (CSV) as Arrow record batches of ``schema`` (bounded memory).
+    """Stream ``query`` out of Postgres as Arrow record batches of ``schema`` (bounded memory), in ``conn``'s
+    transaction snapshot.
 
-    Set-based and streamed: the rows are never held whole in Python. PostgreSQL sends one message per
-    row, so blocks of about _CSV_BLOCK bytes of whole rows are parsed by Arrow one at a time. Text may
-    hold newlines and quotes; an unquoted empty field is NULL, a quoted one the empty string
-    (PostgreSQL's CSV convention). Consume it inside the caller's transaction.
+    Set-based and streamed: the rows are never held whole in Python. `db.arrow_batches` reads PostgreSQL's
+    binary COPY with the ADBC driver straight into Arrow (psycopg would hand Python one message per row);
+    each batch is cast to ``schema`` (the query's columns, by name and order). Text keeps newlines and quotes,
+    and NULL stays apart from the empty string. Consume it inside the caller's transaction.
     """
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     db.check_tenant(conn, params.get("inst"))
-    read = pacsv.ReadOptions(column_names=schema.names, block_size=_CSV_BLOCK * 2)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in schema}, true_values=["t"],
-                                   false_values=["f"], strings_can_be_null=True, quoted_strings_can_be_null=False)
-
-    def parsed(parts: list) -> Iterator:
-        table = pacsv.read_csv(pa.py_buffer(b"".join(parts)), read_options=read, parse_options=parse,
-                               convert_options=convert)
-        yield from table.cast(schema).to_batches()
-
-    parts, size = [], 0
-    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
-        for chunk in copy:  # one row per chunk: a block never ends inside a row
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= _CSV_BLOCK:
-                yield from parsed(parts)
-                parts, size = [], 0
-    if parts:
-        yield from parsed(parts)
+    for batch in db.arrow_batches(conn, query, params):
+        if batch.schema.names != schema.names:
+            raise RuntimeError(f"query columns {batch.schema.names} differ from the expected {schema.names}")
+        yield pa.RecordBatch.from_arrays([column.cast(field.type) for column, field in zip(batch.columns, schema,
+                                                                                          strict=True)],
+                                         schema=schema)
 
 
 def _states_schema():
