@@ -190,3 +190,15 @@ def test_arrow_reads_see_the_callers_snapshot_role_and_settings(conn, admin_conn
         next(db.arrow_batches(conn, "SELECT 1 AS one", {"inst": "lakeshore"}))
     with pytest.raises(RuntimeError, match="transaction"):
         next(db.arrow_batches(conn, "SELECT 1 AS one", {"inst": "northfield"}))
+
+
+def test_the_gate_counts_the_waiting_states_from_the_rows_it_validates(conn, s3):
+    """Issue 18: the gate evaluates answer_lifecycle once; the waiting states (deferred, pending the model,
+    received) are counted from the rows it checks, and equal day_counts' counts in the same state."""
+    _day(conn, s3, submissions=4)
+    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)  # some answers queued for the model
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    counts = publish.day_counts(conn, NORTH, EXAM_DAY)
+    assert gate.success and gate.counts == counts
+    assert counts["pending_model"] + counts["received"] + counts["deferred"] > 0
+
