@@ -15,6 +15,7 @@ import pytest
 from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
@@ -196,7 +197,7 @@ def test_the_gate_counts_the_waiting_states_from_the_rows_it_validates(conn, s3)
     """Issue 18: the gate evaluates answer_lifecycle once; the waiting states (deferred, pending the model,
     received) are counted from the rows it checks, and equal day_counts' counts in the same state."""
     _day(conn, s3, submissions=4)
-    prepare.build_batches(conn, s3, NORTH, EXAM_DAY)  # some answers queued for the model
+    prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))  # some answers queued for the model
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     counts = publish.day_counts(conn, NORTH, EXAM_DAY)
     assert gate.success and gate.counts == counts
