@@ -350,11 +350,14 @@ def _warm_imports(stage: str) -> None:
     from gradeflow.core import storage
 
     names = ["pandas", "pyarrow", "pyarrow.csv", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.json", "boto3",
-             "psycopg.types.json", "gradeflow.intake.ingest", "gradeflow.grading.prepare", "gradeflow.release.publish"]
+             "psycopg.types.json", "adbc_driver_postgresql.dbapi", "gradeflow.intake.ingest",
+             "gradeflow.grading.prepare", "gradeflow.release.publish"]
     if stage in ("submit", "collect"):
         names += ["openai", "gradeflow.grading.night"]
     if stage == "validate":
         names += ["great_expectations", "gradeflow.release.gate"]
+    if stage == "export":  # the agreement report's statistics (scipy, through gradeflow.core.intervals)
+        names += ["gradeflow.release.agreement", "gradeflow.release.audit"]
     for name in names:
         importlib.import_module(name)
     storage.client()

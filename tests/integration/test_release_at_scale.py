@@ -15,6 +15,7 @@ import pytest
 from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
+from gradeflow.grading.context import Night
 from gradeflow.intake.ingest import ingest_institution
 from gradeflow.release import publish
 
@@ -133,7 +134,7 @@ def test_the_export_streams_row_groups_and_keeps_every_value(conn, admin_conn, s
     """Tiny CSV blocks and row groups: many batches and row groups, the same rows and values as release_results,
     text with newlines, quotes and commas intact, an empty rationale kept apart from a missing one."""
     monkeypatch.setattr(publish, "EXPORT_ROW_GROUP", 5)
-    monkeypatch.setattr(publish, "_CSV_BLOCK", 512)
+    monkeypatch.setattr(db, "ARROW_BATCH_BYTES", 512)
     _day(conn, s3, submissions=6)
     admin_conn.execute("UPDATE grades SET rationale = %s WHERE grade_id = (SELECT min(grade_id) FROM grades)",
                        ('line one\nline "two", with a comma',))
@@ -164,3 +165,41 @@ def test_an_empty_release_exports_empty_files_with_their_schema(conn, admin_conn
     key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
     table = pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
     assert table.num_rows == 0 and table.schema == publish._release_schema()
+
+
+def test_arrow_reads_see_the_callers_snapshot_role_and_settings(conn, admin_conn, s3):
+    """Issue 18: the gate and the export read through db.arrow_batches (ADBC, a second session): it must see
+    exactly the caller's transaction (its REPEATABLE READ snapshot, not a change committed since), log in as the
+    caller's role (what row-level security binds) and plan with the caller's bulk settings."""
+    _day(conn, s3)
+    grade = conn.execute("SELECT min(grade_id) FROM grades WHERE score > 0").fetchone()[0]
+    query = ("SELECT current_user::text AS login, current_setting('gradeflow.institution') AS bound, "
+             "current_setting('enable_nestloop') AS nestloop, current_setting('transaction_isolation') AS isolation, "
+             "(SELECT score::float8 FROM grades WHERE grade_id = %(grade)s) AS score, "
+             "(SELECT count(DISTINCT institution_id) FROM answers)::int AS institutions")
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        db.execute(conn, "bulk_plans")
+        before = conn.execute("SELECT score::float8 FROM grades WHERE grade_id = %s", (grade,)).fetchone()[0]
+        admin_conn.execute("UPDATE grades SET score = 0 WHERE grade_id = %s", (grade,))  # after the snapshot
+        rows = [r for batch in db.arrow_batches(conn, query, {"inst": "northfield", "grade": grade})
+                for r in batch.to_pylist()]
+    assert rows == [{"login": conn.info.user, "bound": "northfield", "nestloop": "off", "isolation": "repeatable read",
+                     "score": before, "institutions": 1}]
+    assert conn.execute("SELECT score::float8 FROM grades WHERE grade_id = %s", (grade,)).fetchone()[0] == 0 < before
+    with pytest.raises(db.TenantMismatch):
+        next(db.arrow_batches(conn, "SELECT 1 AS one", {"inst": "lakeshore"}))
+    with pytest.raises(RuntimeError, match="transaction"):
+        next(db.arrow_batches(conn, "SELECT 1 AS one", {"inst": "northfield"}))
+
+
+def test_the_gate_counts_the_waiting_states_from_the_rows_it_validates(conn, s3):
+    """Issue 18: the gate evaluates answer_lifecycle once; the waiting states (deferred, pending the model,
+    received) are counted from the rows it checks, and equal day_counts' counts in the same state."""
+    _day(conn, s3, submissions=4)
+    prepare.build_batches(Night(NORTH, EXAM_DAY, conn, s3))  # some answers queued for the model
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    counts = publish.day_counts(conn, NORTH, EXAM_DAY)
+    assert gate.success and gate.counts == counts
+    assert counts["pending_model"] + counts["received"] + counts["deferred"] > 0
+

@@ -385,6 +385,54 @@ def execute(conn: psycopg.Connection, name: str, params: dict[str, Any] | None =
         return cur.rowcount
 
 
+
+# The settings an Arrow read runs with besides the login: the caller's session settings (timeouts, the tenant
+# setting) and the transaction's plan settings (include/sql/bulk_plans.sql), copied from the caller's session.
+ARROW_BATCH_BYTES = 16 << 20  # about this many bytes of rows per Arrow batch (the driver's hint)
+_ARROW_SETTINGS = (*(name for name, _, _ in SESSION_SETTINGS[:4]), TENANT_SETTING, "enable_nestloop", "work_mem")
+
+
+def arrow_batches(conn: psycopg.Connection, query: str, params: dict[str, Any] | None = None):
+    """Stream ``query`` (with bind parameters) as Arrow record batches, in ``conn``'s current transaction snapshot.
+
+    psycopg hands a COPY over one message per row to Python, which costs more than the query itself on a
+    day's rows (issue 18); the ADBC PostgreSQL driver (libpq, C++) reads PostgreSQL's binary COPY straight
+    into Arrow columns, in batches of bounded size. It opens a second session logging in as ``conn``'s own
+    role (so row-level security binds it to the same institution), imports ``conn``'s transaction snapshot
+    (``pg_export_snapshot``: it sees exactly what the caller's transaction sees, a REPEATABLE READ snapshot
+    included), copies the caller's timeouts, tenant setting and plan settings, and runs read-only. The
+    parameters are bound by psycopg (client-side, as psycopg does for COPY). Call it inside
+    ``conn.transaction()`` and consume the batches before that block ends.
+    """
+    from adbc_driver_postgresql import dbapi as adbc
+
+    params = _check_params(conn, params)
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+        raise RuntimeError("arrow_batches reads in the caller's transaction snapshot: call it in conn.transaction()")
+    text = psycopg.ClientCursor(conn).mogrify(query, params)
+    row = conn.execute("SELECT pg_export_snapshot(), " + ", ".join("current_setting(%s, true)" for _ in
+                                                                    _ARROW_SETTINGS), _ARROW_SETTINGS).fetchone()
+    snapshot, settings = row[0], dict(zip(_ARROW_SETTINGS, row[1:], strict=True))
+    info = conn.info
+    dsn = psycopg.conninfo.make_conninfo(host=info.host, port=info.port, dbname=info.dbname, user=info.user,
+                                         password=info.password or None,
+                                         application_name=application_name(bound_institution(conn)))
+    reader = adbc.connect(dsn, autocommit=False)
+    try:
+        with reader.cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cur.execute(psycopg.ClientCursor(conn).mogrify("SET TRANSACTION SNAPSHOT %s", (snapshot,)))
+            cur.execute(psycopg.ClientCursor(conn).mogrify(
+                "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in settings),
+                [v for item in settings.items() for v in (item[0], item[1] or "")]))
+            cur.fetchall()
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ARROW_BATCH_BYTES)})
+            cur.execute(text)
+            yield from cur.fetch_record_batch()
+    finally:
+        reader.rollback()
+        reader.close()
+
 def migrate(conn: psycopg.Connection, institutions: tuple[Institution, ...] | None = None,
             passwords: dict[str, str] | None = None) -> list[str]:
     """Apply the migrations not applied yet, in order, sync the tenants, then enforce isolation.

@@ -38,7 +38,7 @@ def day_counts(conn: psycopg.Connection, inst: Institution, day: date) -> dict:
     """Submissions, answers, outcomes, rejects, released version and cost of one day."""
     with conn.transaction():
         db.execute(conn, "bulk_plans")
-        return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
+        return db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day, "waiting": True})[0]
 
 
 def has_answers(conn: psycopg.Connection, inst: Institution, day: date) -> bool:
@@ -51,7 +51,6 @@ STATE_COLUMNS = (("institution", "string"), ("exam_day", "string"), ("submission
                  ("question_id", "string"), ("max_points", "float64"), ("grade_count", "int32"),
                  ("in_review", "bool"), ("waiting", "bool"), ("score", "float64"), ("grader", "string"))
 EXPORT_ROW_GROUP = 131_072  # rows per Parquet row group: memory stays bounded whatever the day's size
-_CSV_BLOCK = 4 << 20  # bytes of CSV per Arrow batch read from a COPY stream
 
 
 def _with_answer_rows(name: str) -> str:
@@ -67,37 +66,23 @@ def _with_answer_rows(name: str) -> str:
 
 
 def copy_batches(conn: psycopg.Connection, query: str, params: dict, schema) -> Iterator:
-    """Stream ``query`` out of Postgres with COPY (CSV) as Arrow record batches of ``schema`` (bounded memory).
+    """Stream ``query`` out of Postgres as Arrow record batches of ``schema`` (bounded memory), in ``conn``'s
+    transaction snapshot.
 
-    Set-based and streamed: the rows are never held whole in Python. PostgreSQL sends one message per
-    row, so blocks of about _CSV_BLOCK bytes of whole rows are parsed by Arrow one at a time. Text may
-    hold newlines and quotes; an unquoted empty field is NULL, a quoted one the empty string
-    (PostgreSQL's CSV convention). Consume it inside the caller's transaction.
+    Set-based and streamed: the rows are never held whole in Python. `db.arrow_batches` reads PostgreSQL's
+    binary COPY with the ADBC driver straight into Arrow (psycopg would hand Python one message per row);
+    each batch is cast to ``schema`` (the query's columns, by name and order). Text keeps newlines and quotes,
+    and NULL stays apart from the empty string. Consume it inside the caller's transaction.
     """
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     db.check_tenant(conn, params.get("inst"))
-    read = pacsv.ReadOptions(column_names=schema.names, block_size=_CSV_BLOCK * 2)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
-    convert = pacsv.ConvertOptions(column_types={f.name: f.type for f in schema}, true_values=["t"],
-                                   false_values=["f"], strings_can_be_null=True, quoted_strings_can_be_null=False)
-
-    def parsed(parts: list) -> Iterator:
-        table = pacsv.read_csv(pa.py_buffer(b"".join(parts)), read_options=read, parse_options=parse,
-                               convert_options=convert)
-        yield from table.cast(schema).to_batches()
-
-    parts, size = [], 0
-    with conn.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
-        for chunk in copy:  # one row per chunk: a block never ends inside a row
-            parts.append(chunk)
-            size += len(chunk)
-            if size >= _CSV_BLOCK:
-                yield from parsed(parts)
-                parts, size = [], 0
-    if parts:
-        yield from parsed(parts)
+    for batch in db.arrow_batches(conn, query, params):
+        if batch.schema.names != schema.names:
+            raise RuntimeError(f"query columns {batch.schema.names} differ from the expected {schema.names}")
+        yield pa.RecordBatch.from_arrays([column.cast(field.type) for column, field in zip(batch.columns, schema,
+                                                                                          strict=True)],
+                                         schema=schema)
 
 
 def _states_schema():
@@ -106,24 +91,36 @@ def _states_schema():
     return pa.schema([(name, pa.bool_() if kind == "bool" else getattr(pa, kind)()) for name, kind in STATE_COLUMNS])
 
 
-def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> tuple[pd.DataFrame, str]:
-    """The gate's frame (one row per received answer with its outcome) and the fingerprint of those rows.
+# The waiting states of answer_lifecycle, as day_counts names their counts.
+WAITING_COUNTS = {"deferred": "deferred", "queued": "pending_model", "received": "received"}
+SAMPLE_ORDER = ("submission_id", "question_id")  # the frame's order when a check fails (stable sample rows)
+
+
+def answer_states(conn: psycopg.Connection, inst: Institution, day: date) -> tuple[pd.DataFrame, str, dict]:
+    """The gate's frame (one row per received answer with its outcome), the fingerprint of those rows, and the
+    counts of the waiting states among them (day_counts' deferred, pending_model and received).
 
     Computed in the database in one set-based query (publish/answer_states over publish/answer_rows) and
-    streamed out with COPY into Arrow, not fetched row by row. The fingerprint is summed from the rows'
-    hashes as they arrive: it is the one `state_fingerprint` computes in SQL for the same state.
+    streamed out as Arrow (copy_batches), not fetched row by row. The fingerprint is summed from the rows'
+    hashes as they arrive: it is the one `state_fingerprint` computes in SQL for the same state. The frame is
+    in no particular order (see `validate`).
     """
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     schema = _states_schema()
-    full = pa.schema([*schema, ("row_hash", pa.int64())])
+    full = pa.schema([*schema, ("state", pa.string()), ("row_hash", pa.int64())])
     frames, count, total = [], 0, 0
+    waiting = dict.fromkeys(WAITING_COUNTS.values(), 0)
     for batch in copy_batches(conn, _with_answer_rows("publish/answer_states"), {"inst": inst.id, "day": day}, full):
         count += batch.num_rows
         total += _exact_sum(batch.column("row_hash"))
+        for item in pc.value_counts(batch.column("state")).to_pylist():
+            if item["values"] in WAITING_COUNTS:
+                waiting[WAITING_COUNTS[item["values"]]] += item["counts"]
         frames.append(batch.select(schema.names))
     table = pa.Table.from_batches(frames, schema=schema)
-    return table.to_pandas(), f"v2:{count}:{total}"
+    return table.to_pandas(), f"v2:{count}:{total}", waiting
 
 
 def _exact_sum(values) -> int:
@@ -191,9 +188,15 @@ def validate(conn: psycopg.Connection, inst: Institution, day: date) -> GateResu
         # One snapshot: the counts, the frame GX checks and the fingerprint the release must match.
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         db.execute(conn, "bulk_plans")
-        counts = db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day})[0]
-        frame, fp = answer_states(conn, inst, day)
-    outcome = validate_day(frame, summary_frame(counts, inst, day), institution=inst.id)
+        # The waiting states are counted from the validated rows (one evaluation of answer_lifecycle, not two).
+        counts = db.fetch_all(conn, "publish/day_counts", {"inst": inst.id, "day": day, "waiting": False})[0]
+        frame, fp, waiting = answer_states(conn, inst, day)
+        counts = {**counts, **waiting}
+    summary = summary_frame(counts, inst, day)
+    outcome = validate_day(frame, summary, institution=inst.id)
+    if not outcome.success:  # check the sorted frame again: the failures' sample rows are then the same every run
+        frame = frame.sort_values(list(SAMPLE_ORDER), kind="stable", ignore_index=True)
+        outcome = validate_day(frame, summary, institution=inst.id)
     del frame
     with conn.transaction():
         validation_id = db.fetch_all(conn, "publish/insert_validation", {
