@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta
@@ -111,11 +110,11 @@ def prepare_environment(info: stack.StackInfo) -> None:
     os.environ.update(stack.env(info, demo=True))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
     os.environ.setdefault("GRADEFLOW_RETRY_BACKOFF_SECONDS", "1")  # the demo's night is minutes long
-    airflow = [sys.executable, "-m", "airflow"]
-    started = time.monotonic()
-    subprocess.run([*airflow, "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls", "--include-deferred"],
-                   check=True, stdout=subprocess.DEVNULL)
+    from devstack.airflow_cli import airflow_cli
+
+    started = time.monotonic()  # in this process, which runs the DAGs next: no second and third Airflow import
+    airflow_cli("db", "migrate")
+    airflow_cli("pools", "set", "openai_batch_api", "4", "Batch API calls", "--include-deferred")
     log.info("Airflow metadata database ready in %.1fs", time.monotonic() - started)
 
 

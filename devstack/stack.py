@@ -109,12 +109,14 @@ def _start_postgres(pg_data: Path, port: int) -> None:
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o555)
         os.chown(pg_data, *_uid_gid("pgserver"))
-    if not (pg_data / "PG_VERSION").exists():
-        pgserver.initdb(["--auth=trust", "--encoding=utf8", "-U", PG_USER], pgdata=pg_data, **run_as)
+    nondurable = os.environ.get(NONDURABLE_ENV) == "1"
+    if not (pg_data / "PG_VERSION").exists():  # a throwaway cluster's initdb need not fsync its files either
+        pgserver.initdb(["--auth=trust", "--encoding=utf8", "-U", PG_USER, *(["--no-sync"] if nondurable else [])],
+                        pgdata=pg_data, **run_as)
     # TCP logins need a password; only the socket inside the (0700) data folder is trusted, for bootstrap.
     (pg_data / "pg_hba.conf").write_text(PG_HBA)
     opts = f"-h 127.0.0.1 -p {port} -k {pg_data}"
-    if os.environ.get(NONDURABLE_ENV) == "1":  # a throwaway cluster (the test suite): no fsync, no full-page writes
+    if nondurable:  # a throwaway cluster (the test suite): no fsync, no full-page writes
         opts += " " + " ".join(f"-c {setting}=off" for setting in NONDURABLE_SETTINGS)
     pgserver.pg_ctl(["-w", "-o", opts, "-l", str(pg_data / "log"), "start"], pgdata=pg_data, timeout=60, **run_as)
 
