@@ -286,7 +286,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
     down(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     info = StackInfo(str(state_dir), _free_port(), _free_port(), _free_port(), 0, 0, _free_port(), 0)
-    _start_postgres(info.pg_data, info.pg_port)
+    # The three servers import their Python packages while PostgreSQL's initdb and start run.
     info.s3_pid = _spawn(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(info.s3_port)], state_dir / "s3.log"
     )
@@ -300,10 +300,11 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
          "--dir", str(info.mail_dir)],
         state_dir / "mail_sink.log",
     )
+    (state_dir / "stack.json").write_text(json.dumps(asdict(info), indent=2))  # what `down` stops, from here on
+    _start_postgres(info.pg_data, info.pg_port)
     _wait_port(info.s3_port, "moto S3 server")
     _wait_port(info.openai_port, "Batch API emulator")
     _wait_port(info.smtp_port, "mail sink")
-    (state_dir / "stack.json").write_text(json.dumps(asdict(info), indent=2))
     _bootstrap_roles(info)
     migrate(info)
     _ensure_bucket(info)
