@@ -31,8 +31,8 @@ from devstack import stack
 # Airflow reads its plugins folder once, at import: the project's, so DAGs with GradeFlow's registered timetable
 # serialize in tests as they do under the scheduler (plugins/gradeflow_plugin.py).
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(Path(__file__).resolve().parents[1] / "plugins"))
-# Every stack the tests start (here, and the ones the bench test and the docker-init test start in child
-# processes) is a throwaway cluster: PostgreSQL without fsync (devstack/stack.py, NONDURABLE_SETTINGS).
+# Every stack the tests start (here, and the one the docker-init test starts) is a throwaway cluster: PostgreSQL
+# without fsync (devstack/stack.py, NONDURABLE_SETTINGS).
 os.environ.setdefault(stack.NONDURABLE_ENV, "1")
 
 TEMPLATE_DB = "gradeflow_template"  # the migrated, empty database every test's `gradeflow` is copied from
