@@ -126,10 +126,7 @@ def reset_data(info: stack.StackInfo) -> None:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     stack.migrate(info)  # as the owner role: the night's tasks work as the worker role and never migrate
-    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=stack.BUCKET, Key=item["Key"])
+    stack.empty_bucket(boto3.client("s3", **stack.s3_client_kwargs(info)))
 
 
 def drop_sample_day(info: stack.StackInfo, day: date, submissions: int, work: Path, insts: list) -> dict:

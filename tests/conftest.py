@@ -114,10 +114,7 @@ def s3(embedded_stack):
     import boto3
 
     client = boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):  # pages of <= 1,000 keys
-        if page.get("Contents"):  # one DeleteObjects call per page, not one request per key
-            client.delete_objects(Bucket=stack.BUCKET, Delete={
-                "Objects": [{"Key": item["Key"]} for item in page["Contents"]], "Quiet": True})
+    stack.empty_bucket(client)
     return client
 
 
