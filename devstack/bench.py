@@ -452,10 +452,7 @@ def reset(info: stack.StackInfo, bench: Bench) -> None:
 
     bench.sql("DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
     stack.migrate(info)  # the owner's migrate step; the stages work as the worker role
-    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=stack.BUCKET, Key=item["Key"])
+    stack.empty_bucket(boto3.client("s3", **stack.s3_client_kwargs(info)))
     httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/reset", timeout=30).raise_for_status()
 
 

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from datetime import date, datetime, timedelta
@@ -111,11 +110,11 @@ def prepare_environment(info: stack.StackInfo) -> None:
     os.environ.update(stack.env(info, demo=True))
     os.environ.setdefault("GRADEFLOW_BATCH_POLL_SECONDS", "0.5")
     os.environ.setdefault("GRADEFLOW_RETRY_BACKOFF_SECONDS", "1")  # the demo's night is minutes long
-    airflow = [sys.executable, "-m", "airflow"]
-    started = time.monotonic()
-    subprocess.run([*airflow, "db", "migrate"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*airflow, "pools", "set", "openai_batch_api", "4", "Batch API calls", "--include-deferred"],
-                   check=True, stdout=subprocess.DEVNULL)
+    from devstack.airflow_cli import airflow_cli
+
+    started = time.monotonic()  # in this process, which runs the DAGs next: no second and third Airflow import
+    airflow_cli("db", "migrate")
+    airflow_cli("pools", "set", "openai_batch_api", "4", "Batch API calls", "--include-deferred")
     log.info("Airflow metadata database ready in %.1fs", time.monotonic() - started)
 
 
@@ -127,10 +126,7 @@ def reset_data(info: stack.StackInfo) -> None:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")
     stack.migrate(info)  # as the owner role: the night's tasks work as the worker role and never migrate
-    s3 = boto3.client("s3", **stack.s3_client_kwargs(info))
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=stack.BUCKET, Key=item["Key"])
+    stack.empty_bucket(boto3.client("s3", **stack.s3_client_kwargs(info)))
 
 
 def drop_sample_day(info: stack.StackInfo, day: date, submissions: int, work: Path, insts: list) -> dict:

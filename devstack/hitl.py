@@ -8,14 +8,19 @@ sign-off of institutions with `student_release: after_faculty_approval`) and the
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
 TASK = "ask_faculty_approval"
 
 
+@functools.cache
 def api_client(user: str) -> Any:
-    """A client of Airflow's public REST API (/api/v2), authenticated as `user` (simple auth manager)."""
+    """A client of Airflow's public REST API (/api/v2), authenticated as `user` (simple auth manager).
+
+    One per user and process: building Airflow's app costs seconds of CPU the first time and about half a second
+    each time after (a caller polling through a new client every second would spend its time there)."""
     from airflow.api_fastapi.app import create_app
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient

@@ -31,8 +31,8 @@ from devstack import stack
 # Airflow reads its plugins folder once, at import: the project's, so DAGs with GradeFlow's registered timetable
 # serialize in tests as they do under the scheduler (plugins/gradeflow_plugin.py).
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(Path(__file__).resolve().parents[1] / "plugins"))
-# Every stack the tests start (here, and the ones the bench test and the docker-init test start in child
-# processes) is a throwaway cluster: PostgreSQL without fsync (devstack/stack.py, NONDURABLE_SETTINGS).
+# Every stack the tests start (here, and the one the docker-init test starts) is a throwaway cluster: PostgreSQL
+# without fsync (devstack/stack.py, NONDURABLE_SETTINGS).
 os.environ.setdefault(stack.NONDURABLE_ENV, "1")
 
 TEMPLATE_DB = "gradeflow_template"  # the migrated, empty database every test's `gradeflow` is copied from
@@ -114,9 +114,7 @@ def s3(embedded_stack):
     import boto3
 
     client = boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=stack.BUCKET, Key=item["Key"])
+    stack.empty_bucket(client)
     return client
 
 

@@ -162,7 +162,9 @@ def main() -> int:
     from devstack import demo, stack
 
     info = stack.status(args.state_dir)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
+    from devstack.airflow_cli import airflow_cli
+
+    airflow_cli("db", "migrate")  # in this process: it imports Airflow anyway (a child would import it again)
     demo.reset_data(info)
     os.environ["GRADEFLOW_RETRY_BACKOFF_SECONDS"] = "1"  # the night is minutes long, as in the demo
     import httpx

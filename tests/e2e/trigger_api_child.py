@@ -4,22 +4,10 @@ with its defaults (and a few bad forms); prints one JSON document with the respo
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import sys
 
-
-def airflow_cli(*argv: str) -> None:
-    """`airflow <argv>` in this process, as airflow/__main__.py runs it (each command in a child process of its
-    own would import Airflow again: seconds of CPU each)."""
-    from airflow.cli import cli_parser
-    from airflow.configuration import write_default_airflow_configuration_if_needed
-
-    write_default_airflow_configuration_if_needed()
-    args = cli_parser.get_parser().parse_args(list(argv))
-    with contextlib.redirect_stdout(io.StringIO()):  # stdout carries only the RESULT line
-        args.func(args)
+from devstack.airflow_cli import airflow_cli
 
 
 def main() -> int:
