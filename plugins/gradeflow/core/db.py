@@ -371,6 +371,9 @@ def stream_rows(conn: psycopg.Connection, name: str, params: dict[str, Any] | No
     from psycopg.rows import dict_row
 
     params = _check_params(conn, params)
+    # Every row is read: plan for the whole result, not for the first tenth (a cursor's default fraction picks
+    # fast-start nested loops, which turn quadratic on a new institution's first big day).
+    conn.execute("SELECT set_config('cursor_tuple_fraction', '1', true)")
     with conn.cursor(name=f"gradeflow_{name.replace('/', '_')}", row_factory=dict_row) as cur:
         cur.itersize = batch
         cur.execute(sql(name), params)

@@ -259,6 +259,7 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
         writer = csv.writer(table)
         writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
         count = 0
+        db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
         for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
             item = {"submission_id": r["submission_id"], "student_id": r["student_id"], "exam_id": r["exam_id"],
                     "submitted_at": r["submitted_at"].isoformat(), "answers": r["answers"]}
