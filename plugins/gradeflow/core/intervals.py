@@ -34,8 +34,9 @@ def bootstrap_mean(values: Sequence[float], confidence: float = CONFIDENCE,
     """A percentile-bootstrap interval for the mean of values, or None when there are none.
 
     A single value, or values all equal, give the degenerate interval (v, v): there is no spread to resample.
+    The values are sorted first: the same values in another order (rows read unordered) give the same interval.
     """
-    data = np.asarray(list(values), dtype=float)
+    data = np.sort(np.asarray(list(values), dtype=float))
     if data.size == 0:
         return None
     if data.size == 1 or np.all(data == data[0]):
