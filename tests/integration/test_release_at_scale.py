@@ -253,3 +253,21 @@ def test_the_gate_and_the_release_read_only_their_days_rows(conn, s3):
             day_rows = {"grades": 6, "submissions": 2, "review_queue": 0, "review_items": 0, "llm_requests": 0}
             assert all(rows <= day_rows[table] for table, rows in scans), (what, scans)
             assert ("grades", 6) in scans, (what, scans)  # the day's grades were read: the check is not vacuous
+
+
+def test_a_new_version_leaves_the_released_one_as_it_was(conn, admin_conn, s3):
+    """A release is immutable: after a regrade and version 2, version 1's rows are what they were, and each
+    version's rows still sum to its own fingerprint (release_results.row_hash, issue 18)."""
+    _day(conn, s3)
+    first = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    snapshot = "SELECT * FROM release_results WHERE release_id = %s ORDER BY submission_id, question_id"
+    before = conn.execute(snapshot, (first["release_id"],)).fetchall()
+    admin_conn.execute("UPDATE grades SET score = 0 WHERE grade_id = (SELECT min(grade_id) FROM grades "
+                       "WHERE is_current AND score > 0)")
+    second = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    assert (first["version"], second["version"]) == (1, 2) and second["new"]
+    assert conn.execute(snapshot, (first["release_id"],)).fetchall() == before
+    sums = conn.execute("SELECT r.version, r.fingerprint, 'v2:' || count(*) || ':' || sum(x.row_hash) FROM releases r "
+                        "JOIN release_results x ON x.release_id = r.release_id GROUP BY 1, 2 ORDER BY 1").fetchall()
+    assert [(v, fp == summed) for v, fp, summed in sums] == [(1, True), (2, True)]
+    assert sums[0][1] != sums[1][1]
