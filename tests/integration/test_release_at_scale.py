@@ -77,19 +77,17 @@ def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
 
 
 def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(conn, admin_conn, s3):
-    """Issue 18: the release evaluates the day's outcome rows once (publish/stage_release_rows); their
-    fingerprint is state_fingerprint's for the same state, and the copy holds exactly those rows with the
-    values answer_lifecycle gives (graded by rule, waiting for the model, in review)."""
+    """Issue 18: the release evaluates the day's outcome rows once and writes them in the same statement
+    (publish/insert_release_results), each with its hash: the release's rows sum to the fingerprint the gate
+    validated (state_fingerprint's for the same state), and they hold the values answer_lifecycle gives (graded
+    by rule, waiting for the model, in review)."""
     _day(conn, s3)
     admin_conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
                        "SELECT a.institution_id, a.submission_id, a.question_id, a.exam_day, 'manual' FROM answers a "
                        "WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.submission_id = a.submission_id "
                        "AND g.question_id = a.question_id) ORDER BY 1, 2, 3 LIMIT 1")
-    with conn.transaction():
-        staged = publish._stage_release_rows(conn, NORTH, EXAM_DAY)
-        assert staged == publish.state_fingerprint(conn, NORTH, EXAM_DAY)
     gate = publish.validate(conn, NORTH, EXAM_DAY)
-    assert gate.fingerprint == staged
+    assert gate.fingerprint == publish.state_fingerprint(conn, NORTH, EXAM_DAY)
     released = publish.release(conn, NORTH, EXAM_DAY, gate.validation_id)
     view = ("SELECT l.exam_id, l.submission_id, s.student_id, l.question_id, "
             "CASE WHEN l.state = 'graded' THEN 'graded' ELSE 'pending' END, l.score, q.max_points, l.grader, "
@@ -102,6 +100,11 @@ def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(conn, 
               "pending_reason, review_reason, question_type FROM release_results WHERE release_id = %s ORDER BY 2, 4")
     expected = conn.execute(view, (EXAM_DAY,)).fetchall()
     assert conn.execute(copied, (released["release_id"],)).fetchall() == expected
+    summed = conn.execute("SELECT 'v2:' || count(*) || ':' || sum(row_hash), count(row_hash) FROM release_results "
+                          "WHERE release_id = %s", (released["release_id"],)).fetchone()
+    assert summed == (gate.fingerprint, len(expected))
+    assert conn.execute("SELECT fingerprint, row_count FROM releases WHERE release_id = %s",
+                        (released["release_id"],)).fetchone() == (gate.fingerprint, len(expected))
     assert {row[4] for row in expected} == {"graded", "pending"}
     assert "in_review" in {row[8] for row in expected}
 
@@ -203,3 +206,68 @@ def test_the_gate_counts_the_waiting_states_from_the_rows_it_validates(conn, s3)
     assert gate.success and gate.counts == counts
     assert counts["pending_model"] + counts["received"] + counts["deferred"] > 0
 
+
+
+DAY_TABLES = {"grades", "submissions", "review_queue", "review_items", "llm_requests"}
+
+
+def _scans(plan: dict) -> list[tuple[str, int]]:
+    """(table, rows returned over all loops) of every plan node over a day-keyed table (EXPLAIN ANALYZE)."""
+    found = [(plan["Relation Name"], int(plan["Actual Rows"] * plan["Actual Loops"]))] \
+        if plan.get("Relation Name") in DAY_TABLES else []
+    return found + [scan for child in plan.get("Plans", []) for scan in _scans(child)]
+
+
+def test_the_gate_and_the_release_read_only_their_days_rows(conn, s3):
+    """Issue 18: the gate's rows (answer_lifecycle) and the release's statement join the day's grades and
+    submissions only, not every day the institution ever had (they slowed as the history grew). Day 1 has 3
+    submissions graded by rule, day 2 has 2: every scan of grades or submissions in day 2's statements returns
+    day 2's rows at most."""
+    _day(conn, s3, submissions=3)
+    day2 = date.fromordinal(EXAM_DAY.toordinal() + 1)
+    rows = [row | {"submitted_at": row["submitted_at"].replace(DAY, str(day2))}
+            for n in range(2) for row in answers_for(f"t{n}", f"tt{n}")]
+    put(s3, f"incoming/northfield/{day2}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{day2}/submissions/b.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, day2)
+    prepare.grade_by_rule(conn, NORTH, day2)
+    per_day = dict(conn.execute("SELECT exam_day, count(*) FROM grades GROUP BY 1").fetchall())
+    assert per_day == {EXAM_DAY: 9, day2: 6}  # three rule questions per submission
+    gate = publish.validate(conn, NORTH, day2)
+    assert gate.success
+    params = {"inst": NORTH.id, "day": day2}
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        db.execute(conn, "bulk_plans")
+        release_id = db.fetch_all(conn, "publish/insert_release", {**params, "version": 1, "fingerprint": "x",
+                                                                   "validation_id": gate.validation_id}
+                                  )[0]["release_id"]
+        statements = {"gate": publish._with_answer_rows("publish/answer_states"),
+                      "release": publish._with_answer_rows("publish/insert_release_results")}
+        for what, text in statements.items():
+            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text,
+                                {**params, "version": 1, "release_id": release_id, "grading_version": 1}
+                                ).fetchone()[0][0]["Plan"]
+            scans = _scans(plan)
+            day_rows = {"grades": 6, "submissions": 2, "review_queue": 0, "review_items": 0, "llm_requests": 0}
+            assert all(rows <= day_rows[table] for table, rows in scans), (what, scans)
+            assert ("grades", 6) in scans, (what, scans)  # the day's grades were read: the check is not vacuous
+
+
+def test_a_new_version_leaves_the_released_one_as_it_was(conn, admin_conn, s3):
+    """A release is immutable: after a regrade and version 2, version 1's rows are what they were, and each
+    version's rows still sum to its own fingerprint (release_results.row_hash, issue 18)."""
+    _day(conn, s3)
+    first = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    snapshot = "SELECT * FROM release_results WHERE release_id = %s ORDER BY submission_id, question_id"
+    before = conn.execute(snapshot, (first["release_id"],)).fetchall()
+    admin_conn.execute("UPDATE grades SET score = 0 WHERE grade_id = (SELECT min(grade_id) FROM grades "
+                       "WHERE is_current AND score > 0)")
+    second = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    assert (first["version"], second["version"]) == (1, 2) and second["new"]
+    assert conn.execute(snapshot, (first["release_id"],)).fetchall() == before
+    sums = conn.execute("SELECT r.version, r.fingerprint, 'v2:' || count(*) || ':' || sum(x.row_hash) FROM releases r "
+                        "JOIN release_results x ON x.release_id = r.release_id GROUP BY 1, 2 ORDER BY 1").fetchall()
+    assert [(v, fp == summed) for v, fp, summed in sums] == [(1, True), (2, True)]
+    assert sums[0][1] != sums[1][1]

@@ -3,7 +3,7 @@
 -- grade_count, in_review and waiting are counted independently from their own tables, so an answer
 -- counted twice (graded and in review, or graded twice) or not at all shows up as outcomes <> 1.
 -- Set-based: each table is read once for the day and joined by hash (no query per answer).
--- The last four columns are what the release copies besides (publish/stage_release_rows): the exam, the
+-- The last four columns are what the release writes besides (publish/insert_release_results): the exam, the
 -- question type, and points and score as stored (numeric); the fingerprint and the gate's frame do not read them.
 WITH g AS (
     SELECT submission_id, question_id, count(*)::int AS grade_count

@@ -146,15 +146,15 @@ def state_fingerprint(conn: psycopg.Connection, inst: Institution, day: date) ->
         return cur.fetchone()[0]
 
 
-def _stage_release_rows(conn: psycopg.Connection, inst: Institution, day: date) -> str:
-    """Evaluate the day's outcome rows once into the release's transaction (publish/stage_release_rows) and
-    return their state fingerprint: the value `state_fingerprint` gives for the same state, from the very
-    rows the release then copies (publish/insert_release_results reads them, not the view again)."""
+def _write_release_rows(conn: psycopg.Connection, inst: Institution, day: date, params: dict) -> tuple[int, str]:
+    """Evaluate the day's outcome rows once and write them into release_results (publish/insert_release_results);
+    return how many were written and their state fingerprint: the value `state_fingerprint` gives for the same
+    state, summed from the hashes of exactly the rows written (the statement returns them)."""
     db.check_tenant(conn, inst.id)
     with conn.cursor() as cur:
-        cur.execute(_with_answer_rows("publish/stage_release_rows"), {"inst": inst.id, "day": day})
-    db.execute(conn, "publish/analyse_release_rows")
-    return db.fetch_all(conn, "publish/staged_fingerprint")[0]["fingerprint"]
+        cur.execute(_with_answer_rows("publish/insert_release_results"), {**params, "inst": inst.id, "day": day})
+        written = cur.fetchone()
+    return written[0], written[1]
 
 
 def summary_frame(counts: dict, inst: Institution, day: date) -> pd.DataFrame:
@@ -233,23 +233,29 @@ def release(conn: psycopg.Connection, inst: Institution, day: date, validation_i
             if not gate or not gate[0]["success"]:
                 raise ReleaseBlocked(f"validation run {validation_id} of {inst.id} {day} did not pass: "
                                      "nothing released")
+            validated = gate[0]["fingerprint"]
             db.execute(conn, "bulk_plans")
-            current = _stage_release_rows(conn, inst, day)
-            if current != gate[0]["fingerprint"]:
-                raise StateChanged(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
-                                     "rerun the gate: nothing released")
             last = db.fetch_all(conn, "publish/last_release", {"inst": inst.id, "day": day})
-            if last and last[0]["fingerprint"] == current:
+            if last and last[0]["fingerprint"] == validated:
+                # Already released: only check that the day is still in that state (one aggregate, nothing written).
+                if state_fingerprint(conn, inst, day) != validated:
+                    raise StateChanged(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
+                                       "rerun the gate: nothing released")
                 log.info("Release %s %s v%d already holds this state; nothing new to release", inst.id, day,
                          last[0]["version"])
                 return {**last[0], "new": False}
             version = (last[0]["version"] + 1) if last else 1
-            params = {"inst": inst.id, "day": day, "version": version, "fingerprint": current,
+            params = {"inst": inst.id, "day": day, "version": version, "fingerprint": validated,
                       "validation_id": validation_id}
             release_id = db.fetch_all(conn, "publish/insert_release", params)[0]["release_id"]
             grading_version = db.fetch_all(conn, "prepare/current_version", {"inst": inst.id, "day": day})[0]["version"]
-            rows = db.execute(conn, "publish/insert_release_results", {**params, "release_id": release_id,
-                                                                       "grading_version": grading_version})
+            # One pass: the rows are evaluated and written together; their fingerprint must be the validated one,
+            # or the transaction (release row and result rows) is rolled back.
+            rows, current = _write_release_rows(conn, inst, day, {**params, "release_id": release_id,
+                                                                  "grading_version": grading_version})
+            if current != validated:
+                raise StateChanged(f"the grades of {inst.id} {day} changed after validation {validation_id}; "
+                                   "rerun the gate: nothing released")
             db.execute(conn, "publish/finish_release", {"inst": inst.id, "release_id": release_id, "row_count": rows})
             db.audit(conn, actor, "release", inst.id, day, {"release_id": release_id, "version": version, "rows": rows,
                                                              "fingerprint": current, "validation_id": validation_id,
