@@ -107,6 +107,17 @@ def _copy_database(su, source: str, target: str) -> None:
 @pytest.fixture
 def fresh_database(embedded_stack):
     """This test's own GradeFlow database: `gradeflow`, created again from the migrated template (see the top)."""
+    return _new_database(embedded_stack)
+
+
+@pytest.fixture(scope="module")
+def module_database(embedded_stack):
+    """One GradeFlow database for a whole module whose tests only read (each in a transaction it rolls back, as
+    test_rule_parity's 70 cases of a pure SQL function do): created from the template like fresh_database, once."""
+    return _new_database(embedded_stack)
+
+
+def _new_database(embedded_stack) -> str:
     from psycopg import sql
 
     with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
