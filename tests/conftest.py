@@ -12,7 +12,8 @@ seed rows in a few milliseconds, where emptying every table and migrating again 
 `gradeflow`, so every connection (gradeflow_db_<id> of each institution's login, the owner's, the superuser's)
 reaches the test's own database without any setting changing. Roles are the cluster's, not the database's:
 when a test changed one (a password, a role's grants), the next test's database is migrated again, which sets
-them back. Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
+them back. A module whose tests only read may share one such database for all its tests (module_database).
+Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
 
 The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync);
 it is thrown away at the end of the session.
