@@ -15,7 +15,8 @@ when a test changed one (a password, a role's grants), the next test's database 
 them back. A module whose tests only read may share one such database for all its tests (module_database).
 Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
 
-The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync);
+The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync) and
+hashes passwords with 16 SCRAM iterations (THROWAWAY_SCRAM_ITERATIONS);
 it is thrown away at the end of the session.
 """
 
