@@ -12,9 +12,11 @@ seed rows in a few milliseconds, where emptying every table and migrating again 
 `gradeflow`, so every connection (gradeflow_db_<id> of each institution's login, the owner's, the superuser's)
 reaches the test's own database without any setting changing. Roles are the cluster's, not the database's:
 when a test changed one (a password, a role's grants), the next test's database is migrated again, which sets
-them back. Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
+them back. A module whose tests only read may share one such database for all its tests (module_database).
+Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
 
-The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync);
+The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync) and
+hashes passwords with 16 SCRAM iterations (THROWAWAY_SCRAM_ITERATIONS);
 it is thrown away at the end of the session.
 """
 
@@ -22,11 +24,25 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from devstack import stack
+
+# Compiled bytecode is kept between processes and runs. With PYTHONDONTWRITEBYTECODE set (as on the shared
+# machine) and a venv installed without .pyc files (uv's default), every Python the suite starts (two workers,
+# the stack's servers, each Airflow child) compiled every module it imported from source again: importing Airflow,
+# pandas, pyarrow, openai and GradeFlow took 5.1-5.6 s of CPU a process, 1.9-2.0 s with the compiled files. The
+# suite then writes them to .pycache/ at the project root (PYTHONPYCACHEPREFIX: nothing beside the sources or in
+# the venv), for this process and every child; a PYTHONPYCACHEPREFIX given by the caller is kept.
+PYCACHE = Path(__file__).resolve().parents[1] / ".pycache"
+if sys.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE"):
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
+    sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
+    sys.dont_write_bytecode = False
 
 # Airflow reads its plugins folder once, at import: the project's, so DAGs with GradeFlow's registered timetable
 # serialize in tests as they do under the scheduler (plugins/gradeflow_plugin.py).
@@ -93,6 +109,17 @@ def _copy_database(su, source: str, target: str) -> None:
 @pytest.fixture
 def fresh_database(embedded_stack):
     """This test's own GradeFlow database: `gradeflow`, created again from the migrated template (see the top)."""
+    return _new_database(embedded_stack)
+
+
+@pytest.fixture(scope="module")
+def module_database(embedded_stack):
+    """One GradeFlow database for a whole module whose tests only read (each in a transaction it rolls back, as
+    test_rule_parity's 70 cases of a pure SQL function do): created from the template like fresh_database, once."""
+    return _new_database(embedded_stack)
+
+
+def _new_database(embedded_stack) -> str:
     from psycopg import sql
 
     with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:

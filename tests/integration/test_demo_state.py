@@ -20,3 +20,20 @@ def test_the_demo_and_make_airflow_use_separate_airflow_metadata(embedded_stack)
     url = demo["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == stack.AIRFLOW_DEMO_DB
+
+
+def test_the_tests_throwaway_cluster_skips_fsync_and_hashes_passwords_cheaply(embedded_stack):
+    """The suite's cluster (GRADEFLOW_STACK_NONDURABLE=1, tests/conftest.py) is thrown away: no fsync, and its
+    passwords hashed with few SCRAM iterations (each of the suite's thousands of logins runs them on both sides);
+    logins over TCP still need the right password."""
+    import psycopg
+    import pytest
+
+    with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
+        assert su.execute("SHOW fsync").fetchone()[0] == "off"
+        assert su.execute("SHOW scram_iterations").fetchone()[0] == str(stack.THROWAWAY_SCRAM_ITERATIONS) == "16"
+        verifier = su.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (stack.OWNER_ROLE,)).fetchone()
+    assert verifier[0].startswith("SCRAM-SHA-256$16:")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host="127.0.0.1", port=embedded_stack.pg_port, user=stack.OWNER_ROLE, password="wrong",
+                        dbname=stack.GRADEFLOW_DB, connect_timeout=10)
