@@ -352,7 +352,8 @@ def collect_job(night: Night, job_id: int, allow_retry: bool = True) -> CollectR
     refused_whole = remote.status == "failed" and batch_code in RETRYABLE_BATCH_CODES
     rows, failures, retries, unrun = [], {}, {}, []
     seen: set[str] = set()
-    for line in _chain(provider.iter_lines(remote.error_file_id), provider.iter_lines(remote.output_file_id)):
+    for raw in _chain(provider.iter_raw_lines(remote.error_file_id), provider.iter_raw_lines(remote.output_file_id)):
+        line = batch.read_line(raw)
         cid = str(line.get("custom_id"))
         req = requests.get(cid)
         if req is None or req["status"] != "queued" or cid in seen:
