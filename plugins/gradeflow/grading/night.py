@@ -17,7 +17,8 @@ operator that waits between them without holding a worker (gradeflow.airflow.wai
 Every step takes the task's `Night` (gradeflow.grading.context): the institution, the night's date, its
 connection, S3 client, provider, settings and deadline, built once per task.
 
-Collecting joins results on custom_id (streamed line by line from the output and error files), stages
+Collecting joins results on custom_id (streamed line by line from the output and error files, each read by
+`batch.read_line` into the fields judging needs), stages
 them in one COPY and applies them with one statement per step; tokens and cost go to the ledger per
 line and attempt (batch_lines), per job (batch_jobs) and per request across attempts (llm_requests).
 """
