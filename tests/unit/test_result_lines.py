@@ -81,7 +81,8 @@ def test_error_lines_and_lines_that_are_not_json():
     for line in (expired, http_500):
         assert_same_verdict(json.dumps(line))
     for raw in ('{"custom_id": "c", "response": {"status_code": 200', "not json", '{"a": NaN, "custom_id": 1}',
-                '{"custom_id": "\\ud800", "response": {"status_code": 200, "body": {}}}', '\ufeff{"custom_id": 1}'):
+                '{"custom_id": "\\ud800", "response": {"status_code": 200, "body": {}}}', '\ufeff{"custom_id": 1}',
+                '{"custom_id": "a\ud800", "response": {"status_code": 200, "body": {}}}'):  # the surrogate itself
         assert_same_verdict(raw)
     with pytest.raises(json.JSONDecodeError):
         batch.read_line('{"custom_id": "c", "response": ')
@@ -153,10 +154,11 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(range(len(LINES))), st.randoms(use_true_random=False), json_values)
-def test_arbitrary_json_in_any_field_is_judged_the_same(index, rng, value):
+@given(st.sampled_from(range(len(LINES))), st.randoms(use_true_random=False), json_values, st.booleans())
+def test_arbitrary_json_in_any_field_is_judged_the_same(index, rng, value, ascii_only):
+    """Also as text that holds its non-ASCII characters (and lone surrogates) as they are, not escaped."""
     line, items, answer = LINES[index]
-    assert_same_verdict(json.dumps(_bend(line, rng, value)), items, answer)
+    assert_same_verdict(json.dumps(_bend(line, rng, value), ensure_ascii=ascii_only), items, answer)
 
 
 @settings(max_examples=300, deadline=None)

@@ -401,7 +401,7 @@ def read_line(raw: str | bytes | dict) -> dict:
         return json.loads(raw)  # json.loads' own choice of encoding (a BOM, UTF-16...) and its errors
     try:
         line = _LINE.decode(raw)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeEncodeError):  # (the latter: text holding a lone surrogate itself)
         return json.loads(raw)
     response = line.response
     if line.error or response is None or response.status_code != 200:
