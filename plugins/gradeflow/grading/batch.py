@@ -16,10 +16,14 @@ import json
 import math
 import re
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from string import Template
 from typing import Any
+
+import msgspec
 
 from gradeflow.core.config import PROMPTS_DIR
 from gradeflow.core.rubric import evidence_found, score_from_decisions  # noqa: F401  (used by callers too)
@@ -326,6 +330,101 @@ TRANSIENT_HTTP_STATUSES = {408: "request_timeout", 409: "conflict", 425: "reques
                            429: "rate_limit_exceeded"}
 
 
+# ------------------------------------------------------------------------------- reading result lines
+# A result line is mostly what judging it does not read: each token of the reply comes with its bytes and its
+# top log-probabilities (about nine tenths of a line). `read_line` decodes a line of the usual shape (no
+# error, a response with status 200) with msgspec straight into the few fields `parse_line` reads, skipping
+# the rest without building Python objects for it, and hands parse_line the same values `json.loads` would;
+# any other line, and any line msgspec refuses where `json.loads` might not (NaN, a lone surrogate, a number
+# out of range, a token that is not a string and a number...), is read by `json.loads` itself. Either way
+# parse_line gives the line the same verdict.
+
+
+class _Token(msgspec.Struct):
+    token: str
+    logprob: int | float  # a bool is refused (json.loads' reading then says: no usable log-probabilities)
+
+
+class _LogProbs(msgspec.Struct):
+    content: list[_Token] | None = None
+
+
+class _Message(msgspec.Struct):
+    content: Any = None
+    refusal: Any = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: Any = None
+    logprobs: _LogProbs | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+
+
+class _Body(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+
+
+class _Response(msgspec.Struct):
+    status_code: Any = None
+    body: _Body | None = None
+
+
+class _Line(msgspec.Struct):
+    custom_id: Any = None
+    response: _Response | None = None
+    error: Any = None
+
+
+_LINE = msgspec.json.Decoder(_Line)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spelling:
+    """A reply's token log-probabilities as read_line found them: each token's text and log-probability."""
+
+    pieces: list[str]
+    values: list[int | float]
+
+
+def read_line(raw: str | bytes | dict) -> dict:
+    """One line of an output or error file (JSON text) as `parse_line` reads it: the same verdict as
+    `parse_line(json.loads(raw))`, faster (see above); a line that is not JSON raises json.JSONDecodeError."""
+    if isinstance(raw, dict):
+        return raw  # already read (a provider that yields no text)
+    if isinstance(raw, bytes) and not raw.isascii():
+        return json.loads(raw)  # json.loads' own choice of encoding (a BOM, UTF-16...) and its errors
+    try:
+        line = _LINE.decode(raw)
+    except (msgspec.MsgspecError, UnicodeEncodeError):  # (the latter: text holding a lone surrogate itself)
+        return json.loads(raw)
+    response = line.response
+    if line.error or response is None or response.status_code != 200:
+        return json.loads(raw)  # an error line (rare): read whole, as it is
+    body = response.body
+    if body is None:
+        return {"custom_id": line.custom_id, "error": line.error, "response": {"status_code": 200, "body": None}}
+    usage = body.usage
+    choices = body.choices
+    if choices:
+        first = choices[0]
+        message, logprobs = first.message, first.logprobs
+        tokens = None if logprobs is None else logprobs.content
+        choices = [{"message": None if message is None else {"content": message.content, "refusal": message.refusal},
+                    "finish_reason": first.finish_reason,
+                    "logprobs": None if tokens is None else _Spelling([t.token for t in tokens],
+                                                                      [t.logprob for t in tokens])}]
+    return {"custom_id": line.custom_id, "error": line.error, "response": {"status_code": 200, "body": {
+        "usage": None if usage is None else {"prompt_tokens": usage.prompt_tokens,
+                                             "completion_tokens": usage.completion_tokens},
+        "choices": choices}}}
+
+
 def _error_result(cid: str, code: str, message: str, usage: dict | None = None) -> LineResult:
     usage = usage or {}
     return LineResult(cid, False, error=f"{code}: {message}"[:500], retryable=code in RETRYABLE_CODES, code=code,
@@ -471,23 +570,38 @@ def logprob_confidence(content: str, logprobs: object) -> float | None:
     are laid end to end over `content` to find them); None when there are no usable log-probabilities
     (none returned, tokens that do not spell the content, or no decision value found).
     """
+    if isinstance(logprobs, _Spelling):  # read by read_line: every token already a (str, number) pair
+        return _spelled_confidence(content, logprobs.pieces, logprobs.values)
     tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not tokens or not isinstance(tokens, list):
         return None
-    spans = [(m.start(2), m.end(2)) for m in _DECISION_VALUE.finditer(content)]
-    sums = [0.0] * len(spans)
-    position, text = 0, []
+    pieces, values = [], []
     for token in tokens:
         piece, logprob = (token.get("token"), token.get("logprob")) if isinstance(token, dict) else (None, None)
         if not isinstance(piece, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float):
             return None
-        start, end = position, position + len(piece)
-        for i, (a, b) in enumerate(spans):
-            if start < b and end > a:  # the token spells (part of) value i
-                sums[i] += float(logprob)
-        position = end
-        text.append(piece)
-    if not spans or "".join(text) != content or not all(math.isfinite(x) for x in sums):
+        pieces.append(piece)
+        values.append(logprob)
+    return _spelled_confidence(content, pieces, values)
+
+
+def _spelled_confidence(content: str, pieces: list[str], values: list[int | float]) -> float | None:
+    """logprob_confidence over checked tokens: `pieces` laid end to end must spell `content`; each decision
+    value's log-probability is the sum, in token order, of those of the tokens that overlap it."""
+    if not pieces:
+        return None
+    spans = [(m.start(2), m.end(2)) for m in _DECISION_VALUE.finditer(content)]
+    if not spans or "".join(pieces) != content:
+        return None
+    ends = list(accumulate(map(len, pieces)))  # token i spans [ends[i-1], ends[i])
+    sums = []
+    for a, b in spans:
+        total, i = 0.0, bisect_right(ends, a)  # the first token that ends after the value starts
+        while i < len(ends) and (ends[i - 1] if i else 0) < b:  # ... up to the last that starts before it ends
+            total += float(values[i])
+            i += 1
+        sums.append(total)
+    if not all(math.isfinite(x) for x in sums):
         return None
     return min(max(math.exp(min(sums)), 0.0), 1.0)
 

@@ -17,7 +17,8 @@ operator that waits between them without holding a worker (gradeflow.airflow.wai
 Every step takes the task's `Night` (gradeflow.grading.context): the institution, the night's date, its
 connection, S3 client, provider, settings and deadline, built once per task.
 
-Collecting joins results on custom_id (streamed line by line from the output and error files), stages
+Collecting joins results on custom_id (streamed line by line from the output and error files, each read by
+`batch.read_line` into the fields judging needs), stages
 them in one COPY and applies them with one statement per step; tokens and cost go to the ledger per
 line and attempt (batch_lines), per job (batch_jobs) and per request across attempts (llm_requests).
 """
@@ -352,7 +353,8 @@ def collect_job(night: Night, job_id: int, allow_retry: bool = True) -> CollectR
     refused_whole = remote.status == "failed" and batch_code in RETRYABLE_BATCH_CODES
     rows, failures, retries, unrun = [], {}, {}, []
     seen: set[str] = set()
-    for line in _chain(provider.iter_lines(remote.error_file_id), provider.iter_lines(remote.output_file_id)):
+    for raw in _chain(provider.iter_raw_lines(remote.error_file_id), provider.iter_raw_lines(remote.output_file_id)):
+        line = batch.read_line(raw)
         cid = str(line.get("custom_id"))
         req = requests.get(cid)
         if req is None or req["status"] != "queued" or cid in seen:

@@ -65,12 +65,16 @@ class OpenAIBatchProvider(BatchProvider):
         return self.client.files.create(file=(name, data), purpose="batch").id
 
     def iter_lines(self, file_id: str | None) -> Iterator[dict]:
+        for raw in self.iter_raw_lines(file_id):
+            yield json.loads(raw)
+
+    def iter_raw_lines(self, file_id: str | None) -> Iterator[str]:
         if not file_id:
             return
         with self.client.files.with_streaming_response.content(file_id) as response:
             for raw in response.iter_lines():
                 if raw.strip():
-                    yield json.loads(raw)
+                    yield raw
 
     def create(self, file_id: str, metadata: dict[str, str]) -> Any:
         return self.client.batches.create(input_file_id=file_id, endpoint=batch.BATCH_ENDPOINT,

@@ -138,12 +138,16 @@ class OpenAIChatProvider(BatchProvider):
         return key
 
     def iter_lines(self, file_id: str | None) -> Iterator[dict]:
+        for raw in self.iter_raw_lines(file_id):
+            yield json.loads(raw)
+
+    def iter_raw_lines(self, file_id: str | None) -> Iterator[bytes]:
         if not file_id:
             return
         body = self.s3.get_object(Bucket=self.bucket, Key=file_id)["Body"]
         for raw in body.iter_lines():
             if raw.strip():
-                yield json.loads(raw)
+                yield raw
 
     # -------------------------------------------------------------------------------------- batches
     def create(self, file_id: str, metadata: dict[str, str]) -> Any:
