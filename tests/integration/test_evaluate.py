@@ -177,3 +177,13 @@ def test_rubric_items_per_criterion_agreement_and_the_threshold_table(tmp_path, 
     printed = capsys.readouterr().out
     assert "per rubric criterion" in printed and "threshold table" in printed
     assert "Recommended min_confidence" in printed
+
+
+def test_an_output_line_holding_unicode_line_separators_is_read_whole():
+    """JSON allows U+0085, U+2028 and U+2029 raw inside a string; the output file's lines end at "\\n" only."""
+    lines = [{"custom_id": f"case-{i}", "response": {"status_code": 200, "body": {"note": f"a\u2028b\u2029c\x85d {i}"}}}
+             for i in range(3)]
+    problems: list[str] = []
+    read = evaluate.read_output("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), problems)
+    assert problems == []
+    assert read == {line["custom_id"]: line for line in lines}

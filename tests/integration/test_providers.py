@@ -205,3 +205,18 @@ def test_a_cancelled_chat_batch_delivers_its_finished_lines(s3, emulator, openai
     assert remote.status == "cancelled" and remote.request_counts.completed == 2
     assert emulator.stats()["chat_completed"] == 2  # nothing sent after the cancel
     assert len(list(provider.iter_lines(remote.output_file_id))) == 2
+
+
+def test_a_result_line_holding_unicode_line_separators_is_read_as_one_line(s3, emulator, openai_client):
+    """JSON allows U+0085, U+2028 and U+2029 unescaped inside a string (a model's feedback quoting a student
+    may hold one); a file's lines end at "\\n" only, so each provider reads such a line whole, as it was."""
+    lines = _lines(3)
+    lines[1]["body"]["messages"][-1]["content"] += " line\u2028separator\u2029paragraph\x85next"
+    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    assert "\u2028".encode() in data
+    for provider in (providers.get("openai_batch", NORTH, sdk_client=openai_client),
+                     providers.get("openai_chat", CHAT, s3=s3)):
+        file_id = provider.upload("separators.jsonl", data)
+        assert [json.loads(raw) for raw in provider.iter_raw_lines(file_id)] == lines, provider.name
+        assert list(provider.iter_lines(file_id)) == lines, provider.name
+        assert [batch.read_line(raw) for raw in provider.iter_raw_lines(file_id)][1]["custom_id"] == "gf1-test0001"

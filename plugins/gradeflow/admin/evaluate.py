@@ -203,7 +203,7 @@ def read_output(text: str, problems: list[str] | None = None) -> dict[str, dict]
     """Output (or error) file lines keyed by custom_id (never by position). A line that is not a JSON object
     with a custom_id is named in `problems` (line number and why) and skipped: its request counts as missing."""
     lines = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):  # at "\n" only: JSON allows U+2028 raw
         if not raw.strip():
             continue
         try:

@@ -71,10 +71,18 @@ class OpenAIBatchProvider(BatchProvider):
     def iter_raw_lines(self, file_id: str | None) -> Iterator[str]:
         if not file_id:
             return
+        # Lines end at b"\n" only. The SDK's iter_lines (httpx's) splits text like str.splitlines, also at
+        # U+0085, U+2028 and U+2029, which JSON allows unescaped inside a string: a model's reply holding one
+        # would have been cut in two and failed to parse. Decoded as httpx decoded them (UTF-8, bad bytes replaced).
         with self.client.files.with_streaming_response.content(file_id) as response:
-            for raw in response.iter_lines():
-                if raw.strip():
-                    yield raw
+            pending = b""
+            for chunk in response.iter_bytes():
+                *complete, pending = (pending + chunk).split(b"\n")
+                for raw in complete:
+                    if raw.strip():
+                        yield raw.decode("utf-8", errors="replace")
+            if pending.strip():
+                yield pending.decode("utf-8", errors="replace")
 
     def create(self, file_id: str, metadata: dict[str, str]) -> Any:
         return self.client.batches.create(input_file_id=file_id, endpoint=batch.BATCH_ENDPOINT,
