@@ -236,6 +236,12 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcom
     return outcome
 
 
+# One submission of a receipt as json.dumps(item, indent=1) writes it two levels deep (each value by json.dumps: the
+# same escapes; indent=1 itself runs Python's pure-Python encoder, ~3x slower). test_receipts checks the bytes.
+_RECEIPT_ITEM = ('{\n   "submission_id": %s,\n   "student_id": %s,\n   "exam_id": %s,\n   "submitted_at": %s,\n'
+                 '   "answers": %s\n  }')
+
+
 def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
                    rejects_key: str | None) -> str:
     """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
@@ -260,14 +266,14 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
         writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
         count = 0
         db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
-        for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
-            item = {"submission_id": r["submission_id"], "student_id": r["student_id"], "exam_id": r["exam_id"],
-                    "submitted_at": r["submitted_at"].isoformat(), "answers": r["answers"]}
+        # The submissions this file's insert loaded answers of (counted by insert_answers.sql in the transaction):
+        # a file that loaded none has none (receipt_submissions.sql, over answers, would find none either).
+        loaded = db.stream_rows(conn, "ingest/receipt_loaded", {"inst": inst.id}) if outcome.loaded else ()
+        for r in loaded:
+            item = (r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat(), r["answers"])
             # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-            items.write((",\n  " if count else "\n  ") + json.dumps(item, indent=1).replace("\n", "\n  "))
-            writer.writerow([spreadsheet_safe(c) for c in (item["submission_id"], item["student_id"],
-                                                           item["exam_id"], item["submitted_at"], item["answers"],
-                                                           file_row["name"], file_row["sha"])])
+            items.write((",\n  " if count else "\n  ") + _RECEIPT_ITEM % tuple(map(json.dumps, item)))
+            writer.writerow([spreadsheet_safe(c) for c in (*item, file_row["name"], file_row["sha"])])
             count += 1
         whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                            indent=1)
@@ -515,7 +521,8 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
     _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
-    loaded = db.execute(conn, "ingest/insert_answers", params)
+    db.execute(conn, "ingest/insert_answers", params)  # and counts what it loaded per submission (stage_loaded)
+    loaded = db.fetch_all(conn, "ingest/loaded_answers")[0]["loaded"]
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
 
 
