@@ -5,8 +5,8 @@
 Cases: `short_rows` (default) as below; `big_rows`: a CSV of long free-text answers (about 10 KB each, so
 --rows 30000 is about 300 MB, 60000 about 600 MB) through the full ingest, with the sweep's memory against
 the chunk budget (`--files 2`: the same rows in two files, so the second is read and checked ahead, in a
-worker thread, while the first loads); `reviews`: a reviewers' file of --rows rows naming a few review items over and over,
-applied through the ingest sweep.
+worker thread, while the first loads); `reviews`: a reviewers' file of --rows rows naming a few review items
+over and over, applied through the ingest sweep.
 
 Memory (big_rows and reviews): what counts is the **growth** of this process's resident memory during the
 sweep above its RSS just before it, against 2x the chunk budget (ingest.CHUNK_CHARS). "Before" is taken
