@@ -506,7 +506,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     """
     from gradeflow.intake.columns import system_memory_pool  # pyarrow: imported when a file loads, not at DAG parse
 
-    inst, parsed, file_id, name, data = file.inst, file.parsed, file.file_id, file.name, file.data
+    inst, parsed, file_id, name = file.inst, file.parsed, file.file_id, file.name
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
     db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})
@@ -519,8 +519,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
             _copy_stage(conn, checked.copy)
         else:
             with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-                total, staged, rejects = _check_rows(inst, parsed, name, data, known, rejected_exams,
-                                                     lambda good: _stage_rows(conn, good))
+                total, staged, rejects = _check_rows(file, known, rejected_exams, lambda good: _stage_rows(conn, good))
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
     if ahead:
@@ -540,13 +539,14 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
 
 
-def _check_rows(inst: Institution, parsed: IncomingPath, name: str, data, known: dict[str, set[str]],
-                rejected_exams: dict[str, str], stage) -> tuple[int, int, list[Reject]]:
+def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: dict[str, str],
+                stage) -> tuple[int, int, list[Reject]]:
     """Read and check a submissions file a chunk at a time (columns.validate_chunks, then the day window) and hand
     each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects).
     Raises FileRejected when the file cannot be read (possibly after some chunks were staged)."""
     from gradeflow.intake.columns import validate_chunks
 
+    inst, parsed, name, data = file.inst, file.parsed, file.name, file.data
     total = staged = 0
     rejects: list[Reject] = []
     for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
@@ -605,8 +605,8 @@ def _check_ahead(inst: Institution, s3, obj: storage.S3Object, parsed: IncomingP
             return good.num_rows
 
         try:
-            checked.total, checked.staged, checked.rejects = _check_rows(
-                inst, parsed, obj.key.rsplit("/", 1)[-1], checked.data, known, rejected_exams, stage)
+            file = IncomingFile(inst, obj, parsed, parsed.exam_day, checked.sha, checked.data)  # as in its turn
+            checked.total, checked.staged, checked.rejects = _check_rows(file, known, rejected_exams, stage)
         except FileRejected as exc:
             checked.unreadable = str(exc)
         checked.copy.seek(0)
