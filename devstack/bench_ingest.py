@@ -1,11 +1,12 @@
 """Benchmark: ingest throughput against the physical limit (raw COPY of the same rows).
 
-    python -m devstack.bench_ingest [--rows 200000] [--case short_rows|big_rows|reviews]
+    python -m devstack.bench_ingest [--rows 200000] [--case short_rows|big_rows|reviews] [--files N]
 
 Cases: `short_rows` (default) as below; `big_rows`: a CSV of long free-text answers (about 10 KB each, so
 --rows 30000 is about 300 MB, 60000 about 600 MB) through the full ingest, with the sweep's memory against
-the chunk budget; `reviews`: a reviewers' file of --rows rows naming a few review items over and over,
-applied through the ingest sweep.
+the chunk budget (`--files 2`: the same rows in two files, so the second is read and checked ahead, in a
+worker thread, while the first loads); `reviews`: a reviewers' file of --rows rows naming a few review items
+over and over, applied through the ingest sweep.
 
 Memory (big_rows and reviews): what counts is the **growth** of this process's resident memory during the
 sweep above its RSS just before it, against 2x the chunk budget (ingest.CHUNK_CHARS). "Before" is taken
@@ -66,6 +67,8 @@ def main() -> None:
                         help="the embedded stack's folder (another one runs beside `make bench`)")
     parser.add_argument("--output", type=Path, default=stack.PROJECT_ROOT / "bench-output" / "bench.json",
                         help="the bench's figures (big_rows and reviews update their key in it)")
+    parser.add_argument("--files", type=int, default=1,
+                        help="big_rows: split the rows over this many files (the sweep reads each next file ahead)")
     parser.add_argument("--trace-memory", action="store_true",
                         help="big_rows/reviews: sample RSS every 5 ms and print the code running at each new peak")
     args = parser.parse_args()
@@ -226,11 +229,15 @@ def big_case(args) -> None:
         ingest_institution(inst, conn, s3)
         size = 0
         if args.case == "big_rows":
-            path = work / "big_rows.csv"
-            size = _big_csv(path, args.rows)
-            s3.upload_file(str(path), stack.BUCKET, f"incoming/northfield/{DAY}/submissions/big_rows.csv")
-            path.unlink()
-            key_rows = f"{args.rows:,} rows of ~10 KB answers, {size / 1e6:.0f} MB CSV"
+            for k in range(args.files):  # several files: each after the first is read ahead while one loads
+                path = work / "big_rows.csv"
+                name = "big_rows.csv" if args.files == 1 else f"big_rows-{k + 1}.csv"
+                rows = args.rows // args.files + (k < args.rows % args.files)
+                size += _big_csv(path, rows, prefix="" if args.files == 1 else f"f{k + 1}-")
+                s3.upload_file(str(path), stack.BUCKET, f"incoming/northfield/{DAY}/submissions/{name}")
+                path.unlink()
+            key_rows = (f"{args.rows:,} rows of ~10 KB answers, {size / 1e6:.0f} MB CSV"
+                        + (f" in {args.files} files" if args.files > 1 else ""))
         else:
             key_rows = _reviews_setup(conn, s3, inst, args.rows)
         reset = _reset_peak()
@@ -275,8 +282,9 @@ def big_case(args) -> None:
                "growth_within_limit": growth <= limit, "arrow_pool_peak_mb": arrow_peak, "arrow_pools_peak_mb": pools,
                "chunk_rows": ingest.CHUNK_ROWS, "chunk_mib": round(budget_mb, 1),
                "load_avg_1m": round(os.getloadavg()[0], 2),
-               "command": f"python -m devstack.bench_ingest --case {args.case} --rows {args.rows}"}
-    name = f"ingest_{args.case}_{args.rows}"  # one key per size: 30,000 / 60,000 rows of ~10 KB
+               "files": args.files, "command": f"python -m devstack.bench_ingest --case {args.case} --rows {args.rows}"
+                                               + (f" --files {args.files}" if args.files > 1 else "")}
+    name = f"ingest_{args.case}_{args.rows}" + (f"_{args.files}_files" if args.files > 1 else "")  # one key per size
     write_figures(args.output, {name: figures})
     print(f"wrote {name} into {args.output}")
 

@@ -8,3 +8,8 @@ CREATE TEMP TABLE stage_answers (
     answer_sha256  text NOT NULL,
     submitted_at   timestamptz NOT NULL
 ) ON COMMIT DROP;
+-- The file's plans need the stage's size and how many submissions it holds, not fine histograms: ANALYZE
+-- samples 3,000 rows instead of 30,000 (a file of 40,000 rows: ~0.03 s instead of ~0.2 s).
+ALTER TABLE stage_answers ALTER row_number SET STATISTICS 10, ALTER submission_id SET STATISTICS 10,
+                          ALTER student_id SET STATISTICS 10, ALTER exam_id SET STATISTICS 10,
+                          ALTER question_id SET STATISTICS 10;

@@ -55,6 +55,7 @@ CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of val
 SPOOL_IN_MEMORY = 1024 * 1024   # a file read from S3 is kept in memory up to this size, then spooled to disk
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
+READ_AHEAD = True                # the next submissions file is read and checked while the current one loads
 
 
 class IngestBusy(RuntimeError):
@@ -147,19 +148,20 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
     # Exam definitions first, so submissions in the same drop can refer to them.
     ordered = sorted(objects, key=lambda o: (not o.key.endswith(".json") or "/exams/" not in o.key,
                                              o.last_modified, o.key))
-    for number, obj in enumerate(ordered, start=1):
-        report.files_seen += 1
-        parsed = parse_incoming_key(obj.key)
-        try:
-            outcome = _ingest_file(inst, conn, s3, obj, parsed)
-        except Exception:
-            conn.rollback()
-            log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", obj.key)
-            report.failed.append(obj.key)
-            continue
-        _count(report, outcome)
-        log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered), obj.key,
-                 outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
+    with _Ahead(inst, s3, ordered) as ahead:
+        for number, obj in enumerate(ordered, start=1):
+            report.files_seen += 1
+            parsed = parse_incoming_key(obj.key)
+            try:
+                outcome = _ingest_file(inst, conn, s3, obj, parsed, ahead)
+            except Exception:
+                conn.rollback()
+                log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", obj.key)
+                report.failed.append(obj.key)
+                continue
+            _count(report, outcome)
+            log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered),
+                     obj.key, outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
     if report.rows_loaded >= ANALYSE_AFTER_ROWS:  # once per sweep, not per file: the night plans on real sizes
         with conn.transaction():
             _analyse(conn, "submissions", report.rows_loaded)
@@ -183,14 +185,22 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
 
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
-                 parsed: IncomingPath | None) -> _Outcome:
-    if parsed is not None and _too_big(inst, parsed, obj):  # rejected unread: only its checksum is needed
+                 parsed: IncomingPath | None, ahead: _Ahead | None = None) -> _Outcome:
+    checked = ahead.take(obj.key) if ahead else None  # read (and checked) while the file before it loaded
+    if checked is not None:
+        data, sha = checked.data, checked.sha
+    elif parsed is not None and _too_big(inst, parsed, obj):  # rejected unread: only its checksum is needed
         data, sha = io.BytesIO(), _streamed_sha256(s3, obj.key)
     else:  # streamed in 1 MiB blocks into a temporary file: past SPOOL_IN_MEMORY on disk, never held whole
         data, sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
-    with data:
-        return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed, parsed.exam_day if parsed else _today(inst),
-                                                      sha, data))
+    try:
+        with data:
+            return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed,
+                                                          parsed.exam_day if parsed else _today(inst), sha, data),
+                                   ahead)
+    finally:
+        if checked is not None:
+            checked.close()
 
 
 def _too_big(inst: Institution, parsed: IncomingPath, obj: storage.S3Object) -> bool:
@@ -206,7 +216,7 @@ def _streamed_sha256(s3, key: str) -> str:
     return digest.hexdigest()
 
 
-def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcome:
+def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ahead | None = None) -> _Outcome:
     inst, obj, sha, name, day = file.inst, file.obj, file.sha, file.name, file.day
     archived_key = inst.key("archive", day, sha, name)
     file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
@@ -219,7 +229,7 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcom
             # Loaded and committed before, but the archive step was cut off: only finish archiving.
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
         else:
-            file_id, outcome = _classify_and_load(conn, file, file_row, earlier)
+            file_id, outcome = _classify_and_load(conn, file, file_row, earlier, ahead)
             file = replace(file, file_id=file_id)
             _settle_resend(conn, file, outcome)
             rejects_key = outcome.rejects_key = _record_rejects(conn, s3, file, outcome)
@@ -234,6 +244,12 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile) -> _Outcom
     with conn.transaction():
         db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
     return outcome
+
+
+# One submission of a receipt as json.dumps(item, indent=1) writes it two levels deep (each value by json.dumps: the
+# same escapes; indent=1 itself runs Python's pure-Python encoder, ~3x slower). test_receipts checks the bytes.
+_RECEIPT_ITEM = ('{\n   "submission_id": %s,\n   "student_id": %s,\n   "exam_id": %s,\n   "submitted_at": %s,\n'
+                 '   "answers": %s\n  }')
 
 
 def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
@@ -260,14 +276,14 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
         writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
         count = 0
         db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
-        for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
-            item = {"submission_id": r["submission_id"], "student_id": r["student_id"], "exam_id": r["exam_id"],
-                    "submitted_at": r["submitted_at"].isoformat(), "answers": r["answers"]}
+        # The submissions this file's insert loaded answers of (counted by insert_answers.sql in the transaction):
+        # a file that loaded none has none (receipt_submissions.sql, over answers, would find none either).
+        loaded = db.stream_rows(conn, "ingest/receipt_loaded", {"inst": inst.id}) if outcome.loaded else ()
+        for r in loaded:
+            item = (r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat(), r["answers"])
             # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-            items.write((",\n  " if count else "\n  ") + json.dumps(item, indent=1).replace("\n", "\n  "))
-            writer.writerow([spreadsheet_safe(c) for c in (item["submission_id"], item["student_id"],
-                                                           item["exam_id"], item["submitted_at"], item["answers"],
-                                                           file_row["name"], file_row["sha"])])
+            items.write((",\n  " if count else "\n  ") + _RECEIPT_ITEM % tuple(map(json.dumps, item)))
+            writer.writerow([spreadsheet_safe(c) for c in (*item, file_row["name"], file_row["sha"])])
             count += 1
         whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                            indent=1)
@@ -331,7 +347,8 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
     return [r for r in rejects if (r.row, r.field, r.reason) not in seen]
 
 
-def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict]):
+def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict],
+                       ahead: _Ahead | None = None):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     inst, obj, parsed = file.inst, file.obj, file.parsed
     name = file_row["name"]
@@ -357,7 +374,7 @@ def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: d
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
         return file_id, loader(conn, file)
-    return file_id, _load_submissions(conn, file)
+    return file_id, _load_submissions(conn, file, ahead)
 
 
 def _today(inst: Institution):
@@ -476,7 +493,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
     return rejects, loaded
 
 
-def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
+def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahead | None = None) -> _Outcome:
     """Validate and stage the file in chunks of CHUNK_ROWS rows (or CHUNK_CHARS characters), then load it with
     one statement per table.
 
@@ -484,29 +501,31 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
     earlier rows and loads in one statement over the stage); what was just loaded is analysed so
     the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
+    A file the sweep read and checked ahead (`_Ahead`, with the same known questions) is only copied to the
+    stage; once this file is staged, the next one is read and checked while this one loads.
     """
-    from gradeflow.intake.columns import (  # pyarrow: imported when a file loads, not at DAG parse
-        system_memory_pool,
-        validate_chunks,
-    )
+    from gradeflow.intake.columns import system_memory_pool  # pyarrow: imported when a file loads, not at DAG parse
 
-    inst, parsed, file_id, name, data = file.inst, file.parsed, file.file_id, file.name, file.data
+    inst, parsed, file_id, name = file.inst, file.parsed, file.file_id, file.name
     known = _known_questions(inst, conn)
     rejected_exams = _rejected_exams(inst, conn)
     db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})
     db.execute(conn, "ingest/create_stage")
-    total = staged = 0
-    rejects: list[Reject] = []
+    checked = ahead.checked(file.key, known, rejected_exams) if ahead else None
+    unreadable = None
     try:
-        with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-            for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
-                total += chunk.rows
-                good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
-                rejects += chunk.rejects + far
-                staged += _stage_rows(conn, good)
-                chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+        if checked is not None:
+            total, staged, rejects = checked.result()
+            _copy_stage(conn, checked.copy)
+        else:
+            with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
+                total, staged, rejects = _check_rows(file, known, rejected_exams, lambda good: _stage_rows(conn, good))
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
-        return _Outcome("rejected", rejects=[Reject(name, None, None, None, str(exc))])
+        unreadable = str(exc)
+    if ahead:
+        ahead.start_after(file.key, known, rejected_exams)
+    if unreadable is not None:
+        return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
     _analyse(conn, "stage_answers", staged, force=True)
     clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day)
     staged -= len(clashed)
@@ -515,8 +534,160 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile) -> _Outcome:
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
     _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
-    loaded = db.execute(conn, "ingest/insert_answers", params)
+    db.execute(conn, "ingest/insert_answers", params)  # and counts what it loaded per submission (stage_loaded)
+    loaded = db.fetch_all(conn, "ingest/loaded_answers")[0]["loaded"]
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
+
+
+def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: dict[str, str],
+                stage) -> tuple[int, int, list[Reject]]:
+    """Read and check a submissions file a chunk at a time (columns.validate_chunks, then the day window) and hand
+    each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects).
+    Raises FileRejected when the file cannot be read (possibly after some chunks were staged)."""
+    from gradeflow.intake.columns import validate_chunks
+
+    inst, parsed, name, data = file.inst, file.parsed, file.name, file.data
+    total = staged = 0
+    rejects: list[Reject] = []
+    for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
+        total += chunk.rows
+        good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+        rejects += chunk.rejects + far
+        staged += stage(good)
+        chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+    return total, staged, rejects
+
+
+@dataclass
+class _Checked:
+    """A submissions file read from S3 and checked ahead of its turn: its spooled bytes and checksum, the stage's
+    COPY text of its good rows (a temporary file), its counts and rejects; or why it could not be read
+    (`unreadable`, FileRejected's message) or what failed (`error`: the file is then read again in its turn)."""
+
+    key: str
+    known: dict[str, set[str]]
+    rejected_exams: dict[str, str]
+    data: Any = None
+    sha: str | None = None
+    copy: Any = None
+    total: int = 0
+    staged: int = 0
+    rejects: list[Reject] = field(default_factory=list)
+    unreadable: str | None = None
+    error: BaseException | None = None
+
+    def result(self) -> tuple[int, int, list[Reject]]:
+        """What _check_rows returned for the file, or the FileRejected it raised."""
+        if self.unreadable is not None:
+            raise FileRejected(self.unreadable)
+        return self.total, self.staged, self.rejects
+
+    def close(self) -> None:
+        for f in (self.data, self.copy):
+            if f is not None:
+                f.close()
+
+
+def _check_ahead(inst: Institution, s3, obj: storage.S3Object, parsed: IncomingPath, known: dict[str, set[str]],
+                 rejected_exams: dict[str, str]) -> _Checked:
+    """In the read-ahead thread: read a submissions file from S3, check it as _load_submissions would with these
+    known questions and write its good rows' COPY text to a temporary file. Touches no database connection."""
+    import tempfile
+
+    checked = _Checked(obj.key, known, rejected_exams)
+    try:
+        checked.data, checked.sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
+        checked.copy = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _Checked.close
+
+        def stage(good) -> int:
+            for piece in _stage_text(good):
+                checked.copy.write(piece)
+            return good.num_rows
+
+        try:
+            file = IncomingFile(inst, obj, parsed, parsed.exam_day, checked.sha, checked.data)  # as in its turn
+            checked.total, checked.staged, checked.rejects = _check_rows(file, known, rejected_exams, stage)
+        except FileRejected as exc:
+            checked.unreadable = str(exc)
+        checked.copy.seek(0)
+    except Exception as exc:  # read again in its turn, where a failure is handled as for any file
+        checked.error = exc
+    log.debug("Read %s ahead: %d rows, %d staged, %d rejects%s", obj.key, checked.total, checked.staged,
+              len(checked.rejects), f" ({checked.unreadable or checked.error})" if checked.unreadable
+              or checked.error else "")
+    return checked
+
+
+class _Ahead:
+    """One file read ahead: while a submissions file loads (its statements run in the database), a worker thread
+    reads the next file of the sweep from S3 and checks it (Python and Arrow work), so the two overlap on two
+    cores. Only the file right after a submissions file is read ahead, only when it is a submissions file under
+    the size limit, and only after the current file is staged: one file is checked at a time (memory holds one
+    chunk, as without it). Its result is used only with the same known questions and rejected exams that the
+    file's own transaction reads (else, or when the worker failed, the file is read again in its turn)."""
+
+    def __init__(self, inst: Institution, s3, ordered: list[storage.S3Object]) -> None:
+        self.inst, self.s3 = inst, s3
+        self.following = {obj.key: nxt for obj, nxt in zip(ordered, ordered[1:], strict=False)}
+        self.pool = self.memory = None
+        self.job: tuple[str, Any] | None = None  # (key, Future of _Checked)
+        self.current: _Checked | None = None
+
+    def __enter__(self) -> _Ahead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.job is not None:
+            self._result(self.job[1]).close()
+            self.job = None
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.memory is not None:
+            self.memory.__exit__(None, None, None)
+
+    def start_after(self, key: str, known: dict[str, set[str]], rejected_exams: dict[str, str]) -> None:
+        """Read and check the file after `key` in the worker, if it is a submissions file to be read."""
+        nxt = self.following.get(key)
+        parsed = parse_incoming_key(nxt.key) if nxt is not None else None
+        if not READ_AHEAD or self.job is not None or parsed is None or parsed.kind != "submissions" \
+                or _too_big(self.inst, parsed, nxt):
+            return
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from gradeflow.intake.columns import system_memory_pool
+
+            self.memory = system_memory_pool()  # the worker's chunks too come from (and go back to) the system
+            self.memory.__enter__()
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradeflow-ingest-ahead")
+        self.job = (nxt.key, self.pool.submit(_check_ahead, self.inst, self.s3, nxt, parsed, known, rejected_exams))
+
+    def take(self, key: str) -> _Checked | None:
+        """The file read ahead, if it is this one (waiting for the worker); None when it was not, or failed."""
+        if self.job is None or self.job[0] != key:
+            return None
+        checked, self.job = self._result(self.job[1]), None
+        if checked.error is not None or checked.data is None:
+            log.warning("Reading %s ahead failed (%r); it is read again now", key, checked.error)
+            checked.close()
+            return None
+        self.current = checked
+        return checked
+
+    def checked(self, key: str, known: dict[str, set[str]], rejected_exams: dict[str, str]) -> _Checked | None:
+        """The file's result from the worker when it was checked with these very known questions and rejected
+        exams (its transaction's); None otherwise (the caller checks the file itself)."""
+        checked, self.current = self.current, None
+        if checked is None or checked.key != key or checked.known != known or checked.rejected_exams != rejected_exams:
+            return None
+        return checked
+
+    @staticmethod
+    def _result(future) -> _Checked:
+        try:
+            return future.result()
+        except Exception as exc:  # _check_ahead keeps its errors; anything else: the file is read in its turn
+            return _Checked("", {}, {}, error=exc)
 
 
 def _outside_day_window(inst: Institution, day, name: str, good) -> tuple[Any, list[Reject]]:
@@ -553,31 +724,44 @@ def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = Fals
 
 
 STAGE_PIECE_BYTES = 1024 * 1024  # answers hashed, written as CSV and sent to COPY at a time: never a chunk's copy
+_STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
+               " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
 
 
 def _stage_rows(conn: psycopg.Connection, good) -> int:
     """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
-    transaction-scoped staging table, as CSV written by Arrow, a piece of about STAGE_PIECE_BYTES of answers
-    at a time (one COPY per chunk), so the hashes and the CSV text never add a copy of the chunk."""
+    transaction-scoped staging table (one COPY per chunk, of _stage_text's pieces)."""
+    if not good.num_rows:
+        return 0
+    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
+        for piece in _stage_text(good):
+            copy.write(piece)
+    return good.num_rows
+
+
+def _copy_stage(conn: psycopg.Connection, text) -> None:
+    """COPY the stage's text written ahead (a file of _stage_text's pieces) into the staging table, 1 MiB at a
+    time."""
+    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
+        for block in iter(lambda: text.read(STAGE_PIECE_BYTES), b""):
+            copy.write(block)
+
+
+def _stage_text(good) -> Iterator[memoryview]:
+    """The COPY text (CSV written by Arrow) of a chunk of validated rows with their answer hash, a piece of about
+    STAGE_PIECE_BYTES of answers at a time, so the hashes and the CSV text never add a copy of the chunk."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    if not good.num_rows:
-        return 0
     options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    with conn.cursor() as cur, cur.copy(
-        "COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
-        " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)"
-    ) as copy:
-        for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
-            part = good.slice(start, length)
-            table = part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
-                .append_column("answer_sha256", answer_hashes(part.column("answer"))) \
-                .append_column("submitted_at", part.column("submitted_at"))
-            out = pa.BufferOutputStream()
-            pacsv.write_csv(table, out, write_options=options)
-            copy.write(memoryview(out.getvalue()))
-    return good.num_rows
+    for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
+        part = good.slice(start, length)
+        table = part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
+            .append_column("answer_sha256", answer_hashes(part.column("answer"))) \
+            .append_column("submitted_at", part.column("submitted_at"))
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(table, out, write_options=options)
+        yield memoryview(out.getvalue())
 
 
 def _row_pieces(answers, piece_bytes: int) -> list[tuple[int, int]]:
