@@ -100,19 +100,12 @@ END $$;
 REVOKE ALL ON FUNCTION gradeflow_check_reference() FROM PUBLIC;
 
 -- Rule grading (prepare/grade_by_rule.sql) scores every objective answer of the day with
--- gradeflow_rule_score_keyed, which PostgreSQL inlines into the statement; the parsers it calls were declared
--- STRICT with bodies that are not (a CASE), and a STRICT SQL function whose body is not strict is never
--- inlined: each true/false and numeric answer paid a SQL function call (its own executor) per parse. The same
--- bodies without STRICT give the same results (NULL in, NULL out, as the CASEs already do) and are inlined.
+-- gradeflow_rule_score_keyed, which PostgreSQL inlines into the statement. The true/false parser it calls was
+-- declared STRICT with a body that is not (a CASE), and a STRICT SQL function whose body is not strict is never
+-- inlined: each true/false answer paid a SQL function call (with its own executor) per row. The same body
+-- without STRICT gives the same results (NULL in, NULL out, as the CASE already does) and is inlined.
+-- (gradeflow_parse_number cannot be: its body calls pg_input_is_valid, which is only STABLE.)
 CREATE OR REPLACE FUNCTION gradeflow_parse_bool(t text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE CALLED ON NULL INPUT
     RETURN CASE WHEN lower(gradeflow_strip(t)) IN ('true', 't', 'yes', 'y', '1') THEN true
                 WHEN lower(gradeflow_strip(t)) IN ('false', 'f', 'no', 'n', '0') THEN false END;
-
-CREATE OR REPLACE FUNCTION gradeflow_parse_number(t text) RETURNS float8
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE CALLED ON NULL INPUT
-    RETURN CASE WHEN gradeflow_strip(t) !~ '^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$' THEN NULL
-                WHEN pg_input_is_valid(gradeflow_strip(t), 'float8') THEN gradeflow_strip(t)::float8
-                WHEN pg_input_is_valid(gradeflow_strip(t), 'numeric')
-                    THEN CASE WHEN abs(gradeflow_strip(t)::numeric) < 1 THEN 0.0::float8 END
-                WHEN gradeflow_strip(t) ~ '[eE]-' THEN 0.0::float8 END;
