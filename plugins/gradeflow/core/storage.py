@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING
 from gradeflow.core.config import AWS_CONN_ID, bucket
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from mypy_boto3_s3 import S3Client
@@ -84,6 +85,21 @@ def read_spooled(s3: S3Client, key: str, in_memory: int = SPOOL_IN_MEMORY) -> tu
 def write_bytes(s3: S3Client, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
     """Write (or overwrite) one object; overwriting the same key keeps reruns idempotent."""
     s3.put_object(Bucket=bucket(), Key=key, Body=data, ContentType=content_type)
+
+
+def write_chunks(s3: S3Client, key: str, chunks: Iterable[bytes], content_type: str = "application/octet-stream",
+                 in_memory: int = SPOOL_IN_MEMORY) -> int:
+    """Write (or overwrite) one object from its pieces, in order, and return its size in bytes: the pieces are
+    spooled into a temporary file (in memory up to `in_memory` bytes, then on disk) and sent in one PUT, so a
+    big object is never held whole in memory (a night's batch input file is up to 200 MB)."""
+    with tempfile.SpooledTemporaryFile(max_size=in_memory) as spool:
+        size = 0
+        for chunk in chunks:
+            spool.write(chunk)
+            size += len(chunk)
+        spool.seek(0)
+        s3.put_object(Bucket=bucket(), Key=key, Body=spool, ContentType=content_type)
+    return size
 
 
 def upload_file(s3: S3Client, key: str, path: Path, content_type: str = "application/octet-stream") -> None:

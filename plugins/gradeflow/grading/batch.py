@@ -264,20 +264,38 @@ def prompt_tokens(body: dict, encoding: str | None = None) -> int:
             + response_format_tokens(body, enc))
 
 
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One request line, held small until its job's file is written: its exact input tokens, its size in bytes as
+    written, and what it is rendered from (the question's fixed parts, shared by every line of the question, and
+    the answer's JSON). `render()` is exactly `json.dumps(build_request(...), ensure_ascii=False)` + a newline,
+    as UTF-8; `size` is its length."""
+
+    custom_id: str
+    tokens: int
+    size: int
+    parts: tuple[bytes, bytes, bytes]  # the JSON before the custom id, between it and the answer, after the answer
+    answer: bytes  # the user message's content as a JSON string, UTF-8
+
+    def render(self) -> bytes:
+        head, middle, tail = self.parts
+        return b"".join((head, json.dumps(self.custom_id).encode(), middle, self.answer, tail))
+
+
 class RequestWriter:
     """Request lines and their exact input tokens, fast: the fixed part of each question is built once.
 
-    `line(cid, question, answer_text)` returns (JSONL line as text, input tokens); the line is
-    exactly `json.dumps(build_request(...))` plus a newline.
+    `request(cid, question, answer_text)` returns the Line; `line(cid, question, answer_text)` returns (JSONL line
+    as text, input tokens), the line being exactly `json.dumps(build_request(...))` plus a newline.
     """
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.encoding = encoding_for(model)
-        self._fixed: dict[tuple, tuple[str, str, str, int]] = {}
+        self._fixed: dict[tuple, tuple[tuple[bytes, bytes, bytes], int]] = {}
         self._user_role = message_tokens("user", "", self.encoding)
 
-    def _parts(self, question: dict) -> tuple[str, str, str, int]:
+    def _parts(self, question: dict) -> tuple[tuple[bytes, bytes, bytes], int]:
         key = (question["qtype"], question.get("prompt"), question["rubric"], question["reference_answer"],
                float(question["max_points"]), json.dumps(rubric_items(question)))
         parts = self._fixed.get(key)
@@ -289,15 +307,22 @@ class RequestWriter:
             middle, tail = rest.split(user_json, 1)
             fixed_tokens = (message_tokens("system", sample["body"]["messages"][0]["content"], self.encoding)
                             + REPLY_PRIMING_TOKENS + response_format_tokens(sample["body"], self.encoding))
-            parts = (head, middle, tail, fixed_tokens)
+            parts = ((head.encode(), middle.encode(), (tail + "\n").encode()), fixed_tokens)
             self._fixed[key] = parts
         return parts
 
-    def line(self, cid: str, question: dict, answer_text: str) -> tuple[str, int]:
-        head, middle, tail, fixed_tokens = self._parts(question)
+    def request(self, cid: str, question: dict, answer_text: str) -> Line:
+        """The line of one request (custom id `cid`, a question's row, the answer's text), not yet rendered."""
+        (head, middle, tail), fixed_tokens = self._parts(question)
         content = json.dumps({"student_answer": answer_text}, ensure_ascii=False)
-        text = head + json.dumps(cid) + middle + json.dumps(content, ensure_ascii=False) + tail + "\n"
-        return text, fixed_tokens + self._user_role + count_tokens(content, self.encoding)
+        answer = json.dumps(content, ensure_ascii=False).encode()
+        size = len(head) + len(json.dumps(cid).encode()) + len(middle) + len(answer) + len(tail)
+        return Line(cid, fixed_tokens + self._user_role + count_tokens(content, self.encoding), size,
+                    (head, middle, tail), answer)
+
+    def line(self, cid: str, question: dict, answer_text: str) -> tuple[str, int]:
+        request = self.request(cid, question, answer_text)
+        return request.render().decode(), request.tokens
 
 
 @dataclass(frozen=True)

@@ -135,21 +135,21 @@ def _questions(conn: psycopg.Connection, inst: Institution, exam_ids) -> dict[tu
 
 
 def _create_requests(night: Night, days: list[date], versions: dict, writer: batch.RequestWriter,
-                     plan: BatchPlan) -> dict[str, tuple[bytes, int]]:
-    """Insert the new merged requests in bulk; return their lines: custom_id -> (JSONL line as UTF-8, input tokens)."""
+                     plan: BatchPlan) -> dict[str, batch.Line]:
+    """Insert the new merged requests in bulk; return their lines (custom_id -> batch.Line: exact input tokens,
+    size in bytes as written, rendered only when its job's file is written)."""
     conn, inst = night.conn, night.inst
     groups = db.fetch_all(conn, "prepare/new_request_groups", {"inst": inst.id, "days": days,
                                                                  "qtypes": sorted(FREE_TEXT_TYPES)})
     questions = _questions(conn, inst, (g["exam_id"] for g in groups))
-    lines: dict[str, tuple[bytes, int]] = {}
+    lines: dict[str, batch.Line] = {}
     staged = []
     for g in groups:
         day = g["exam_day"]
         cid = batch.custom_id(inst.id, str(day), g["exam_id"], g["question_id"], g["answer_sha256"], versions[day])
-        text, tokens = writer.line(cid, questions[(g["exam_id"], g["question_id"])], g["answer_text"])
-        lines[cid] = (text.encode(), tokens)  # encoded once: its size decides the job it fits in
+        line = lines[cid] = writer.request(cid, questions[(g["exam_id"], g["question_id"])], g["answer_text"])
         staged.append((cid, day, g["exam_id"], g["question_id"], g["answer_sha256"], versions[day],
-                       g["first_fifo_seq"], g["answer_count"], tokens))
+                       g["first_fifo_seq"], g["answer_count"], line.tokens))
     plan.answers = sum(g["answer_count"] for g in groups)
     plan.distinct_requests = len(groups)
     with conn.transaction():
@@ -210,7 +210,7 @@ def output_estimates(conn: psycopg.Connection, inst: Institution, night: date, r
 
 
 def write_jobs(tonight: Night, wave: int = 1, writer: batch.RequestWriter | None = None,
-               lines: dict[str, tuple[bytes, int]] | None = None) -> BatchPlan:
+               lines: dict[str, batch.Line] | None = None) -> BatchPlan:
     """Admit waiting requests into the night's jobs (strict FIFO within the budget) and write their files.
 
     Wave 1 (prepare) first takes back every deferred request of earlier nights. Admission walks the
@@ -239,7 +239,7 @@ def write_jobs(tonight: Night, wave: int = 1, writer: batch.RequestWriter | None
     remaining = inst.daily_token_budget - committed
     admitted = []
     for req in pending:  # strict FIFO: stop at the first request that does not fit
-        cost = lines[req["custom_id"]][1] + expected[req["custom_id"]]
+        cost = lines[req["custom_id"]].tokens + expected[req["custom_id"]]
         if cost > remaining:
             break
         remaining -= cost
@@ -252,7 +252,7 @@ def write_jobs(tonight: Night, wave: int = 1, writer: batch.RequestWriter | None
         log.warning("Budget of %s night %s: %d request(s) admitted first-in-first-out, %d deferred to the next "
                     "night from exam day %s on (first one needs ~%d tokens, %d left)", inst.id, night,
                     len(admitted), len(over), over[0]["exam_day"],
-                    lines[over[0]["custom_id"]][1] + expected[over[0]["custom_id"]],
+                    lines[over[0]["custom_id"]].tokens + expected[over[0]["custom_id"]],
                     remaining)
     for shard in _shards(inst, admitted, lines, (tonight.settings or load_openai_settings()).institution_cap()):
         _write_job(tonight, wave, shard, lines, expected, plan)
@@ -260,7 +260,7 @@ def write_jobs(tonight: Night, wave: int = 1, writer: batch.RequestWriter | None
 
 
 def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict], writer: batch.RequestWriter,
-                lines: dict[str, tuple[bytes, int]]) -> None:
+                lines: dict[str, batch.Line]) -> None:
     """Build the lines of waiting requests not built in this run (carried over, or retried), in one query."""
     missing = [r for r in pending if r["custom_id"] not in lines]
     if not missing:
@@ -269,18 +269,17 @@ def _fill_lines(conn: psycopg.Connection, inst: Institution, pending: list[dict]
         conn, "prepare/request_texts", {"inst": inst.id, "custom_ids": [r["custom_id"] for r in missing]})}
     questions = _questions(conn, inst, (r["exam_id"] for r in missing))
     for r in missing:
-        text, tokens = writer.line(r["custom_id"], questions[(r["exam_id"], r["question_id"])],
-                                   texts[r["custom_id"]] or "")
-        lines[r["custom_id"]] = (text.encode(), tokens)
+        lines[r["custom_id"]] = writer.request(r["custom_id"], questions[(r["exam_id"], r["question_id"])],
+                                               texts[r["custom_id"]] or "")
 
 
-def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[bytes, int]], token_cap: int):
+def _shards(inst: Institution, admitted: list[dict], lines: dict[str, batch.Line], token_cap: int):
     """Cut admitted requests (in order) into jobs: one exam day each, within count, bytes and token share."""
     shard: list[dict] = []
     size = tokens = 0
     for req in admitted:
-        data, req_tokens = lines[req["custom_id"]]
-        req_bytes = len(data)
+        line = lines[req["custom_id"]]
+        req_bytes, req_tokens = line.size, line.tokens
         full = shard and (req["exam_day"] != shard[0]["exam_day"] or len(shard) >= inst.max_requests_per_batch
                           or size + req_bytes > inst.max_batch_bytes or tokens + req_tokens > token_cap)
         if full:
@@ -293,40 +292,44 @@ def _shards(inst: Institution, admitted: list[dict], lines: dict[str, tuple[byte
         yield shard
 
 
-def _write_job(tonight: Night, wave: int, shard: list[dict], lines: dict[str, tuple[bytes, int]],
+def _write_job(tonight: Night, wave: int, shard: list[dict], lines: dict[str, batch.Line],
                expected: dict[str, int], plan: BatchPlan) -> int:
-    """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it."""
+    """Write one JSONL input file, its batch_jobs row and its ledger rows; the fingerprint makes a rerun find it.
+
+    The file is rendered line by line into a spooled upload (storage.write_chunks), never held whole; its size is
+    the sum of its lines' sizes, checked against the bytes written."""
     conn, s3, inst, night = tonight.conn, tonight.s3, tonight.inst, tonight.day
     ids = [r["custom_id"] for r in shard]
     work = [f"{r['custom_id']}@{r['sends'] + 1}" for r in shard]  # a retry is new work: a new fingerprint
     fingerprint = hashlib.sha256("\n".join([inst.id, inst.model, *work]).encode()).hexdigest()
-    body = b"".join(lines[cid][0] for cid in ids)
-    if len(body) > inst.max_batch_bytes and len(ids) > 1:  # measured on the bytes written
-        raise RuntimeError(f"job of {len(ids)} requests is {len(body)} bytes, over {inst.max_batch_bytes}")
+    size = sum(lines[cid].size for cid in ids)
+    if size > inst.max_batch_bytes and len(ids) > 1:
+        raise RuntimeError(f"job of {len(ids)} requests is {size} bytes, over {inst.max_batch_bytes}")
     key = inst.key("batches", shard[0]["exam_day"], f"{fingerprint[:20]}.jsonl")
-    storage.write_bytes(s3, key, body, "application/jsonl")
-    est_in = sum(lines[cid][1] for cid in ids)
+    written = storage.write_chunks(s3, key, (lines[cid].render() for cid in ids), "application/jsonl")
+    if written != size:  # the size admission and the limits used is the size of the file
+        raise RuntimeError(f"job file {key}: {written} bytes written, {size} expected")
+    est_in = sum(lines[cid].tokens for cid in ids)
     est_out = sum(expected[cid] for cid in ids)
     with conn.transaction():
         row = lifecycle.create_job(
             conn, inst, day=shard[0]["exam_day"], night=night, wave=wave, fingerprint=fingerprint,
             attempt=max(r["attempt"] for r in shard) + 1, model=inst.model, input_key=key,
             request_count=len(ids), est_input_tokens=est_in, est_output_tokens=est_out,
-            input_bytes=len(body))
-        lifecycle.queue(conn, inst, row["job_id"], ids)
+            input_bytes=size)
         db.execute(conn, "prepare/create_lines_stage")
         with conn.cursor() as cur, cur.copy("COPY staged_lines FROM STDIN") as copy:
             for cid in ids:
-                copy.write_row((cid, lines[cid][1], expected[cid]))
+                copy.write_row((cid, lines[cid].tokens, expected[cid]))
+        lifecycle.queue(conn, inst, row["job_id"])  # the staged requests, with their expected output tokens
         db.execute(conn, "prepare/insert_lines", {"inst": inst.id, "job_id": row["job_id"]})
-        db.execute(conn, "prepare/record_output_estimates", {"inst": inst.id})
     plan.jobs_written += 1
     plan.requests_queued += len(ids)
     plan.est_input_tokens += est_in
     plan.est_output_tokens += est_out
     plan.est_tokens_queued += est_in + est_out
-    plan.bytes_written += len(body)
+    plan.bytes_written += size
     log.info("Job %s (%s, wave %d): %d requests of exam day %s, %d bytes, ~%d input tokens", row["job_id"],
-             "written" if row["inserted"] else "already written", wave, len(ids), shard[0]["exam_day"], len(body),
+             "written" if row["inserted"] else "already written", wave, len(ids), shard[0]["exam_day"], size,
              est_in)
     return row["job_id"]

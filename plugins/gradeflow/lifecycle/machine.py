@@ -102,9 +102,10 @@ def undefer(conn: psycopg.Connection, inst: Institution, custom_ids: list[str]) 
     return db.execute(conn, "lifecycle/undefer", {"inst": inst.id, "custom_ids": list(custom_ids)})
 
 
-def queue(conn: psycopg.Connection, inst: Institution, job_id: int, custom_ids: list[str]) -> int:
-    """Pending model requests -> queued in batch job `job_id` (one more attempt each)."""
-    return db.execute(conn, "lifecycle/queue", {"job_id": job_id, "inst": inst.id, "custom_ids": list(custom_ids)})
+def queue(conn: psycopg.Connection, inst: Institution, job_id: int) -> int:
+    """Pending model requests -> queued in batch job `job_id` (one more attempt each): the requests staged in
+    the transaction's `staged_lines` (prepare/create_lines_stage.sql), each with its expected output tokens."""
+    return db.execute(conn, "lifecycle/queue", {"job_id": job_id, "inst": inst.id})
 
 
 def requeue(conn: psycopg.Connection, inst: Institution, custom_ids: list[str], reason: str) -> int:
