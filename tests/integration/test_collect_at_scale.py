@@ -94,6 +94,9 @@ def test_a_later_days_collect_reads_only_its_days_rows(conn, admin_conn, s3, emu
     deadline = time.monotonic() + 30
     while tonight.provider.retrieve(batch_id).status not in grading.TERMINAL and time.monotonic() < deadline:
         time.sleep(0.05)
+    # A reviewer graded one of day 2's answers before its model line came back: that grade stays the answer's.
+    admin_conn.execute("INSERT INTO grades (institution_id, submission_id, question_id, exam_day, score, max_points, "
+                       "grader) VALUES ('northfield', 't0', 'q4', %s, 1, 3, 'human')", (D2,))
     with _explained(conn, COLLECT) as plans:
         report = grading.collect_job(tonight, job_id)
     assert report.collected and report.lines_ok and report.lines_failed and report.answers_to_review
@@ -103,6 +106,14 @@ def test_a_later_days_collect_reads_only_its_days_rows(conn, admin_conn, s3, emu
     per_day = {table: [admin_conn.execute(count.format(table), (d,)).fetchone()[0] for d in (D1, D2)]
                for table in DAY_TABLES}
     assert all(first > second > 0 for first, second in per_day.values() if first), per_day  # day 1 is the larger
+    outcomes = admin_conn.execute(
+        "SELECT a.submission_id, a.question_id, count(g.grade_id), count(v.review_id), min(g.grader) FROM answers a "
+        "LEFT JOIN grades g USING (institution_id, submission_id, question_id) "
+        "LEFT JOIN review_queue v ON v.institution_id = a.institution_id AND v.submission_id = a.submission_id "
+        "AND v.question_id = a.question_id AND v.resolved_at IS NULL WHERE a.exam_day = %s AND (g.is_current "
+        "OR g.grade_id IS NULL) GROUP BY 1, 2 ORDER BY 1, 2", (D2,)).fetchall()
+    assert len(outcomes) == 12 and all(graded + reviewed == 1 for _, _, graded, reviewed, _ in outcomes), outcomes
+    assert [o[4] for o in outcomes if o[:2] == ("t0", "q4")] == ["human"]
     over = [(name, table, rows) for name, statement_plans in sorted(plans.items()) for plan in statement_plans
             for table, rows in _scans(plan) if rows > per_day[table][1]]
     assert over == [], (over, per_day)
