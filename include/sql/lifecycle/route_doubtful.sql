@@ -5,7 +5,9 @@
 -- instruction-like (suspected_injection, after evidence_not_found: %(suspected)s maps custom_id -> the signs found). The request keeps the model's
 -- score, raw score, rationale and confidence: the reviewer sees them as a suggestion. Only requests
 -- none of whose answers took a grade from them yet (newly collected work) are routed; with a job's id,
--- only that job's requests (collect), else every one of the day (prepare).
+-- only that job's requests (collect), else every one of the day (prepare). Every request routed is of
+-- the day, and its grades, answers and open reviews carry its exam day (their writers copy it): each lookup
+-- is bounded to the day, so routing reads the day's rows, not the institution's history.
 WITH doubtful AS (
     SELECT r.custom_id,
            CASE WHEN r.raw_score < 0 OR r.raw_score > q.max_points THEN 'score_out_of_range'
@@ -30,19 +32,21 @@ WITH doubtful AS (
        AND (r.raw_score < 0 OR r.raw_score > q.max_points OR r.evidence_ok = false
             OR (%(suspected)s::jsonb ->> r.custom_id) IS NOT NULL
             OR coalesce(r.confidence, 0) < %(min_confidence)s)
-       AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = r.institution_id AND g.custom_id = r.custom_id)
+       AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = r.institution_id AND g.exam_day = r.exam_day
+                          AND g.custom_id = r.custom_id)
 ), req AS (
     UPDATE llm_requests r SET status = 'review', review_reason = d.reason, error = d.detail
       FROM doubtful d
-     WHERE r.institution_id = %(inst)s AND r.custom_id = d.custom_id AND r.status = 'graded'
+     WHERE r.institution_id = %(inst)s AND r.exam_day = %(day)s AND r.custom_id = d.custom_id AND r.status = 'graded'
     RETURNING r.custom_id, r.exam_day, r.exam_id, r.question_id, r.answer_sha256, d.reason, d.detail
 )
 INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason, detail, custom_id)
 SELECT %(inst)s, a.submission_id, a.question_id, a.exam_day, req.reason, req.detail, req.custom_id
   FROM req
-  JOIN answers a ON a.institution_id = %(inst)s AND a.exam_day = req.exam_day AND a.exam_id = req.exam_id
-                AND a.question_id = req.question_id AND a.answer_sha256 = req.answer_sha256
- WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = %(inst)s AND g.submission_id = a.submission_id
+  JOIN answers a ON a.institution_id = %(inst)s AND a.exam_day = %(day)s AND a.exam_day = req.exam_day
+                AND a.exam_id = req.exam_id AND a.question_id = req.question_id AND a.answer_sha256 = req.answer_sha256
+ WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = %(inst)s AND g.exam_day = a.exam_day
+                      AND g.submission_id = a.submission_id
                       AND g.question_id = a.question_id AND g.is_current)
 ON CONFLICT (institution_id, submission_id, question_id) WHERE resolved_at IS NULL DO NOTHING
 RETURNING reason;

@@ -47,7 +47,21 @@ _INJECTION_SIGNS = (
     ("grade-shaped JSON", r"[\"']\s*(score|grade|points|confidence|decisions|met)\s*[\"']\s*:"),
     ("spreadsheet formula", r"\A\s*=|\A\s*@\s*[A-Za-z]|\A\s*[+-]\s*[A-Za-z_]+\s*[|(!]"),
 )
-_INJECTION_RES = tuple((name, re.compile(pattern, re.IGNORECASE | re.MULTILINE)) for name, pattern in _INJECTION_SIGNS)
+# For an ASCII text, literals (lower case) one of which the text must hold for the sign's pattern to match at all:
+# the screen skips a pattern none of whose literals is there (most answers hold none), the same verdict at a
+# fraction of the regular expressions' cost. Not for other text: IGNORECASE also matches non-ASCII case variants
+# (the Kelvin sign for k, the long s for s), which a literal test would miss. None: the pattern always runs.
+_INJECTION_HINTS = {
+    "role tag": ("<", "[", ":"),
+    "instruction to ignore the task": ("ignore", "disregard", "forget", "override", "bypass"),
+    "asks for marks": ("give", "award", "assign", "grant", "mark", "full"),
+    # (you are|act as|as) (the|a|an) (grader|examiner|assistant|ai), or (dear|hey) (grader|ai|model|assistant):
+    # the last word follows a character that \s matches
+    "addresses the grader": ("grader", "examiner", "assistant", "model",
+                             *(chr(c) + "ai" for c in range(128) if re.fullmatch(r"\s", chr(c)))),
+}
+_INJECTION_RES = tuple((name, re.compile(pattern, re.IGNORECASE | re.MULTILINE), _INJECTION_HINTS.get(name))
+                       for name, pattern in _INJECTION_SIGNS)
 MAX_PLAIN_ANSWER_CHARS = 8_000  # far above any short answer or essay of the sample day: flagged as "very long"
 
 
@@ -56,7 +70,9 @@ def injection_signs(text: object) -> list[str]:
     requests for marks, addressing the grader, grade-shaped JSON, a spreadsheet formula, a very long text."""
     if not isinstance(text, str):
         return []
-    signs = [name for name, pattern in _INJECTION_RES if pattern.search(text)]
+    folded = text.lower() if text.isascii() else None
+    signs = [name for name, pattern, hints in _INJECTION_RES
+             if (folded is None or hints is None or any(hint in folded for hint in hints)) and pattern.search(text)]
     if len(text) > MAX_PLAIN_ANSWER_CHARS:
         signs.append("very long")
     return signs
