@@ -271,3 +271,31 @@ def test_a_new_version_leaves_the_released_one_as_it_was(conn, admin_conn, s3):
                         "JOIN release_results x ON x.release_id = r.release_id GROUP BY 1, 2 ORDER BY 1").fetchall()
     assert [(v, fp == summed) for v, fp, summed in sums] == [(1, True), (2, True)]
     assert sums[0][1] != sums[1][1]
+
+
+def test_the_release_reads_the_days_grades_and_reviews_once(conn, s3):
+    """Issue 18 (030): the release statement reads the day's grades once (the view's join gives the current
+    grade's columns and its count) and review_queue once, where it read grades three times (the view, the
+    recount of publish/answer_rows, the grade's columns by grade_id) and review_queue twice. The gate keeps its
+    independent recounts. Its rows still sum to the fingerprint the gate validated."""
+    _day(conn, s3)
+    graded = conn.execute("SELECT count(*) FROM grades").fetchone()[0]
+    gate = publish.validate(conn, NORTH, EXAM_DAY)
+    params = {"inst": NORTH.id, "day": EXAM_DAY}
+    with conn.transaction(force_rollback=True):
+        db.execute(conn, "bulk_plans")
+        release_id = db.fetch_all(conn, "publish/insert_release", {**params, "version": 1, "fingerprint": "x",
+                                                                   "validation_id": gate.validation_id}
+                                  )[0]["release_id"]
+        plans = {}
+        for what, name in (("gate", "publish/answer_states"), ("release", "publish/insert_release_results")):
+            plans[what] = _scans(conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + publish._with_answer_rows(name),
+                                              {**params, "version": 1, "release_id": release_id,
+                                               "grading_version": 1}).fetchone()[0][0]["Plan"])
+        written = conn.execute("SELECT 'v2:' || count(*) || ':' || sum(row_hash) FROM release_results "
+                               "WHERE release_id = %s", (release_id,)).fetchone()[0]
+    reads = {what: [table for table, _ in scans] for what, scans in plans.items()}
+    assert reads["release"].count("grades") == 1 and reads["release"].count("review_queue") == 1, reads
+    assert reads["gate"].count("grades") == 2 and reads["gate"].count("review_queue") == 2, reads  # recounts kept
+    assert ("grades", graded) in plans["release"]
+    assert written == gate.fingerprint

@@ -70,6 +70,20 @@ def test_good_day_passes():
     assert all(isinstance(r, CheckResult) and r.success for r in outcome.results)
 
 
+def test_each_suite_builds_its_frame_into_a_batch_once(monkeypatch):
+    """Issue 18: GX fingerprints a pandas batch's whole frame (for its batch markers) each time it builds the
+    batch: ~0.5 s per pass over 1M answers. The gate builds each suite's batch once; `Batch.validate` built it a
+    second time from the batch's definition. Real GX; only its fingerprint function is wrapped, to count calls."""
+    import great_expectations.execution_engine.pandas_execution_engine as engine
+
+    fingerprinted = []
+    real = engine.hash_pandas_dataframe
+    monkeypatch.setattr(engine, "hash_pandas_dataframe", lambda frame: fingerprinted.append(len(frame)) or real(frame))
+    answers = good_answers()
+    assert validate_day(answers, summary_for(answers), institution=INST).success
+    assert sorted(fingerprinted) == [1, len(answers)]  # the summary row and the answers, once each
+
+
 def test_waiting_answers_are_accounted_once():
     """Deferred, pending-model and received answers count as one outcome each, never beside a grade."""
     answers = pd.concat([good_answers(), pd.DataFrame([_row("s3", "q1", grader=None, waiting=True)])],

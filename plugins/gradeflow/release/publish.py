@@ -54,12 +54,13 @@ EXPORT_ROW_GROUP = 131_072  # rows per Parquet row group: memory stays bounded w
 
 
 def _with_answer_rows(name: str) -> str:
-    """include/sql/<name>.sql with its placeholders replaced by publish/answer_rows and publish/row_hash.
+    """include/sql/<name>.sql with its placeholders replaced by publish/answer_rows, publish/release_source and
+    publish/row_hash.
 
     SQL text only (files of this package), never data: the data goes in as bind parameters.
     """
     text = db.sql(name)
-    for part in ("answer_rows", "row_hash"):
+    for part in ("answer_rows", "release_source", "row_hash"):
         lines = [line for line in db.sql(f"publish/{part}").splitlines() if not line.startswith("--")]
         text = text.replace("{" + part + "}", "\n".join(lines).strip().rstrip(";"))
     return text.strip().rstrip(";")
