@@ -1,6 +1,7 @@
 """Prepare's hot paths (issue 18, the prepare group; migration 026): what batch building and rule grading write
 is unchanged, each queued request row is written once, a job's file is rendered line by line, the reference of
-a queued request to its job keeps its meaning and its error, and rule grading inlines its true/false parser."""
+a queued request to its job keeps its meaning and its error, and rule grading inlines its true/false and number
+parsers (migration 028)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,20 @@ def test_rule_grading_inlines_the_true_false_parser(conn):
     assert "gradeflow_parse_bool" not in plan and "lower(btrim(" in plan, plan
     assert conn.execute("SELECT gradeflow_parse_bool(NULL), gradeflow_parse_number(NULL), "
                         "gradeflow_rule_score('numeric', NULL, '46', 0, 2)").fetchone() == (None, None, 0)
+
+
+def test_rule_grading_reads_numbers_without_a_function_call_per_answer(conn):
+    """The rule score reads a numeric answer with the number parser's expression in place, so it is inlined whole
+    into grade_by_rule (migration 028: no SQL function call per numeric answer); the parser itself, and the score
+    called with constants, give what they gave: NULL for NULL and for what is not a number, 0 for a number too
+    small for a double, NULL for one too large (folding a constant must not make the parser fail)."""
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN VERBOSE SELECT gradeflow_rule_score_keyed(t.qtype, t.answer, NULL, true, 46, 0, 2) "
+        "FROM (VALUES ('numeric', '46'), ('true_false', 'yes')) t(qtype, answer)"))
+    assert "gradeflow_parse_number" not in plan and "pg_input_is_valid" in plan, plan
+    texts = [None, " 46 ", "4.6e1", "x46", "1e-400", "1e400", "1e-99999999", "+.5", ""]
+    parsed = conn.execute("SELECT gradeflow_parse_number(t) FROM unnest(%s::text[]) WITH ORDINALITY u(t, n) ORDER BY n",
+                          (texts,)).fetchall()
+    assert [r[0] for r in parsed] == [None, 46.0, 46.0, None, 0.0, None, 0.0, 0.5, None]
+    assert conn.execute("SELECT gradeflow_parse_number('1e-400'), gradeflow_rule_score('numeric', '1e-400', '0', 0, "
+                        "2), gradeflow_rule_score('numeric', '46', '46', 0, 2)").fetchone() == (0.0, 2, 2)

@@ -103,6 +103,19 @@ def test_request_writer_lines_equal_the_built_requests_and_their_tokens():
         assert tokens == batch.prompt_tokens(req["body"])
 
 
+def test_request_lines_escape_every_character_as_json_dumps_does():
+    """Request lines are written with msgspec's JSON string encoder (issue 18, batches' time): byte for byte what
+    json.dumps(..., ensure_ascii=False) writes, for every code point, and so for every line."""
+    every = [chr(cp) for cp in (*range(0xD800), *range(0xE000, 0x110000))]
+    assert [batch._json_string(c) for c in every] == [json.dumps(c, ensure_ascii=False).encode() for c in every]
+    writer = batch.RequestWriter("gpt-4.1-mini")
+    for text in ("".join(every[:0x3000]), "\x00\x1f\x7f\u2028\u2029\ufeff \"q\" \\ \b\f\n\r\t", "\U0010ffff"):
+        line, tokens = writer.line("gf1-abc", QUESTION, text)
+        req = batch.build_request("gf1-abc", "gpt-4.1-mini", QUESTION, text)
+        assert line == json.dumps(req, ensure_ascii=False) + "\n"
+        assert tokens == batch.prompt_tokens(req["body"])
+
+
 def test_the_emulator_counts_tokens_the_same_way():
     from devstack import batch_emulator
 

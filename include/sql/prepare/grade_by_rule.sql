@@ -1,7 +1,9 @@
 -- Grade the day's ungraded objective answers by rule, and its empty free-text answers (0 points), in one
 -- statement (reference semantics: tests/rules_reference.py, as SQL functions in migration 007; each question's key is
 -- read once, in the materialised q). Only answers with no current grade and no open review are touched,
--- so a rerun grades nothing twice.
+-- so a rerun grades nothing twice. An answer's grade and review carry its exam day (every writer copies it from
+-- the answer, as migration 027's answer_lifecycle relies on), so both checks read the day's rows only, not every
+-- current grade and open review the institution has on any day (issue 18: they grew with the history).
 WITH q AS MATERIALIZED (
     SELECT institution_id, exam_id, question_id, qtype, max_points, tolerance::float8 AS tolerance,
            CASE WHEN qtype = 'multiple_choice' THEN gradeflow_key_choices(answer_key) END AS key_choices,
@@ -21,8 +23,8 @@ SELECT a.institution_id, a.submission_id, a.question_id, a.exam_day,
  WHERE a.institution_id = %(inst)s AND a.exam_day = %(day)s
    AND (q.qtype = ANY(%(rule_types)s)
         OR (q.qtype = ANY(%(free_text_types)s) AND gradeflow_strip(a.answer_text) = ''))
-   AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = a.institution_id
+   AND NOT EXISTS (SELECT 1 FROM grades g WHERE g.institution_id = a.institution_id AND g.exam_day = a.exam_day
                       AND g.submission_id = a.submission_id AND g.question_id = a.question_id AND g.is_current)
-   AND NOT EXISTS (SELECT 1 FROM review_queue r WHERE r.institution_id = a.institution_id
+   AND NOT EXISTS (SELECT 1 FROM review_queue r WHERE r.institution_id = a.institution_id AND r.exam_day = a.exam_day
                       AND r.submission_id = a.submission_id AND r.question_id = a.question_id AND r.resolved_at IS NULL)
 ON CONFLICT (institution_id, submission_id, question_id) WHERE is_current DO NOTHING;
