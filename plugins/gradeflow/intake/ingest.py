@@ -248,8 +248,11 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ah
 
 # One submission of a receipt as json.dumps(item, indent=1) writes it two levels deep (each value by json.dumps: the
 # same escapes; indent=1 itself runs Python's pure-Python encoder, ~3x slower). test_receipts checks the bytes.
+# The texts go through the function json.dumps calls for a str (ensure_ascii, the default), the count is an int
+# (json.dumps writes int.__repr__): the same bytes without json.dumps' own overhead, five times per submission.
 _RECEIPT_ITEM = ('{\n   "submission_id": %s,\n   "student_id": %s,\n   "exam_id": %s,\n   "submitted_at": %s,\n'
-                 '   "answers": %s\n  }')
+                 '   "answers": %d\n  }')
+_json_text = json.encoder.encode_basestring_ascii
 
 
 def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
@@ -279,12 +282,15 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
         # The submissions this file's insert loaded answers of (counted by insert_answers.sql in the transaction):
         # a file that loaded none has none (receipt_submissions.sql, over answers, would find none either).
         loaded = db.stream_rows(conn, "ingest/receipt_loaded", {"inst": inst.id}) if outcome.loaded else ()
+        name, sha, before = spreadsheet_safe(file_row["name"]), spreadsheet_safe(file_row["sha"]), "\n  "
         for r in loaded:
-            item = (r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat(), r["answers"])
+            sid, student, exam, at = r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat()
             # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-            items.write((",\n  " if count else "\n  ") + _RECEIPT_ITEM % tuple(map(json.dumps, item)))
-            writer.writerow([spreadsheet_safe(c) for c in (*item, file_row["name"], file_row["sha"])])
-            count += 1
+            items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
+                                                  _json_text(at), r["answers"]))
+            writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
+                             spreadsheet_safe(at), r["answers"], name, sha))
+            count, before = count + 1, ",\n  "
         whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                            indent=1)
         with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
@@ -499,8 +505,8 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
     (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
-    earlier rows and loads in one statement over the stage); what was just loaded is analysed so
-    the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
+    earlier rows and loads in one statement over the stage); the file's statements join only its own analysed
+    temporary tables, and the tables it filled are analysed once at the end of the sweep (for the night's plans).
     A file the sweep read and checked ahead (`_Ahead`, with the same known questions) is only copied to the
     stage; once this file is staged, the next one is read and checked while this one loads.
     """
@@ -533,7 +539,6 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     rejects.sort(key=lambda r: r.row or 0)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
-    _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
     db.execute(conn, "ingest/insert_answers", params)  # and counts what it loaded per submission (stage_loaded)
     loaded = db.fetch_all(conn, "ingest/loaded_answers")[0]["loaded"]
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
