@@ -468,20 +468,28 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) -> tuple[list[Reject], bool]:
+def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
+                   may_clash: bool = True) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
-    harmless duplicate, counted later by the insert. Earlier loads are looked up only for the
+    harmless duplicate: dropped from the stage too (so each question of a submission is staged once) and
+    counted as a duplicate, not a reject. Earlier loads are looked up only for the
     submissions this file shares with them; the flag says whether there are any.
     """
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
-    db.execute(conn, "ingest/analyse_stage_owners")
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
-    rejects = []
+    if not loaded and not may_clash:  # the file's keys clash nowhere (_FileKeys) and nothing was loaded before
+        return [], loaded
+    db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
+    db.execute(conn, "ingest/analyse_stage_owners")
+    rejects, twins = [], []
     for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
+        if r["twin"]:  # the same answer again: not loaded twice, counted as a duplicate (staged, not loaded)
+            twins.append(r["row_number"])
+            continue
         if r["owner_clash"]:
             field_name = "student_id" if r["student_id"] != r["owner_student"] else "exam_id"
             where = "already loaded" if r["loaded"] else f"row {r['owner_row']}"
@@ -494,8 +502,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
         rejects.append(Reject(name, r["row_number"], "answer", r["answer_start"],
                               f"a different answer to {r['question_id']!r} of this submission was loaded "
                               f"first ({first}); the first one stands"))
-    if rejects:
-        db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects]})
+    if rejects or twins:
+        db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects] + twins})
     return rejects, loaded
 
 
@@ -521,19 +529,19 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     unreadable = None
     try:
         if checked is not None:
-            total, staged, rejects = checked.result()
+            total, staged, rejects, keys = checked.result()
             _copy_stage(conn, checked.copy)
         else:
             with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-                total, staged, rejects = _check_rows(file, known, rejected_exams, lambda good: _stage_rows(conn, good))
+                total, staged, rejects, keys = _check_rows(file, known, rejected_exams,
+                                                           lambda good: _stage_rows(conn, good))
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
     if ahead:
         ahead.start_after(file.key, known, rejected_exams)
     if unreadable is not None:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
-    _analyse(conn, "stage_answers", staged, force=True)
-    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day)
+    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys.may_clash)
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
@@ -545,22 +553,61 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
 
 
 def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: dict[str, str],
-                stage) -> tuple[int, int, list[Reject]]:
+                stage) -> tuple[int, int, list[Reject], _FileKeys]:
     """Read and check a submissions file a chunk at a time (columns.validate_chunks, then the day window) and hand
-    each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects).
-    Raises FileRejected when the file cannot be read (possibly after some chunks were staged)."""
+    each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects, what
+    the staged rows' keys say about clashes). Raises FileRejected when the file cannot be read (possibly after some
+    chunks were staged)."""
     from gradeflow.intake.columns import validate_chunks
 
     inst, parsed, name, data = file.inst, file.parsed, file.name, file.data
     total = staged = 0
     rejects: list[Reject] = []
+    keys = _FileKeys()
     for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
         total += chunk.rows
         good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
         rejects += chunk.rejects + far
+        keys.add(good)
         staged += stage(good)
         chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
-    return total, staged, rejects
+    return total, staged, rejects, keys
+
+
+class _FileKeys:
+    """Whether a file's staged rows can clash among themselves, known before any statement runs: a question of a
+    submission given twice (a different answer, or a twin), or a submission given with two different students or
+    exams. When neither happens and no submission was loaded before, clashing_rows.sql has nothing to find, and it
+    is not run (nor the stage's ANALYZE it needs). Kept: a hash of each (submission, question) (two equal hashes
+    only ever make the file "may clash", which runs the statement as before) and each submission's first student and
+    exam; past MOST_ROWS rows the file is taken to possibly clash and nothing more is kept."""
+
+    MOST_ROWS = 200_000
+
+    def __init__(self) -> None:
+        self.pairs: set[int] = set()
+        self.owners: dict[str, tuple[str, str]] = {}
+        self.may_clash = False
+
+    def add(self, good) -> None:
+        if self.may_clash or not good.num_rows:
+            return
+        pairs, owners = self.pairs, self.owners
+        if len(pairs) + good.num_rows > self.MOST_ROWS:
+            self._give_up()
+            return
+        columns = [good.column(c).to_pylist() for c in ("submission_id", "question_id", "student_id", "exam_id")]
+        seen = len(pairs)
+        for submission, question, student, exam in zip(*columns, strict=True):
+            pairs.add(hash((submission, question)))
+            if owners.setdefault(submission, (student, exam)) != (student, exam):
+                self._give_up()
+                return
+        if len(pairs) - seen != good.num_rows:  # a (submission, question) twice, or two whose hashes are equal
+            self._give_up()
+
+    def _give_up(self) -> None:
+        self.may_clash, self.pairs, self.owners = True, set(), {}
 
 
 @dataclass
@@ -578,14 +625,15 @@ class _Checked:
     total: int = 0
     staged: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    keys: _FileKeys | None = None
     unreadable: str | None = None
     error: BaseException | None = None
 
-    def result(self) -> tuple[int, int, list[Reject]]:
+    def result(self) -> tuple[int, int, list[Reject], _FileKeys]:
         """What _check_rows returned for the file, or the FileRejected it raised."""
         if self.unreadable is not None:
             raise FileRejected(self.unreadable)
-        return self.total, self.staged, self.rejects
+        return self.total, self.staged, self.rejects, self.keys
 
     def close(self) -> None:
         for f in (self.data, self.copy):
@@ -611,7 +659,8 @@ def _check_ahead(inst: Institution, s3, obj: storage.S3Object, parsed: IncomingP
 
         try:
             file = IncomingFile(inst, obj, parsed, parsed.exam_day, checked.sha, checked.data)  # as in its turn
-            checked.total, checked.staged, checked.rejects = _check_rows(file, known, rejected_exams, stage)
+            checked.total, checked.staged, checked.rejects, checked.keys = _check_rows(file, known, rejected_exams,
+                                                                                       stage)
         except FileRejected as exc:
             checked.unreadable = str(exc)
         checked.copy.seek(0)
