@@ -204,14 +204,14 @@ def test_the_same_answer_again_loads_once_from_its_first_row_and_counts_as_dupli
         == (8, 8)
 
 
-def test_a_clash_past_the_keys_the_sweep_keeps_is_still_found(conn, s3, monkeypatch):
-    """_FileKeys keeps the keys of the first MOST_ROWS rows only; past them the clash statement runs as always."""
+def test_clashes_across_chunks_are_still_found(conn, s3, monkeypatch):
+    """_FileKeys looks into a file staged in one chunk only; a file of several chunks is ranked by the statement."""
     from gradeflow.intake import ingest
 
-    monkeypatch.setattr(ingest._FileKeys, "MOST_ROWS", 2)
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
-    rows = answers_for("s1", "st1") + [{**answers_for("s1", "st1")[0], "answer": "C"}]
+    rows = answers_for("s1", "st1") + [{**answers_for("s1", "st1")[0], "answer": "C"}, answers_for("s1", "st1")[1]]
     put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
     report = _ingest(conn, s3)
-    assert (report.rows_loaded, report.rows_rejected) == (4, 1)
+    assert (report.rows_loaded, report.rows_rejected, report.rows_duplicate) == (4, 1, 1)
     assert "loaded first (a.csv row 1)" in conn.execute("SELECT reason FROM rejected_rows").fetchone()[0]

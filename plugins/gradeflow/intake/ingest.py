@@ -578,36 +578,25 @@ class _FileKeys:
     """Whether a file's staged rows can clash among themselves, known before any statement runs: a question of a
     submission given twice (a different answer, or a twin), or a submission given with two different students or
     exams. When neither happens and no submission was loaded before, clashing_rows.sql has nothing to find, and it
-    is not run (nor the stage's ANALYZE it needs). Kept: a hash of each (submission, question) (two equal hashes
-    only ever make the file "may clash", which runs the statement as before) and each submission's first student and
-    exam; past MOST_ROWS rows the file is taken to possibly clash and nothing more is kept."""
-
-    MOST_ROWS = 200_000
+    is not run (nor the stage's ANALYZE it needs). Decided by Arrow's hash grouping of a file staged in one chunk
+    (no Python object per row, nothing kept); a file of several chunks is taken to possibly clash (the statement
+    runs, as for every file before)."""
 
     def __init__(self) -> None:
-        self.pairs: set[int] = set()
-        self.owners: dict[str, tuple[str, str]] = {}
+        self.chunks = 0
         self.may_clash = False
 
     def add(self, good) -> None:
         if self.may_clash or not good.num_rows:
             return
-        pairs, owners = self.pairs, self.owners
-        if len(pairs) + good.num_rows > self.MOST_ROWS:
-            self._give_up()
-            return
-        columns = [good.column(c).to_pylist() for c in ("submission_id", "question_id", "student_id", "exam_id")]
-        seen = len(pairs)
-        for submission, question, student, exam in zip(*columns, strict=True):
-            pairs.add(hash((submission, question)))
-            if owners.setdefault(submission, (student, exam)) != (student, exam):
-                self._give_up()
-                return
-        if len(pairs) - seen != good.num_rows:  # a (submission, question) twice, or two whose hashes are equal
-            self._give_up()
+        self.chunks += 1
+        self.may_clash = self.chunks > 1 or _distinct(good, "submission_id", "question_id") < good.num_rows \
+            or _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
 
-    def _give_up(self) -> None:
-        self.may_clash, self.pairs, self.owners = True, set(), {}
+
+def _distinct(table, *columns: str) -> int:
+    """How many distinct combinations of these columns a table holds (Arrow's hash grouping)."""
+    return table.select(list(columns)).group_by(list(columns), use_threads=False).aggregate([]).num_rows
 
 
 @dataclass
