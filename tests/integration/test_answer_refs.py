@@ -147,3 +147,47 @@ def test_a_parent_deleted_while_an_answer_is_written_waits_for_it(conn, admin_co
     assert admin_conn.execute("SELECT count(*) FROM answers a WHERE NOT EXISTS (SELECT 1 FROM questions q"
                               " WHERE q.institution_id = a.institution_id AND q.exam_id = a.exam_id"
                               " AND q.question_id = a.question_id)").fetchone()[0] == 0
+
+
+MANY = ("INSERT INTO answers (institution_id, submission_id, question_id, exam_id, exam_day, answer_text,"
+        " answer_sha256, source_file_id, source_row) SELECT 'northfield', s, q, 'bio-101', %s, 'x', 'h', %s, 1"
+        " FROM unnest(%s::text[]) s, unnest(ARRAY['q1', 'q2', 'q3', 'q4']) q")
+
+
+def test_a_statement_naming_each_parent_many_times_is_refused_by_its_one_dangling_key(conn, admin_conn, loaded):
+    """Migration 032: a locking reference checks each distinct key of the statement once; many rows naming the same
+    parents and one naming none are refused whole, with the same error (code, reference, message, detail)."""
+    admin_conn.execute("DELETE FROM answers")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(MANY, (DAY, loaded, ["s1", "ghost"]))  # four rows name s1, four name no submission
+    conn.rollback()
+    diag = refused.value.diag
+    assert diag.constraint_name == "answers_institution_id_submission_id_ref"
+    assert diag.message_primary == ('insert or update on table "answers" violates reference '
+                                    '"answers_institution_id_submission_id_ref"')
+    assert diag.message_detail == ('Key (institution_id,submission_id)=(northfield, ghost) is not present in table '
+                                   '"submissions".')
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused:
+        conn.execute(MANY.replace("unnest(ARRAY['q1', 'q2', 'q3', 'q4'])", "unnest(ARRAY['q1', 'q9', 'q2'])"),
+                     (DAY, loaded, ["s1"]))
+    conn.rollback()
+    assert refused.value.diag.message_detail == ('Key (institution_id,exam_id,question_id)=(northfield, bio-101, q9) '
+                                                 'is not present in table "questions".')
+    assert admin_conn.execute("SELECT count(*) FROM answers").fetchone()[0] == 0
+    conn.execute(MANY, (DAY, loaded, ["s1"]))  # every key present: the four rows load
+    assert admin_conn.execute("SELECT count(*) FROM answers").fetchone()[0] == 4
+
+
+def test_a_parent_named_by_many_rows_is_locked_until_they_commit(conn, admin_conn, loaded):
+    """The distinct keys are still locked FOR KEY SHARE: deleting the submission four answers name waits for their
+    transaction, then sees them and is refused."""
+    admin_conn.execute("DELETE FROM answers")
+    with conn.transaction():
+        conn.execute(MANY, (DAY, loaded, ["s1"]))
+        admin_conn.execute("SET lock_timeout = '1s'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            admin_conn.execute("DELETE FROM submissions WHERE submission_id = 's1'")
+        admin_conn.execute("RESET lock_timeout")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        admin_conn.execute("DELETE FROM submissions WHERE submission_id = 's1'")
+    assert admin_conn.execute("SELECT count(*) FROM answers WHERE submission_id = 's1'").fetchone()[0] == 4

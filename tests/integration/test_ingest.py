@@ -179,3 +179,39 @@ def test_resent_file_with_bad_rows_reports_each_reject_once(conn, s3):
     assert (first.rows_loaded, first.rows_rejected) == (2, 2)
     assert (second.rows_loaded, second.rows_rejected, second.rows_duplicate) == (0, 0, 4)  # reported before
     assert _count(conn, "rejected_rows") == 2 and _count(conn, "answers") == 2
+
+
+def test_the_same_answer_again_loads_once_from_its_first_row_and_counts_as_duplicate(conn, s3):
+    """Twins (the same answer to the same question of a submission, again) are dropped from the stage with the
+    clashes: the first row loads, the others are duplicates, also next to a clash and beside an earlier load."""
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    first = answers_for("s1", "st1")
+    rows = first + [first[0], first[0], {**first[1], "answer": "true"}, first[1]]  # rows 5-6 twins, 7 clash, 8 twin
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    report = _ingest(conn, s3)
+    assert (report.rows_loaded, report.rows_duplicate, report.rows_rejected) == (4, 3, 1)
+    assert conn.execute("SELECT source_row FROM answers WHERE question_id = 'q1'").fetchone()[0] == 1
+    # s1 loaded before: a different q1 first (refused: the loaded one stands), then the loaded answer twice again
+    later = [{**first[0], "answer": "C"}, first[0], first[0]] + answers_for("s2", "st2")
+    put(s3, f"incoming/northfield/{DAY}/submissions/b.csv", csv_bytes(later))
+    second = _ingest(conn, s3)
+    assert (second.rows_loaded, second.rows_duplicate, second.rows_rejected) == (4, 2, 1)
+    reasons = conn.execute("SELECT f.file_name, r.row_number, r.reason FROM rejected_rows r JOIN ingested_files f"
+                           " USING (file_id) ORDER BY r.reject_id").fetchall()
+    assert [(f, n) for f, n, _ in reasons] == [("a.csv", 7), ("b.csv", 1)]
+    assert "loaded first (a.csv row 2)" in reasons[0][2] and "loaded first (a.csv row 1)" in reasons[1][2]
+    assert conn.execute("SELECT count(*), count(DISTINCT (submission_id, question_id)) FROM answers").fetchone() \
+        == (8, 8)
+
+
+def test_clashes_across_chunks_are_still_found(conn, s3, monkeypatch):
+    """_FileKeys looks into a file staged in one chunk only; a file of several chunks is ranked by the statement."""
+    from gradeflow.intake import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    rows = answers_for("s1", "st1") + [{**answers_for("s1", "st1")[0], "answer": "C"}, answers_for("s1", "st1")[1]]
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    report = _ingest(conn, s3)
+    assert (report.rows_loaded, report.rows_rejected, report.rows_duplicate) == (4, 1, 1)
+    assert "loaded first (a.csv row 1)" in conn.execute("SELECT reason FROM rejected_rows").fetchone()[0]

@@ -58,3 +58,25 @@ def test_a_streamed_result_is_planned_for_every_row(conn):
         assert seen == []
         assert conn.execute("SELECT current_setting('cursor_tuple_fraction')").fetchone()[0] == "1"
     assert conn.execute("SELECT current_setting('cursor_tuple_fraction')").fetchone()[0] == "0.1"
+
+
+def test_a_receipt_of_ids_with_quotes_accents_and_formula_starts_is_the_dump_of_its_values(conn, s3):
+    """The items are written from a template (json's own string encoder for each text, the count as an int): the
+    JSON is byte for byte what one json.dumps(indent=1) writes, escapes included, and the CSV quotes formula starts."""
+    ids = [("s-é\"1\\", "st-ü 1"), ("=HYPERLINK(1)", "@st2"), ("s\u20283", "-st3")]
+    rows = [row for n, (sid, student) in enumerate(ids) for row in answers_for(sid, student, minute=n)]
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/odd.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+
+    found = keys(s3, f"receipts/northfield/{DAY}/")
+    raw = s3.get_object(Bucket="gradeflow", Key=[k for k in found if k.endswith(".json")][0])["Body"].read()
+    receipt = json.loads(raw)
+    assert raw == json.dumps(receipt, indent=1).encode()
+    assert sorted((s["submission_id"], s["student_id"], s["answers"]) for s in receipt["submissions"]) == sorted(
+        (sid, student, 4) for sid, student in ids)
+    table = list(csv.DictReader(io.StringIO(s3.get_object(
+        Bucket="gradeflow", Key=[k for k in found if k.endswith(".csv")][0])["Body"].read().decode())))
+    assert sorted((r["submission_id"], r["student_id"]) for r in table) == sorted(
+        ("'" + sid if sid[0] in "=@-" else sid, "'" + student if student[0] in "=@-" else student)
+        for sid, student in ids)

@@ -67,3 +67,27 @@ def test_the_worker_may_analyse_the_nights_tables_and_nothing_else(conn, embedde
         su.execute(f"SET ROLE {db.reader_role('northfield')}")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             su.execute("SELECT gradeflow_analyse('answers')")
+
+
+def _analyses(admin_conn, table: str) -> int:
+    admin_conn.execute("SELECT pg_stat_clear_snapshot()")
+    return admin_conn.execute("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = %s",
+                              (table,)).fetchone()[0]
+
+
+def test_a_sweep_analyses_submissions_once_not_after_every_file(conn, admin_conn, s3, monkeypatch):
+    """Each file's statements join only its own analysed temporary tables, so submissions (like answers) are
+    analysed once, after the sweep: three big files, one ANALYZE (not one per file and one at the end)."""
+    monkeypatch.setattr(ingest, "ANALYSE_AFTER_ROWS", 1)
+    put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())
+    for n in range(3):
+        put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/submissions/{n}.csv",
+            csv_bytes([row for s in range(10) for row in answers_for(f"s{n}-{s}", f"st{n}-{s}")]))
+    before = {table: _analyses(admin_conn, table) for table in ("submissions", "answers")}
+
+    report = ingest.ingest_institution(NORTH, conn, s3)
+
+    assert report.files_loaded == 4 and report.rows_loaded == 120
+    assert {table: _analyses(admin_conn, table) - before[table] for table in before} == {"submissions": 1,
+                                                                                           "answers": 1}
+    assert _estimated_rows(admin_conn, "submissions") == 30

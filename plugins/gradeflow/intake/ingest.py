@@ -248,8 +248,11 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ah
 
 # One submission of a receipt as json.dumps(item, indent=1) writes it two levels deep (each value by json.dumps: the
 # same escapes; indent=1 itself runs Python's pure-Python encoder, ~3x slower). test_receipts checks the bytes.
+# The texts go through the function json.dumps calls for a str (ensure_ascii, the default), the count is an int
+# (json.dumps writes int.__repr__): the same bytes without json.dumps' own overhead, five times per submission.
 _RECEIPT_ITEM = ('{\n   "submission_id": %s,\n   "student_id": %s,\n   "exam_id": %s,\n   "submitted_at": %s,\n'
-                 '   "answers": %s\n  }')
+                 '   "answers": %d\n  }')
+_json_text = json.encoder.encode_basestring_ascii
 
 
 def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
@@ -279,12 +282,15 @@ def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: d
         # The submissions this file's insert loaded answers of (counted by insert_answers.sql in the transaction):
         # a file that loaded none has none (receipt_submissions.sql, over answers, would find none either).
         loaded = db.stream_rows(conn, "ingest/receipt_loaded", {"inst": inst.id}) if outcome.loaded else ()
+        name, sha, before = spreadsheet_safe(file_row["name"]), spreadsheet_safe(file_row["sha"]), "\n  "
         for r in loaded:
-            item = (r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat(), r["answers"])
+            sid, student, exam, at = r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat()
             # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-            items.write((",\n  " if count else "\n  ") + _RECEIPT_ITEM % tuple(map(json.dumps, item)))
-            writer.writerow([spreadsheet_safe(c) for c in (*item, file_row["name"], file_row["sha"])])
-            count += 1
+            items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
+                                                  _json_text(at), r["answers"]))
+            writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
+                             spreadsheet_safe(at), r["answers"], name, sha))
+            count, before = count + 1, ",\n  "
         whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                            indent=1)
         with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
@@ -462,20 +468,28 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
             for row in db.fetch_all(conn, "ingest/rejected_exam_files", {"inst": inst.id})}
 
 
-def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) -> tuple[list[Reject], bool]:
+def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
+                   may_clash: bool = True) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
-    harmless duplicate, counted later by the insert. Earlier loads are looked up only for the
+    harmless duplicate: dropped from the stage too (so each question of a submission is staged once) and
+    counted as a duplicate, not a reject. Earlier loads are looked up only for the
     submissions this file shares with them; the flag says whether there are any.
     """
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
-    db.execute(conn, "ingest/analyse_stage_owners")
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
-    rejects = []
+    if not loaded and not may_clash:  # the file's keys clash nowhere (_FileKeys) and nothing was loaded before
+        return [], loaded
+    db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
+    db.execute(conn, "ingest/analyse_stage_owners")
+    rejects, twins = [], []
     for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
+        if r["twin"]:  # the same answer again: not loaded twice, counted as a duplicate (staged, not loaded)
+            twins.append(r["row_number"])
+            continue
         if r["owner_clash"]:
             field_name = "student_id" if r["student_id"] != r["owner_student"] else "exam_id"
             where = "already loaded" if r["loaded"] else f"row {r['owner_row']}"
@@ -488,8 +502,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day) 
         rejects.append(Reject(name, r["row_number"], "answer", r["answer_start"],
                               f"a different answer to {r['question_id']!r} of this submission was loaded "
                               f"first ({first}); the first one stands"))
-    if rejects:
-        db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects]})
+    if rejects or twins:
+        db.execute(conn, "ingest/drop_clashing_rows", {"rows": [r.row for r in rejects] + twins})
     return rejects, loaded
 
 
@@ -499,8 +513,8 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
 
     Memory holds one chunk of rows, not the file's rows; rows are checked column-wise
     (gradeflow.intake.columns), references set-wise (the known questions once per file, clashes with
-    earlier rows and loads in one statement over the stage); what was just loaded is analysed so
-    the next statement's plan (and the night's) sees its real size, not the statistics of a small table.
+    earlier rows and loads in one statement over the stage); the file's statements join only its own analysed
+    temporary tables, and the tables it filled are analysed once at the end of the sweep (for the night's plans).
     A file the sweep read and checked ahead (`_Ahead`, with the same known questions) is only copied to the
     stage; once this file is staged, the next one is read and checked while this one loads.
     """
@@ -515,47 +529,74 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     unreadable = None
     try:
         if checked is not None:
-            total, staged, rejects = checked.result()
+            total, staged, rejects, keys = checked.result()
             _copy_stage(conn, checked.copy)
         else:
             with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-                total, staged, rejects = _check_rows(file, known, rejected_exams, lambda good: _stage_rows(conn, good))
+                total, staged, rejects, keys = _check_rows(file, known, rejected_exams,
+                                                           lambda good: _stage_rows(conn, good))
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
     if ahead:
         ahead.start_after(file.key, known, rejected_exams)
     if unreadable is not None:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
-    _analyse(conn, "stage_answers", staged, force=True)
-    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day)
+    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys.may_clash)
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
-    _analyse(conn, "submissions", staged)  # the statements of the sweep's next files see them
     db.execute(conn, "ingest/insert_answers", params)  # and counts what it loaded per submission (stage_loaded)
     loaded = db.fetch_all(conn, "ingest/loaded_answers")[0]["loaded"]
     return _Outcome("loaded", total=total, loaded=loaded, duplicate=staged - loaded, rejects=rejects)
 
 
 def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: dict[str, str],
-                stage) -> tuple[int, int, list[Reject]]:
+                stage) -> tuple[int, int, list[Reject], _FileKeys]:
     """Read and check a submissions file a chunk at a time (columns.validate_chunks, then the day window) and hand
-    each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects).
-    Raises FileRejected when the file cannot be read (possibly after some chunks were staged)."""
+    each chunk's good rows to `stage`, which stages them and says how many: (rows read, rows staged, rejects, what
+    the staged rows' keys say about clashes). Raises FileRejected when the file cannot be read (possibly after some
+    chunks were staged)."""
     from gradeflow.intake.columns import validate_chunks
 
     inst, parsed, name, data = file.inst, file.parsed, file.name, file.data
     total = staged = 0
     rejects: list[Reject] = []
+    keys = _FileKeys()
     for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
         total += chunk.rows
         good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
         rejects += chunk.rejects + far
+        keys.add(good)
         staged += stage(good)
         chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
-    return total, staged, rejects
+    return total, staged, rejects, keys
+
+
+class _FileKeys:
+    """Whether a file's staged rows can clash among themselves, known before any statement runs: a question of a
+    submission given twice (a different answer, or a twin), or a submission given with two different students or
+    exams. When neither happens and no submission was loaded before, clashing_rows.sql has nothing to find, and it
+    is not run (nor the stage's ANALYZE it needs). Decided by Arrow's hash grouping of a file staged in one chunk
+    (no Python object per row, nothing kept); a file of several chunks is taken to possibly clash (the statement
+    runs, as for every file before)."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.may_clash = False
+
+    def add(self, good) -> None:
+        if self.may_clash or not good.num_rows:
+            return
+        self.chunks += 1
+        self.may_clash = self.chunks > 1 or _distinct(good, "submission_id", "question_id") < good.num_rows \
+            or _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
+
+
+def _distinct(table, *columns: str) -> int:
+    """How many distinct combinations of these columns a table holds (Arrow's hash grouping)."""
+    return table.select(list(columns)).group_by(list(columns), use_threads=False).aggregate([]).num_rows
 
 
 @dataclass
@@ -573,14 +614,15 @@ class _Checked:
     total: int = 0
     staged: int = 0
     rejects: list[Reject] = field(default_factory=list)
+    keys: _FileKeys | None = None
     unreadable: str | None = None
     error: BaseException | None = None
 
-    def result(self) -> tuple[int, int, list[Reject]]:
+    def result(self) -> tuple[int, int, list[Reject], _FileKeys]:
         """What _check_rows returned for the file, or the FileRejected it raised."""
         if self.unreadable is not None:
             raise FileRejected(self.unreadable)
-        return self.total, self.staged, self.rejects
+        return self.total, self.staged, self.rejects, self.keys
 
     def close(self) -> None:
         for f in (self.data, self.copy):
@@ -606,7 +648,8 @@ def _check_ahead(inst: Institution, s3, obj: storage.S3Object, parsed: IncomingP
 
         try:
             file = IncomingFile(inst, obj, parsed, parsed.exam_day, checked.sha, checked.data)  # as in its turn
-            checked.total, checked.staged, checked.rejects = _check_rows(file, known, rejected_exams, stage)
+            checked.total, checked.staged, checked.rejects, checked.keys = _check_rows(file, known, rejected_exams,
+                                                                                       stage)
         except FileRejected as exc:
             checked.unreadable = str(exc)
         checked.copy.seek(0)
