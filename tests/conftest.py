@@ -1,9 +1,10 @@
 """Fixtures on the real embedded stack: PostgreSQL (pgserver), S3 (moto server), the Batch API emulator.
 
-The stack is started once per test session in a temporary folder, with the same code `make demo`
-uses. Under pytest-xdist (`make test`) each worker is its own session, so each worker starts its own stack
-(its own folder, free ports, PostgreSQL cluster, bucket and emulator) the first time one of its tests asks
-for it: workers never share a table. The unit tier (tests/unit/conftest.py) starts nothing.
+The stack is started once per test session in a folder of its own (in /dev/shm, RAM, when it has room: see
+_memory_folder), with the same code `make demo` uses. Under pytest-xdist (`make test`) each worker is its own
+session, so each worker starts its own stack (its own folder, free ports, PostgreSQL cluster, bucket and
+emulator) the first time one of its tests asks for it: workers never share a table. The unit tier
+(tests/unit/conftest.py) starts nothing.
 
 Every test that asks for a database fixture (admin_conn, tenant_conn, conn) gets its own database: GradeFlow's
 database `gradeflow` is dropped and created again from `gradeflow_template`, a copy of it taken right after the
