@@ -23,6 +23,7 @@ it is thrown away at the end of the session.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -257,12 +258,18 @@ def project_root() -> Path:
 # would leave the slowest modules (one or three tests, each tens of seconds) for the end, one worker busy with
 # them while the other idles. A module that declares `pytestmark = pytest.mark.heavy(seconds=N)` (N: about
 # how long it takes on a quiet 2-core machine) is handed out before all others, the longest first.
+# A module that declares `pytest.mark.runs_with("<other module's path>")` is part of that module's unit: both go
+# to the same worker, so a session fixture they share (tests/e2e/conftest.py: one Airflow child for two modules)
+# runs once.
 HEAVY = re.compile(r"pytest\.mark\.heavy\(seconds=(\d+)\)")
+RUNS_WITH = re.compile(r"pytest\.mark\.runs_with\(\"([^\"]+)\"\)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "heavy(seconds): a module that takes about this long on a quiet 2-core "
                                        "machine; make test starts it first (tests/conftest.py)")
+    config.addinivalue_line("markers", "runs_with(path): make test runs this module on the worker of the module at "
+                                       "path, as one unit (tests/conftest.py)")
 
 
 @pytest.hookimpl(optionalhook=True)  # without xdist (`-p no:xdist`) the hook does not exist
@@ -274,6 +281,10 @@ def pytest_xdist_make_scheduler(config, log):
     class HeavyFirst(LoadFileScheduling):
         ordered = False
 
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return _runs_with(config.rootpath, scope) or scope
+
         def _assign_work_unit(self, node):
             if not self.ordered:  # once, when the work queue is complete
                 self.ordered = True
@@ -284,6 +295,15 @@ def pytest_xdist_make_scheduler(config, log):
             super()._assign_work_unit(node)
 
     return HeavyFirst(config, log)
+
+
+@functools.cache
+def _runs_with(root: Path, scope: str) -> str | None:
+    try:
+        found = RUNS_WITH.search((root / scope).read_text())
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 def _declared_seconds(path: Path) -> int:
