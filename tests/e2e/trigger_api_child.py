@@ -16,14 +16,9 @@ def trigger_every_dag() -> dict:
     """Serialise the DAGs, trigger each with its defaults and a few bad forms; the API's answers."""
     airflow_cli("dags", "reserialize")
 
-    from airflow.api_fastapi.app import create_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from fastapi.testclient import TestClient
+    from devstack.hitl import api_client
 
-    app = create_app("core")
-    auth = app.state.auth_manager
-    token = auth.generate_jwt(SimpleAuthManagerUser(username="operator", role="admin"))
-    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    client = api_client("operator")  # Airflow's core API app in process, with a token for the user
     dag_ids = sorted(d["dag_id"] for d in client.get("/api/v2/dags", params={"limit": 100}).json()["dags"])
     out = {"dags": {}, "bad": {}, "paused": {}}
     for dag_id in dag_ids:
