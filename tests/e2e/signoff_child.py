@@ -142,9 +142,11 @@ def screenshot(detail: dict, path: Path) -> dict:
         url = (f"http://127.0.0.1:{port}/dags/{DAG_ID}/runs/{ti['dag_run_id']}/tasks/{TASK}/required_actions")
         path.parent.mkdir(parents=True, exist_ok=True)
         profile = path.parent / ".chromium-profile"
+        # 8 s of virtual time render the page as 30 s did (the same screenshot), with half the UI's polling requests
+        # to the api-server (53 against 108): the page waits on its requests, which stop virtual time.
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1000",
-               "--virtual-time-budget=30000", f"--screenshot={path}", url]
+               "--virtual-time-budget=8000", f"--screenshot={path}", url]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         shutil.rmtree(profile, ignore_errors=True)
         return {"url": url, "saved": path.exists(), "chromium": done.returncode}
