@@ -345,5 +345,37 @@ def test_the_export_sorts_the_results_in_arrow_in_byte_order(conn, admin_conn, s
                 assert all(all('COLLATE "C"' in k for k in n["Sort Key"]) for n in sorts), sorts
 
 
+def test_a_release_too_big_to_sort_in_arrow_is_sorted_by_postgresql(conn, admin_conn, s3, monkeypatch, caplog):
+    """Above EXPORT_SORT_BYTES the export drops what it read and streams the rows PostgreSQL sorts (bounded memory):
+    the same files, byte order too."""
+    rows = [row for n, sid in enumerate(AWKWARD_IDS) for row in answers_for(sid, f"st{n}")]
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, EXAM_DAY)
+    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
+    released = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    monkeypatch.setattr(db, "ARROW_BATCH_BYTES", 512)  # several batches, so the limit is passed mid-read
+
+    def exported() -> list[list[dict]]:
+        key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+        return [pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=name)["Body"].read())).to_pylist()
+                for name in (key, key.replace("results-", "submissions-"))]
+
+    in_arrow = exported()
+    assert "PostgreSQL sorts them instead" not in caplog.text
+    monkeypatch.setattr(publish, "EXPORT_SORT_BYTES", 2048)
+    in_postgresql = exported()
+    assert in_postgresql == in_arrow and len(in_arrow[0]) == 4 * len(AWKWARD_IDS)
+    order = [(r["exam_id"], r["submission_id"], r["question_id"]) for r in in_postgresql[0]]
+    assert order == sorted(order, key=lambda k: [part.encode() for part in k])
+    assert "PostgreSQL sorts them instead" in caplog.text
+    copies = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND query LIKE 'COPY%%'"
+    deadline = time.monotonic() + 10
+    while conn.execute(copies).fetchone()[0] and time.monotonic() < deadline:  # a closed session ends at once
+        time.sleep(0.1)
+    assert conn.execute(copies).fetchone()[0] == 0  # the dropped read's session was closed
+
+
 def _nodes(plan: dict) -> list[dict]:
     return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]
