@@ -149,7 +149,8 @@ def test_the_export_streams_row_groups_and_keeps_every_value(conn, admin_conn, s
     for name, fetched in ((key, "publish/release_rows"),
                           (key.replace("results-", "submissions-"), "publish/submission_rows")):
         parquet = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=name)["Body"].read()))
-        expected = db.fetch_all(conn, fetched, params)
+        expected = sorted(db.fetch_all(conn, fetched, params),  # results: unordered in SQL, sorted by the export
+                          key=lambda r: [r[c].encode() for c in ("exam_id", "submission_id", "question_id") if c in r])
         assert parquet.read().to_pylist() == expected
         assert parquet.metadata.num_rows == len(expected)
     results = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
@@ -299,3 +300,82 @@ def test_the_release_reads_the_days_grades_and_reviews_once(conn, s3):
     assert reads["gate"].count("grades") == 2 and reads["gate"].count("review_queue") == 2, reads  # recounts kept
     assert ("grades", graded) in plans["release"]
     assert written == gate.fingerprint
+
+
+# Submission ids whose byte order differs from a linguistic collation's (case, punctuation, spaces, accents).
+AWKWARD_IDS = ("b-2", "B1", "a b", "ab", "a-b", "a_b", "Zoe", "zoe", "\u00e9t\u00e9", "eta", "a10", "a9")
+
+
+def test_the_export_sorts_the_results_in_arrow_in_byte_order(conn, admin_conn, s3, monkeypatch):
+    """Issue 18: the results file's order (exam, submission, question) is made in Arrow, not by a PostgreSQL
+    sort of the release's wide rows (its read has no sort), in byte order whatever the database's collation
+    (as COLLATE "C"); the submissions file is in the same order. Every row and value is the release's."""
+    monkeypatch.setattr(publish, "EXPORT_ROW_GROUP", 7)  # row groups cut the sorted table, not the query's batches
+    rows = [row for n, sid in enumerate(AWKWARD_IDS) for row in answers_for(sid, f"st{n}")]
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, EXAM_DAY)
+    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
+    released = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+    results = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
+    table = results.read()
+    order = [(r["exam_id"], r["submission_id"], r["question_id"]) for r in table.to_pylist()]
+    assert order == sorted(order, key=lambda k: [part.encode() for part in k])
+    assert sorted({sid for _, sid, _ in order}) == sorted(AWKWARD_IDS) and len(order) == 4 * len(AWKWARD_IDS)
+    assert results.metadata.num_row_groups == -(-len(order) // 7)
+    released_rows = conn.execute(
+        "SELECT submission_id, question_id, score::float8, status FROM release_results WHERE release_id = %s",
+        (released["release_id"],)).fetchall()
+    assert sorted((r["submission_id"], r["question_id"], r["score"], r["status"]) for r in table.to_pylist()) == \
+        sorted(released_rows)
+    submissions = pq.read_table(io.BytesIO(s3.get_object(
+        Bucket="gradeflow", Key=key.replace("results-", "submissions-"))["Body"].read())).to_pylist()
+    assert [s["submission_id"] for s in submissions] == list(dict.fromkeys(sid for _, sid, _ in order))
+    with conn.transaction(force_rollback=True):
+        db.execute(conn, "bulk_plans")
+        for name in ("publish/release_rows", "publish/submission_rows"):
+            plan = conn.execute("EXPLAIN (FORMAT JSON) " + db.sql(name).strip().rstrip(";"),
+                                {"inst": NORTH.id, "release_id": released["release_id"]}).fetchone()[0][0]["Plan"]
+            sorts = [n for n in _nodes(plan) if n["Node Type"] in ("Sort", "Incremental Sort")]
+            if name == "publish/release_rows":
+                assert not sorts, sorts
+            else:
+                assert all(all('COLLATE "C"' in k for k in n["Sort Key"]) for n in sorts), sorts
+
+
+def test_a_release_too_big_to_sort_in_arrow_is_sorted_by_postgresql(conn, admin_conn, s3, monkeypatch, caplog):
+    """Above EXPORT_SORT_BYTES the export drops what it read and streams the rows PostgreSQL sorts (bounded memory):
+    the same files, byte order too."""
+    rows = [row for n, sid in enumerate(AWKWARD_IDS) for row in answers_for(sid, f"st{n}")]
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
+    ingest_institution(NORTH, conn, s3)
+    prepare.order_submissions(conn, NORTH, EXAM_DAY)
+    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
+    released = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    monkeypatch.setattr(db, "ARROW_BATCH_BYTES", 512)  # several batches, so the limit is passed mid-read
+
+    def exported() -> list[list[dict]]:
+        key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
+        return [pq.read_table(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=name)["Body"].read())).to_pylist()
+                for name in (key, key.replace("results-", "submissions-"))]
+
+    in_arrow = exported()
+    assert "PostgreSQL sorts them instead" not in caplog.text
+    monkeypatch.setattr(publish, "EXPORT_SORT_BYTES", 2048)
+    in_postgresql = exported()
+    assert in_postgresql == in_arrow and len(in_arrow[0]) == 4 * len(AWKWARD_IDS)
+    order = [(r["exam_id"], r["submission_id"], r["question_id"]) for r in in_postgresql[0]]
+    assert order == sorted(order, key=lambda k: [part.encode() for part in k])
+    assert "PostgreSQL sorts them instead" in caplog.text
+    copies = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND query LIKE 'COPY%%'"
+    deadline = time.monotonic() + 10
+    while conn.execute(copies).fetchone()[0] and time.monotonic() < deadline:  # a closed session ends at once
+        time.sleep(0.1)
+    assert conn.execute(copies).fetchone()[0] == 0  # the dropped read's session was closed
+
+
+def _nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _nodes(child))]

@@ -1,4 +1,5 @@
 -- One row per submission of a release: totals and how its answers were graded or why they wait.
+-- Ordered by exam and submission in byte order (COLLATE "C"), as results-v<N>.parquet (publish.export).
 SELECT institution_id, exam_day, version, exam_id, submission_id, student_id,
        coalesce(sum(score) FILTER (WHERE status = 'graded'), 0)::float8 AS total_score,
        sum(max_points)::float8 AS total_max,
@@ -13,4 +14,4 @@ SELECT institution_id, exam_day, version, exam_id, submission_id, student_id,
   FROM release_results
  WHERE release_id = %(release_id)s AND institution_id = %(inst)s
  GROUP BY institution_id, exam_day, version, exam_id, submission_id, student_id
- ORDER BY exam_id, submission_id;
+ ORDER BY exam_id COLLATE "C", submission_id COLLATE "C";
