@@ -1,7 +1,7 @@
-"""ingest._FileKeys: whether a file's staged rows can clash among themselves, and each submission's first row, decided
-from the rows as they are staged (one chunk at a time). When it says no (and no submission was loaded before) the
-clash statement is not run, so a "no" must never be wrong: a question given twice or a submission given two owners
-says "may clash", within a chunk or across chunks, and so does a file past KEY_ROWS (nothing kept)."""
+"""ingest._FileKeys: whether a file's staged rows can clash within a chunk, and each chunk's first row of each
+submission, found from the rows as they are staged (one chunk at a time). When it says no for a file of one chunk (and
+no submission was loaded before) the clash statement is not run, so a "no" must never be wrong: a question given twice
+or a submission given two owners says "may clash"; a file of several chunks is left to the statement across chunks."""
 
 from __future__ import annotations
 
@@ -36,47 +36,42 @@ def _keys(*chunks: pa.Table) -> ingest._FileKeys:
 def test_distinct_questions_of_submissions_with_one_owner_each_cannot_clash():
     keys = _keys(_chunk(("s1", "q1", "st1", "e"), ("s1", "q2", "st1", "e"), ("s2", "q1", "st2", "e"),
                         ("s2", "q2", "st2", "e"), ("s3", "q1", "st1", "e")), _chunk())
-    assert keys.may_clash is False
+    assert (keys.within, keys.chunks, keys.may_clash) == (False, 1, False)
 
 
-def test_a_file_of_several_chunks_that_cannot_clash_is_known_to(monkeypatch):
-    """A submission continued in the next chunk (other questions, the same owner) is no clash."""
-    keys = _keys(_chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e")),
-                 _chunk(("s2", "q2", "st2", "e"), ("s1", "q2", "st1", "e")), _chunk(("s3", "q1", "st3", "e")))
-    assert keys.may_clash is False
-
-
-@pytest.mark.parametrize("chunks", [
-    [_chunk(("s1", "q1", "st1", "e"), ("s1", "q1", "st1", "e"))],  # a twin: the same answer again
-    [_chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e"), ("s1", "q1", "st1", "e"))],
-    [_chunk(("s1", "q1", "st1", "e"), ("s1", "q2", "st9", "e"))],  # another student
-    [_chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st1", "e"), ("s1", "q2", "st1", "e2"))],  # another exam
-    [_chunk(("s1", "q1", "st1", "e")), _chunk(("s2", "q1", "st2", "e"), ("s1", "q1", "st1", "e"))],  # across chunks
-    [_chunk(("s1", "q1", "st1", "e")), _chunk(("s2", "q1", "st2", "e")), _chunk(("s1", "q2", "st9", "e"))],
-    [_chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e")), _chunk(("s2", "q2", "st2", "e2"))],
+@pytest.mark.parametrize("rows", [
+    [("s1", "q1", "st1", "e"), ("s1", "q1", "st1", "e")],  # a twin: the same answer again
+    [("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e"), ("s1", "q1", "st1", "e")],
+    [("s1", "q1", "st1", "e"), ("s1", "q2", "st9", "e")],  # another student
+    [("s1", "q1", "st1", "e"), ("s2", "q1", "st1", "e"), ("s1", "q2", "st1", "e2")],  # another exam
 ])
-def test_a_question_given_twice_or_a_submission_with_two_owners_may_clash_within_or_across_chunks(chunks):
-    assert _keys(*chunks).may_clash is True
+def test_a_question_given_twice_or_a_submission_with_two_owners_in_a_chunk_may_clash(rows):
+    keys = _keys(_chunk(("s0", "q1", "st0", "e")), _chunk(*rows))
+    assert keys.within is True and keys.may_clash is True
 
 
-def test_each_submissions_first_staged_row_is_its_owner_row():
-    """What stage_owners.sql's DISTINCT ON (submission_id) ... ORDER BY row_number finds over the whole stage."""
-    first, second = _chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e"), ("s1", "q2", "st1", "e")), \
-        _chunk(("s3", "q1", "st3", "e"), ("s2", "q2", "st2", "e"), ("s3", "q2", "st3", "e"))
-    owners = _keys(second, first).owners  # whatever the order the rows come in: the lowest row number
-    rows = sorted(owners.to_pylist(), key=lambda r: r["row_number"])
+def test_a_file_of_several_chunks_is_left_to_the_statement_across_chunks():
+    """Nothing clashes within either chunk: whether s1 clashes across them is stage_clash_across_chunks.sql's."""
+    keys = _keys(_chunk(("s1", "q1", "st1", "e")), _chunk(("s2", "q1", "st2", "e"), ("s1", "q1", "st1", "e")))
+    assert (keys.within, keys.chunks, keys.may_clash) == (False, 2, True)
+
+
+def test_each_chunks_first_row_of_each_submission_is_written_as_copy_text():
+    """Per chunk what stage_owners.sql's DISTINCT ON (submission_id) ... ORDER BY row_number then finds over them."""
+    first = _chunk(("s2", "q1", "st2", "e"), ("s1", "q1", "st1", "e"), ("s2", "q2", "st2", "e"))
+    second = _chunk(("s1", "q2", "st1", "e"), ("s3", "q1", "st3", "e"), ("s3", "q2", "st3", "e"))
+    keys = _keys(first, second)
+    keys.firsts.seek(0)
+    lines = keys.firsts.read().decode().splitlines()
     staged = pa.concat_tables([first, second]).to_pylist()
-    assert rows == [{k: staged[i][k] for k in ("row_number", "submission_id", "student_id", "exam_id", "submitted_at")}
-                    for i in (0, 1, 3)]
+    expected = [staged[i] for i in (0, 1, 3, 4)]
+    assert [line.split(",")[:4] for line in lines] == [
+        [f'"{r["row_number"]}"', f'"{r["submission_id"]}"', f'"{r["student_id"]}"', f'"{r["exam_id"]}"']
+        for r in expected]
+    keys.close()
 
 
-def test_past_key_rows_nothing_is_kept_and_the_file_may_clash(monkeypatch):
-    monkeypatch.setattr(ingest, "KEY_ROWS", 3)
-    keys = _keys(_chunk(("s1", "q1", "st1", "e"), ("s2", "q1", "st2", "e")), _chunk(("s3", "q1", "st3", "e"),
-                                                                                   ("s4", "q1", "st4", "e")))
-    assert (keys.may_clash, keys.owners, keys.pairs) == (True, None, None)
-
-
-def test_a_file_with_nothing_staged_has_no_owners_and_cannot_clash():
+def test_a_file_with_nothing_staged_has_no_first_rows_and_cannot_clash():
     keys = _keys(_chunk())
-    assert (keys.may_clash, keys.owners.num_rows) == (False, 0)
+    keys.firsts.seek(0)
+    assert (keys.may_clash, keys.chunks, keys.firsts.read()) == (False, 0, b"")

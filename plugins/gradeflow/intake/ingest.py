@@ -469,7 +469,7 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
 
 
 def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
-                   keys: _FileKeys | None = None) -> tuple[list[Reject], bool]:
+                   keys: _FileKeys) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
@@ -477,17 +477,14 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
     harmless duplicate: dropped from the stage too (so each question of a submission is staged once) and
     counted as a duplicate, not a reject. Earlier loads are looked up only for the
-    submissions this file shares with them; the flag says whether there are any. The owners come from the file's
-    first rows that `keys` found (copied beside the stage), else from the whole stage.
+    submissions this file shares with them; the flag says whether there are any. The owners come from the first
+    rows of each chunk that `keys` wrote while the file was staged.
     """
-    owners = keys.owners if keys is not None else None
-    if owners is not None:  # the submissions' first rows, found while staging: only they are joined
-        _copy_rows(conn, _FIRSTS_COPY, owners)
-        db.execute(conn, "ingest/stage_owners_firsts", {"inst": inst.id, "day": day})
-    else:
-        db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
+    _copy_stage(conn, keys.firsts, _FIRSTS_COPY)
+    db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
-    if not loaded and keys is not None and not keys.may_clash:  # nothing clashes in the file, nothing loaded before
+    may_clash = keys.within or (keys.chunks > 1 and db.fetch_all(conn, "ingest/stage_clash_across_chunks")[0]["may"])
+    if not loaded and not may_clash:  # nothing in the file clashes, nothing was loaded before: nothing to find
         return [], loaded
     db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
     db.execute(conn, "ingest/analyse_stage_owners")
@@ -547,7 +544,10 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
         ahead.start_after(file.key, known, rejected_exams)
     if unreadable is not None:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
-    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys)
+    try:
+        clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys)
+    finally:
+        keys.close()
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
@@ -570,95 +570,83 @@ def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: 
     total = staged = 0
     rejects: list[Reject] = []
     keys = _FileKeys()
-    for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
-        total += chunk.rows
-        good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
-        rejects += chunk.rejects + far
-        keys.add(good)
-        staged += stage(good)
-        chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+    try:
+        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
+            total += chunk.rows
+            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+            rejects += chunk.rejects + far
+            keys.add(good)
+            staged += stage(good)
+            chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+    except BaseException:
+        keys.close()
+        raise
     return total, staged, rejects, keys
 
 
 class _FileKeys:
-    """What a file's staged rows say about clashes and owners, known before any statement runs, from the rows as they
-    are staged (Arrow's hash grouping, in the read-ahead worker when the file is read ahead):
+    """What a file's staged rows say about clashes and owners, found while they are staged (Arrow's hash grouping of
+    each chunk, in the read-ahead worker when the file is read ahead; nothing kept per row):
 
-    * `may_clash`: whether a question of a submission comes twice (a different answer, or a twin), or a submission
-      with two different students or exams, anywhere in the file (within a chunk or across chunks). When neither
-      happens and no submission was loaded before, clashing_rows.sql has nothing to find, and it is not run (nor the
-      stage's ANALYZE it needs).
-    * `owners`: each submission's first staged row (row_number, submission_id, student_id, exam_id, submitted_at),
-      what stage_owners.sql's DISTINCT ON over the whole stage finds: copied beside the stage, so stage_owners only
-      joins the file's submissions (stage_owners_firsts.sql) instead of sorting every staged row.
-
-    Kept per chunk: the staged rows' two ids (about 30 bytes a row) and each submission's first row of the chunk; for
-    a file of more than KEY_ROWS staged rows nothing more is kept, and the file is taken to possibly clash with its
-    owners left to the SQL (as for every file before)."""
+    * `within`: whether a chunk gives a question of a submission twice (a different answer, or a twin), or a
+      submission two different students or exams. A file of one chunk where neither happens cannot clash; for a
+      file of several chunks, stage_clash_across_chunks.sql asks the same of the submissions continued across
+      chunks (from the first rows below). When nothing can clash and no submission was loaded before,
+      clashing_rows.sql has nothing to find, and it is not run (nor the stage's ANALYZE it needs).
+    * `firsts`: each chunk's first row of each of its submissions (row_number, submission_id, student_id, exam_id,
+      submitted_at) as COPY text in a temporary file (spooled to disk past SPOOL_IN_MEMORY): copied beside the
+      stage (stage_firsts), so stage_owners.sql sorts a row per submission and chunk instead of every staged row.
+    """
 
     def __init__(self) -> None:
-        self.rows = 0
-        self.pairs: list | None = []   # each chunk's (submission_id, question_id) columns; None past KEY_ROWS
-        self.firsts: list | None = []  # each chunk's first row of each of its submissions
-        self.split = False             # a chunk gives a submission two owners
-        self._owners = self._may_clash = None
+        import tempfile
+
+        self.chunks = 0
+        self.within = False
+        self.firsts = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by close()
 
     def add(self, good) -> None:
-        if not good.num_rows or self.pairs is None:
+        if not good.num_rows:
             return
-        self.rows += good.num_rows
-        if self.rows > KEY_ROWS:
-            self.pairs = self.firsts = None
-            return
-        self.pairs.append(good.select(["submission_id", "question_id"]))
-        self.split = self.split or \
-            _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
-        self.firsts.append(_first_rows(good))
+        self.chunks += 1
+        if not self.within:
+            self.within = _distinct(good, "submission_id", "question_id") < good.num_rows \
+                or _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
+        for piece in _csv_pieces(_first_rows(good)):
+            self.firsts.write(piece)
 
     @property
     def may_clash(self) -> bool:
-        self._decide()
-        return self._may_clash
+        """Whether the rows may clash as far as the chunks alone tell: a chunk clashes within itself, or the file
+        has several chunks (then stage_clash_across_chunks.sql decides)."""
+        return self.within or self.chunks > 1
 
-    @property
-    def owners(self):
-        """Each submission's first staged row (an Arrow table), or None when the file was past KEY_ROWS."""
-        self._decide()
-        return self._owners
-
-    def _decide(self) -> None:
-        if self._may_clash is not None:
-            return
-        import pyarrow as pa
-
-        if self.pairs is None:
-            self._may_clash, self._owners = True, None
-        elif not self.pairs:
-            self._may_clash, self._owners = False, _first_rows(None)
-        else:
-            pairs, firsts = pa.concat_tables(self.pairs), pa.concat_tables(self.firsts)
-            self._owners = _first_rows(firsts)
-            self._may_clash = self.split or _distinct(pairs, "submission_id", "question_id") < pairs.num_rows \
-                or _distinct(firsts, "submission_id", "student_id", "exam_id") > self._owners.num_rows
-        self.pairs = self.firsts = None  # let go: only the answer (and the owners) is kept
+    def close(self) -> None:
+        self.firsts.close()
 
 
-KEY_ROWS = 500_000  # staged rows of a file whose keys _FileKeys keeps (~15 MB at most); past it the SQL decides
 _FIRST_COLUMNS = ["row_number", "submission_id", "student_id", "exam_id", "submitted_at"]
 
 
 def _first_rows(table):
-    """Each submission's first row (the lowest row_number) of a table of staged rows, its _FIRST_COLUMNS; an empty
-    such table for None."""
+    """Each submission's first row (the lowest row_number) of a table of staged rows, its _FIRST_COLUMNS."""
     import pyarrow.compute as pc
 
-    if table is None:
-        from gradeflow.intake.columns import GOOD_SCHEMA
-
-        return GOOD_SCHEMA.empty_table().select(_FIRST_COLUMNS)
     firsts = table.group_by("submission_id", use_threads=False).aggregate([("row_number", "min")])
     return table.select(_FIRST_COLUMNS).filter(pc.is_in(table.column("row_number"),
                                                         value_set=firsts.column("row_number_min")))
+
+
+def _csv_pieces(table, rows: int = 10_000) -> Iterator[memoryview]:
+    """COPY text (CSV written by Arrow, as the stage's) of a table, `rows` rows at a time."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    for batch in table.to_batches(max_chunksize=rows):
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(batch, out, write_options=options)
+        yield memoryview(out.getvalue())
 
 
 def _distinct(table, *columns: str) -> int:
@@ -692,7 +680,7 @@ class _Checked:
         return self.total, self.staged, self.rejects, self.keys
 
     def close(self) -> None:
-        for f in (self.data, self.copy):
+        for f in (self.data, self.copy, self.keys):
             if f is not None:
                 f.close()
 
@@ -853,23 +841,11 @@ _FIRSTS_COPY = ("COPY stage_firsts (row_number, submission_id, student_id, exam_
                 " FROM STDIN (FORMAT csv)")
 
 
-def _copy_rows(conn: psycopg.Connection, statement: str, table) -> None:
-    """COPY a small Arrow table (CSV written by Arrow, as the stage's) into a temporary table."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    if not table.num_rows:
-        return
-    out = pa.BufferOutputStream()
-    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(memoryview(out.getvalue()))
-
-
-def _copy_stage(conn: psycopg.Connection, text) -> None:
+def _copy_stage(conn: psycopg.Connection, text, statement: str = _STAGE_COPY) -> None:
     """COPY the stage's text written ahead (a file of _stage_text's pieces) into the staging table, 1 MiB at a
-    time."""
-    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
+    time (or such text into another temporary table)."""
+    text.seek(0)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
         for block in iter(lambda: text.read(STAGE_PIECE_BYTES), b""):
             copy.write(block)
 
