@@ -575,8 +575,8 @@ def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: 
             total += chunk.rows
             good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
             rejects += chunk.rejects + far
-            keys.add(good)
             staged += stage(good)
+            keys.add(good)  # after the stage's text is written and let go: the two never hold memory at once
             chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
     except BaseException:
         keys.close()
@@ -594,7 +594,7 @@ class _FileKeys:
       chunks (from the first rows below). When nothing can clash and no submission was loaded before,
       clashing_rows.sql has nothing to find, and it is not run (nor the stage's ANALYZE it needs).
     * `firsts`: each chunk's first row of each of its submissions (row_number, submission_id, student_id, exam_id,
-      submitted_at) as COPY text in a temporary file (spooled to disk past SPOOL_IN_MEMORY): copied beside the
+      submitted_at) as COPY text in a temporary file (as the stage's text read ahead): copied beside the
       stage (stage_firsts), so stage_owners.sql sorts a row per submission and chunk instead of every staged row.
     """
 
@@ -603,16 +603,24 @@ class _FileKeys:
 
         self.chunks = 0
         self.within = False
-        self.firsts = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed by close()
+        self.firsts = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(); on disk: no memory per chunk
 
     def add(self, good) -> None:
         if not good.num_rows:
             return
+        import pyarrow.compute as pc
+
         self.chunks += 1
+        subs = good.group_by("submission_id", use_threads=False).aggregate([
+            ("row_number", "min"), ("student_id", "count_distinct"), ("exam_id", "count_distinct")])
         if not self.within:
             self.within = _distinct(good, "submission_id", "question_id") < good.num_rows \
-                or _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
-        for piece in _csv_pieces(_first_rows(good)):
+                or pc.max(subs.column("student_id_count_distinct")).as_py() > 1 \
+                or pc.max(subs.column("exam_id_count_distinct")).as_py() > 1
+        firsts = good.select(_FIRST_COLUMNS).filter(pc.is_in(good.column("row_number"),
+                                                             value_set=subs.column("row_number_min")))
+        subs = None
+        for piece in _csv_pieces(firsts):
             self.firsts.write(piece)
 
     @property
@@ -626,15 +634,6 @@ class _FileKeys:
 
 
 _FIRST_COLUMNS = ["row_number", "submission_id", "student_id", "exam_id", "submitted_at"]
-
-
-def _first_rows(table):
-    """Each submission's first row (the lowest row_number) of a table of staged rows, its _FIRST_COLUMNS."""
-    import pyarrow.compute as pc
-
-    firsts = table.group_by("submission_id", use_threads=False).aggregate([("row_number", "min")])
-    return table.select(_FIRST_COLUMNS).filter(pc.is_in(table.column("row_number"),
-                                                        value_set=firsts.column("row_number_min")))
 
 
 def _csv_pieces(table, rows: int = 10_000) -> Iterator[memoryview]:
