@@ -83,3 +83,26 @@ def test_chunks_of_two_rows_load_what_one_chunk_loads(conn, tenant_conn, admin_c
     assert [r[:3] for r in north["rejects"] if r[0] in ("f.csv", "g.jsonl", "h.csv", "i.csv")] == [
         ("g.jsonl", 4, "answer"), ("h.csv", 3, "student_id")]
     assert (whole2.rows_loaded, whole2.rows_duplicate, whole2.rows_rejected) == (14, 4, 2)  # f: a twin; g: t1 again
+
+
+def test_answers_loaded_before_and_sent_again_are_duplicates_beside_clashes_with_them(conn, s3):
+    """A file naming a submission loaded before: rows giving the loaded answer again (first or later in the file) are
+    duplicates and dropped before the ranking (drop_loaded_twins.sql); a different answer is refused whether it
+    comes before or after them, and the loaded answer again under another student is an owner clash."""
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    first = answers_for("s1", "st1")
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(first))
+    ingest.ingest_institution(NORTH, conn, s3)
+    again = [first[0],  # row 1: q1 as loaded: a duplicate
+             {**first[1], "answer": "true"}, first[1],  # row 2: another q2 (refused), row 3: q2 as loaded
+             {**first[2], "student_id": "someone-else"},  # row 4: the loaded q3 under another student
+             first[3], first[3]] + answers_for("s5", "st5")  # rows 5-6: q4 as loaded twice; rows 7-10 new
+    put(s3, f"incoming/northfield/{DAY}/submissions/b.csv", csv_bytes(again))
+    report = ingest.ingest_institution(NORTH, conn, s3)
+    assert (report.rows_loaded, report.rows_duplicate, report.rows_rejected) == (4, 4, 2)
+    assert conn.execute("SELECT row_number, field, reason FROM rejected_rows ORDER BY row_number").fetchall() == [
+        (2, "answer", "a different answer to 'q2' of this submission was loaded first (a.csv row 2); the first one "
+                      "stands"),
+        (4, "student_id", "submission 's1' belongs to student 'st1', exam 'bio-101' (already loaded)")]
+    assert conn.execute("SELECT f.file_name, count(*) FROM answers a JOIN ingested_files f ON f.file_id = "
+                        "a.source_file_id GROUP BY 1 ORDER BY 1").fetchall() == [("a.csv", 4), ("b.csv", 4)]

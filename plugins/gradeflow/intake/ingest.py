@@ -476,9 +476,9 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
     harmless duplicate: dropped from the stage too (so each question of a submission is staged once) and
-    counted as a duplicate, not a reject. Earlier loads are looked up only for the
-    submissions this file shares with them; the flag says whether there are any. The owners come from the first
-    rows of each chunk that `keys` wrote while the file was staged.
+    counted as a duplicate, not a reject (the answers an earlier load holds are dropped before the ranking).
+    Earlier loads are looked up only for the submissions this file shares with them; the flag says whether
+    there are any. The owners come from the first rows of each chunk that `keys` wrote while the file was staged.
     """
     _copy_stage(conn, keys.firsts, _FIRSTS_COPY)
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
@@ -488,6 +488,8 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
         return [], loaded
     db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
     db.execute(conn, "ingest/analyse_stage_owners")
+    if loaded and db.execute(conn, "ingest/drop_loaded_twins", {"inst": inst.id}):  # rows loaded before, again
+        db.execute(conn, "ingest/analyse_stage_answers")  # what is left of the stage
     rejects, twins = [], []
     for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
         if r["twin"]:  # the same answer again: not loaded twice, counted as a duplicate (staged, not loaded)
