@@ -205,7 +205,7 @@ def test_the_same_answer_again_loads_once_from_its_first_row_and_counts_as_dupli
 
 
 def test_clashes_across_chunks_are_still_found(conn, s3, monkeypatch):
-    """_FileKeys looks into a file staged in one chunk only; a file of several chunks is ranked by the statement."""
+    """A question answered again in a later chunk: _FileKeys sees it across chunks, the statement ranks it."""
     from gradeflow.intake import ingest
 
     monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)

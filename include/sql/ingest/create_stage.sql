@@ -13,3 +13,12 @@ CREATE TEMP TABLE stage_answers (
 ALTER TABLE stage_answers ALTER row_number SET STATISTICS 10, ALTER submission_id SET STATISTICS 10,
                           ALTER student_id SET STATISTICS 10, ALTER exam_id SET STATISTICS 10,
                           ALTER question_id SET STATISTICS 10;
+-- Each chunk's first row of each of its submissions, as the file's rows were staged (ingest._FileKeys):
+-- stage_owners.sql sorts these instead of the whole stage.
+CREATE TEMP TABLE stage_firsts (
+    row_number     integer NOT NULL,
+    submission_id  text NOT NULL,
+    student_id     text NOT NULL,
+    exam_id        text NOT NULL,
+    submitted_at   timestamptz NOT NULL
+) ON COMMIT DROP;

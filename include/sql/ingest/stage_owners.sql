@@ -1,6 +1,8 @@
 -- Who each staged submission belongs to (gradeflow.intake.ingest._clash_rejects): the student and exam of an
 -- earlier load when there is one, else of the submission's first staged row (the first row wins, and
--- its submitted_at is the submission's; a new submission's exam day is the file's). Sorted byte-wise
+-- its submitted_at is the submission's; a new submission's exam day is the file's). The first rows come from
+-- stage_firsts (each chunk's first row of each of its submissions, found by Arrow while the file was staged,
+-- ingest._FileKeys): a row per submission and chunk is sorted, not every staged row. Sorted byte-wise
 -- (COLLATE "C": the same groups, a faster sort than the database's locale order).
 CREATE TEMP TABLE stage_owners ON COMMIT DROP AS
 SELECT f.submission_id,
@@ -11,6 +13,6 @@ SELECT f.submission_id,
        f.submitted_at,
        coalesce(t.exam_day, %(day)s) AS exam_day
   FROM (SELECT DISTINCT ON (submission_id COLLATE "C") submission_id, student_id, exam_id, row_number, submitted_at
-          FROM stage_answers
+          FROM stage_firsts
          ORDER BY submission_id COLLATE "C", row_number) f
   LEFT JOIN submissions t ON t.institution_id = %(inst)s AND t.submission_id = f.submission_id;

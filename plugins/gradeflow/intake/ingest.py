@@ -469,22 +469,27 @@ def _rejected_exams(inst: Institution, conn: psycopg.Connection) -> dict[str, st
 
 
 def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
-                   may_clash: bool = True) -> tuple[list[Reject], bool]:
+                   keys: _FileKeys) -> tuple[list[Reject], bool]:
     """Staged rows that contradict what is already known, found set-wise and dropped from the stage:
     a submission_id given to another student or exam, or a second, different answer to the same
     question of the same submission.
 
     What was loaded first wins (an earlier file, then an earlier row); the same answer again is a
     harmless duplicate: dropped from the stage too (so each question of a submission is staged once) and
-    counted as a duplicate, not a reject. Earlier loads are looked up only for the
-    submissions this file shares with them; the flag says whether there are any.
+    counted as a duplicate, not a reject (the answers an earlier load holds are dropped before the ranking).
+    Earlier loads are looked up only for the submissions this file shares with them; the flag says whether
+    there are any. The owners come from the first rows of each chunk that `keys` wrote while the file was staged.
     """
+    _copy_stage(conn, keys.firsts, _FIRSTS_COPY)
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
-    if not loaded and not may_clash:  # the file's keys clash nowhere (_FileKeys) and nothing was loaded before
+    may_clash = keys.within or (keys.chunks > 1 and db.fetch_all(conn, "ingest/stage_clash_across_chunks")[0]["may"])
+    if not loaded and not may_clash:  # nothing in the file clashes, nothing was loaded before: nothing to find
         return [], loaded
     db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
     db.execute(conn, "ingest/analyse_stage_owners")
+    if loaded and db.execute(conn, "ingest/drop_loaded_twins", {"inst": inst.id}):  # rows loaded before, again
+        db.execute(conn, "ingest/analyse_stage_answers")  # what is left of the stage
     rejects, twins = [], []
     for r in db.fetch_all(conn, "ingest/clashing_rows", {"inst": inst.id, "loaded": loaded}):
         if r["twin"]:  # the same answer again: not loaded twice, counted as a duplicate (staged, not loaded)
@@ -541,7 +546,10 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
         ahead.start_after(file.key, known, rejected_exams)
     if unreadable is not None:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
-    clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys.may_clash)
+    try:
+        clashed, shared = _clash_rejects(conn, inst, name, parsed.exam_day, keys)
+    finally:
+        keys.close()
     staged -= len(clashed)
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
@@ -564,34 +572,82 @@ def _check_rows(file: IncomingFile, known: dict[str, set[str]], rejected_exams: 
     total = staged = 0
     rejects: list[Reject] = []
     keys = _FileKeys()
-    for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
-        total += chunk.rows
-        good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
-        rejects += chunk.rejects + far
-        keys.add(good)
-        staged += stage(good)
-        chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+    try:
+        for chunk in validate_chunks(name, data, known, rejected_exams, CHUNK_ROWS, CHUNK_CHARS):
+            total += chunk.rows
+            good, far = _outside_day_window(inst, parsed.exam_day, name, chunk.good)
+            rejects += chunk.rejects + far
+            staged += stage(good)
+            keys.add(good)  # after the stage's text is written and let go: the two never hold memory at once
+            chunk = good = far = None  # let go before the next chunk is read: one chunk in memory, not two
+    except BaseException:
+        keys.close()
+        raise
     return total, staged, rejects, keys
 
 
 class _FileKeys:
-    """Whether a file's staged rows can clash among themselves, known before any statement runs: a question of a
-    submission given twice (a different answer, or a twin), or a submission given with two different students or
-    exams. When neither happens and no submission was loaded before, clashing_rows.sql has nothing to find, and it
-    is not run (nor the stage's ANALYZE it needs). Decided by Arrow's hash grouping of a file staged in one chunk
-    (no Python object per row, nothing kept); a file of several chunks is taken to possibly clash (the statement
-    runs, as for every file before)."""
+    """What a file's staged rows say about clashes and owners, found while they are staged (Arrow's hash grouping of
+    each chunk, in the read-ahead worker when the file is read ahead; nothing kept per row):
+
+    * `within`: whether a chunk gives a question of a submission twice (a different answer, or a twin), or a
+      submission two different students or exams. A file of one chunk where neither happens cannot clash; for a
+      file of several chunks, stage_clash_across_chunks.sql asks the same of the submissions continued across
+      chunks (from the first rows below). When nothing can clash and no submission was loaded before,
+      clashing_rows.sql has nothing to find, and it is not run (nor the stage's ANALYZE it needs).
+    * `firsts`: each chunk's first row of each of its submissions (row_number, submission_id, student_id, exam_id,
+      submitted_at) as COPY text in a temporary file (as the stage's text read ahead): copied beside the
+      stage (stage_firsts), so stage_owners.sql sorts a row per submission and chunk instead of every staged row.
+    """
 
     def __init__(self) -> None:
+        import tempfile
+
         self.chunks = 0
-        self.may_clash = False
+        self.within = False
+        self.firsts = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(); on disk: no memory per chunk
 
     def add(self, good) -> None:
-        if self.may_clash or not good.num_rows:
+        if not good.num_rows:
             return
+        import pyarrow.compute as pc
+
         self.chunks += 1
-        self.may_clash = self.chunks > 1 or _distinct(good, "submission_id", "question_id") < good.num_rows \
-            or _distinct(good, "submission_id", "student_id", "exam_id") > _distinct(good, "submission_id")
+        subs = good.group_by("submission_id", use_threads=False).aggregate([
+            ("row_number", "min"), ("student_id", "count_distinct"), ("exam_id", "count_distinct")])
+        if not self.within:
+            self.within = _distinct(good, "submission_id", "question_id") < good.num_rows \
+                or pc.max(subs.column("student_id_count_distinct")).as_py() > 1 \
+                or pc.max(subs.column("exam_id_count_distinct")).as_py() > 1
+        firsts = good.select(_FIRST_COLUMNS).filter(pc.is_in(good.column("row_number"),
+                                                             value_set=subs.column("row_number_min")))
+        subs = None
+        for piece in _csv_pieces(firsts):
+            self.firsts.write(piece)
+
+    @property
+    def may_clash(self) -> bool:
+        """Whether the rows may clash as far as the chunks alone tell: a chunk clashes within itself, or the file
+        has several chunks (then stage_clash_across_chunks.sql decides)."""
+        return self.within or self.chunks > 1
+
+    def close(self) -> None:
+        self.firsts.close()
+
+
+_FIRST_COLUMNS = ["row_number", "submission_id", "student_id", "exam_id", "submitted_at"]
+
+
+def _csv_pieces(table, rows: int = 10_000) -> Iterator[memoryview]:
+    """COPY text (CSV written by Arrow, as the stage's) of a table, `rows` rows at a time."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
+    for batch in table.to_batches(max_chunksize=rows):
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(batch, out, write_options=options)
+        yield memoryview(out.getvalue())
 
 
 def _distinct(table, *columns: str) -> int:
@@ -625,7 +681,7 @@ class _Checked:
         return self.total, self.staged, self.rejects, self.keys
 
     def close(self) -> None:
-        for f in (self.data, self.copy):
+        for f in (self.data, self.copy, self.keys):
             if f is not None:
                 f.close()
 
@@ -782,10 +838,15 @@ def _stage_rows(conn: psycopg.Connection, good) -> int:
     return good.num_rows
 
 
-def _copy_stage(conn: psycopg.Connection, text) -> None:
+_FIRSTS_COPY = ("COPY stage_firsts (row_number, submission_id, student_id, exam_id, submitted_at)"
+                " FROM STDIN (FORMAT csv)")
+
+
+def _copy_stage(conn: psycopg.Connection, text, statement: str = _STAGE_COPY) -> None:
     """COPY the stage's text written ahead (a file of _stage_text's pieces) into the staging table, 1 MiB at a
-    time."""
-    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
+    time (or such text into another temporary table)."""
+    text.seek(0)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
         for block in iter(lambda: text.read(STAGE_PIECE_BYTES), b""):
             copy.write(block)
 
