@@ -19,15 +19,22 @@ TASK = "ask_faculty_approval"
 def api_client(user: str) -> Any:
     """A client of Airflow's public REST API (/api/v2), authenticated as `user` (simple auth manager).
 
-    One per user and process: building Airflow's app costs seconds of CPU the first time and about half a second
-    each time after (a caller polling through a new client every second would spend its time there)."""
-    from airflow.api_fastapi.app import create_app
+    One per user and process, all on one app: building Airflow's app costs seconds of CPU the first time and about
+    half a second each time after (a caller polling through a new client every second would spend its time there)."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from fastapi.testclient import TestClient
 
-    app = create_app("core")
+    app = _app()
     token = app.state.auth_manager.generate_jwt(SimpleAuthManagerUser(username=user, role="admin"))
     return TestClient(app, headers={"Authorization": f"Bearer {token}"})
+
+
+@functools.cache
+def _app() -> Any:
+    """Airflow's core API app (create_app("core")), built once per process."""
+    from airflow.api_fastapi.app import create_app
+
+    return create_app("core")
 
 
 def waiting(client: Any, dag_id: str = "~", task_id: str = TASK) -> list[dict]:

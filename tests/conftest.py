@@ -23,6 +23,7 @@ it is thrown away at the end of the session.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -160,14 +161,20 @@ def _new_database(embedded_stack) -> str:
     return stack.GRADEFLOW_DB
 
 
-@pytest.fixture
-def s3(embedded_stack):
-    """A boto3 client on the embedded S3, with an empty bucket."""
+@pytest.fixture(scope="session")
+def _s3_client(embedded_stack):
+    """One boto3 client on the embedded S3 for the session (building one costs ~20 ms of CPU; s3 empties the bucket
+    for each test)."""
     import boto3
 
-    client = boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))
-    stack.empty_bucket(client)
-    return client
+    return boto3.client("s3", **stack.s3_client_kwargs(embedded_stack))
+
+
+@pytest.fixture
+def s3(_s3_client):
+    """A boto3 client on the embedded S3, with an empty bucket."""
+    stack.empty_bucket(_s3_client)
+    return _s3_client
 
 
 @pytest.fixture
@@ -202,24 +209,32 @@ def conn(admin_conn, tenant_conn):
     return tenant_conn("northfield")
 
 
-@pytest.fixture
-def emulator(embedded_stack):
-    """The Batch API emulator's control endpoint, reset; returns a helper to set faults."""
+@pytest.fixture(scope="session")
+def _emulator_http(embedded_stack):
+    """One HTTP client on the emulator's control endpoint for the session: `httpx.post` builds a client (and its
+    TLS context, ~25 ms of CPU) per call."""
     import httpx
 
-    base = f"http://127.0.0.1:{embedded_stack.openai_port}"
-    httpx.post(f"{base}/_emulator/reset", timeout=10).raise_for_status()
+    with httpx.Client(base_url=f"http://127.0.0.1:{embedded_stack.openai_port}", timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+def emulator(embedded_stack, _emulator_http):
+    """The Batch API emulator's control endpoint, reset; returns a helper to set faults."""
+    http = _emulator_http
+    http.post("/_emulator/reset").raise_for_status()
 
     class Control:
-        url = base
+        url = f"http://127.0.0.1:{embedded_stack.openai_port}"
 
         @staticmethod
         def faults(**knobs):
-            httpx.post(f"{base}/_emulator/faults", json=knobs, timeout=10).raise_for_status()
+            http.post("/_emulator/faults", json=knobs).raise_for_status()
 
         @staticmethod
         def stats() -> dict:
-            return httpx.get(f"{base}/_emulator/stats", timeout=10).json()
+            return http.get("/_emulator/stats").json()
 
     return Control
 
@@ -243,12 +258,18 @@ def project_root() -> Path:
 # would leave the slowest modules (one or three tests, each tens of seconds) for the end, one worker busy with
 # them while the other idles. A module that declares `pytestmark = pytest.mark.heavy(seconds=N)` (N: about
 # how long it takes on a quiet 2-core machine) is handed out before all others, the longest first.
+# A module that declares `pytest.mark.runs_with("<other module's path>")` is part of that module's unit: both go
+# to the same worker, so a session fixture they share (tests/e2e/conftest.py: one Airflow child for two modules)
+# runs once.
 HEAVY = re.compile(r"pytest\.mark\.heavy\(seconds=(\d+)\)")
+RUNS_WITH = re.compile(r"pytest\.mark\.runs_with\(\"([^\"]+)\"\)")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "heavy(seconds): a module that takes about this long on a quiet 2-core "
                                        "machine; make test starts it first (tests/conftest.py)")
+    config.addinivalue_line("markers", "runs_with(path): make test runs this module on the worker of the module at "
+                                       "path, as one unit (tests/conftest.py)")
 
 
 @pytest.hookimpl(optionalhook=True)  # without xdist (`-p no:xdist`) the hook does not exist
@@ -260,6 +281,10 @@ def pytest_xdist_make_scheduler(config, log):
     class HeavyFirst(LoadFileScheduling):
         ordered = False
 
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return _runs_with(config.rootpath, scope) or scope
+
         def _assign_work_unit(self, node):
             if not self.ordered:  # once, when the work queue is complete
                 self.ordered = True
@@ -270,6 +295,15 @@ def pytest_xdist_make_scheduler(config, log):
             super()._assign_work_unit(node)
 
     return HeavyFirst(config, log)
+
+
+@functools.cache
+def _runs_with(root: Path, scope: str) -> str | None:
+    try:
+        found = RUNS_WITH.search((root / scope).read_text())
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 def _declared_seconds(path: Path) -> int:

@@ -11,38 +11,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from datetime import date
 
 import pytest
 
 from gradeflow.core.config import get_institution
 
-pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=90)]  # an api-server, a scheduler and Chromium
+# An api-server, a scheduler and Chromium; test_trigger_api's triggers run in the same child (tests/e2e/conftest.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=100)]
 DAY = "2026-11-23"
 NORTH_MAIL = "exams-office@northfield.example.edu"
 
 
 @pytest.fixture(scope="module")
-def mails(embedded_stack):
-    from pathlib import Path
-
-    folder = Path(embedded_stack.mail_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder, {p.name for p in folder.glob("*.eml")}
+def mails(airflow_api_child):
+    return airflow_api_child["mails"]  # the mail folder and the mails in it before the child ran
 
 
 @pytest.fixture(scope="module")
-def signoff(embedded_stack, project_root, mails, tmp_path_factory):
-    shot = (project_root / "docs" / "img" / "approval.png" if os.environ.get("GRADEFLOW_UPDATE_SCREENSHOTS") == "1"
-            else tmp_path_factory.mktemp("screens") / "approval.png")
-    child = project_root / "tests" / "e2e" / "signoff_child.py"
-    cmd = [sys.executable, str(child), "--state-dir", str(embedded_stack.state_dir), "--screenshot", str(shot)]
-    proc = subprocess.run(cmd, cwd=project_root, env=dict(os.environ), capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):]), shot
+def signoff(airflow_api_child):
+    return airflow_api_child["result"], airflow_api_child["shot"]
 
 
 def _audit(action: str):

@@ -1,30 +1,23 @@
 """Every DAG can be triggered through Airflow's REST API (POST /api/v2/dags/{dag_id}/dagRuns) with its
 defaults, as the UI's trigger form does; a bad value is refused with a message naming it. Airflow's own
 FastAPI app runs in process (fastapi.testclient), in a child process with its own Airflow settings on
-the embedded PostgreSQL, like the end-to-end day."""
+the embedded PostgreSQL, like the end-to-end day: the sign-off e2e's child (tests/e2e/trigger_api_child.py run by
+tests/e2e/signoff_child.py after its scenarios, tests/e2e/conftest.py), so this module runs on that module's worker."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from gradeflow.core.config import load_institutions
 
-pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=40)]
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_with("tests/e2e/test_signoff_airflow.py")]
 
 
 @pytest.fixture(scope="module")
-def api(embedded_stack, project_root):
-    child = project_root / "tests" / "e2e" / "trigger_api_child.py"
-    proc = subprocess.run([sys.executable, str(child)], cwd=project_root, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+def api(airflow_api_child):
+    return airflow_api_child["result"]["trigger_api"]
 
 
 def test_every_dag_accepts_a_run_with_its_defaults(api):

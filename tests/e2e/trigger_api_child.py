@@ -1,6 +1,8 @@
-"""Child process for test_trigger_api: Airflow's own FastAPI app, in process, on the embedded stack's
-metadata database. Serialises the DAGs, then triggers each through POST /api/v2/dags/{id}/dagRuns
-with its defaults (and a few bad forms); prints one JSON document with the responses."""
+"""Triggers for test_trigger_api: Airflow's own FastAPI app, in process, on the embedded stack's metadata
+database. Serialises the DAGs, then triggers each through POST /api/v2/dags/{id}/dagRuns with its defaults (and a
+few bad forms). Run by tests/e2e/signoff_child.py after the sign-off scenarios (`--trigger-api`: one Airflow
+process for both modules, tests/e2e/conftest.py); run alone (`python tests/e2e/trigger_api_child.py`, the stack's
+environment set) it migrates the metadata database first and prints one `RESULT {json}` line with the responses."""
 
 from __future__ import annotations
 
@@ -10,18 +12,13 @@ import sys
 from devstack.airflow_cli import airflow_cli
 
 
-def main() -> int:
-    airflow_cli("db", "migrate")
+def trigger_every_dag() -> dict:
+    """Serialise the DAGs, trigger each with its defaults and a few bad forms; the API's answers."""
     airflow_cli("dags", "reserialize")
 
-    from airflow.api_fastapi.app import create_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from fastapi.testclient import TestClient
+    from devstack.hitl import api_client
 
-    app = create_app("core")
-    auth = app.state.auth_manager
-    token = auth.generate_jwt(SimpleAuthManagerUser(username="operator", role="admin"))
-    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    client = api_client("operator")  # Airflow's core API app in process, with a token for the user
     dag_ids = sorted(d["dag_id"] for d in client.get("/api/v2/dags", params={"limit": 100}).json()["dags"])
     out = {"dags": {}, "bad": {}, "paused": {}}
     for dag_id in dag_ids:
@@ -33,7 +30,12 @@ def main() -> int:
                                ("given_day", "northfield__publish", {"exam_day": "2026-11-23"})):
         response = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         out["bad"][name] = {"status": response.status_code, "body": response.json()}
-    print("RESULT " + json.dumps(out, default=str))
+    return out
+
+
+def main() -> int:
+    airflow_cli("db", "migrate")
+    print("RESULT " + json.dumps(trigger_every_dag(), default=str))
     return 0
 
 

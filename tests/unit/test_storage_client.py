@@ -13,12 +13,17 @@ from gradeflow.core import storage
 ENDPOINT = "http://127.0.0.1:9"  # never contacted: building a client makes no request
 
 
+def _connection(password: str) -> str:
+    return json.dumps({"conn_type": "aws", "login": "key", "password": password,
+                       "extra": {"endpoint_url": ENDPOINT, "region_name": "us-east-1"}})
+
+
 @pytest.fixture
 def s3_connection(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_S3", json.dumps({
-        "conn_type": "aws", "login": "key", "password": "secret",
-        "extra": {"endpoint_url": ENDPOINT, "region_name": "us-east-1"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_S3", _connection("warm-up"))
     storage.client()  # the modules imported, as in a task by the time it builds its client
+    # Another connection, so the test's call builds a client (one per connection and process is kept).
+    monkeypatch.setenv("AIRFLOW_CONN_GRADEFLOW_S3", _connection("secret"))
     thresholds, enabled = gc.get_threshold(), gc.isenabled()
     yield
     gc.set_threshold(*thresholds)
@@ -53,6 +58,7 @@ def test_building_the_client_runs_no_cyclic_collection(s3_connection):
     assert started == []
     assert gc.isenabled()  # the collector runs again afterwards
     assert client.meta.endpoint_url == ENDPOINT and client.meta.region_name == "us-east-1"
+    assert client._request_signer._credentials.secret_key == "secret"  # built now, not the warm-up's
 
 
 def test_a_paused_collector_stays_paused(s3_connection):

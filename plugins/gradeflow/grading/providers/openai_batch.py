@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from gradeflow.core.config import OPENAI_CONN_ID
@@ -13,6 +14,8 @@ from gradeflow.grading import batch
 from gradeflow.grading.providers.base import BatchProvider, Limits, register
 
 if TYPE_CHECKING:
+    import ssl
+
     from openai import AsyncOpenAI, OpenAI
 
     from gradeflow.core.config import Institution, OpenAISettings
@@ -23,23 +26,56 @@ BATCH_LIST_PAGE = 100
 
 def client(conn_id: str = OPENAI_CONN_ID) -> OpenAI:
     """The official SDK client, built by the Airflow OpenAI hook (base_url from the connection host)."""
-    from airflow.providers.openai.hooks.openai import OpenAIHook
-
-    return OpenAIHook(conn_id=conn_id).get_conn()
+    return _hook_class()(conn_id=conn_id).get_conn()
 
 
 def client_for_url(base_url: str, api_key: str) -> OpenAI:
     """An SDK client for an explicit base URL (the evaluate CLI's --base-url), outside any Airflow connection."""
-    from openai import OpenAI
+    from openai import DefaultHttpxClient, OpenAI
 
-    return OpenAI(base_url=base_url, api_key=api_key)
+    return OpenAI(base_url=base_url, api_key=api_key, http_client=DefaultHttpxClient(verify=tls_context()))
 
 
 async def async_client(conn_id: str = OPENAI_CONN_ID) -> AsyncOpenAI:
     """The same client, async (base_url, organization, auth type), for a trigger's event loop."""
-    from airflow.providers.openai.hooks.openai import OpenAIHook
+    return await _hook_class()(conn_id=conn_id).aget_conn()
 
-    return await OpenAIHook(conn_id=conn_id).aget_conn()
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings (trusted CAs) of every SDK client this process builds: built once.
+
+    Each new SDK client otherwise builds its own from the CA bundle (~20-30 ms of CPU, most of building a client),
+    and a night builds one per provider it uses. The same context as the SDK's default (httpx's, honouring
+    SSL_CERT_FILE / SSL_CERT_DIR); each client keeps its own connection pool, so closing one closes nothing else."""
+    import httpx2  # the SDK's HTTP library
+
+    return httpx2.create_ssl_context()
+
+
+@cache
+def _hook_class() -> type:
+    """Airflow's OpenAI hook, building each client on the shared tls_context() with the SDK's own defaults."""
+    from airflow.providers.openai.hooks.openai import OpenAIHook
+    from openai import DefaultAsyncHttpxClient, DefaultHttpxClient
+
+    class _Hook(OpenAIHook):
+        http_client_class: type = DefaultHttpxClient
+
+        def get_conn(self) -> OpenAI:
+            self.http_client_class = DefaultHttpxClient
+            return super().get_conn()
+
+        async def aget_conn(self) -> AsyncOpenAI:
+            self.http_client_class = DefaultAsyncHttpxClient
+            return await super().aget_conn()
+
+        def _client_kwargs(self, conn: Any, extras: dict[str, Any]) -> dict[str, Any]:
+            kwargs = super()._client_kwargs(conn, extras)
+            kwargs.setdefault("http_client", self.http_client_class(verify=tls_context()))
+            return kwargs
+
+    return _Hook
 
 
 @register("openai_batch")
