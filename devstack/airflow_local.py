@@ -28,14 +28,16 @@ GRACE_SECONDS = 20.0
 
 def run_group(cmd: list[str], grace: float = GRACE_SECONDS) -> int:
     """Run cmd in its own process group; on SIGINT/SIGTERM stop the whole group (SIGTERM, then SIGKILL)."""
-    proc = subprocess.Popen(cmd, start_new_session=True)  # noqa: S603 - our interpreter and airflow
     stopping = {"signal": None}
 
     def forward(signum, _frame):
         stopping["signal"] = signum
 
+    # The handlers go in before the child starts: a Ctrl-C right after the start still stops the whole group
+    # (with them installed after Popen, a signal in between killed this process and left the group running).
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        proc = subprocess.Popen(cmd, start_new_session=True)  # noqa: S603 - our interpreter and airflow
         while proc.poll() is None and stopping["signal"] is None:
             time.sleep(0.2)
         if stopping["signal"] is None:
