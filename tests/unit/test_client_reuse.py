@@ -65,3 +65,5 @@ def test_the_s3_client_is_built_once_while_its_connection_is_unchanged(connectio
     connections.setenv("AIRFLOW_CONN_GRADEFLOW_S3", _s3_connection("rotated", "http://127.0.0.1:10"))
     moved = storage.client()
     assert moved is not rotated and moved.meta.endpoint_url == "http://127.0.0.1:10"
+    # One client per process and connection id: the one built from the old values is let go, not kept beside it.
+    assert [values[3] for key, (values, _) in storage._CLIENTS.items() if key[1] == "gradeflow_s3"] == ["rotated"]

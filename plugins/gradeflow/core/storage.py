@@ -41,8 +41,8 @@ def client(institution_id: str | None = None) -> S3Client:
     Built once per process and connection: S3Hook builds a new boto3 session each time, which reads botocore's
     endpoint and service files again (~0.15 s of CPU a client; a night's tasks ask for one per step). The
     connection is looked up on every call and a client is reused only while its values (type, host, login,
-    password, extras) are unchanged, so a changed connection gets a new client. boto3 clients are thread-safe;
-    a forked process builds its own.
+    password, extras) are unchanged, so a changed connection gets a new client, which replaces the old one (a
+    rotated secret is not kept). boto3 clients are thread-safe; a forked process builds its own.
 
     Python's cyclic garbage collector is paused while the client is built: botocore parses its endpoint data
     (`endpoints.json`, 1.2 MB, into OrderedDicts) for every new session, and those allocations set off full
@@ -67,20 +67,22 @@ def client(institution_id: str | None = None) -> S3Client:
             except AirflowNotFoundException:
                 pass
         conn = conn or S3Hook.get_connection(conn_id)
-        key = (os.getpid(), conn_id, conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.extra)
+        key = (os.getpid(), conn_id)
+        values = (conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.extra)
         with _CLIENTS_LOCK:
-            found = _CLIENTS.get(key)
-        if found is None:
-            found = S3Hook(aws_conn_id=conn_id).get_conn()
-            with _CLIENTS_LOCK:
-                found = _CLIENTS.setdefault(key, found)
-        return found
+            known = _CLIENTS.get(key)
+        if known is not None and known[0] == values:
+            return known[1]
+        built = S3Hook(aws_conn_id=conn_id).get_conn()
+        with _CLIENTS_LOCK:  # replaces a client built from older values: a rotated secret is not kept
+            _CLIENTS[key] = (values, built)
+        return built
     finally:
         if enabled:
             gc.enable()
 
 
-_CLIENTS: dict[tuple, S3Client] = {}  # (pid, conn_id, the connection's values) -> its boto3 client (see client())
+_CLIENTS: dict[tuple, tuple] = {}  # (pid, conn_id) -> (the connection's values, the client built from them)
 _CLIENTS_LOCK = threading.Lock()
 
 
