@@ -306,18 +306,23 @@ def test_the_release_reads_the_days_grades_and_reviews_once(conn, s3):
 AWKWARD_IDS = ("b-2", "B1", "a b", "ab", "a-b", "a_b", "Zoe", "zoe", "\u00e9t\u00e9", "eta", "a10", "a9")
 
 
-def test_the_export_sorts_the_results_in_arrow_in_byte_order(conn, admin_conn, s3, monkeypatch):
-    """Issue 18: the results file's order (exam, submission, question) is made in Arrow, not by a PostgreSQL
-    sort of the release's wide rows (its read has no sort), in byte order whatever the database's collation
-    (as COLLATE "C"); the submissions file is in the same order. Every row and value is the release's."""
-    monkeypatch.setattr(publish, "EXPORT_ROW_GROUP", 7)  # row groups cut the sorted table, not the query's batches
+def _released_awkward_day(conn, s3) -> dict:
+    """A day of AWKWARD_IDS' submissions ingested, ordered, graded by rule, validated and released: the release."""
     rows = [row for n, sid in enumerate(AWKWARD_IDS) for row in answers_for(sid, f"st{n}")]
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
     put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
     ingest_institution(NORTH, conn, s3)
     prepare.order_submissions(conn, NORTH, EXAM_DAY)
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
-    released = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    return publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+
+
+def test_the_export_sorts_the_results_in_arrow_in_byte_order(conn, admin_conn, s3, monkeypatch):
+    """Issue 18: the results file's order (exam, submission, question) is made in Arrow, not by a PostgreSQL
+    sort of the release's wide rows (its read has no sort), in byte order whatever the database's collation
+    (as COLLATE "C"); the submissions file is in the same order. Every row and value is the release's."""
+    monkeypatch.setattr(publish, "EXPORT_ROW_GROUP", 7)  # row groups cut the sorted table, not the query's batches
+    released = _released_awkward_day(conn, s3)
     key = publish.export(conn, s3, NORTH, EXAM_DAY, released["release_id"])
     results = pq.ParquetFile(io.BytesIO(s3.get_object(Bucket="gradeflow", Key=key)["Body"].read()))
     table = results.read()
@@ -348,13 +353,7 @@ def test_the_export_sorts_the_results_in_arrow_in_byte_order(conn, admin_conn, s
 def test_a_release_too_big_to_sort_in_arrow_is_sorted_by_postgresql(conn, admin_conn, s3, monkeypatch, caplog):
     """Above EXPORT_SORT_BYTES the export drops what it read and streams the rows PostgreSQL sorts (bounded memory):
     the same files, byte order too."""
-    rows = [row for n, sid in enumerate(AWKWARD_IDS) for row in answers_for(sid, f"st{n}")]
-    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
-    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(rows))
-    ingest_institution(NORTH, conn, s3)
-    prepare.order_submissions(conn, NORTH, EXAM_DAY)
-    prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
-    released = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
+    released = _released_awkward_day(conn, s3)
     monkeypatch.setattr(db, "ARROW_BATCH_BYTES", 512)  # several batches, so the limit is passed mid-read
 
     def exported() -> list[list[dict]]:
