@@ -483,7 +483,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
     _copy_stage(conn, keys.firsts, _FIRSTS_COPY)
     db.execute(conn, "ingest/stage_owners", {"inst": inst.id, "day": day})
     loaded = db.fetch_all(conn, "ingest/any_owner_loaded")[0]["loaded"]
-    may_clash = keys.within or (keys.chunks > 1 and db.fetch_all(conn, "ingest/stage_clash_across_chunks")[0]["may"])
+    may_clash = keys.may_clash and (keys.within or db.fetch_all(conn, "ingest/stage_clash_across_chunks")[0]["may"])
     if not loaded and not may_clash:  # nothing in the file clashes, nothing was loaded before: nothing to find
         return [], loaded
     db.execute(conn, "ingest/analyse_stage_answers")  # the ranking's joins and groupings plan on the stage's size
@@ -640,14 +640,19 @@ _FIRST_COLUMNS = ["row_number", "submission_id", "student_id", "exam_id", "submi
 
 def _csv_pieces(table, rows: int = 10_000) -> Iterator[memoryview]:
     """COPY text (CSV written by Arrow, as the stage's) of a table, `rows` rows at a time."""
+    for batch in table.to_batches(max_chunksize=rows):
+        yield _copy_text(batch)
+
+
+def _copy_text(table) -> memoryview:
+    """A table's rows as the CSV text our COPY ... (FORMAT csv) statements read: no header, every value quoted
+    (written by Arrow)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    for batch in table.to_batches(max_chunksize=rows):
-        out = pa.BufferOutputStream()
-        pacsv.write_csv(batch, out, write_options=options)
-        yield memoryview(out.getvalue())
+    out = pa.BufferOutputStream()
+    pacsv.write_csv(table, out, write_options=pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+    return memoryview(out.getvalue())
 
 
 def _distinct(table, *columns: str) -> int:
@@ -854,18 +859,11 @@ def _copy_stage(conn: psycopg.Connection, text, statement: str = _STAGE_COPY) ->
 def _stage_text(good) -> Iterator[memoryview]:
     """The COPY text (CSV written by Arrow) of a chunk of validated rows with their answer hash, a piece of about
     STAGE_PIECE_BYTES of answers at a time, so the hashes and the CSV text never add a copy of the chunk."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
     for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
         part = good.slice(start, length)
-        table = part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"]) \
-            .append_column("answer_sha256", answer_hashes(part.column("answer"))) \
-            .append_column("submitted_at", part.column("submitted_at"))
-        out = pa.BufferOutputStream()
-        pacsv.write_csv(table, out, write_options=options)
-        yield memoryview(out.getvalue())
+        yield _copy_text(part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"])
+                         .append_column("answer_sha256", answer_hashes(part.column("answer")))
+                         .append_column("submitted_at", part.column("submitted_at")))
 
 
 def _row_pieces(answers, piece_bytes: int) -> list[tuple[int, int]]:
