@@ -276,7 +276,9 @@ def test_a_batch_running_past_the_deadline_is_collected_by_the_next_night(conn, 
     assert "still running" in steps[-1].message and "next grade run" in steps[-1].message
     first = _release(conn, NORTH, D1)
     assert publish.day_counts(conn, NORTH, D1)["pending_model"] == 2
-    time.sleep(2.5)
+    batch_id = conn.execute("SELECT provider_batch_id FROM batch_jobs").fetchone()[0]
+    while openai_client.batches.retrieve(batch_id).status != "completed":  # it ends after the night's deadline
+        time.sleep(0.05)
     run_night(conn, s3, openai_client, NORTH, D2)  # next night: reconcile finds the job of night D1
     assert _statuses(conn) == {"graded": 2} and emulator.stats()["batches_created"] == 1
     out = tasks.republish_changed_days(NORTH.id, params={"exam_day": str(D2)})

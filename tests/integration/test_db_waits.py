@@ -105,7 +105,7 @@ def _kill_mid_query(superuser, env: dict) -> int:
 
 
 def test_a_killed_task_mid_query_does_not_stall_the_next_run(conn, superuser, monkeypatch):
-    env = {**os.environ, "GRADEFLOW_DB_CLIENT_CHECK_INTERVAL": "1s"}
+    env = {**os.environ, "GRADEFLOW_DB_CLIENT_CHECK_INTERVAL": "250ms"}  # the control below waits 4x as long
     monkeypatch.setenv("GRADEFLOW_DB_LOCK_TIMEOUT", "20s")
     pid = _kill_mid_query(superuser, env)
     started = time.monotonic()
@@ -119,7 +119,7 @@ def test_a_killed_task_mid_query_does_not_stall_the_next_run(conn, superuser, mo
 def test_without_the_client_check_the_orphan_keeps_its_lock_and_is_named(conn, superuser, monkeypatch):
     """The control for the test above: with the check off, the orphan sleeps on with the lock (as in the issue)."""
     env = {**os.environ, "GRADEFLOW_DB_CLIENT_CHECK_INTERVAL": "0"}
-    monkeypatch.setenv("GRADEFLOW_DB_LOCK_TIMEOUT", "3s")
+    monkeypatch.setenv("GRADEFLOW_DB_LOCK_TIMEOUT", "1s")  # 4x the check interval that frees the lock above
     pid = _kill_mid_query(superuser, env)
     try:
         with pytest.raises(db.LockWaitTimeout, match=rf"pid {pid} .*state 'active'.*pg_sleep"), \

@@ -82,20 +82,28 @@ def _line_tokens(conn):
 
 def test_token_limit_refusals_back_off_exponentially_shrink_the_job_and_alert(conn, s3, emulator, openai_client,
                                                                             caplog):
-    inst = replace(NORTH, max_requests_per_batch=4)
+    # Every wait of this night is scaled down together (backoff, batch phases, polls, deadline: 2 s), so the
+    # number of refused batches is what it is at twice the times.
+    inst = replace(NORTH, max_requests_per_batch=4, retry_backoff_seconds=0.025)
     _load(conn, s3, inst, 4)
     _prepare(conn, s3, inst, SMALL_SHARDS)
     one = _line_tokens(conn)
-    emulator.faults(token_limit=10, timing={"validating": 0.05, "in_progress": 0.05, "finalizing": 0.05})
+    emulator.faults(token_limit=10, timing={"validating": 0.0125, "in_progress": 0.0125, "finalizing": 0.0125})
     with caplog.at_level("ERROR", logger="gradeflow.airflow.alerts"):
-        steps = run_night(conn, s3, openai_client, inst, D1, deadline=time.time() + 4, settings=SMALL_SHARDS,
-                                  recheck_seconds=0.05)
+        steps = run_night(conn, s3, openai_client, inst, D1, deadline=time.time() + 2, settings=SMALL_SHARDS,
+                          poll=0.025, recheck_seconds=0.025)
     assert steps[-1].done
     sizes = [r[0] for r in conn.execute("SELECT request_count FROM batch_jobs ORDER BY job_id").fetchall()]
     assert sizes[0] == 4 and sizes[-1] == 1 and sorted(sizes, reverse=True) == sizes  # halved down to one line
     created = emulator.stats()["batches_created"]
-    # a constant 0.05 s interval would send dozens in 4 s; doubling waits (0.05, 0.1, 0.2, ... s) send a handful
+    # a constant 0.025 s interval would send dozens in 2 s; doubling waits (0.05, 0.1, 0.2, ... s) send a handful
     assert created <= 8, created
+    # each wave waited from the last refusal for backoff * 2**(jobs refused so far), not for a constant interval
+    jobs = conn.execute("SELECT wave, created_at, collected_at FROM batch_jobs ORDER BY job_id").fetchall()
+    for wave in sorted({w for w, _, _ in jobs})[1:]:
+        created_at = min(c for w, c, _ in jobs if w == wave)
+        refused = [done for _, _, done in jobs if done is not None and done <= created_at]
+        assert (created_at - max(refused)).total_seconds() >= 0.025 * 2 ** len(refused), (wave, jobs)
     assert any("token_limit_exceeded" in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
     # the same work fits once the real cap allows a line: everything is graded, nothing reviewed
     emulator.faults(token_limit=int(one * 1.5))
