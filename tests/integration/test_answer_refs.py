@@ -138,7 +138,7 @@ def test_a_parent_deleted_while_an_answer_is_written_waits_for_it(conn, admin_co
     admin_conn.execute("DELETE FROM answers WHERE submission_id = 's1' AND question_id = 'q1'")
     with conn.transaction():
         conn.execute(INSERT, ("s1", "q1", DAY, loaded))  # not committed yet: the owner cannot see it
-        admin_conn.execute("SET lock_timeout = '1s'")
+        admin_conn.execute("SET lock_timeout = '100ms'")  # the lock is held until the commit below
         with pytest.raises(psycopg.errors.LockNotAvailable):
             admin_conn.execute("DELETE FROM questions WHERE question_id = 'q1'")
         admin_conn.execute("RESET lock_timeout")
@@ -184,7 +184,7 @@ def test_a_parent_named_by_many_rows_is_locked_until_they_commit(conn, admin_con
     admin_conn.execute("DELETE FROM answers")
     with conn.transaction():
         conn.execute(MANY, (DAY, loaded, ["s1"]))
-        admin_conn.execute("SET lock_timeout = '1s'")
+        admin_conn.execute("SET lock_timeout = '100ms'")  # the lock is held until the commit below
         with pytest.raises(psycopg.errors.LockNotAvailable):
             admin_conn.execute("DELETE FROM submissions WHERE submission_id = 's1'")
         admin_conn.execute("RESET lock_timeout")
