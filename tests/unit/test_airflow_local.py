@@ -17,7 +17,7 @@ from devstack.airflow_local import run_group
 pids = sys.argv[1]
 script = (f"sleep 300 & echo $! >> {pids}; (trap '' TERM; sleep 300) & echo $! >> {pids}; "
           f"echo $$ >> {pids}; wait")
-sys.exit(run_group(["sh", "-c", script], grace=1.0))
+sys.exit(run_group(["sh", "-c", script], grace=0.3))
 """
 
 
