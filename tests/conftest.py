@@ -80,6 +80,8 @@ def embedded_stack():
     _SPARE.start(info)
     yield info
     _SPARE.wait()
+    if _SU[0] is not None:
+        _SU[0].close()
     os.environ.clear()
     os.environ.update(saved)
     stack.down(state_dir, discard=True)
@@ -151,23 +153,34 @@ def module_database(embedded_stack):
 def _new_database(embedded_stack) -> str:
     from psycopg import sql
 
-    with stack.connect_as(embedded_stack, stack.PG_USER, dbname="postgres", autocommit=True) as su:
-        if _SPARE.wait():  # the copy made while the previous test ran: DROP the used database, RENAME the copy
-            su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stack.GRADEFLOW_DB)))
-            su.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(SPARE_DB), sql.Identifier(stack.GRADEFLOW_DB)))
-        else:
-            _copy_database(su, TEMPLATE_DB, stack.GRADEFLOW_DB)
-        existing = {row[0] for row in su.execute("SELECT quote_ident(rolname) FROM pg_roles")} | {"PUBLIC"}
-        for grantee, privilege in _DATABASE_ACL:
-            if grantee in existing:  # a role a test dropped is created again by the migrate step below
-                su.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
-                    sql.SQL(privilege), sql.Identifier(stack.GRADEFLOW_DB), sql.SQL(grantee)))
-        if su.execute(ROLES_FINGERPRINT).fetchone()[0] != _ROLES[0]:
-            stack.migrate(embedded_stack)  # sets the institutions' logins, grants and passwords back
-            _ROLES[0] = su.execute(ROLES_FINGERPRINT).fetchone()[0]
+    su = _superuser(embedded_stack)
+    if _SPARE.wait():  # the copy made while the previous test ran: DROP the used database, RENAME the copy
+        su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stack.GRADEFLOW_DB)))
+        su.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+            sql.Identifier(SPARE_DB), sql.Identifier(stack.GRADEFLOW_DB)))
+    else:
+        _copy_database(su, TEMPLATE_DB, stack.GRADEFLOW_DB)
+    existing = {row[0] for row in su.execute("SELECT quote_ident(rolname) FROM pg_roles")} | {"PUBLIC"}
+    for grantee, privilege in _DATABASE_ACL:
+        if grantee in existing:  # a role a test dropped is created again by the migrate step below
+            su.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}").format(
+                sql.SQL(privilege), sql.Identifier(stack.GRADEFLOW_DB), sql.SQL(grantee)))
+    if su.execute(ROLES_FINGERPRINT).fetchone()[0] != _ROLES[0]:
+        stack.migrate(embedded_stack)  # sets the institutions' logins, grants and passwords back
+        _ROLES[0] = su.execute(ROLES_FINGERPRINT).fetchone()[0]
     _SPARE.start(embedded_stack)
     return stack.GRADEFLOW_DB
+
+
+_SU: list = [None]
+
+
+def _superuser(info):
+    """The worker's superuser session on the maintenance database `postgres`, for _new_database: one login per
+    worker rather than one per database test."""
+    if _SU[0] is None or _SU[0].closed or _SU[0].broken:
+        _SU[0] = stack.connect_as(info, stack.PG_USER, dbname="postgres", autocommit=True)
+    return _SU[0]
 
 
 # The next test's database is copied from the template while this test runs: CREATE DATABASE ... FILE_COPY is
