@@ -54,10 +54,11 @@ def keys(s3, prefix: str) -> list[str]:
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket="gradeflow", Prefix=prefix).get("Contents", []))
 
 
-def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.1, max_steps: int = 10_000,
+def run_night(conn, s3, client, inst, night, deadline=None, poll: float = 0.025, max_steps: int = 10_000,
               recheck_seconds: float = 0.5, settings=None) -> list:
     """The whole night without Airflow: advance, sleep until the next event (what the trigger of
-    gradeflow.airflow.waiting does, synchronously), repeat. `client` is a BatchProvider or a plain SDK client."""
+    gradeflow.airflow.waiting does, synchronously), repeat. `client` is a BatchProvider or a plain SDK client.
+    The tests' emulator ends a batch in ~30 ms (timing scale 0.02), so it is polled every 25 ms."""
     from gradeflow.grading import night as grading
     from gradeflow.grading.context import Night
 
@@ -87,7 +88,7 @@ def grade_all_jobs(conn, s3, client, inst, exam_day, timeout: float = 30) -> lis
         deadline = time.monotonic() + timeout
         while client.batches.retrieve(batch_id).status not in grading.TERMINAL:
             assert time.monotonic() < deadline
-            time.sleep(0.1)
+            time.sleep(0.025)
         grading.collect_job(tonight, job_id, allow_retry=False)
     return job_ids
 

@@ -43,7 +43,7 @@ def _wait(client, conn, timeout=30):
     for job in conn.execute("SELECT provider_batch_id FROM batch_jobs WHERE provider_batch_id IS NOT NULL").fetchall():
         while client.batches.retrieve(job[0]).status not in grading.TERMINAL:
             assert time.monotonic() < deadline, "batch did not finish"
-            time.sleep(0.1)
+            time.sleep(0.025)
 
 
 def _grade(conn, s3, client, inst=NORTH):
