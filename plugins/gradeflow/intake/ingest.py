@@ -3,8 +3,9 @@
 For each file: checksum; a file whose bytes were loaded before is recorded as a duplicate; exam
 definitions are validated whole; submission rows are validated one by one, good rows staged with
 COPY and upserted, bad rows written to `rejected_rows` and a rejects CSV. Only after the database
-commit is the original copied to archive/ and removed from incoming/, so a crash at any point
-loses nothing and a rerun loads nothing twice.
+commit are the file's receipt written and the original copied to archive/ and removed from incoming/
+(in a worker thread, while the next file loads), so a crash at any point loses nothing, a rerun loads
+nothing twice, and a file committed but not archived gets its missing receipt and archive from the next sweep.
 
 A re-sent file counts as already loaded only for the rows that actually loaded: rows refused for a
 reason that can change (an unknown exam or question) are read again, rows loaded before are counted
@@ -20,12 +21,15 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from psycopg.copy import LibpqWriter
 
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
@@ -697,8 +701,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
             _copy_stage(conn, checked.copy)
         else:
             with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-                total, staged, rejects, keys = _check_rows(file, known, rejected_exams,
-                                                           lambda good: _stage_rows(conn, good))
+                total, staged, rejects, keys = _check_and_stage(conn, file, known, rejected_exams)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
     if ahead:
@@ -991,15 +994,68 @@ _STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_
                " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
 
 
-def _stage_rows(conn: psycopg.Connection, good) -> int:
-    """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
-    transaction-scoped staging table (one COPY per chunk, of _stage_text's pieces)."""
-    if not good.num_rows:
-        return 0
-    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
-        for piece in _stage_text(good):
-            copy.write(piece)
-    return good.num_rows
+STAGE_QUEUED_PIECES = 1  # pieces of stage text waiting for the COPY's sender thread (one more in its hands)
+
+
+def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[str, set[str]],
+                     rejected_exams: dict[str, str]) -> tuple[int, int, list[Reject], _FileKeys]:
+    """_check_rows for a file not read ahead (the sweep's first submissions file): its good rows go into the
+    staging table through one COPY whose text a sender thread passes to the database (_QueuedStageWriter) while
+    this thread checks the next chunk, so the database's COPY work and the check overlap. A file that turns out
+    unreadable still ends its COPY cleanly (the transaction goes on to record the rejection; the stage is dropped
+    at commit, as before)."""
+    rejected = None
+    with conn.cursor() as cur, cur.copy(_STAGE_COPY, writer=_QueuedStageWriter(cur)) as copy:
+        def stage(good) -> int:
+            for piece in _stage_text(good):
+                copy.write(piece)
+            return good.num_rows
+
+        try:
+            return _check_rows(file, known, rejected_exams, stage)
+        except FileRejected as exc:
+            rejected = exc
+    raise rejected
+
+
+class _QueuedStageWriter(LibpqWriter):
+    """psycopg's COPY writer with the sending done by a thread from a short queue (psycopg's own QueuedLibpqWriter
+    queues up to 1024 buffers of 128 KiB: a chunk's text could pile up in memory when the database is slower than
+    the check; this one holds STAGE_QUEUED_PIECES pieces). An error of the sender is raised in the writing thread."""
+
+    def __init__(self, cursor) -> None:
+        import queue
+
+        super().__init__(cursor)
+        self.queue: queue.Queue = queue.Queue(maxsize=STAGE_QUEUED_PIECES)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _send(self) -> None:
+        try:
+            while (data := self.queue.get()) is not None:
+                super().write(data)
+        except BaseException as exc:  # handed to the writing thread; keep taking so that it never blocks
+            self.error = exc
+            while self.queue.get() is not None:
+                pass
+
+    def write(self, data) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._send, name="gradeflow-ingest-copy", daemon=True)
+            self.thread.start()
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None and exc is None:
+            raise self.error
+        super().finish(exc)
 
 
 _FIRSTS_COPY = ("COPY stage_firsts (row_number, submission_id, student_id, exam_id, submitted_at)"
