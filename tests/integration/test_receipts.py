@@ -152,3 +152,19 @@ def test_a_receipt_that_cannot_be_written_fails_its_file_and_the_next_sweep_writ
     assert (morning["answers_accepted"], morning["submissions_accepted"], morning["status"]) == (4, 1, "loaded")
     assert [s["submission_id"] for s in morning["submissions"]] == ["s1"]
     assert sum(1 for k in written if "morning" in k) == 2
+
+
+def test_a_receipt_gives_a_submission_continued_in_a_later_file_the_submitted_at_recorded_first(conn, s3):
+    """A later file's answers to a submission loaded before are receipted with what GradeFlow recorded for it (the
+    first load's student, exam and submitted_at), not with the later file's rows."""
+    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(s3, f"incoming/northfield/{DAY}/submissions/a.csv", csv_bytes(answers_for("s1", "st1")[:2]))
+    ingest_institution(NORTH, conn, s3)
+    put(s3, f"incoming/northfield/{DAY}/submissions/b.csv", csv_bytes(answers_for("s1", "st1", minute=7)[2:]))
+    ingest_institution(NORTH, conn, s3)
+    [recorded] = conn.execute("SELECT submitted_at FROM submissions WHERE submission_id = 's1'").fetchone()
+    later = [k for k in keys(s3, f"receipts/northfield/{DAY}/b.csv.") if k.endswith(".json")]
+    receipt = json.loads(s3.get_object(Bucket="gradeflow", Key=later[0])["Body"].read())
+    assert receipt["submissions"] == [{"submission_id": "s1", "student_id": "st1", "exam_id": "bio-101",
+                                       "submitted_at": recorded.isoformat(), "answers": 2}]
+    assert recorded.minute == 0
