@@ -1,5 +1,5 @@
 """The first submissions file of a sweep (not read ahead) is staged through one COPY whose text a sender thread passes
-to the database while the next chunk is checked (ingest._QueuedStageWriter, a short queue): every piece arrives in
+to the database while the next chunk is checked (ingest._HandedStageWriter, one piece at a time): every piece arrives in
 order, an error of the database reaches the checking thread instead of leaving it waiting, and a file staged in
 many small chunks this way loads exactly as the same drop read ahead."""
 
@@ -25,7 +25,6 @@ def _row(n: int, answer: str = "B") -> bytes:
 
 
 def test_the_queued_writer_sends_every_piece_in_order_from_its_own_thread(conn, monkeypatch):
-    monkeypatch.setattr(ingest, "STAGE_QUEUED_PIECES", 1)  # the writing thread waits for the sender at every piece
     senders = []
     send = ingest.LibpqWriter.write
 
@@ -36,7 +35,7 @@ def test_the_queued_writer_sends_every_piece_in_order_from_its_own_thread(conn, 
     monkeypatch.setattr(ingest.LibpqWriter, "write", recording)
     with conn.transaction():
         db.execute(conn, "ingest/create_stage")
-        with conn.cursor() as cur, cur.copy(ingest._STAGE_COPY, writer=ingest._QueuedStageWriter(cur)) as copy:
+        with conn.cursor() as cur, cur.copy(ingest._STAGE_COPY, writer=ingest._HandedStageWriter(cur)) as copy:
             for n in range(1, 2001):
                 copy.write(_row(n, "x" * (n % 300)))
         rows = conn.execute("SELECT row_number, length(answer_text) FROM stage_answers ORDER BY row_number").fetchall()
@@ -47,10 +46,10 @@ def test_the_queued_writer_sends_every_piece_in_order_from_its_own_thread(conn, 
 def test_an_error_of_the_database_reaches_the_writing_thread(conn):
     with conn.transaction(), pytest.raises(psycopg.errors.BadCopyFileFormat):
         db.execute(conn, "ingest/create_stage")
-        with conn.cursor() as cur, cur.copy(ingest._STAGE_COPY, writer=ingest._QueuedStageWriter(cur)) as copy:
+        with conn.cursor() as cur, cur.copy(ingest._STAGE_COPY, writer=ingest._HandedStageWriter(cur)) as copy:
             copy.write(_row(1))
             copy.write(b'"2","only two columns"\n')
-            for n in range(3, 20001):  # more than the queue holds: the writing thread must not block on it
+            for n in range(3, 20001):  # pieces after the error: the writing thread must not block on them
                 copy.write(_row(n))
     assert conn.execute("SELECT 1").fetchone() == (1,)  # the transaction was rolled back, the connection works
 

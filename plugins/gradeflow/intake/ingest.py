@@ -994,18 +994,17 @@ _STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_
                " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
 
 
-STAGE_QUEUED_PIECES = 1  # pieces of stage text waiting for the COPY's sender thread (one more in its hands)
 
 
 def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[str, set[str]],
                      rejected_exams: dict[str, str]) -> tuple[int, int, list[Reject], _FileKeys]:
     """_check_rows for a file not read ahead (the sweep's first submissions file): its good rows go into the
-    staging table through one COPY whose text a sender thread passes to the database (_QueuedStageWriter) while
+    staging table through one COPY whose text a sender thread passes to the database (_HandedStageWriter) while
     this thread checks the next chunk, so the database's COPY work and the check overlap. A file that turns out
     unreadable still ends its COPY cleanly (the transaction goes on to record the rejection; the stage is dropped
     at commit, as before)."""
     rejected = None
-    with conn.cursor() as cur, cur.copy(_STAGE_COPY, writer=_QueuedStageWriter(cur)) as copy:
+    with conn.cursor() as cur, cur.copy(_STAGE_COPY, writer=_HandedStageWriter(cur)) as copy:
         def stage(good) -> int:
             for piece in _stage_text(good):
                 copy.write(piece)
@@ -1018,32 +1017,37 @@ def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[s
     raise rejected
 
 
-class _QueuedStageWriter(LibpqWriter):
-    """psycopg's COPY writer with the sending done by a thread from a short queue (psycopg's own QueuedLibpqWriter
-    queues up to 1024 buffers of 128 KiB: a chunk's text could pile up in memory when the database is slower than
-    the check; this one holds STAGE_QUEUED_PIECES pieces). An error of the sender is raised in the writing thread."""
+class _HandedStageWriter(LibpqWriter):
+    """psycopg's COPY writer with the sending done by a thread, one piece at a time: `write` hands a piece over once
+    the sender has sent the one before, so the writing thread prepares the next piece (checks the next chunk) while
+    the database takes this one, and memory holds one piece more than a plain COPY. (psycopg's own
+    QueuedLibpqWriter queues up to 1024 buffers of 128 KiB: a file's text could pile up in memory when the database
+    is slower than the check.) An error of the sender is raised in the writing thread."""
 
     def __init__(self, cursor) -> None:
         import queue
 
         super().__init__(cursor)
-        self.queue: queue.Queue = queue.Queue(maxsize=STAGE_QUEUED_PIECES)
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
     def _send(self) -> None:
-        try:
-            while (data := self.queue.get()) is not None:
-                super().write(data)
-        except BaseException as exc:  # handed to the writing thread; keep taking so that it never blocks
-            self.error = exc
-            while self.queue.get() is not None:
-                pass
+        while (data := self.queue.get()) is not None:
+            try:
+                if self.error is None:  # after an error, only take what is handed over: the writer never blocks
+                    super().write(data)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
 
     def write(self, data) -> None:
         if self.thread is None:
             self.thread = threading.Thread(target=self._send, name="gradeflow-ingest-copy", daemon=True)
             self.thread.start()
+        self.queue.join()  # the piece before is sent (or failed)
         if self.error is not None:
             raise self.error
         self.queue.put(data)
