@@ -165,11 +165,13 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
                 _failed(report, obj.key)
                 continue
             behind.submit(replace(committed, place=f"{number}/{len(ordered)}"))
+        # Once per sweep, not per file: the night plans on real sizes (the rows committed, while the last file's
+        # receipt and archive are still being written).
+        if behind.loaded >= ANALYSE_AFTER_ROWS:
+            with conn.transaction():
+                _analyse(conn, "submissions", behind.loaded)
+                _analyse(conn, "answers", behind.loaded)
         behind.settle(conn, report, wait=True)
-    if report.rows_loaded >= ANALYSE_AFTER_ROWS:  # once per sweep, not per file: the night plans on real sizes
-        with conn.transaction():
-            _analyse(conn, "submissions", report.rows_loaded)
-            _analyse(conn, "answers", report.rows_loaded)
     log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
              "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
              report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
@@ -304,6 +306,7 @@ class _Behind:
         self.s3 = s3
         self.pool = None
         self.jobs: list[tuple[_Committed, Any]] = []  # (file, Future of its finish)
+        self.loaded = 0  # answer rows committed by the files submitted so far
 
     def __enter__(self) -> _Behind:
         return self
@@ -319,6 +322,7 @@ class _Behind:
     def submit(self, committed: _Committed) -> None:
         from concurrent.futures import Future, ThreadPoolExecutor
 
+        self.loaded += committed.outcome.loaded
         if not FINISH_BEHIND:
             future = Future()
             try:
