@@ -998,8 +998,6 @@ _STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_
                " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
 
 
-
-
 def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[str, set[str]],
                      rejected_exams: dict[str, str]) -> tuple[int, int, list[Reject], _FileKeys]:
     """_check_rows for a file not read ahead (the sweep's first submissions file): its good rows go into the
