@@ -131,9 +131,10 @@ class UiServer:
                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}"}
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # `--apps core`: the UI and the public API; the Task Execution API (for workers) is not part of the page.
         self.proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(self.port),
-                                      "--workers", "1"], env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                      "--workers", "1", "--apps", "core"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_healthy(self, timeout: float = 180.0) -> bool:
         import httpx
