@@ -12,12 +12,16 @@ from devstack import demo
 
 @pytest.fixture
 def restored_gc():
-    """The worker's own collector as it was: the callback removed, frozen objects back in the oldest generation."""
-    before = list(gc.callbacks)
+    """The worker's own collector as it was: the callback removed, frozen objects back in the oldest generation.
+    Automatic collections are off meanwhile (another thread of the worker could start one between two checks)."""
+    before, enabled = list(gc.callbacks), gc.isenabled()
+    gc.disable()
     gc.unfreeze()
     yield
     gc.callbacks[:] = before
     gc.unfreeze()
+    if enabled:
+        gc.enable()
 
 
 def test_survivors_of_a_full_collection_are_frozen_and_garbage_is_still_collected(restored_gc):
@@ -38,4 +42,4 @@ def test_survivors_of_a_full_collection_are_frozen_and_garbage_is_still_collecte
     assert frozen > 0
     assert not any(o is kept for o in gc.get_objects())  # frozen: out of every generation the collector walks
     gc.collect(0)
-    assert gc.get_freeze_count() == frozen  # a young collection freezes nothing
+    assert gc.get_freeze_count() <= frozen  # a young collection freezes nothing (a frozen object may be freed)
