@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from typing import Any
 
 TASK = "ask_faculty_approval"
@@ -44,6 +45,37 @@ def waiting(client: Any, dag_id: str = "~", task_id: str = TASK) -> list[dict]:
     return [d for d in found.get("hitl_details", []) if d["task_instance"]["state"] == "awaiting_input"]
 
 
+def anything_awaiting(dag_id: str | None = None, task_id: str = TASK) -> bool:
+    """Whether a task instance waits for input now: one query on the metadata database, about 0.5 ms of CPU against
+    13-17 ms for `waiting` (a request through the whole API app: authentication, routing, serialisation). Pollers ask
+    it first and the REST API only once something waits, so they can look every 0.1-0.2 s; the request itself is
+    still read and answered through the API."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import exists, select
+
+    found = exists().where(TaskInstance.state == TaskInstanceState.AWAITING_INPUT, TaskInstance.task_id == task_id)
+    if dag_id is not None:
+        found = found.where(TaskInstance.dag_id == dag_id)
+    with create_session() as session:
+        return bool(session.scalar(select(found)))
+
+
+def wait_for_request(client: Any, dag_id: str = "~", task_id: str = TASK, timeout: float = 300.0,
+                     poll_seconds: float = 0.1) -> dict:
+    """The first HITL request that waits for an answer, as the REST API shows it, once one does (polled cheaply:
+    `anything_awaiting`); TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if anything_awaiting(None if dag_id == "~" else dag_id, task_id):
+            found = waiting(client, dag_id, task_id)
+            if found:
+                return found[0]
+        time.sleep(poll_seconds)
+    raise TimeoutError("no approval request appeared")
+
+
 def respond(client: Any, detail: dict, option: str) -> dict:
     """Answer one request (PATCH .../taskInstances/{task}/{map_index}/hitlDetails); returns status and body."""
     ti = detail["task_instance"]
@@ -56,7 +88,7 @@ def respond(client: Any, detail: dict, option: str) -> dict:
 class Approver:
     """A background thread that approves every waiting faculty sign-off as `user` (the demo's faculty)."""
 
-    def __init__(self, user: str, poll_seconds: float = 1.0, on_answer: Any = None) -> None:
+    def __init__(self, user: str, poll_seconds: float = 0.2, on_answer: Any = None) -> None:
         self.user, self.poll, self.on_answer = user, poll_seconds, on_answer
         self.answered: list[dict] = []
         self._stop = threading.Event()
@@ -74,7 +106,10 @@ class Approver:
         client = None
         while not self._stop.is_set():
             try:
-                client = client or api_client(self.user)
+                client = client or api_client(self.user)  # built while the first DAGs run, not when asked
+                if not anything_awaiting():  # cheap: the API is asked only when something waits
+                    self._stop.wait(self.poll)
+                    continue
                 for detail in waiting(client):
                     answer = respond(client, detail, "Approve")
                     ti = detail["task_instance"]

@@ -14,7 +14,7 @@ for tenant in $GRADEFLOW_S3_TENANTS; do
     if [ -z "$secret" ]; then echo "init-minio: set $var in .env" >&2; exit 1; fi
     objects=""
     listing=""
-    for top in incoming archive rejects releases reports reviews batches; do
+    for top in incoming archive receipts rejects releases reports reviews batches; do
         objects="$objects\"arn:aws:s3:::$GRADEFLOW_BUCKET/$top/$prefix/*\","
         listing="$listing\"$top/$prefix/*\",\"$top/$prefix/\","
     done

@@ -30,6 +30,7 @@ def airflow_api_child(embedded_stack, project_root, tmp_path_factory):
     cmd = [sys.executable, str(child), "--state-dir", str(embedded_stack.state_dir), "--screenshot", str(shot),
            "--trigger-api"]
     proc = subprocess.run(cmd, cwd=project_root, env=dict(os.environ), capture_output=True, text=True, timeout=1500)
+    (tmp_path_factory.mktemp("signoff-child") / "child.log").write_text(proc.stdout + proc.stderr)  # TIMELINE lines
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
     return {"result": json.loads(line[len("RESULT "):]), "shot": shot, "mails": (folder, before)}

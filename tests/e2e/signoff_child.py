@@ -9,20 +9,24 @@ in process, on the same metadata database):
    (`SchedulerJobRunner.check_awaiting_input_timeouts`, what a running scheduler does every loop) resolves it;
 2. `reject`: user prof.reject answers Reject;
 3. `approve`: user prof.meyer answers Approve (with `--screenshot PATH`: first, a real `airflow api-server` serves the
-   UI and headless Chromium saves the pending approval's page to PATH).
+   UI and headless Chromium saves the pending approval's page to PATH; the server is started in the background as soon
+   as the metadata database is migrated, so it starts up while the day's DAGs run).
 
 With `--trigger-api`, the same process then triggers every DAG through the REST API (tests/e2e/trigger_api_child.py,
 for test_trigger_api): one Airflow import, metadata migrate and app for both modules (tests/e2e/conftest.py).
 
 Prints one `RESULT {json}` line: per scenario the run state, task states, the HITL detail the API showed, and what
-the API answered (and `trigger_api`: each DAG's answer to its trigger).
+the API answered (and `trigger_api`: each DAG's answer to its trigger). On stderr, a `TIMELINE <epoch> <phase>
+cpu=<seconds>` line as each phase starts (tests/e2e/conftest.py keeps the child's output in its tmp folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,16 +36,21 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from devstack.hitl import TASK, api_client, respond, waiting
+from devstack import demo, stack
+from devstack.hitl import TASK, api_client, respond, wait_for_request
 
 DAY = date(2026, 11, 23)
 DAG_ID = "northfield__publish"
 
 
+def mark(phase: str) -> None:
+    """A timeline line on stderr (not the RESULT line): wall clock and this process's CPU when `phase` starts."""
+    cpu = os.times()
+    print(f"TIMELINE {time.time():.3f} {phase} cpu={cpu.user + cpu.system:.2f}", file=sys.stderr, flush=True)
+
+
 def institutions_file(folder: Path, hours: float) -> Path:
     import yaml
-
-    from devstack import stack
 
     data = yaml.safe_load((stack.PROJECT_ROOT / "include" / "institutions.yaml").read_text())
     for entry in data["institutions"]:
@@ -53,22 +62,15 @@ def institutions_file(folder: Path, hours: float) -> Path:
 
 
 def pending(client, timeout: float = 300.0) -> dict:
-    """The approval request once the task waits for it (GET /api/v2/dags/{dag_id}/dagRuns/~/hitlDetails)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = waiting(client, DAG_ID)
-        if found:
-            return found[0]
-        time.sleep(1)
-    raise TimeoutError("no approval request appeared")
+    """The approval request once the task waits for it (GET /api/v2/dags/{dag_id}/dagRuns/~/hitlDetails), looked
+    for every 0.1 s (devstack.hitl.wait_for_request: a cheap metadata query first, the API once something waits)."""
+    return wait_for_request(client, DAG_ID, timeout=timeout)
 
 
 def run_publish(logical_local: datetime, answer) -> dict:
     """dag.test() of the publish DAG (in the main thread: task timeouts use signals); a thread answers the approval
     (`answer(detail)`) once it waits."""
     from airflow.dag_processing.dagbag import DagBag
-
-    from devstack import stack
 
     dag = DagBag(str(stack.PROJECT_ROOT / "dags")).get_dag(DAG_ID)
     dag.deadline = None  # as in devstack.demo: Airflow 3.3.2's dag.test() trips on deadline alerts
@@ -77,13 +79,16 @@ def run_publish(logical_local: datetime, answer) -> dict:
     def respond_when_asked() -> None:
         try:
             out["detail"] = pending(api_client("prof.meyer"))
+            mark("  request seen waiting")
             out["answer"] = answer(out["detail"])
+            mark("  answered")
         except Exception as exc:  # reported in the result; the run then waits for its timeout
             out["answer"] = {"error": repr(exc)}
 
     responder = threading.Thread(target=respond_when_asked, daemon=True)
     responder.start()
     run = dag.test(logical_date=logical_local.astimezone(ZoneInfo("UTC")))
+    mark("  dag.test returned")
     responder.join(timeout=60)
     out["finished"] = not responder.is_alive()
     out["state"] = str(run.state).replace("DagRunState.", "")
@@ -109,37 +114,60 @@ def time_out(detail: dict) -> dict:
             f"/api/v2/dags/{DAG_ID}/dagRuns/{detail['task_instance']['dag_run_id']}/taskInstances/{TASK}").json()
         if state.get("state") != "awaiting_input":
             return {"task_state_after_sweep": state.get("state")}
-        time.sleep(1)
+        time.sleep(0.2)  # the deadline is ~1 s after the request: a sweep every 0.2 s finds it passed soon after
     return {"task_state_after_sweep": "awaiting_input"}
 
 
-def screenshot(detail: dict, path: Path) -> dict:
-    """A real api-server (UI) on this metadata database; headless Chromium saves the pending approval's page."""
-    import shutil
+class UiServer:
+    """A real `airflow api-server` (the UI) on this metadata database, for the screenshot. Started in the background
+    as soon as the metadata database is migrated: it imports Airflow and builds its app (about 10 s of a core) while
+    the day's DAGs run, instead of while the approval waits for it."""
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        return {"skipped": "chromium not installed"}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-           "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
-    log = open(path.with_suffix(".api-server.log"), "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--workers", "1"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        env = {**os.environ, **env, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+               "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}"}
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        # `--apps core`: the UI and the public API; the Task Execution API (for workers) is not part of the page.
+        self.proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(self.port),
+                                      "--workers", "1", "--apps", "core"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 180.0) -> bool:
         import httpx
 
-        for _ in range(180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return True
             except httpx.HTTPError:
                 pass
-            time.sleep(1)
+            time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        """SIGKILL: a throwaway test server with nothing to save; a graceful stop (SIGTERM) took 5-6 s of a loaded
+        machine (2-3 s of CPU) while the approval waited for it."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def screenshot(detail: dict, path: Path, server: UiServer | None) -> dict:
+    """Headless Chromium saves the pending approval's page, served by the real api-server (UI) `server`."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium or server is None:
+        return {"skipped": "chromium not installed"}
+    try:
+        server.wait_healthy()
+        mark("  api-server healthy")
         ti = detail["task_instance"]
-        url = (f"http://127.0.0.1:{port}/dags/{DAG_ID}/runs/{ti['dag_run_id']}/tasks/{TASK}/required_actions")
+        url = (f"http://127.0.0.1:{server.port}/dags/{DAG_ID}/runs/{ti['dag_run_id']}/tasks/{TASK}/required_actions")
         path.parent.mkdir(parents=True, exist_ok=True)
         profile = path.parent / ".chromium-profile"
         # 8 s of virtual time render the page as 30 s did (the same screenshot), with half the UI's polling requests
@@ -148,15 +176,11 @@ def screenshot(detail: dict, path: Path) -> dict:
                "--hide-scrollbars", f"--user-data-dir={profile}", "--window-size=1400,1000",
                "--virtual-time-budget=8000", f"--screenshot={path}", url]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
+        mark("  chromium done")
         shutil.rmtree(profile, ignore_errors=True)
         return {"url": url, "saved": path.exists(), "chromium": done.returncode}
     finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-        log.close()
+        server.stop()
 
 
 def main() -> int:
@@ -165,43 +189,61 @@ def main() -> int:
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--trigger-api", action="store_true", help="then trigger every DAG (test_trigger_api)")
     args = parser.parse_args()
-    from devstack import demo, stack
-
+    demo.freeze_after_full_collections()
     info = stack.status(args.state_dir)
     from devstack.airflow_cli import airflow_cli
 
+    mark("airflow import + db migrate")
     airflow_cli("db", "migrate")  # in this process: it imports Airflow anyway (a child would import it again)
+    short, normal = institutions_file(args.state_dir, 0.0003), institutions_file(args.state_dir, 1)
+    server = None
+    if args.screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
+        server = UiServer(args.screenshot.with_suffix(".api-server.log"), {"GRADEFLOW_INSTITUTIONS": str(normal)})
+    try:
+        return _scenarios(args, info, server, short, normal)
+    finally:
+        if server is not None and server.proc.poll() is None:
+            server.stop()
+
+
+def _scenarios(args: argparse.Namespace, info, server: UiServer | None, short: Path, normal: Path) -> int:
+    mark("reset gradeflow")
     demo.reset_data(info)
     os.environ["GRADEFLOW_RETRY_BACKOFF_SECONDS"] = "1"  # the night is minutes long, as in the demo
     import httpx
 
     httpx.post(f"http://127.0.0.1:{info.openai_port}/_emulator/reset", timeout=10).raise_for_status()
-    short, normal = institutions_file(args.state_dir, 0.0003), institutions_file(args.state_dir, 1)
     # About 1 s to decide, for the timeout: only the sweep in time_out() times the request out (dag.test never does),
     # and it runs once the request was seen waiting, so the request cannot be gone before the API shows it.
     os.environ["GRADEFLOW_INSTITUTIONS"] = str(short)
     from gradeflow.core.config import get_institution
 
     inst = get_institution("northfield")
+    mark("drop sample day")
     demo.drop_sample_day(info, DAY, 4, args.state_dir / "signoff-day", [inst])
     from airflow.dag_processing.dagbag import DagBag
 
+    mark("dagbag")
     bag = DagBag(str(stack.PROJECT_ROOT / "dags"))
     stages = {}
     for stage, at, after in demo.SCHEDULE[:3]:
+        mark(f"dag.test {stage}")
         local = datetime.combine(DAY + timedelta(days=after), at, ZoneInfo(inst.timezone))
         stages[stage] = str(bag.get_dag(f"northfield__{stage}").test(
             logical_date=local.astimezone(ZoneInfo("UTC"))).state)
     morning = datetime.combine(DAY + timedelta(days=1), datetime.min.time(), ZoneInfo(inst.timezone))
     result = {"stages": stages}
+    mark("publish timeout")
     result["timeout"] = run_publish(morning.replace(hour=6), time_out)
     os.environ["GRADEFLOW_INSTITUTIONS"] = str(normal)
+    mark("publish reject")
     result["reject"] = run_publish(morning.replace(hour=6, minute=5), answer_as("prof.reject", "Reject"))
 
     def approve(detail: dict) -> dict:
-        shot = screenshot(detail, args.screenshot) if args.screenshot else None
+        shot = screenshot(detail, args.screenshot, server) if args.screenshot else None
         return {**answer_as("prof.meyer", "Approve")(detail), "screenshot": shot}
 
+    mark("publish approve")
     result["approve"] = run_publish(morning.replace(hour=6, minute=10), approve)
     after = api_client("observer").get(f"/api/v2/dags/{DAG_ID}/dagRuns/{result['approve']['run_id']}/"
                                        f"taskInstances/{TASK}/-1/hitlDetails").json()
@@ -209,9 +251,14 @@ def main() -> int:
     if args.trigger_api:
         from trigger_api_child import trigger_every_dag  # beside this file
 
+        mark("trigger api")
         result["trigger_api"] = trigger_every_dag()
+    mark("end")
     print("RESULT " + json.dumps(result, default=str))
     sys.modules["airflow.settings"].dispose_orm()
+    # Nothing is collected after this: the interpreter's shutdown otherwise runs full collections over the whole heap
+    # while it tears the modules down (~10 s of wall time, 4-5 s of CPU, measured at load ~6).
+    gc.freeze()
     return 0
 
 

@@ -1,5 +1,6 @@
 """Read-ahead: while a submissions file loads, the sweep reads and checks the next one in a worker thread
-(gradeflow.intake.ingest._Ahead). The same drop swept with and without it gives the same rows, rejects, counts,
+(gradeflow.intake.ingest._Ahead), and each committed file's receipt and archive are written in another while the
+next file loads (_Behind). The same drop swept with and without them gives the same rows, rejects, counts,
 receipts and rejects reports, whatever the files hold: bad rows, clashes across files, a file refused whole, a
 file re-sent with rows waiting, a stray quote."""
 
@@ -65,9 +66,11 @@ def test_a_sweep_reads_ahead_with_the_same_result(conn, tenant_conn, admin_conn,
     caplog.set_level(logging.DEBUG, logger="gradeflow.intake.ingest")
 
     monkeypatch.setattr(ingest, "READ_AHEAD", False)
+    monkeypatch.setattr(ingest, "FINISH_BEHIND", False)  # and each file's receipt and archive before the next file
     alone = ingest.ingest_institution(NORTH, conn, s3)
     assert not [r for r in caplog.records if "ahead" in r.getMessage()]
     monkeypatch.setattr(ingest, "READ_AHEAD", True)
+    monkeypatch.setattr(ingest, "FINISH_BEHIND", True)
     ahead = ingest.ingest_institution(LAKE, tenant_conn("lakeshore"), s3)
 
     # b.jsonl, c.csv, d.csv and e.csv were each read and checked in the worker while the file before them loaded.

@@ -224,7 +224,7 @@ def test_each_institution_has_its_own_s3_user_limited_to_its_prefixes(project_ro
     subprocess.run(["sh", str(project_root / "docker" / "init-minio.sh")], env=env, check=True, capture_output=True)
     calls = log.read_text()
     bucket_name = env_example["GRADEFLOW_BUCKET"]
-    tops = ("incoming", "archive", "rejects", "releases", "reports", "reviews", "batches")
+    tops = ("incoming", "archive", "receipts", "rejects", "releases", "reports", "reviews", "batches")
     for inst in institutions:
         assert f"admin user add local gradeflow-{inst.id} {env_example[f'MINIO_SECRET_{inst.id.upper()}']}" in calls
         assert f"admin policy attach local gradeflow-{inst.id} --user gradeflow-{inst.id}" in calls

@@ -28,7 +28,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from functools import cache
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 import psycopg.errors
@@ -378,6 +378,15 @@ def stream_rows(conn: psycopg.Connection, name: str, params: dict[str, Any] | No
         cur.itersize = batch
         cur.execute(sql(name), params)
         yield from cur
+
+
+def copy_out(conn: psycopg.Connection, name: str, params: dict[str, Any] | None, sink: IO[bytes]) -> None:
+    """Run include/sql/<name>.sql, a `COPY (...) TO STDOUT` with bind parameters (merged by psycopg, COPY takes no
+    server-side ones), and write what it sends to the binary file `sink` as it arrives: no Python object per row."""
+    params = _check_params(conn, params)
+    with conn.cursor() as cur, cur.copy(sql(name), params) as copy:
+        for block in copy:
+            sink.write(block)
 
 
 def execute(conn: psycopg.Connection, name: str, params: dict[str, Any] | None = None) -> int:

@@ -3,8 +3,9 @@
 For each file: checksum; a file whose bytes were loaded before is recorded as a duplicate; exam
 definitions are validated whole; submission rows are validated one by one, good rows staged with
 COPY and upserted, bad rows written to `rejected_rows` and a rejects CSV. Only after the database
-commit is the original copied to archive/ and removed from incoming/, so a crash at any point
-loses nothing and a rerun loads nothing twice.
+commit are the file's receipt written and the original copied to archive/ and removed from incoming/
+(in a worker thread, while the next file loads), so a crash at any point loses nothing, a rerun loads
+nothing twice, and a file committed but not archived gets its missing receipt and archive from the next sweep.
 
 A re-sent file counts as already loaded only for the rows that actually loaded: rows refused for a
 reason that can change (an unknown exam or question) are read again, rows loaded before are counted
@@ -20,12 +21,15 @@ import hashlib
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from psycopg.copy import LibpqWriter
 
 from gradeflow.core import db, storage
 from gradeflow.core.config import Institution
@@ -56,6 +60,7 @@ SPOOL_IN_MEMORY = 1024 * 1024   # a file read from S3 is kept in memory up to th
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
 READ_AHEAD = True                # the next submissions file is read and checked while the current one loads
+FINISH_BEHIND = True             # a committed file's receipt and archive are written while the next file loads
 
 
 class IngestBusy(RuntimeError):
@@ -148,29 +153,36 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
     # Exam definitions first, so submissions in the same drop can refer to them.
     ordered = sorted(objects, key=lambda o: (not o.key.endswith(".json") or "/exams/" not in o.key,
                                              o.last_modified, o.key))
-    with _Ahead(inst, s3, ordered) as ahead:
+    with _Ahead(inst, s3, ordered) as ahead, _Behind(s3) as behind:
         for number, obj in enumerate(ordered, start=1):
+            behind.settle(conn, report)  # the files before it whose receipt and archive are written by now
             report.files_seen += 1
             parsed = parse_incoming_key(obj.key)
             try:
-                outcome = _ingest_file(inst, conn, s3, obj, parsed, ahead)
+                committed = _ingest_file(inst, conn, s3, obj, parsed, ahead)
             except Exception:
                 conn.rollback()
-                log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", obj.key)
-                report.failed.append(obj.key)
+                _failed(report, obj.key)
                 continue
-            _count(report, outcome)
-            log.info("[%d/%d] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", number, len(ordered),
-                     obj.key, outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
-    if report.rows_loaded >= ANALYSE_AFTER_ROWS:  # once per sweep, not per file: the night plans on real sizes
-        with conn.transaction():
-            _analyse(conn, "submissions", report.rows_loaded)
-            _analyse(conn, "answers", report.rows_loaded)
+            behind.submit(replace(committed, place=f"{number}/{len(ordered)}"))
+        # Once per sweep, not per file: the night plans on real sizes (the rows committed, while the last file's
+        # receipt and archive are still being written).
+        if behind.loaded >= ANALYSE_AFTER_ROWS:
+            with conn.transaction():
+                _analyse(conn, "submissions", behind.loaded)
+                _analyse(conn, "answers", behind.loaded)
+        behind.settle(conn, report, wait=True)
     log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
              "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
              report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
              report.rows_duplicate)
     return report
+
+
+def _failed(report: IngestReport, key: str) -> None:
+    """A file failed for an unexpected reason (logged with its traceback): listed in the report, left in incoming/."""
+    log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", key)
+    report.failed.append(key)
 
 
 def _count(report: IngestReport, outcome: _Outcome) -> None:
@@ -185,7 +197,7 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
 
 
 def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
-                 parsed: IncomingPath | None, ahead: _Ahead | None = None) -> _Outcome:
+                 parsed: IncomingPath | None, ahead: _Ahead | None = None) -> _Committed:
     checked = ahead.take(obj.key) if ahead else None  # read (and checked) while the file before it loaded
     if checked is not None:
         data, sha = checked.data, checked.sha
@@ -216,18 +228,23 @@ def _streamed_sha256(s3, key: str) -> str:
     return digest.hexdigest()
 
 
-def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ahead | None = None) -> _Outcome:
+def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ahead | None = None) -> _Committed:
+    """Record and load one file in one transaction; return what is left once it committed (its receipt, gathered in
+    the transaction, and the archive): _Behind finishes it, while the next file loads."""
     inst, obj, sha, name, day = file.inst, file.obj, file.sha, file.name, file.day
     archived_key = inst.key("archive", day, sha, name)
     file_row = {"inst": inst.id, "day": day, "key": obj.key, "name": name, "sha": sha, "size": obj.size,
                 "last_modified": obj.last_modified, "kind": file.kind,
                 "status": "loaded", "duplicate_of": None, "archived_key": None}
+    receipt = None
     with conn.transaction():
         db.fetch_all(conn, "ingest/set_lock_timeout", {"timeout": FILE_LOCK_TIMEOUT})
         earlier = db.fetch_all(conn, "ingest/find_loaded_file", {"inst": inst.id, "sha": sha, "key": obj.key})
         if earlier and earlier[0]["s3_key"] == obj.key and earlier[0]["archived_key"] is None:
-            # Loaded and committed before, but the archive step was cut off: only finish archiving.
+            # Loaded and committed before, but what follows the commit was cut off: only finish it (the receipt
+            # if it is missing, the archive).
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
+            receipt = _resumed_receipt(conn, s3, inst, file_id)
         else:
             file_id, outcome = _classify_and_load(conn, file, file_row, earlier, ahead)
             file = replace(file, file_id=file_id)
@@ -239,11 +256,152 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ah
                 "rejects_key": rejects_key, "status": outcome.status, "duplicate_of": outcome.duplicate_of})
             _audit(conn, file, outcome, rejects_key)
             if file.kind == "submissions" and outcome.status in ("loaded", "rejected"):
-                _write_receipt(conn, s3, file, file_row, outcome, rejects_key)
-    storage.archive(s3, obj.key, archived_key)
-    with conn.transaction():
-        db.execute(conn, "ingest/mark_archived", {"file_id": file_id, "inst": inst.id, "archived_key": archived_key})
-    return outcome
+                receipt = _gather_receipt(conn, file, file_row, outcome, rejects_key)
+    return _Committed(inst, obj.key, file_id, archived_key, outcome, receipt)
+
+
+@dataclass
+class _Committed:
+    """A file whose transaction committed, with what is left to do: write its receipt (if it has one), copy it to
+    archive/ and remove it from incoming/ (in that order, `finish`, in _Behind's worker), then record the archive
+    (`mark_archived`, on the sweep's connection). Until the archive is recorded, the file's row says it was cut off
+    (archived_key NULL): a sweep that finds the file still in incoming/ only finishes it (_resumed_receipt)."""
+
+    inst: Institution
+    key: str
+    file_id: int
+    archived_key: str
+    outcome: _Outcome
+    receipt: _Receipt | None = None
+    place: str = ""  # "<n>/<files in the sweep>", for the log
+
+    def finish(self, s3) -> None:
+        """The file's receipt, then its archive (S3 only: runs in _Behind's worker thread)."""
+        try:
+            if self.receipt is not None:
+                self.receipt.write(s3)
+            storage.archive(s3, self.key, self.archived_key)
+        finally:
+            self.close()
+
+    def mark_archived(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            db.execute(conn, "ingest/mark_archived", {"file_id": self.file_id, "inst": self.inst.id,
+                                                      "archived_key": self.archived_key})
+
+    def close(self) -> None:
+        if self.receipt is not None:
+            self.receipt.close()
+
+
+class _Behind:
+    """What follows each file's commit (its receipt and archive: S3 requests and formatting) runs in one worker
+    thread while the sweep's connection loads the next file, so the database does not wait for it. Files are
+    finished in the sweep's order; `settle` (between files, on the sweep's connection) records each finished
+    archive and counts the file in the report, or reports it failed exactly as a failure in its transaction
+    would be (the same log line; the file stays in incoming/ and the next sweep finishes it). With FINISH_BEHIND
+    off, each file is finished before the next one starts."""
+
+    def __init__(self, s3) -> None:
+        self.s3 = s3
+        self.pool = None
+        self.jobs: list[tuple[_Committed, Any]] = []  # (file, Future of its finish)
+        self.loaded = 0  # answer rows committed by the files submitted so far
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for committed, future in self.jobs:  # a sweep cut short: what was started ends; the next sweep records it
+            _wait_quietly(future)
+            committed.close()
+        self.jobs = []
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def submit(self, committed: _Committed) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.loaded += committed.outcome.loaded
+        if not FINISH_BEHIND:
+            future = Future()
+            try:
+                future.set_result(committed.finish(self.s3))
+            except Exception as exc:
+                future.set_exception(exc)
+        else:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradeflow-ingest-behind")
+            future = self.pool.submit(committed.finish, self.s3)
+        self.jobs.append((committed, future))
+
+    def settle(self, conn: psycopg.Connection, report: IngestReport, wait: bool = False) -> None:
+        """Record and count the files finished so far, in order (all of them, waiting, when `wait`)."""
+        while self.jobs and (wait or self.jobs[0][1].done()):
+            committed, future = self.jobs.pop(0)
+            try:
+                future.result()
+                committed.mark_archived(conn)
+            except Exception:
+                conn.rollback()
+                _failed(report, committed.key)
+                continue
+            outcome = committed.outcome
+            _count(report, outcome)
+            log.info("[%s] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", committed.place, committed.key,
+                     outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
+
+
+def _wait_quietly(future) -> None:
+    try:
+        future.result()
+    except Exception:
+        log.warning("Finishing a file after its commit failed while the sweep stopped", exc_info=True)
+
+
+def _gather_receipt(conn: psycopg.Connection, file: IncomingFile, file_row: dict, outcome: _Outcome,
+                    rejects_key: str | None) -> _Receipt:
+    """In the file's transaction: what its receipt says (the counts, and the submissions this file's insert loaded
+    answers of, counted by insert_answers.sql into stage_loaded), the submissions sent by COPY as CSV into a
+    temporary file. The receipt is written from it after the commit (_Receipt.write, while the next file loads)."""
+    inst, file_id = file.inst, file.file_id
+    receipt = _Receipt(inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}"), {
+        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
+        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
+        "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
+        "rows_duplicate": outcome.duplicate, "rejects_key": rejects_key})
+    if outcome.loaded:  # a file that loaded none has none (receipt_submissions.sql, over answers, finds none either)
+        db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
+        db.copy_out(conn, "ingest/receipt_loaded", {"inst": inst.id}, receipt.rows)
+    return receipt
+
+
+def _resumed_receipt(conn: psycopg.Connection, s3, inst: Institution, file_id: int) -> _Receipt | None:
+    """The receipt of a committed file whose archive step was cut off, if any part of it is missing (the commit may
+    have been followed by nothing at all): from what its transaction recorded, the submissions from answers by
+    source file (receipt_submissions.sql: the same rows, in the same order, as receipt_loaded.sql found then), so
+    it is the receipt the file would have had. A receipt already written is not written again."""
+    [row] = db.fetch_all(conn, "ingest/receipt_file", {"inst": inst.id, "file_id": file_id})
+    if row["kind"] != "submissions" or row["status"] not in ("loaded", "rejected"):
+        return None
+    base = inst.key("receipts", row["exam_day"], f"{row['file_name']}.{file_id}")
+    missing = tuple(part for part in ("json", "csv") if not storage.exists(s3, f"{base}.{part}"))
+    if not missing:
+        return None
+    receipt = _Receipt(base, {
+        "institution_id": inst.id, "exam_day": str(row["exam_day"]), "file": row["file_name"],
+        "s3_key": row["s3_key"], "sha256": row["sha256"], "file_id": file_id, "status": row["status"],
+        "rows": row["rows_total"], "answers_accepted": row["rows_loaded"], "rows_rejected": row["rows_rejected"],
+        "rows_duplicate": row["rows_duplicate"], "rejects_key": row["rejects_key"]}, missing)
+    if row["rows_loaded"]:
+        text = io.TextIOWrapper(receipt.rows, encoding="utf-8", newline="", write_through=True)
+        writer = csv.writer(text)
+        db.execute(conn, "bulk_plans")
+        for r in db.stream_rows(conn, "ingest/receipt_submissions", {"inst": inst.id, "file_id": file_id}):
+            writer.writerow((r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat(),
+                             r["answers"]))
+        text.detach()
+    return receipt
 
 
 # One submission of a receipt as json.dumps(item, indent=1) writes it two levels deep (each value by json.dumps: the
@@ -255,59 +413,68 @@ _RECEIPT_ITEM = ('{\n   "submission_id": %s,\n   "student_id": %s,\n   "exam_id"
 _json_text = json.encoder.encode_basestring_ascii
 
 
-def _write_receipt(conn: psycopg.Connection, s3, file: IncomingFile, file_row: dict, outcome: _Outcome,
-                   rejects_key: str | None) -> str:
+class _Receipt:
     """The institution's confirmation of a submissions file: `receipts/<prefix>/<day>/<file>.<file_id>.json` and
-    `.csv` (one per drop, like its rejects report, never overwritten), written in the file's transaction.
+    `.csv` (one per drop, like its rejects report, never overwritten).
 
     It lists every accepted submission id with the submitted_at GradeFlow recorded for it (and its answers
-    from this file), the counts, the rejects report's key and the file's sha256. Streamed: the submissions are
-    read from a server-side cursor and written to temporary files, so memory does not follow the file's size.
+    from this file), the counts, the rejects report's key and the file's sha256. Gathered in the file's
+    transaction (`head`; `rows`: the submissions as CSV in a temporary file, ordered by submission id), written
+    after the commit by `write`, streamed through temporary files: memory does not follow the file's size.
     """
-    import tempfile
 
-    inst, file_id = file.inst, file.file_id
-    base = inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}")
-    head = {
-        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
-        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
-        "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
-        "rows_duplicate": outcome.duplicate}
-    with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as items, \
-            tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as table:
-        writer = csv.writer(table)
-        writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
-        count = 0
-        db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
-        # The submissions this file's insert loaded answers of (counted by insert_answers.sql in the transaction):
-        # a file that loaded none has none (receipt_submissions.sql, over answers, would find none either).
-        loaded = db.stream_rows(conn, "ingest/receipt_loaded", {"inst": inst.id}) if outcome.loaded else ()
-        name, sha, before = spreadsheet_safe(file_row["name"]), spreadsheet_safe(file_row["sha"]), "\n  "
-        for r in loaded:
-            sid, student, exam, at = r["submission_id"], r["student_id"], r["exam_id"], r["submitted_at"].isoformat()
-            # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-            items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
-                                                  _json_text(at), r["answers"]))
-            writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
-                             spreadsheet_safe(at), r["answers"], name, sha))
-            count, before = count + 1, ",\n  "
-        whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
-                           indent=1)
-        with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
-            receipt.write(whole.removesuffix("]\n}").encode())  # ends with `"submissions": [`
-            items.seek(0)
-            for block in iter(lambda: items.read(1 << 20), ""):
-                receipt.write(block.encode())
-            receipt.write(("\n ]\n}" if count else "]\n}").encode())
-            receipt.seek(0)
-            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.json", Body=receipt, ContentType="application/json")
-        with tempfile.TemporaryFile() as data:
-            table.seek(0)
-            for block in iter(lambda: table.read(1 << 20), ""):
-                data.write(block.encode())
-            data.seek(0)
-            s3.put_object(Bucket=storage.bucket(), Key=f"{base}.csv", Body=data, ContentType="text/csv")
-    return f"{base}.json"
+    def __init__(self, base: str, head: dict, parts: tuple[str, ...] = ("json", "csv")) -> None:
+        import tempfile
+
+        self.base, self.head, self.parts = base, head, parts
+        self.rows = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+
+    def write(self, s3) -> str:
+        """Format the receipt from its rows and put its missing parts (both, unless resumed); return the JSON's key."""
+        import tempfile
+        from datetime import datetime
+
+        head = dict(self.head)
+        rejects_key = head.pop("rejects_key")
+        name, sha = spreadsheet_safe(head["file"]), spreadsheet_safe(head["sha256"])
+        self.rows.seek(0)
+        with tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as items, \
+                tempfile.TemporaryFile("w+", encoding="utf-8", newline="") as table:
+            writer = csv.writer(table)
+            writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
+            count, before = 0, "\n  "
+            for sid, student, exam, at, answers in csv.reader(io.TextIOWrapper(self.rows, encoding="utf-8",
+                                                                               newline="")):
+                at, answers = datetime.fromisoformat(at).isoformat(), int(answers)  # as psycopg's datetime writes it
+                # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
+                items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
+                                                      _json_text(at), answers))
+                writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
+                                 spreadsheet_safe(at), answers, name, sha))
+                count, before = count + 1, ",\n  "
+            whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
+                               indent=1)
+            if "json" in self.parts:
+                with tempfile.TemporaryFile() as receipt:  # the JSON: head, the items, the end, as UTF-8 bytes
+                    receipt.write(whole.removesuffix("]\n}").encode())  # ends with `"submissions": [`
+                    items.seek(0)
+                    for block in iter(lambda: items.read(1 << 20), ""):
+                        receipt.write(block.encode())
+                    receipt.write(("\n ]\n}" if count else "]\n}").encode())
+                    receipt.seek(0)
+                    s3.put_object(Bucket=storage.bucket(), Key=f"{self.base}.json", Body=receipt,
+                                  ContentType="application/json")
+            if "csv" in self.parts:
+                with tempfile.TemporaryFile() as data:
+                    table.seek(0)
+                    for block in iter(lambda: table.read(1 << 20), ""):
+                        data.write(block.encode())
+                    data.seek(0)
+                    s3.put_object(Bucket=storage.bucket(), Key=f"{self.base}.csv", Body=data, ContentType="text/csv")
+        return f"{self.base}.json"
+
+    def close(self) -> None:
+        self.rows.close()
 
 
 def _settle_resend(conn: psycopg.Connection, file: IncomingFile, outcome: _Outcome) -> None:
@@ -538,8 +705,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
             _copy_stage(conn, checked.copy)
         else:
             with system_memory_pool():  # freed memory goes back to the system between chunks (columns.py)
-                total, staged, rejects, keys = _check_rows(file, known, rejected_exams,
-                                                           lambda good: _stage_rows(conn, good))
+                total, staged, rejects, keys = _check_and_stage(conn, file, known, rejected_exams)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
     if ahead:
@@ -832,15 +998,70 @@ _STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_
                " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
 
 
-def _stage_rows(conn: psycopg.Connection, good) -> int:
-    """COPY a chunk of validated rows (columns.GOOD_SCHEMA) with their answer hash into the
-    transaction-scoped staging table (one COPY per chunk, of _stage_text's pieces)."""
-    if not good.num_rows:
-        return 0
-    with conn.cursor() as cur, cur.copy(_STAGE_COPY) as copy:
-        for piece in _stage_text(good):
-            copy.write(piece)
-    return good.num_rows
+def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[str, set[str]],
+                     rejected_exams: dict[str, str]) -> tuple[int, int, list[Reject], _FileKeys]:
+    """_check_rows for a file not read ahead (the sweep's first submissions file): its good rows go into the
+    staging table through one COPY whose text a sender thread passes to the database (_HandedStageWriter) while
+    this thread checks the next chunk, so the database's COPY work and the check overlap. A file that turns out
+    unreadable still ends its COPY cleanly (the transaction goes on to record the rejection; the stage is dropped
+    at commit, as before)."""
+    rejected = None
+    with conn.cursor() as cur, cur.copy(_STAGE_COPY, writer=_HandedStageWriter(cur)) as copy:
+        def stage(good) -> int:
+            for piece in _stage_text(good):
+                copy.write(piece)
+            return good.num_rows
+
+        try:
+            return _check_rows(file, known, rejected_exams, stage)
+        except FileRejected as exc:
+            rejected = exc
+    raise rejected
+
+
+class _HandedStageWriter(LibpqWriter):
+    """psycopg's COPY writer with the sending done by a thread, one piece at a time: `write` hands a piece over once
+    the sender has sent the one before, so the writing thread prepares the next piece (checks the next chunk) while
+    the database takes this one, and memory holds one piece more than a plain COPY. (psycopg's own
+    QueuedLibpqWriter queues up to 1024 buffers of 128 KiB: a file's text could pile up in memory when the database
+    is slower than the check.) An error of the sender is raised in the writing thread."""
+
+    def __init__(self, cursor) -> None:
+        import queue
+
+        super().__init__(cursor)
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def _send(self) -> None:
+        while (data := self.queue.get()) is not None:
+            try:
+                if self.error is None:  # after an error, only take what is handed over: the writer never blocks
+                    super().write(data)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def write(self, data) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._send, name="gradeflow-ingest-copy", daemon=True)
+            self.thread.start()
+        self.queue.join()  # the piece before is sent (or failed)
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None and exc is None:
+            raise self.error
+        super().finish(exc)
 
 
 _FIRSTS_COPY = ("COPY stage_firsts (row_number, submission_id, student_id, exam_id, submitted_at)"
