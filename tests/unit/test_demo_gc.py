@@ -12,14 +12,18 @@ from devstack import demo
 
 @pytest.fixture
 def restored_gc():
-    """The worker's own collector as it was: the callback removed, frozen objects back in the oldest generation.
-    Automatic collections are off meanwhile (another thread of the worker could start one between two checks)."""
-    before, enabled = list(gc.callbacks), gc.isenabled()
+    """The worker's own collector as it was: the callback removed, and the heap frozen again if it was
+    (tests/conftest.py freezes what collection leaves). Automatic collections are off meanwhile (another thread of
+    the worker could start one between two checks)."""
+    before, enabled, was_frozen = list(gc.callbacks), gc.isenabled(), gc.get_freeze_count() > 0
     gc.disable()
     gc.unfreeze()
     yield
     gc.callbacks[:] = before
     gc.unfreeze()
+    if was_frozen:
+        gc.collect()
+        gc.freeze()
     if enabled:
         gc.enable()
 
