@@ -16,12 +16,18 @@ from .helpers import DAY, answers_for, csv_bytes, exam_bytes, keys, put
 NORTH = get_institution("northfield")
 
 
-def test_a_sweep_writes_a_receipt_of_what_was_accepted(conn, s3):
-    rows = answers_for("s1", "st1") + answers_for("s2", "st2", minute=5)
+def _drop_morning(s3, first: str, second: str) -> bytes:
+    """The exam and `morning.csv`: submissions `first` (st1) and `second` (st2), and one rejected row; its bytes."""
+    rows = answers_for(first, "st1") + answers_for(second, "st2", minute=5)
     rows.append({**answers_for("s3", "st3")[0], "question_id": "no-such-question"})  # a rejected row
     data = csv_bytes(rows)
     put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
     put(s3, f"incoming/northfield/{DAY}/submissions/morning.csv", data)
+    return data
+
+
+def test_a_sweep_writes_a_receipt_of_what_was_accepted(conn, s3):
+    data = _drop_morning(s3, "s1", "s2")
     ingest_institution(NORTH, conn, s3)
 
     found = keys(s3, f"receipts/northfield/{DAY}/")
@@ -91,11 +97,7 @@ def test_a_file_cut_off_after_its_commit_gets_the_receipt_it_would_have_had_from
     commit and the receipt leaves a committed file in incoming/ with its archive unrecorded. The next sweep only
     finishes it: the receipt, byte for byte the one the file would have had, then the archive; nothing loads twice.
     A receipt cut off between its two objects gets only the missing one."""
-    rows = answers_for("s-é\"1", "st1") + answers_for("=s2", "st2", minute=5)
-    rows.append({**answers_for("s3", "st3")[0], "question_id": "no-such-question"})  # a rejected row
-    data = csv_bytes(rows)
-    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
-    put(s3, f"incoming/northfield/{DAY}/submissions/morning.csv", data)
+    data = _drop_morning(s3, "s-é\"1", "=s2")
     ingest_institution(NORTH, conn, s3)
     written = _receipt_objects(s3)
     assert sorted(k.rsplit(".", 1)[1] for k in written) == ["csv", "json"]

@@ -365,11 +365,10 @@ def _gather_receipt(conn: psycopg.Connection, file: IncomingFile, file_row: dict
     answers of, counted by insert_answers.sql into stage_loaded), the submissions sent by COPY as CSV into a
     temporary file. The receipt is written from it after the commit (_Receipt.write, while the next file loads)."""
     inst, file_id = file.inst, file.file_id
-    receipt = _Receipt(inst.key("receipts", file_row["day"], f"{file_row['name']}.{file_id}"), {
-        "institution_id": inst.id, "exam_day": str(file_row["day"]), "file": file_row["name"],
-        "s3_key": file_row["key"], "sha256": file_row["sha"], "file_id": file_id, "status": outcome.status,
-        "rows": outcome.total, "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects,
-        "rows_duplicate": outcome.duplicate, "rejects_key": rejects_key})
+    receipt = _Receipt.of(inst, file_id, file_row["day"], file_row["name"], {
+        "s3_key": file_row["key"], "sha256": file_row["sha"], "status": outcome.status, "rows": outcome.total,
+        "answers_accepted": outcome.loaded, "rows_rejected": outcome.row_rejects, "rows_duplicate": outcome.duplicate,
+        "rejects_key": rejects_key})
     if outcome.loaded:  # a file that loaded none has none (receipt_submissions.sql, over answers, finds none either)
         db.execute(conn, "bulk_plans")  # a file's submissions: bulk joins even on a new institution's stale statistics
         db.copy_out(conn, "ingest/receipt_loaded", {"inst": inst.id}, receipt.rows)
@@ -384,15 +383,14 @@ def _resumed_receipt(conn: psycopg.Connection, s3, inst: Institution, file_id: i
     [row] = db.fetch_all(conn, "ingest/receipt_file", {"inst": inst.id, "file_id": file_id})
     if row["kind"] != "submissions" or row["status"] not in ("loaded", "rejected"):
         return None
-    base = inst.key("receipts", row["exam_day"], f"{row['file_name']}.{file_id}")
-    missing = tuple(part for part in ("json", "csv") if not storage.exists(s3, f"{base}.{part}"))
-    if not missing:
+    receipt = _Receipt.of(inst, file_id, row["exam_day"], row["file_name"], {
+        "s3_key": row["s3_key"], "sha256": row["sha256"], "status": row["status"], "rows": row["rows_total"],
+        "answers_accepted": row["rows_loaded"], "rows_rejected": row["rows_rejected"],
+        "rows_duplicate": row["rows_duplicate"], "rejects_key": row["rejects_key"]})
+    receipt.parts = tuple(part for part in receipt.parts if not storage.exists(s3, f"{receipt.base}.{part}"))
+    if not receipt.parts:
+        receipt.close()
         return None
-    receipt = _Receipt(base, {
-        "institution_id": inst.id, "exam_day": str(row["exam_day"]), "file": row["file_name"],
-        "s3_key": row["s3_key"], "sha256": row["sha256"], "file_id": file_id, "status": row["status"],
-        "rows": row["rows_total"], "answers_accepted": row["rows_loaded"], "rows_rejected": row["rows_rejected"],
-        "rows_duplicate": row["rows_duplicate"], "rejects_key": row["rejects_key"]}, missing)
     if row["rows_loaded"]:
         text = io.TextIOWrapper(receipt.rows, encoding="utf-8", newline="", write_through=True)
         writer = csv.writer(text)
@@ -428,6 +426,17 @@ class _Receipt:
 
         self.base, self.head, self.parts = base, head, parts
         self.rows = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+
+    @classmethod
+    def of(cls, inst: Institution, file_id: int, day, name: str, recorded: dict) -> _Receipt:
+        """The receipt of file `name` (`file_id`) of `day`: its key, and its head in the order the JSON shows it
+        (`recorded`: s3_key, sha256, status, the row counts and rejects_key, as the file's transaction recorded them),
+        the same for a receipt gathered in the transaction and one written again by a later sweep."""
+        head = {"institution_id": inst.id, "exam_day": str(day), "file": name, "s3_key": recorded["s3_key"],
+                "sha256": recorded["sha256"], "file_id": file_id}
+        head.update((k, recorded[k]) for k in ("status", "rows", "answers_accepted", "rows_rejected",
+                                               "rows_duplicate", "rejects_key"))
+        return cls(inst.key("receipts", day, f"{name}.{file_id}"), head)
 
     def write(self, s3) -> str:
         """Format the receipt from its rows and put its missing parts (both, unless resumed); return the JSON's key."""
