@@ -59,6 +59,7 @@ CHUNK_CHARS = 16 * 1024 * 1024   # and at most about this many characters of val
 SPOOL_IN_MEMORY = 1024 * 1024   # a file read from S3 is kept in memory up to this size, then spooled to disk
 ANALYSE_AFTER_ROWS = 10_000      # a sweep loading this many rows refreshes the statistics of the tables it filled
 STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay in memory
+INSERT_WORK_MEM = "128MB"        # and the rows the file's inserts hand to their reference checks (a transition table)
 READ_AHEAD = True                # the next submissions file is read and checked while the current one loads
 FINISH_BEHIND = True             # a committed file's receipt and archive are written while the next file loads
 
@@ -729,6 +730,10 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     rejects += clashed
     rejects.sort(key=lambda r: r.row or 0)
     params = {"inst": inst.id, "day": parsed.exam_day, "file_id": file_id, "loaded": shared}
+    # The inserts' statement-level reference checks (migrations 020, 032) read every inserted row from a transition
+    # table, which PostgreSQL keeps in work_mem and past it writes to a temporary file that each of the three checks
+    # of answers reads back: a 200,000-row file's rows take 64-96 MB there (docs/performance.md, "Ingest time").
+    db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": INSERT_WORK_MEM})
     db.execute(conn, "ingest/insert_submissions", params)  # before the answers, which refer to them
     db.execute(conn, "ingest/insert_answers", params)  # and counts what it loaded per submission (stage_loaded)
     loaded = db.fetch_all(conn, "ingest/loaded_answers")[0]["loaded"]
