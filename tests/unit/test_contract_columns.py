@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -122,6 +124,39 @@ def test_a_jsonl_chunk_arrow_cannot_read_exactly_is_read_line_by_line():
     assert columns == reference
     assert [g[1] for g in reference[0]] == ["s1", "s2", "s3", "s6"]
     assert [(r.row, r.field) for r in reference[1]] == [(4, "submission_id")]
+
+
+NOT_OBJECTS = ["null", "  null", "null null", "[1]", '"s1"', "1", "true", "{} null"]
+
+
+def test_a_jsonl_line_that_is_not_an_object_is_refused_as_the_per_row_reader_refuses_it():
+    """A line that is not an object, first or after a good line, in chunks of 1, 2 and 50,000 lines: both readers
+    give the same rows and rejects. Run in a child process: pyarrow's JSON reader (26.0.1) crashes the process (a
+    segmentation fault) when the first value of what it reads is `null` (so the ingest task would die on every sweep
+    while the file stays in incoming/), and a crash must fail this test, not the test run."""
+    import subprocess
+
+    from gradeflow.intake import columns
+
+    code = """
+import json
+from tests.unit.test_contract_columns import NOT_OBJECTS, QUESTIONS, _both, _line
+good = json.dumps(_line(submission_id="s1")) + "\\n"
+for odd in NOT_OBJECTS:
+    for where in ("first", "after"):
+        data = ((odd + "\\n" + good) if where == "first" else (good + odd + "\\n" + good)).encode()
+        for size in (1, 2, 50_000):
+            reference, columns = _both("x.jsonl", data, QUESTIONS, size)
+            print(odd, where, size, columns == reference, [(r.row, r.reason) for r in reference[1]], len(reference[0]))
+"""
+    root = Path(columns.__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "plugins"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert done.returncode == 0, done.stdout[-1000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(NOT_OBJECTS) * 6 and all(" True [(" in line for line in lines), done.stdout
+    assert "null first 1 True [(1, 'each line must be a JSON object')] 1" in lines
+    assert "null after 2 True [(2, 'each line must be a JSON object')] 2" in lines
 
 
 def test_py_space_is_what_str_strip_removes():

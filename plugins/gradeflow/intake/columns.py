@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -324,10 +325,20 @@ class _JsonlChunk:
         return _jsonl_chunk(payload, count, before)
 
 
+# A line whose first character (after blanks) is not "{": a value that is not an object. Arrow must not see such a
+# chunk: pyarrow's JSON reader (26.0.1) crashes the process with a segmentation fault when the first value is `null`,
+# and reads a later `null` line as a row of nulls where json.loads (contract._json_row) says "each line must be a
+# JSON object". Such chunks are read line by line.
+_AN_OBJECT_FIRST = re.compile(rb"[ \t\r]*\{")
+_NOT_AN_OBJECT_LATER = re.compile(rb"\n[ \t\r]*[^{ \t\r\n]")
+
+
 def _jsonl_chunk(payload: bytearray, count: int, before: int) -> _RawChunk:
     import pyarrow.json as pajson
 
     numbers = list(range(before + 1, before + count + 1))
+    if not _AN_OBJECT_FIRST.match(payload) or _NOT_AN_OBJECT_LATER.search(payload):
+        return _jsonl_rows(payload, numbers)
     try:
         table = pajson.read_json(pa.BufferReader(pa.py_buffer(payload)), read_options=pajson.ReadOptions(
             use_threads=False, block_size=max(1 << 20, len(payload) + 1)), parse_options=pajson.ParseOptions(
@@ -336,6 +347,11 @@ def _jsonl_chunk(payload: bytearray, count: int, before: int) -> _RawChunk:
         table = None
     if table is not None and table.num_rows == count:
         return _RawChunk(numbers, table.select(list(SUBMISSION_COLUMNS)).combine_chunks())
+    return _jsonl_rows(payload, numbers)
+
+
+def _jsonl_rows(payload: bytearray, numbers: list[int]) -> _RawChunk:
+    """A chunk's lines read one by one (contract._json_row), as the per-row reader reads them."""
     lines = bytes(payload).split(b"\n")
     return _RawChunk(rows=[(n, _json_row(line.decode("utf-8"))) for n, line in zip(numbers, lines, strict=True)])
 
