@@ -14,7 +14,9 @@ test is made in a background thread while this one runs, `gradeflow_next`, renam
 `gradeflow`, so every connection (gradeflow_db_<id> of each institution's login, the owner's, the superuser's)
 reaches the test's own database without any setting changing. Roles are the cluster's, not the database's:
 when a test changed one (a password, a role's grants), the next test's database is migrated again, which sets
-them back. A module whose tests only read may share one such database for all its tests (module_database).
+them back. A module whose tests only read may share one such database for all its tests (module_database); a module
+whose tests all start from one expensive state builds it once and each test starts on its own copy of it (SNAPSHOTS,
+the `databases` fixture).
 Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
 
 The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync) and
