@@ -294,7 +294,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, emulator_timing_scale: float = 1.0) 
     info = StackInfo(str(state_dir), _free_port(), _free_port(), _free_port(), 0, 0, _free_port(), 0)
     # The three servers import their Python packages while PostgreSQL's initdb and start run.
     info.s3_pid = _spawn(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(info.s3_port)], state_dir / "s3.log"
+        [sys.executable, "-m", "devstack.s3_server", "-H", "127.0.0.1", "-p", str(info.s3_port)], state_dir / "s3.log"
     )
     info.openai_pid = _spawn(
         [sys.executable, "-m", "devstack.batch_emulator", "--host", "127.0.0.1", "--port", str(info.openai_port),

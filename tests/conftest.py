@@ -14,7 +14,9 @@ test is made in a background thread while this one runs, `gradeflow_next`, renam
 `gradeflow`, so every connection (gradeflow_db_<id> of each institution's login, the owner's, the superuser's)
 reaches the test's own database without any setting changing. Roles are the cluster's, not the database's:
 when a test changed one (a password, a role's grants), the next test's database is migrated again, which sets
-them back. A module whose tests only read may share one such database for all its tests (module_database).
+them back. A module whose tests only read may share one such database for all its tests (module_database); a module
+whose tests all start from one expensive state builds it once and each test starts on its own copy of it (SNAPSHOTS,
+the `databases` fixture).
 Every test also gets an emptied bucket (`s3`) and a reset emulator (`emulator`).
 
 The test cluster runs with PostgreSQL's non-durable settings (devstack.stack.NONDURABLE_SETTINGS: no fsync) and
@@ -138,8 +140,13 @@ def _copy_database(su, source: str, target: str) -> None:
 
 
 @pytest.fixture
-def fresh_database(embedded_stack):
-    """This test's own GradeFlow database: `gradeflow`, created again from the migrated template (see the top)."""
+def fresh_database(embedded_stack, request):
+    """This test's own GradeFlow database: `gradeflow`, created again from the migrated template (see the top), or,
+    when the test asks for a fixture its module names in SNAPSHOTS ({fixture: module-scoped fixture giving a snapshot,
+    see `databases`}), from that snapshot."""
+    for wanted, snapshot in getattr(request.module, "SNAPSHOTS", {}).items():
+        if wanted in request.fixturenames:
+            return _new_database(embedded_stack, request.getfixturevalue(snapshot))
     return _new_database(embedded_stack)
 
 
@@ -150,11 +157,14 @@ def module_database(embedded_stack):
     return _new_database(embedded_stack)
 
 
-def _new_database(embedded_stack) -> str:
+def _new_database(embedded_stack, template: str = TEMPLATE_DB) -> str:
+    """`gradeflow` as a new copy of `template`: the migrated, empty template, or a module's snapshot (below)."""
     from psycopg import sql
 
     su = _superuser(embedded_stack)
-    if _SPARE.wait():  # the copy made while the previous test ran: DROP the used database, RENAME the copy
+    if template != TEMPLATE_DB:  # a module's snapshot: copied here; the spare (a copy of the template) waits
+        _copy_database(su, template, stack.GRADEFLOW_DB)
+    elif _SPARE.wait():  # the copy made while the previous test ran: DROP the used database, RENAME the copy
         su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stack.GRADEFLOW_DB)))
         su.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(SPARE_DB), sql.Identifier(stack.GRADEFLOW_DB)))
@@ -168,8 +178,46 @@ def _new_database(embedded_stack) -> str:
     if su.execute(ROLES_FINGERPRINT).fetchone()[0] != _ROLES[0]:
         stack.migrate(embedded_stack)  # sets the institutions' logins, grants and passwords back
         _ROLES[0] = su.execute(ROLES_FINGERPRINT).fetchone()[0]
-    _SPARE.start(embedded_stack)
+    if _SPARE.thread is None:  # none copied or being copied for the next test
+        _SPARE.start(embedded_stack)
     return stack.GRADEFLOW_DB
+
+
+@pytest.fixture(scope="session")
+def databases(embedded_stack):
+    """For a module whose tests all start from the same expensive state (test_isolation's two nights): the module
+    builds that state once and keeps it as a snapshot, and each test starts on its own copy of it, so no test sees
+    another's changes. `new(template)` makes `gradeflow` a new copy (of the empty template by default),
+    `snapshot(name)` keeps `gradeflow` as it is now as the template `gradeflow_snapshot_<name>`, `drop(snapshot)`."""
+    return _Databases(embedded_stack)
+
+
+class _Databases:
+    PREFIX = "gradeflow_snapshot_"
+
+    def __init__(self, info) -> None:
+        self.info = info
+
+    def new(self, template: str = TEMPLATE_DB) -> str:
+        return _new_database(self.info, template)
+
+    def snapshot(self, name: str) -> str:
+        from psycopg import sql
+
+        su = _superuser(self.info)  # a template must have no connections: the test's are closed first
+        su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                   " AND pid <> pg_backend_pid()", (stack.GRADEFLOW_DB,))
+        snapshot = self.PREFIX + name
+        su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(snapshot)))
+        su.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+            sql.Identifier(snapshot), sql.Identifier(stack.GRADEFLOW_DB), sql.Identifier(stack.OWNER_ROLE)))
+        return snapshot
+
+    def drop(self, snapshot: str) -> None:
+        from psycopg import sql
+
+        _superuser(self.info).execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(snapshot)))
 
 
 _SU: list = [None]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from devstack import stack
+from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.intake import ingest
 
@@ -18,12 +20,29 @@ INSERT = ("INSERT INTO answers (institution_id, submission_id, question_id, exam
           " answer_sha256, source_file_id, source_row) VALUES ('northfield', %s, %s, 'bio-101', %s, 'x', 'h', %s, 1)")
 
 
-@pytest.fixture
-def loaded(conn, s3):
-    put(s3, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
-    put(s3, f"incoming/northfield/{DAY}/submissions/day.csv", csv_bytes(answers_for("s1", "st1")))
-    report = ingest.ingest_institution(NORTH, conn, s3)
+# A test that asks for `loaded` starts on its own copy of the database the ingest below left (tests/conftest.py,
+# fresh_database): the file is ingested once per module, not once per test.
+SNAPSHOTS = {"loaded": "loaded_database"}
+
+
+@pytest.fixture(scope="module")
+def loaded_database(databases, _s3_client):
+    """Northfield's exam and one submissions file (4 answers) ingested, on a bucket as the s3 fixture leaves it."""
+    databases.new()
+    stack.empty_bucket(_s3_client)
+    put(_s3_client, f"incoming/northfield/{DAY}/exams/bio-101.json", exam_bytes())
+    put(_s3_client, f"incoming/northfield/{DAY}/submissions/day.csv", csv_bytes(answers_for("s1", "st1")))
+    with db.connect(institution="northfield") as conn:
+        report = ingest.ingest_institution(NORTH, conn, _s3_client)
     assert report.rows_loaded == 4
+    snapshot = databases.snapshot("loaded")
+    yield snapshot
+    databases.drop(snapshot)
+
+
+@pytest.fixture
+def loaded(conn):
+    """The loaded file's id, in the test's own copy of the database."""
     return conn.execute("SELECT max(file_id) FROM ingested_files").fetchone()[0]
 
 

@@ -54,14 +54,34 @@ def _night(conn, s3, client, inst, rows) -> None:
         db.audit(conn, "test", "night_done", inst.id, EXAM_DAY)
 
 
-@pytest.fixture
-def two_nights(conn, tenant_conn, s3, emulator, openai_client):
-    """Northfield and lakeshore each ran a night (same exam and submission ids, one bad row each)."""
+# A test that asks for two_nights starts on its own copy of the database both nights left (tests/conftest.py,
+# fresh_database): the nights run once per module, not once per test.
+SNAPSHOTS = {"two_nights": "two_nights_database"}
+
+
+@pytest.fixture(scope="module")
+def two_nights_database(databases, _s3_client, _emulator_http):
+    """Northfield and lakeshore each ran a night (same exam and submission ids, one bad row each), on the bucket and
+    emulator as the s3 and emulator fixtures leave them: run once per module, its database kept as a snapshot."""
+    from gradeflow.grading.providers.openai_batch import client as openai_client
+
+    databases.new()
+    stack.empty_bucket(_s3_client)
+    _emulator_http.post("/_emulator/reset").raise_for_status()
     bad = [{**answers_for("s9", "st9")[0], "submitted_at": "not a time"}]
-    lake = tenant_conn("lakeshore")
-    _night(conn, s3, openai_client, NORTH, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2") + bad)
-    _night(lake, s3, openai_client, LAKE, answers_for("s1", "other-student", "nothing relevant") + bad)
-    return conn, lake
+    client = openai_client()
+    with db.connect(institution="northfield") as north, db.connect(institution="lakeshore") as lake:
+        _night(north, _s3_client, client, NORTH, answers_for("s1", "st1", GOOD) + answers_for("s2", "st2") + bad)
+        _night(lake, _s3_client, client, LAKE, answers_for("s1", "other-student", "nothing relevant") + bad)
+    snapshot = databases.snapshot("two_nights")
+    yield snapshot
+    databases.drop(snapshot)
+
+
+@pytest.fixture
+def two_nights(conn, tenant_conn):
+    """The test's connections of northfield and lakeshore, on its own copy of the database after both nights."""
+    return conn, tenant_conn("lakeshore")
 
 
 def test_every_table_with_institution_id_has_forced_row_level_security(conn, admin_conn):

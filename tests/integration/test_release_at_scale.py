@@ -12,6 +12,7 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
+from devstack import stack
 from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
@@ -35,6 +36,27 @@ def _day(conn, s3, submissions: int = 3) -> None:
     prepare.grade_by_rule(conn, NORTH, EXAM_DAY)
 
 
+# A test that asks for `day` starts on its own copy of the database `_day(conn, s3)` leaves (tests/conftest.py,
+# fresh_database): the day is ingested and graded once per module, not once per test.
+SNAPSHOTS = {"day": "day_database"}
+
+
+@pytest.fixture(scope="module")
+def day_database(databases, _s3_client):
+    databases.new()
+    stack.empty_bucket(_s3_client)
+    with db.connect(institution="northfield") as conn:
+        _day(conn, _s3_client)
+    snapshot = databases.snapshot("day")
+    yield snapshot
+    databases.drop(snapshot)
+
+
+@pytest.fixture
+def day():
+    """The test's database is its own copy of `_day`'s (three submissions graded by rule)."""
+
+
 # Changes made behind the gate's back, in columns the release copies. The first two were outside the
 # earlier fingerprint (ids and states only): a score edited in place, a question's points changed.
 CHANGES = {
@@ -49,8 +71,7 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_state_changed_after_the_gate_is_not_released(conn, admin_conn, s3, change):
-    _day(conn, s3)
+def test_a_state_changed_after_the_gate_is_not_released(day, conn, admin_conn, s3, change):
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     assert gate.success and gate.fingerprint.startswith("v2:")
     assert admin_conn.execute(CHANGES[change]).rowcount == 1
@@ -60,9 +81,8 @@ def test_a_state_changed_after_the_gate_is_not_released(conn, admin_conn, s3, ch
     assert conn.execute("SELECT count(*) FROM release_results").fetchone()[0] == 0
 
 
-def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
+def test_the_fingerprint_names_the_state_not_the_moment(day, conn, s3):
     """The same state gives the same fingerprint (a rerun releases nothing new); a change gives another."""
-    _day(conn, s3)
     first = publish.validate(conn, NORTH, EXAM_DAY)
     again = publish.validate(conn, NORTH, EXAM_DAY)
     assert first.fingerprint == again.fingerprint == publish.state_fingerprint(conn, NORTH, EXAM_DAY)
@@ -76,12 +96,11 @@ def test_the_fingerprint_names_the_state_not_the_moment(conn, s3):
     assert publish.state_fingerprint(conn, NORTH, EXAM_DAY) != first.fingerprint
 
 
-def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(conn, admin_conn, s3):
+def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(day, conn, admin_conn, s3):
     """Issue 18: the release evaluates the day's outcome rows once and writes them in the same statement
     (publish/insert_release_results), each with its hash: the release's rows sum to the fingerprint the gate
     validated (state_fingerprint's for the same state), and they hold the values answer_lifecycle gives (graded
     by rule, waiting for the model, in review)."""
-    _day(conn, s3)
     admin_conn.execute("INSERT INTO review_queue (institution_id, submission_id, question_id, exam_day, reason) "
                        "SELECT a.institution_id, a.submission_id, a.question_id, a.exam_day, 'manual' FROM answers a "
                        "WHERE NOT EXISTS (SELECT 1 FROM grades g WHERE g.submission_id = a.submission_id "
@@ -109,10 +128,9 @@ def test_the_release_copies_the_rows_it_fingerprinted_from_one_evaluation(conn, 
     assert "in_review" in {row[8] for row in expected}
 
 
-def test_a_release_that_waited_for_another_sees_what_that_one_released(conn, tenant_conn, admin_conn, s3):
+def test_a_release_that_waited_for_another_sees_what_that_one_released(day, conn, tenant_conn, admin_conn, s3):
     """Two releases of one day at once (a manual rerun during the scheduled publish): the second waits for the
     first and then sees its release, so it numbers no second version 1 and reuses it."""
-    _day(conn, s3)
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     first = tenant_conn("northfield")
     lock = (f"release:northfield:{EXAM_DAY}",)
@@ -171,11 +189,10 @@ def test_an_empty_release_exports_empty_files_with_their_schema(conn, admin_conn
     assert table.num_rows == 0 and table.schema == publish._release_schema()
 
 
-def test_arrow_reads_see_the_callers_snapshot_role_and_settings(conn, admin_conn, s3):
+def test_arrow_reads_see_the_callers_snapshot_role_and_settings(day, conn, admin_conn, s3):
     """Issue 18: the gate and the export read through db.arrow_batches (ADBC, a second session): it must see
     exactly the caller's transaction (its REPEATABLE READ snapshot, not a change committed since), log in as the
     caller's role (what row-level security binds) and plan with the caller's bulk settings."""
-    _day(conn, s3)
     grade = conn.execute("SELECT min(grade_id) FROM grades WHERE score > 0").fetchone()[0]
     query = ("SELECT current_user::text AS login, current_setting('gradeflow.institution') AS bound, "
              "current_setting('enable_nestloop') AS nestloop, current_setting('transaction_isolation') AS isolation, "
@@ -256,10 +273,9 @@ def test_the_gate_and_the_release_read_only_their_days_rows(conn, s3):
             assert ("grades", 6) in scans, (what, scans)  # the day's grades were read: the check is not vacuous
 
 
-def test_a_new_version_leaves_the_released_one_as_it_was(conn, admin_conn, s3):
+def test_a_new_version_leaves_the_released_one_as_it_was(day, conn, admin_conn, s3):
     """A release is immutable: after a regrade and version 2, version 1's rows are what they were, and each
     version's rows still sum to its own fingerprint (release_results.row_hash, issue 18)."""
-    _day(conn, s3)
     first = publish.release(conn, NORTH, EXAM_DAY, publish.validate(conn, NORTH, EXAM_DAY).validation_id)
     snapshot = "SELECT * FROM release_results WHERE release_id = %s ORDER BY submission_id, question_id"
     before = conn.execute(snapshot, (first["release_id"],)).fetchall()
@@ -274,12 +290,11 @@ def test_a_new_version_leaves_the_released_one_as_it_was(conn, admin_conn, s3):
     assert sums[0][1] != sums[1][1]
 
 
-def test_the_release_reads_the_days_grades_and_reviews_once(conn, s3):
+def test_the_release_reads_the_days_grades_and_reviews_once(day, conn, s3):
     """Issue 18 (030): the release statement reads the day's grades once (the view's join gives the current
     grade's columns and its count) and review_queue once, where it read grades three times (the view, the
     recount of publish/answer_rows, the grade's columns by grade_id) and review_queue twice. The gate keeps its
     independent recounts. Its rows still sum to the fingerprint the gate validated."""
-    _day(conn, s3)
     graded = conn.execute("SELECT count(*) FROM grades").fetchone()[0]
     gate = publish.validate(conn, NORTH, EXAM_DAY)
     params = {"inst": NORTH.id, "day": EXAM_DAY}

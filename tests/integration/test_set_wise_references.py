@@ -9,6 +9,8 @@ from datetime import date
 import psycopg
 import pytest
 
+from devstack import stack
+from gradeflow.core import db
 from gradeflow.core.config import get_institution
 from gradeflow.grading import prepare
 from gradeflow.intake import ingest
@@ -20,14 +22,31 @@ GRADE = ("INSERT INTO grades (institution_id, submission_id, question_id, exam_d
          "job_id) VALUES ('northfield', %s, %s, %s, 0, 1, 'rule', %s)")
 
 
-@pytest.fixture
-def graded_day(conn, s3):
+# A test that asks for `graded_day` starts on its own copy of the database the day below left (tests/conftest.py,
+# fresh_database): the day is ingested and graded once per module, not once per test.
+SNAPSHOTS = {"graded_day": "graded_day_database"}
+
+
+@pytest.fixture(scope="module")
+def graded_day_database(databases, _s3_client):
+    """Three submissions ingested, ordered and graded by rule, on a bucket as the s3 fixture leaves it."""
+    databases.new()
+    stack.empty_bucket(_s3_client)
     rows = [row for n in range(3) for row in answers_for(f"s{n}", f"st{n}")]
-    put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())
-    put(s3, f"incoming/{NORTH.s3_prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
-    ingest.ingest_institution(NORTH, conn, s3)
-    prepare.order_submissions(conn, NORTH, date.fromisoformat(DAY))
-    assert prepare.grade_by_rule(conn, NORTH, date.fromisoformat(DAY)) > 0
+    put(_s3_client, f"incoming/{NORTH.s3_prefix}/{DAY}/exams/bio-101.json", exam_bytes())
+    put(_s3_client, f"incoming/{NORTH.s3_prefix}/{DAY}/submissions/a.csv", csv_bytes(rows))
+    with db.connect(institution="northfield") as conn:
+        ingest.ingest_institution(NORTH, conn, _s3_client)
+        prepare.order_submissions(conn, NORTH, date.fromisoformat(DAY))
+        assert prepare.grade_by_rule(conn, NORTH, date.fromisoformat(DAY)) > 0
+    snapshot = databases.snapshot("graded_day")
+    yield snapshot
+    databases.drop(snapshot)
+
+
+@pytest.fixture
+def graded_day(conn):
+    """Northfield's connection on the test's own copy of the graded day."""
     return conn
 
 

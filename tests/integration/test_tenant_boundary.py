@@ -21,9 +21,16 @@ from gradeflow.grading import batch
 from gradeflow.intake import contract
 
 from .helpers import DAY, answers_for
-from .test_isolation import LAKE, _night, _tenant_tables, two_nights  # noqa: F401 - the fixture, by name
+from .test_isolation import (  # noqa: F401 - the fixtures, by name
+    LAKE,
+    _night,
+    _tenant_tables,
+    two_nights,
+    two_nights_database,
+)
 
 SHARED = ("provider_enqueued", "gradeflow_tenant_roles", "gradeflow_org_limits")
+SNAPSHOTS = {"two_nights": "two_nights_database"}  # as in test_isolation: the nights run once per module
 LEDGER_COLUMNS = ("job_id bigint, tenant text, model text, tokens bigint, reserved_at timestamptz,"
                   " released_at timestamptz")
 
