@@ -132,8 +132,12 @@ class UiServer:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         # `--apps core`: the UI and the public API; the Task Execution API (for workers) is not part of the page.
-        self.proc = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--port", str(self.port),
-                                      "--workers", "1", "--apps", "core"], env=env, stdout=self.log,
+        # `python -m airflow api-server ...` with the import-time heap frozen after each full collection, as in this
+        # child (devstack.demo.freeze_after_full_collections): Airflow's own entry point, run by runpy.
+        argv = ["airflow", "api-server", "--port", str(self.port), "--workers", "1", "--apps", "core"]
+        code = ("import runpy, sys; from devstack.demo import freeze_after_full_collections as f; f(); "
+                f"sys.argv = {argv!r}; runpy.run_module('airflow', run_name='__main__', alter_sys=True)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_healthy(self, timeout: float = 180.0) -> bool:

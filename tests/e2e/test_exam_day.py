@@ -79,6 +79,16 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
     assert not [k for k in _all_keys(s3) if "/lakeshore/" in k or "/rheinwald/" in k]
 
 
+def test_airflow_knows_only_the_institutions_the_demo_ran(day_through_airflow, embedded_stack):
+    """`--institutions northfield`: the demo's DAG folder makes northfield's four DAGs and the admin DAG, not every
+    institution's (each dag.test() parses the folder and writes every DAG it makes to the metadata database)."""
+    from devstack import stack
+
+    with stack.connect_as(embedded_stack, stack.PG_USER, dbname=stack.AIRFLOW_DEMO_DB) as conn:
+        dags = {r[0] for r in conn.execute("SELECT dag_id FROM dag WHERE NOT is_stale").fetchall()}
+    assert dags == {f"northfield__{s}" for s in ("ingest", "prepare", "grade", "publish")} | {"gradeflow__admin_rerun"}
+
+
 def test_the_audit_sample_is_scored_and_measured_in_the_summary(day_through_airflow):
     out, _ = day_through_airflow
     summary = json.loads((out / "summary.json").read_text())["northfield"][DAY]

@@ -1,8 +1,10 @@
 """Triggers for test_trigger_api: Airflow's own FastAPI app, in process, on the embedded stack's metadata
-database. Serialises the DAGs, then triggers each through POST /api/v2/dags/{id}/dagRuns with its defaults (and a
-few bad forms). Run by tests/e2e/signoff_child.py after the sign-off scenarios (`--trigger-api`: one Airflow
-process for both modules, tests/e2e/conftest.py); run alone (`python tests/e2e/trigger_api_child.py`, the stack's
-environment set) it migrates the metadata database first and prints one `RESULT {json}` line with the responses."""
+database. Triggers each DAG through POST /api/v2/dags/{id}/dagRuns with its defaults (and a few bad forms). Run by
+tests/e2e/signoff_child.py after the sign-off scenarios (`--trigger-api`: one Airflow process for both modules,
+tests/e2e/conftest.py), whose `dag.test()` runs have written every DAG of the folder to the metadata database (each
+parses the whole folder); run alone (`python tests/e2e/trigger_api_child.py`, the stack's environment set) it
+migrates the metadata database and serialises the DAGs first, and prints one `RESULT {json}` line with the
+responses."""
 
 from __future__ import annotations
 
@@ -13,9 +15,7 @@ from devstack.airflow_cli import airflow_cli
 
 
 def trigger_every_dag() -> dict:
-    """Serialise the DAGs, trigger each with its defaults and a few bad forms; the API's answers."""
-    airflow_cli("dags", "reserialize")
-
+    """Trigger each DAG in the metadata database with its defaults and a few bad forms; the API's answers."""
     from devstack.hitl import api_client
 
     client = api_client("operator")  # Airflow's core API app in process, with a token for the user
@@ -35,6 +35,7 @@ def trigger_every_dag() -> dict:
 
 def main() -> int:
     airflow_cli("db", "migrate")
+    airflow_cli("dags", "reserialize")
     print("RESULT " + json.dumps(trigger_every_dag(), default=str))
     return 0
 
