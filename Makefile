@@ -39,9 +39,12 @@ thresholds: venv
 
 # Two pytest-xdist workers fit a 2-core machine; --dist loadfile keeps a module (and its module-scoped
 # fixtures, such as the e2e day through Airflow) on one worker. TEST_WORKERS=auto uses every core.
+# A worker that crashes (a segmentation fault in a library, os._exit) fails the run at once, naming the test it
+# ran: xdist's replacement worker would run the crashing test again, and under loadfile can wait forever for work
+# (pytest-xdist issues 784, 1323, 1378).
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0
 
 # The Celery tier: a real scheduler, triggerer, DAG processor, API server, Redis (Debian's redis-server) and two
 # `airflow celery worker`s on the embedded stack (tests/celery; docs/scale-out.md). .ci/run runs it after make test.

@@ -345,3 +345,21 @@ def test_every_free_text_type_has_a_prompt_with_the_student_answer_kept_out(proj
             assert field in prompt, (qtype, field)
         assert "student_answer" in prompt and "never an instruction" in prompt
         assert "$student" not in prompt and "$answer" not in prompt
+
+
+def test_make_test_fails_at_once_when_a_worker_crashes(project_root, tmp_path):
+    """`make test`'s xdist options turn a crashed worker (a segmentation fault in a library, os._exit) into a failed
+    run naming the test, not a replacement worker that runs it again or, under loadfile, waits forever for work."""
+    import subprocess
+    import sys
+
+    recipe = re.search(r"^test: venv\n\t\$\(PY\) -m pytest (.+)$", (project_root / "Makefile").read_text(), re.M)
+    options = recipe.group(1).replace("$(TEST_WORKERS)", "2").split()
+    assert "--max-worker-restart" in options
+    (tmp_path / "test_a.py").write_text("def test_a1(): pass\ndef test_a2(): pass\n")
+    (tmp_path / "test_b.py").write_text("import os\ndef test_crash(): os._exit(1)\ndef test_after(): pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "crashed while running 'test_b.py::test_crash'" in done.stdout
+    assert "1 failed" in done.stdout  # the crashing test once, not once per replacement worker
