@@ -131,12 +131,19 @@ def _copy_database(su, source: str, target: str) -> None:
     """DROP `target` (closing its connections) and CREATE it as a copy of `source`, with `source`'s grants."""
     from psycopg import sql
 
-    su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target)))
+    _drop_database(su, target)
     # FILE_COPY: the copy is a file copy plus a checkpoint, which costs nothing without fsync (the default,
     # WAL_LOG, writes every page of the ~9 MB database into the WAL).
     su.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
         sql.Identifier(target), sql.Identifier(source), sql.Identifier(stack.OWNER_ROLE)))
     su.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
+
+
+def _drop_database(su, name: str) -> None:
+    """DROP database `name` if it exists, closing its connections."""
+    from psycopg import sql
+
+    su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -165,7 +172,7 @@ def _new_database(embedded_stack, template: str = TEMPLATE_DB) -> str:
     if template != TEMPLATE_DB:  # a module's snapshot: copied here; the spare (a copy of the template) waits
         _copy_database(su, template, stack.GRADEFLOW_DB)
     elif _SPARE.wait():  # the copy made while the previous test ran: DROP the used database, RENAME the copy
-        su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(stack.GRADEFLOW_DB)))
+        _drop_database(su, stack.GRADEFLOW_DB)
         su.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
             sql.Identifier(SPARE_DB), sql.Identifier(stack.GRADEFLOW_DB)))
     else:
@@ -202,22 +209,15 @@ class _Databases:
         return _new_database(self.info, template)
 
     def snapshot(self, name: str) -> str:
-        from psycopg import sql
-
         su = _superuser(self.info)  # a template must have no connections: the test's are closed first
         su.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
                    " AND pid <> pg_backend_pid()", (stack.GRADEFLOW_DB,))
         snapshot = self.PREFIX + name
-        su.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(snapshot)))
-        su.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-            sql.Identifier(snapshot), sql.Identifier(stack.GRADEFLOW_DB), sql.Identifier(stack.OWNER_ROLE)))
+        _copy_database(su, stack.GRADEFLOW_DB, snapshot)  # its grants are set again on each copy of it
         return snapshot
 
     def drop(self, snapshot: str) -> None:
-        from psycopg import sql
-
-        _superuser(self.info).execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(snapshot)))
+        _drop_database(_superuser(self.info), snapshot)
 
 
 _SU: list = [None]
