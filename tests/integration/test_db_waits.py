@@ -113,7 +113,12 @@ def test_a_killed_task_mid_query_does_not_stall_the_next_run(conn, superuser, mo
         # The next run takes the same lock: it gets it as soon as PostgreSQL notices the dead client.
         nxt.execute("SELECT pg_advisory_xact_lock(gradeflow_lock_key(%s))", (RELEASE_LOCK,))
     print(f"next run got the lock {time.monotonic() - started:.1f}s after the kill (orphan backend {pid})")
-    assert not superuser.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
+    # The orphan's transaction ended (the lock came free) as its backend began to exit; the backend leaves
+    # pg_stat_activity a moment later (a race a loaded machine lost once: still listed right after the lock).
+    deadline = time.monotonic() + 5
+    while superuser.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]:
+        assert time.monotonic() < deadline, f"the orphan backend {pid} is still there 5 s after its lock came free"
+        time.sleep(0.02)
 
 
 def test_without_the_client_check_the_orphan_keeps_its_lock_and_is_named(conn, superuser, monkeypatch):

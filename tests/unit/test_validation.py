@@ -261,3 +261,29 @@ def test_suite_name_must_match_its_file(tmp_path):
     (tmp_path / "grades.json").write_text(json.dumps(document))
     with pytest.raises(ValueError, match="named 'day_summary'"):
         load_suite("grades", tmp_path)
+
+
+def test_a_changed_suite_file_is_loaded_again_and_a_broken_one_is_an_error(tmp_path):
+    """The gate keeps one context and each suite as loaded (gate._Gate), per version of the suite's file: an edited
+    suite takes effect at the next validation in the same process, and a suite broken later fails the gate."""
+    import os
+
+    for name in ("grades", "day_summary"):
+        (tmp_path / f"{name}.json").write_text((DEFAULT_EXPECTATIONS_DIR / f"{name}.json").read_text())
+    answers = _broken(r0={"score": 1.75})
+    assert validate_day(answers, summary_for(answers), institution=INST, expectations_dir=tmp_path).success
+    document = json.loads((tmp_path / "grades.json").read_text())
+    document["expectations"].append({"type": "expect_column_values_to_be_in_set",
+                                     "kwargs": {"column": "score", "value_set": [0.0, 1.5, 2.0]},
+                                     "meta": {"notes": "a test's extra guard: whole and half points only"}})
+    path = tmp_path / "grades.json"
+    path.write_text(json.dumps(document))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))  # a later version, surely
+    outcome = validate_day(answers, summary_for(answers), institution=INST, expectations_dir=tmp_path)
+    assert failed(outcome) == {("grades", "expect_column_values_to_be_in_set", "score")}
+    assert validate_day(answers, summary_for(answers), institution=INST).success  # the repository's suites: apart
+    document["expectations"][0]["kwargs"] = {"colum": "institution"}
+    path.write_text(json.dumps(document))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2_000_000))
+    with pytest.raises(ValueError, match="expectation #0"):
+        validate_day(answers, summary_for(answers), institution=INST, expectations_dir=tmp_path)

@@ -6,7 +6,10 @@ Two suites, kept as data in expectations/ and loaded at run time:
 * ``day_summary`` checks the day's conservation summary (one row per institution and day).
 
 Both run on an ephemeral GX context with a pandas data source, a dataframe asset and a
-whole-dataframe batch definition, created with unique names on every call. The institution the
+whole-dataframe batch definition per suite; the dataframe is a batch parameter of each validation.
+The context and its batch definitions are built once per process and each suite is loaded once per
+version of its file (`_Gate`): building them cost more than validating a small day (GX saves its
+project config as YAML at every data source, asset and batch definition it adds). The institution the
 rows must belong to is a suite parameter (``expected_institutions``) supplied at run time, so the
 suite file stays the same for every institution.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -192,8 +196,9 @@ def _ephemeral_context() -> AbstractDataContext:
 
 
 def _run_suite(context: AbstractDataContext, suite: ExpectationSuite, frame: pd.DataFrame,
-               parameters: dict[str, Any]) -> ExpectationSuiteValidationResult:
-    """Validate one dataframe against one suite through a uniquely named pandas datasource.
+               parameters: dict[str, Any], batch_definition: Any = None) -> ExpectationSuiteValidationResult:
+    """Validate one dataframe against one suite through a uniquely named pandas datasource (or through
+    `batch_definition`, one made by this function before: the frame is a batch parameter).
 
     The batch is built once, by the validator that runs the suite: GX's own `Batch.validate` (what
     `batch_definition.get_batch(...).validate(...)` calls) builds the validator from the batch's definition and so
@@ -204,13 +209,55 @@ def _run_suite(context: AbstractDataContext, suite: ExpectationSuite, frame: pd.
     """
     from great_expectations.validator.v1_validator import Validator
 
-    token = uuid.uuid4().hex
-    datasource = context.data_sources.add_pandas(name=f"gradeflow_{suite.name}_{token}")
-    asset = datasource.add_dataframe_asset(name=f"{suite.name}_frame")
-    batch_definition = asset.add_batch_definition_whole_dataframe(name=f"{suite.name}_whole")
+    batch_definition = batch_definition or _batch_definition(context, suite.name)
     validator = Validator(batch_definition=batch_definition, batch_parameters={"dataframe": frame},
                           result_format=_RESULT_FORMAT)
     return validator.validate_expectation_suite(suite, expectation_parameters=parameters or None)
+
+
+def _batch_definition(context: AbstractDataContext, suite_name: str) -> Any:
+    """A new, uniquely named pandas datasource with a dataframe asset and its whole-dataframe batch definition."""
+    datasource = context.data_sources.add_pandas(name=f"gradeflow_{suite_name}_{uuid.uuid4().hex}")
+    asset = datasource.add_dataframe_asset(name=f"{suite_name}_frame")
+    return asset.add_batch_definition_whole_dataframe(name=f"{suite_name}_whole")
+
+
+class _Gate:
+    """What every validation in a process shares: one ephemeral context, one batch definition per suite, and each
+    suite as loaded (and checked) from the current version of its file, with its results' order. A suite file that
+    changes (its size or modification time) is loaded again. One validation at a time (`lock`): GX's context is not
+    documented as safe across threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.context: AbstractDataContext | None = None
+        self.batch_definitions: dict[str, Any] = {}
+        self.suites: dict[tuple[str, str], tuple[tuple[int, int], ExpectationSuite, dict[str, int]]] = {}
+
+    def suite(self, name: str, expectations_dir: Path | None) -> tuple[ExpectationSuite, dict[str, int]]:
+        path = (expectations_dir or DEFAULT_EXPECTATIONS_DIR) / f"{name}.json"
+        try:
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+        except OSError:  # load_suite names the missing file
+            version = None
+        key = (name, str(path.resolve()))
+        found = self.suites.get(key)
+        if found is None or version is None or found[0] != version:
+            suite = load_suite(name, expectations_dir)
+            found = self.suites[key] = (version, suite, _suite_order(suite))
+        return found[1], found[2]
+
+    def run(self, suite: ExpectationSuite, frame: pd.DataFrame,
+            parameters: dict[str, Any]) -> ExpectationSuiteValidationResult:
+        if self.context is None:
+            self.context = _ephemeral_context()
+        if suite.name not in self.batch_definitions:
+            self.batch_definitions[suite.name] = _batch_definition(self.context, suite.name)
+        return _run_suite(self.context, suite, frame, parameters, self.batch_definitions[suite.name])
+
+
+_GATE = _Gate()
 
 
 def _suite_order(suite: ExpectationSuite) -> dict[str, int]:
@@ -317,13 +364,13 @@ def validate_day(answers: pd.DataFrame, summary: pd.DataFrame, *, institution: s
     a failure. The institution check takes ``institution`` through the suite parameter
     ``expected_institutions``.
     """
-    grades_suite = load_suite("grades", expectations_dir)
-    summary_suite = load_suite("day_summary", expectations_dir)
-    grades_order, summary_order = _suite_order(grades_suite), _suite_order(summary_suite)
-    context = _ephemeral_context()
     parameters = {INSTITUTION_PARAMETER: [institution]}
-    grades = _run_suite(context, grades_suite, prepare_answers(answers), parameters)
-    day = _run_suite(context, summary_suite, prepare_summary(summary, answers), parameters)
+    answer_frame, summary_frame = prepare_answers(answers), prepare_summary(summary, answers)
+    with _GATE.lock:
+        grades_suite, grades_order = _GATE.suite("grades", expectations_dir)
+        summary_suite, summary_order = _GATE.suite("day_summary", expectations_dir)
+        grades = _GATE.run(grades_suite, answer_frame, parameters)
+        day = _GATE.run(summary_suite, summary_frame, parameters)
     results = tuple(_check_results(grades_suite, grades, grades_order)
                     + _check_results(summary_suite, day, summary_order))
     return ValidationOutcome(success=all(r.success for r in results), results=results)
