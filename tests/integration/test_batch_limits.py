@@ -131,7 +131,7 @@ def test_deferred_work_goes_first_the_next_nights_and_its_day_is_released_again(
 
 def test_three_attempts_with_exponential_backoff_then_review(conn, s3, emulator, openai_client):
     emulator.faults(error_line_every=1)  # every line fails with a server error, every time
-    inst = replace(NORTH, retry_backoff_seconds=0.4)
+    inst = replace(NORTH, retry_backoff_seconds=0.2)  # far above the emulator's ~30 ms per batch
     _load(conn, s3, inst, _rows(2))
     _prepare(conn, s3, inst)
     steps = run_night(conn, s3, openai_client, inst, D1)
@@ -139,7 +139,7 @@ def test_three_attempts_with_exponential_backoff_then_review(conn, s3, emulator,
                         "ORDER BY job_id").fetchall()
     assert [(w, n) for w, n, _, _ in jobs] == [(1, 2), (2, 2), (3, 2)]
     # Wave n+1 was written no sooner than backoff * 2**(n-1) after wave n was collected.
-    for (_, _, _, collected), (_, _, created, _), wait in zip(jobs, jobs[1:], (0.4, 0.8), strict=False):
+    for (_, _, _, collected), (_, _, created, _), wait in zip(jobs, jobs[1:], (0.2, 0.4), strict=False):
         assert (created - collected).total_seconds() >= wait
     assert any("next wave" in s.message for s in steps)
     reasons = conn.execute("SELECT reason, count(*) FROM review_queue GROUP BY 1").fetchall()
@@ -188,7 +188,7 @@ def test_the_shared_cap_is_never_exceeded_with_three_institutions_at_once(conn, 
     one = _request_cost(conn, insts[0], "answer number 0 about ATP and energy") - _cold_output(conn, insts[0])
     cap = 5 * one + one // 2
     settings = OpenAISettings(enqueued_token_cap=cap, max_share_per_institution=0.4)  # two requests per shard
-    emulator.faults(enqueued_token_cap=cap, timing={"validating": 0.1, "in_progress": 0.4, "finalizing": 0.1})
+    emulator.faults(enqueued_token_cap=cap, timing={"validating": 0.05, "in_progress": 0.2, "finalizing": 0.05})
     for inst in insts:
         _prepare(own[inst.id], s3, inst, settings=settings)
         assert own[inst.id].execute("SELECT max(est_input_tokens) FROM batch_jobs").fetchone()[0] \
