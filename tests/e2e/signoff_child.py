@@ -1,9 +1,15 @@
-"""Child process for test_signoff_airflow: the faculty sign-off through Airflow itself, on the embedded stack.
+"""The Airflow child of the e2e modules (tests/e2e/conftest.py): the demo's exam day (test_exam_day), then the faculty
+sign-off through Airflow itself (test_signoff_airflow), then every DAG triggered through the REST API
+(test_trigger_api), in one process on the embedded stack: one Airflow import, in-process execution API, core API app
+and Great Expectations import for the three modules instead of two of each (~10 s of CPU).
 
-One exam day of northfield (set to `student_release: after_faculty_approval` in a copy of the institutions file)
-runs ingest, prepare and grade with `dag.test()`; then its publish DAG runs three times, each `dag.test()` in a
-thread while this process answers the pending approval through Airflow's HITL REST API (Airflow's own FastAPI app,
-in process, on the same metadata database):
+First `devstack.demo` runs in this process exactly as `python -m devstack.demo --institutions northfield
+--submissions 25 --approval-institution northfield --day 2026-11-23 --keep` would (its output is this process's
+output up to the line `DEMO DONE`), on Airflow's demo metadata database. Then one exam day of northfield three days
+later (set to `student_release: after_faculty_approval` in a copy of the demo's institutions file; the demo's day
+is left as it is) runs ingest, prepare and grade with `dag.test()`; then its publish DAG runs three times, each
+`dag.test()` in a thread while this process answers the pending approval through Airflow's HITL REST API (Airflow's
+own FastAPI app, in process, on the same metadata database):
 
 1. `timeout`: nobody answers; once the request's deadline passed, the scheduler's own AWAITING_INPUT timeout sweep
    (`SchedulerJobRunner.check_awaiting_input_timeouts`, what a running scheduler does every loop) resolves it;
@@ -12,12 +18,13 @@ in process, on the same metadata database):
    UI and headless Chromium saves the pending approval's page to PATH; the server is started in the background as soon
    as the metadata database is migrated, so it starts up while the day's DAGs run).
 
-With `--trigger-api`, the same process then triggers every DAG through the REST API (tests/e2e/trigger_api_child.py,
-for test_trigger_api): one Airflow import, metadata migrate and app for both modules (tests/e2e/conftest.py).
+Then (`--trigger-api`) the DAGs of every institution of include/institutions.yaml are serialised and each is
+triggered through the REST API (tests/e2e/trigger_api_child.py, for test_trigger_api).
 
-Prints one `RESULT {json}` line: per scenario the run state, task states, the HITL detail the API showed, and what
-the API answered (and `trigger_api`: each DAG's answer to its trigger). On stderr, a `TIMELINE <epoch> <phase>
-cpu=<seconds>` line as each phase starts (tests/e2e/conftest.py keeps the child's output in its tmp folder).
+Prints one `RESULT {json}` line: the DAGs the demo left in the metadata database (`demo_dags`, before the triggers
+add the others), per scenario the run state, task states, the HITL detail the API showed, and what the API answered
+(and `trigger_api`: each DAG's answer to its trigger). On stderr, a `TIMELINE <epoch> <phase> cpu=<seconds>` line as
+each phase starts (tests/e2e/conftest.py keeps the child's output in its tmp folder).
 """
 
 from __future__ import annotations
@@ -39,8 +46,10 @@ from zoneinfo import ZoneInfo
 from devstack import demo, stack
 from devstack.hitl import TASK, api_client, respond, wait_for_request
 
-DAY = date(2026, 11, 23)
+DEMO_DAY = date(2026, 11, 23)  # the demo's day (test_exam_day)
+DAY = date(2026, 11, 26)  # the sign-off's day: its runs' logical dates are apart from the demo's
 DAG_ID = "northfield__publish"
+DEMO_DONE = "DEMO DONE"  # printed after the demo's output
 
 
 def mark(phase: str) -> None:
@@ -50,11 +59,17 @@ def mark(phase: str) -> None:
 
 
 def institutions_file(folder: Path, hours: float) -> Path:
+    """A copy of the demo's institutions file (northfield only) with northfield's approval deadline `hours`."""
     import yaml
 
-    data = yaml.safe_load((stack.PROJECT_ROOT / "include" / "institutions.yaml").read_text())
+    data = yaml.safe_load((folder / "demo-institutions.yaml").read_text())
+    own = {e["id"]: e for e in yaml.safe_load((stack.PROJECT_ROOT / "include" / "institutions.yaml").read_text())
+           ["institutions"]}
     for entry in data["institutions"]:
         if entry["id"] == "northfield":
+            entry.pop("review_alert_share", None)  # the demo lowered it (its review-share alert): as configured
+            if "review_alert_share" in own["northfield"]:
+                entry["review_alert_share"] = own["northfield"]["review_alert_share"]
             entry.update(student_release="after_faculty_approval", faculty_approval_hours=hours)
     path = folder / f"institutions-{hours:g}h.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -192,18 +207,30 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--trigger-api", action="store_true", help="then trigger every DAG (test_trigger_api)")
+    parser.add_argument("--demo-output", type=Path, required=True, help="the demo's --output folder")
     args = parser.parse_args()
     demo.freeze_after_full_collections()
     info = stack.status(args.state_dir)
-    from devstack.airflow_cli import airflow_cli
-
     mark("airflow import + db migrate")
-    airflow_cli("db", "migrate")  # in this process: it imports Airflow anyway (a child would import it again)
+    demo.prepare_environment(info)  # the demo's metadata database (the demo migrates it again: nothing to do)
+    # The demo's institutions file (the demo writes the same again), and the sign-off's copies of it.
+    demo.demo_institutions(args.state_dir, "northfield", "northfield", ["northfield"])
     short, normal = institutions_file(args.state_dir, 0.0003), institutions_file(args.state_dir, 1)
     server = None
     if args.screenshot and (shutil.which("chromium") or shutil.which("chromium-browser")):
+        # Started now, so that it starts up while the demo and the day's DAGs run.
         server = UiServer(args.screenshot.with_suffix(".api-server.log"), {"GRADEFLOW_INSTITUTIONS": str(normal)})
     try:
+        mark("demo")
+        code = demo.main(["--institutions", "northfield", "--submissions", "25", "--approval-institution",
+                          "northfield", "--day", str(DEMO_DAY), "--state-dir", str(args.state_dir),
+                          "--output", str(args.demo_output), "--keep"])
+        print(f"{DEMO_DONE} {code}", flush=True)
+        if code != 0:
+            return code
+        import airflow.settings
+
+        airflow.settings.configure_orm()  # the demo let go of Airflow's connections as it ended
         return _scenarios(args, info, server, short, normal)
     finally:
         if server is not None and server.proc.poll() is None:
@@ -211,8 +238,9 @@ def main() -> int:
 
 
 def _scenarios(args: argparse.Namespace, info, server: UiServer | None, short: Path, normal: Path) -> int:
-    mark("reset gradeflow")
-    demo.reset_data(info)
+    demo_dags = sorted(d["dag_id"] for d in api_client("observer").get("/api/v2/dags", params={"limit": 100})
+                       .json()["dags"])
+    mark("reset the emulator")  # GradeFlow's data stays: the demo's day is test_exam_day's
     os.environ["GRADEFLOW_RETRY_BACKOFF_SECONDS"] = "1"  # the night is minutes long, as in the demo
     import httpx
 
@@ -236,7 +264,7 @@ def _scenarios(args: argparse.Namespace, info, server: UiServer | None, short: P
         stages[stage] = str(bag.get_dag(f"northfield__{stage}").test(
             logical_date=local.astimezone(ZoneInfo("UTC"))).state)
     morning = datetime.combine(DAY + timedelta(days=1), datetime.min.time(), ZoneInfo(inst.timezone))
-    result = {"stages": stages}
+    result = {"demo_dags": demo_dags, "stages": stages}
     mark("publish timeout")
     result["timeout"] = run_publish(morning.replace(hour=6), time_out)
     os.environ["GRADEFLOW_INSTITUTIONS"] = str(normal)
@@ -255,7 +283,11 @@ def _scenarios(args: argparse.Namespace, info, server: UiServer | None, short: P
     if args.trigger_api:
         from trigger_api_child import trigger_every_dag  # beside this file
 
+        from devstack.airflow_cli import airflow_cli
+
         mark("trigger api")
+        os.environ["GRADEFLOW_INSTITUTIONS"] = str(stack.PROJECT_ROOT / "include" / "institutions.yaml")
+        airflow_cli("dags", "reserialize")  # every institution's DAGs, not only the demo's
         result["trigger_api"] = trigger_every_dag()
     mark("end")
     print("RESULT " + json.dumps(result, default=str))

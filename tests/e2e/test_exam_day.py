@@ -1,13 +1,11 @@
-"""End to end: one institution's whole day through Airflow (`dag.test()` of its four DAGs, in a child
-process with its own Airflow metadata database on the embedded PostgreSQL), then the promises."""
+"""End to end: one institution's whole day through Airflow (`dag.test()` of its four DAGs by `devstack.demo`, in the
+e2e modules' Airflow child with the demo's own Airflow metadata database on the embedded PostgreSQL:
+tests/e2e/conftest.py), then the promises."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from datetime import date
 
 import pyarrow.parquet as pq
@@ -16,20 +14,16 @@ import pytest
 from gradeflow.core.config import get_institution
 from gradeflow.release import publish
 
-pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=70)]
+# The demo runs first in the child the sign-off and trigger modules share (tests/e2e/conftest.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.runs_with("tests/e2e/test_signoff_airflow.py")]
 DAY = "2026-11-23"
 
 
 @pytest.fixture(scope="module")
-def day_through_airflow(embedded_stack, project_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo-output")
-    cmd = [sys.executable, "-m", "devstack.demo", "--institutions", "northfield", "--submissions", "25",
-           "--approval-institution", "northfield", "--day", DAY, "--state-dir", embedded_stack.state_dir,
-           "--output", str(out), "--keep"]
-    proc = subprocess.run(cmd, cwd=project_root, env=dict(os.environ), capture_output=True, text=True, timeout=900)
-    (out / "run.log").write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return out, proc.stdout + proc.stderr
+def day_through_airflow(airflow_api_child):
+    """(the demo's --output folder, its output): `python -m devstack.demo --institutions northfield --submissions 25
+    --approval-institution northfield --day 2026-11-23 --keep` on the worker's stack, run in the child."""
+    return airflow_api_child["demo"]
 
 
 def test_every_dag_run_succeeds_and_the_day_is_released(day_through_airflow):
@@ -79,13 +73,11 @@ def test_conservation_and_export_match_the_database(day_through_airflow, embedde
     assert not [k for k in _all_keys(s3) if "/lakeshore/" in k or "/rheinwald/" in k]
 
 
-def test_airflow_knows_only_the_institutions_the_demo_ran(day_through_airflow, embedded_stack):
+def test_airflow_knows_only_the_institutions_the_demo_ran(airflow_api_child):
     """`--institutions northfield`: the demo's DAG folder makes northfield's four DAGs and the admin DAG, not every
-    institution's (each dag.test() parses the folder and writes every DAG it makes to the metadata database)."""
-    from devstack import stack
-
-    with stack.connect_as(embedded_stack, stack.PG_USER, dbname=stack.AIRFLOW_DEMO_DB) as conn:
-        dags = {r[0] for r in conn.execute("SELECT dag_id FROM dag WHERE NOT is_stale").fetchall()}
+    institution's (each dag.test() parses the folder and writes every DAG it makes to the metadata database). The
+    DAGs Airflow's REST API listed as the demo ended (test_trigger_api's serialises every institution's later)."""
+    dags = set(airflow_api_child["result"]["demo_dags"])
     assert dags == {f"northfield__{s}" for s in ("ingest", "prepare", "grade", "publish")} | {"gradeflow__admin_rerun"}
 
 

@@ -18,8 +18,8 @@ import pytest
 from gradeflow.core.config import get_institution
 
 # An api-server, a scheduler and Chromium; test_trigger_api's triggers run in the same child (tests/e2e/conftest.py).
-pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=100)]
-DAY = "2026-11-23"
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy(seconds=100)]  # with test_exam_day and test_trigger_api: their unit
+DAY = "2026-11-26"  # three days after the demo's day, which runs first in the same child (signoff_child.py)
 NORTH_MAIL = "exams-office@northfield.example.edu"
 
 
