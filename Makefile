@@ -37,12 +37,15 @@ thresholds: venv
 	@test -n "$(INST)" || { echo "usage: make thresholds INST=<institution id> [ARGS=\"--days 90\"]" >&2; exit 2; }
 	PYTHONPATH=plugins $(PY) -m gradeflow.admin.thresholds --institution $(INST) $(ARGS)
 
-# Two pytest-xdist workers fit a 2-core machine; --dist loadfile keeps a module (and its module-scoped
-# fixtures, such as the e2e day through Airflow) on one worker. TEST_WORKERS=auto uses every core.
+# One pytest-xdist worker more than the machine has cores (3 on 2 cores): the suite waits on real time for about a
+# fifth of its run (deadlines, the emulator's batch phases, lock timeouts, Airflow's own one-second loop, Chromium), and
+# the extra worker fills those waits (2026-12-08, 2 cores, same code: 100.5 / 103.1 s against 107.0-111.4 s with two
+# workers; docs/performance.md). --dist loadfile keeps a module (and its module-scoped fixtures, such as the e2e day
+# through Airflow) on one worker. TEST_WORKERS=2 gives each worker more of a core; TEST_WORKERS=auto one per core.
 # A worker that crashes (a segmentation fault in a library, os._exit) fails the run at once, naming the test it
 # ran: xdist's replacement worker would run the crashing test again, and under loadfile can wait forever for work
 # (pytest-xdist issues 784, 1323, 1378).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 test: venv
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 0
 
