@@ -287,3 +287,17 @@ def test_a_changed_suite_file_is_loaded_again_and_a_broken_one_is_an_error(tmp_p
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2_000_000))
     with pytest.raises(ValueError, match="expectation #0"):
         validate_day(answers, summary_for(answers), institution=INST, expectations_dir=tmp_path)
+
+
+def test_one_process_validating_several_institutions_checks_each_against_its_own():
+    """The suites and batch definitions are kept across calls (gate._Gate), the institution is each call's suite
+    parameter: a day of `south` passes for south, then fails for north, and north's passes again."""
+    north = good_answers()
+    south = good_answers().assign(institution="south")
+    south_summary = summary_for(south).assign(institution="south")
+    assert validate_day(north, summary_for(north), institution=INST).success
+    assert validate_day(south, south_summary, institution="south").success
+    assert ("grades", "expect_column_values_to_be_in_set", "institution") in failed(
+        validate_day(south, south_summary, institution=INST))
+    assert not validate_day(north, summary_for(north), institution="south").success
+    assert validate_day(north, summary_for(north), institution=INST).success
