@@ -35,8 +35,8 @@ def airflow_api_child(embedded_stack, project_root, tmp_path_factory):
     proc = subprocess.run(cmd, cwd=project_root, env=dict(os.environ), capture_output=True, text=True, timeout=1500)
     (tmp_path_factory.mktemp("signoff-child") / "child.log").write_text(proc.stdout + proc.stderr)  # TIMELINE lines
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
-    (demo_output / "run.log").write_text(proc.stdout + proc.stderr)
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
     demo_log = proc.stdout[:proc.stdout.index("DEMO DONE")]  # the demo's own output (signoff_child.DEMO_DONE)
+    (demo_output / "run.log").write_text(demo_log)
     return {"result": json.loads(line[len("RESULT "):]), "shot": shot, "mails": (folder, before),
             "demo": (demo_output, demo_log)}

@@ -1,10 +1,9 @@
 """Triggers for test_trigger_api: Airflow's own FastAPI app, in process, on the embedded stack's metadata
 database. Triggers each DAG through POST /api/v2/dags/{id}/dagRuns with its defaults (and a few bad forms). Run by
-tests/e2e/signoff_child.py after the sign-off scenarios (`--trigger-api`: one Airflow process for both modules,
-tests/e2e/conftest.py), whose `dag.test()` runs have written every DAG of the folder to the metadata database (each
-parses the whole folder); run alone (`python tests/e2e/trigger_api_child.py`, the stack's environment set) it
-migrates the metadata database and serialises the DAGs first, and prints one `RESULT {json}` line with the
-responses."""
+tests/e2e/signoff_child.py after the demo's day and the sign-off scenarios (`--trigger-api`: one Airflow process for
+the e2e modules, tests/e2e/conftest.py), once it has serialised every institution's DAGs; run alone (`python
+tests/e2e/trigger_api_child.py`, the stack's environment set) it migrates the metadata database and serialises the
+DAGs first, and prints one `RESULT {json}` line with the responses."""
 
 from __future__ import annotations
 

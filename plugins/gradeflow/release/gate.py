@@ -195,10 +195,10 @@ def _ephemeral_context() -> AbstractDataContext:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _run_suite(context: AbstractDataContext, suite: ExpectationSuite, frame: pd.DataFrame,
-               parameters: dict[str, Any], batch_definition: Any = None) -> ExpectationSuiteValidationResult:
-    """Validate one dataframe against one suite through a uniquely named pandas datasource (or through
-    `batch_definition`, one made by this function before: the frame is a batch parameter).
+def _run_suite(suite: ExpectationSuite, frame: pd.DataFrame, parameters: dict[str, Any],
+               batch_definition: Any) -> ExpectationSuiteValidationResult:
+    """Validate one dataframe against one suite through `batch_definition` (`_batch_definition`'s: the frame is a
+    batch parameter).
 
     The batch is built once, by the validator that runs the suite: GX's own `Batch.validate` (what
     `batch_definition.get_batch(...).validate(...)` calls) builds the validator from the batch's definition and so
@@ -209,7 +209,6 @@ def _run_suite(context: AbstractDataContext, suite: ExpectationSuite, frame: pd.
     """
     from great_expectations.validator.v1_validator import Validator
 
-    batch_definition = batch_definition or _batch_definition(context, suite.name)
     validator = Validator(batch_definition=batch_definition, batch_parameters={"dataframe": frame},
                           result_format=_RESULT_FORMAT)
     return validator.validate_expectation_suite(suite, expectation_parameters=parameters or None)
@@ -254,7 +253,7 @@ class _Gate:
             self.context = _ephemeral_context()
         if suite.name not in self.batch_definitions:
             self.batch_definitions[suite.name] = _batch_definition(self.context, suite.name)
-        return _run_suite(self.context, suite, frame, parameters, self.batch_definitions[suite.name])
+        return _run_suite(suite, frame, parameters, self.batch_definitions[suite.name])
 
 
 _GATE = _Gate()
