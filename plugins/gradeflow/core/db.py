@@ -161,6 +161,14 @@ def connect(conn_id: str = POSTGRES_CONN_ID, institution: str | None = None) -> 
     return conn
 
 
+def sibling(conn: psycopg.Connection) -> psycopg.Connection | None:
+    """A second connection made as `conn` was (connect(): the same Airflow connection, institution and session
+    settings), for work that runs beside it in the same task; None for a connection connect() did not make."""
+    if conn not in _WATCHED:
+        return None
+    return connect(_WATCHED[conn][0], institution=_BOUND.get(conn))
+
+
 def _check_login(conn: psycopg.Connection, conn_id: str, institution: str) -> None:
     """The login must be the institution's own role (what the policies bind rows to), or fail now."""
     try:

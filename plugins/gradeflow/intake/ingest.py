@@ -62,6 +62,7 @@ STAGE_WORK_MEM = "64MB"          # sorts and hashes over one file's stage stay i
 INSERT_WORK_MEM = "128MB"        # and the rows the file's inserts hand to their reference checks (a transition table)
 READ_AHEAD = True                # the next submissions file is read and checked while the current one loads
 FINISH_BEHIND = True             # a committed file's receipt and archive are written while the next file loads
+LANES = 2                        # connections a sweep loads files on at once (files that share no submission)
 
 
 class IngestBusy(RuntimeError):
@@ -154,25 +155,21 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
     # Exam definitions first, so submissions in the same drop can refer to them.
     ordered = sorted(objects, key=lambda o: (not o.key.endswith(".json") or "/exams/" not in o.key,
                                              o.last_modified, o.key))
-    with _Ahead(inst, s3, ordered) as ahead, _Behind(s3) as behind:
+    with _Ahead(inst, s3, ordered) as ahead, _Behind(s3, report) as behind, _Lanes(inst, conn, ordered) as lanes:
         for number, obj in enumerate(ordered, start=1):
-            behind.settle(conn, report)  # the files before it whose receipt and archive are written by now
             report.files_seen += 1
-            parsed = parse_incoming_key(obj.key)
-            try:
-                committed = _ingest_file(inst, conn, s3, obj, parsed, ahead)
-            except Exception:
-                conn.rollback()
-                _failed(report, obj.key)
-                continue
-            behind.submit(replace(committed, place=f"{number}/{len(ordered)}"))
+            lanes.wait_staged(ahead)  # the file before is staged (the worker reads this one now) or done
+            turn = _Turn(number, obj, parse_incoming_key(obj.key), ahead, ahead.take(obj.key))
+            lanes.run(turn, lambda lane_conn, turn=turn: _take_turn(inst, lane_conn, s3, turn, behind,
+                                                                     len(ordered)))
+        lanes.join()
         # Once per sweep, not per file: the night plans on real sizes (the rows committed, while the last file's
         # receipt and archive are still being written).
         if behind.loaded >= ANALYSE_AFTER_ROWS:
             with conn.transaction():
                 _analyse(conn, "submissions", behind.loaded)
                 _analyse(conn, "answers", behind.loaded)
-        behind.settle(conn, report, wait=True)
+        behind.settle(conn, wait=True)
     log.info("Ingest %s: %d files (%d loaded, %d duplicate, %d rejected, %d failed); rows %d loaded, "
              "%d rejected, %d duplicate", inst.id, report.files_seen, report.files_loaded, report.files_duplicate,
              report.files_rejected, len(report.failed), report.rows_loaded, report.rows_rejected,
@@ -180,10 +177,28 @@ def _sweep(inst: Institution, conn: psycopg.Connection, s3) -> IngestReport:
     return report
 
 
-def _failed(report: IngestReport, key: str) -> None:
-    """A file failed for an unexpected reason (logged with its traceback): listed in the report, left in incoming/."""
+def _take_turn(inst: Institution, conn: psycopg.Connection, s3, turn: _Turn, behind: _Behind, files: int) -> None:
+    """One file on one lane's connection: the files finished before it are recorded, the file is loaded in its
+    transaction and handed to _Behind (or reported failed: it stays in incoming/)."""
+    behind.settle(conn)  # the files before it whose receipt and archive are written by now
+    try:
+        committed = _ingest_file(inst, conn, s3, turn)
+    except Exception:
+        conn.rollback()
+        _failed(None, turn.obj.key)
+        behind.skip(turn.number, turn.obj.key)  # listed in the report in the sweep's order
+        return
+    finally:
+        turn.close()
+    behind.submit(turn.number, replace(committed, place=f"{turn.number}/{files}"))
+
+
+def _failed(report: IngestReport | None, key: str) -> None:
+    """A file failed for an unexpected reason (logged with its traceback): listed in the report (when given: else by
+    _Behind, in the sweep's order), left in incoming/."""
     log.exception("Ingest of %s failed; it stays in incoming/ for the next sweep", key)
-    report.failed.append(key)
+    if report is not None:
+        report.failed.append(key)
 
 
 def _count(report: IngestReport, outcome: _Outcome) -> None:
@@ -197,23 +212,18 @@ def _count(report: IngestReport, outcome: _Outcome) -> None:
         report.rejects_reports.append(outcome.rejects_key)
 
 
-def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, obj: storage.S3Object,
-                 parsed: IncomingPath | None, ahead: _Ahead | None = None) -> _Committed:
-    checked = ahead.take(obj.key) if ahead else None  # read (and checked) while the file before it loaded
+def _ingest_file(inst: Institution, conn: psycopg.Connection, s3, turn: _Turn) -> _Committed:
+    obj, parsed, checked = turn.obj, turn.parsed, turn.read_ahead  # read (and checked) while the file before loaded
     if checked is not None:
         data, sha = checked.data, checked.sha
     elif parsed is not None and _too_big(inst, parsed, obj):  # rejected unread: only its checksum is needed
         data, sha = io.BytesIO(), _streamed_sha256(s3, obj.key)
     else:  # streamed in 1 MiB blocks into a temporary file: past SPOOL_IN_MEMORY on disk, never held whole
         data, sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
-    try:
-        with data:
-            return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed,
-                                                          parsed.exam_day if parsed else _today(inst), sha, data),
-                                   ahead)
-    finally:
-        if checked is not None:
-            checked.close()
+    turn.sha = sha
+    with data:
+        return _ingest_spooled(conn, s3, IncomingFile(inst, obj, parsed,
+                                                      parsed.exam_day if parsed else _today(inst), sha, data), turn)
 
 
 def _too_big(inst: Institution, parsed: IncomingPath, obj: storage.S3Object) -> bool:
@@ -229,7 +239,7 @@ def _streamed_sha256(s3, key: str) -> str:
     return digest.hexdigest()
 
 
-def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ahead | None = None) -> _Committed:
+def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, turn: _Turn | None = None) -> _Committed:
     """Record and load one file in one transaction; return what is left once it committed (its receipt, gathered in
     the transaction, and the archive): _Behind finishes it, while the next file loads."""
     inst, obj, sha, name, day = file.inst, file.obj, file.sha, file.name, file.day
@@ -247,7 +257,7 @@ def _ingest_spooled(conn: psycopg.Connection, s3, file: IncomingFile, ahead: _Ah
             file_id, outcome = earlier[0]["file_id"], _Outcome("resumed")
             receipt = _resumed_receipt(conn, s3, inst, file_id)
         else:
-            file_id, outcome = _classify_and_load(conn, file, file_row, earlier, ahead)
+            file_id, outcome = _classify_and_load(conn, file, file_row, earlier, turn)
             file = replace(file, file_id=file_id)
             _settle_resend(conn, file, outcome)
             rejects_key = outcome.rejects_key = _record_rejects(conn, s3, file, outcome)
@@ -297,17 +307,21 @@ class _Committed:
 
 class _Behind:
     """What follows each file's commit (its receipt and archive: S3 requests and formatting) runs in one worker
-    thread while the sweep's connection loads the next file, so the database does not wait for it. Files are
-    finished in the sweep's order; `settle` (between files, on the sweep's connection) records each finished
-    archive and counts the file in the report, or reports it failed exactly as a failure in its transaction
-    would be (the same log line; the file stays in incoming/ and the next sweep finishes it). With FINISH_BEHIND
-    off, each file is finished before the next one starts."""
+    thread while the sweep's connections load the next files, so the database does not wait for it. Files are
+    handed over in the sweep's order (a file committed on one lane before the file before it on the other waits
+    here, not on its lane) and finished in that order; `settle` (between files, on a lane's connection) records
+    each finished archive and counts the file in the report, or reports it failed exactly as a failure in its
+    transaction would be (the same log line; the file stays in incoming/ and the next sweep finishes it). With
+    FINISH_BEHIND off, each file is finished when it is handed over."""
 
-    def __init__(self, s3) -> None:
-        self.s3 = s3
+    def __init__(self, s3, report: IngestReport) -> None:
+        self.s3, self.report = s3, report
         self.pool = None
         self.jobs: list[tuple[_Committed, Any]] = []  # (file, Future of its finish)
-        self.loaded = 0  # answer rows committed by the files submitted so far
+        self.loaded = 0  # answer rows committed by the files handed over so far
+        self.lock = threading.RLock()  # the lanes' threads hand files over and settle
+        self.waiting: dict[int, tuple[_Committed | None, str]] = {}  # by number: files whose earlier ones are not in
+        self.next = 1  # the number of the next file to hand over
 
     def __enter__(self) -> _Behind:
         return self
@@ -317,40 +331,64 @@ class _Behind:
             _wait_quietly(future)
             committed.close()
         self.jobs = []
+        for committed, _key in self.waiting.values():
+            if committed is not None:
+                committed.close()
         if self.pool is not None:
             self.pool.shutdown()
 
-    def submit(self, committed: _Committed) -> None:
+    def submit(self, number: int, committed: _Committed) -> None:
+        """Hand file `number` over once committed (it is finished after every file before it)."""
+        with self.lock:
+            self.loaded += committed.outcome.loaded
+            self.waiting[number] = (committed, committed.key)
+            self._release()
+
+    def skip(self, number: int, key: str) -> None:
+        """File `number` failed in its transaction (reported failed, in the sweep's order); nothing to finish."""
+        with self.lock:
+            self.waiting[number] = (None, key)
+            self._release()
+
+    def _release(self) -> None:
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        self.loaded += committed.outcome.loaded
-        if not FINISH_BEHIND:
-            future = Future()
-            try:
-                future.set_result(committed.finish(self.s3))
-            except Exception as exc:
-                future.set_exception(exc)
-        else:
-            if self.pool is None:
-                self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradeflow-ingest-behind")
-            future = self.pool.submit(committed.finish, self.s3)
-        self.jobs.append((committed, future))
-
-    def settle(self, conn: psycopg.Connection, report: IngestReport, wait: bool = False) -> None:
-        """Record and count the files finished so far, in order (all of them, waiting, when `wait`)."""
-        while self.jobs and (wait or self.jobs[0][1].done()):
-            committed, future = self.jobs.pop(0)
-            try:
-                future.result()
-                committed.mark_archived(conn)
-            except Exception:
-                conn.rollback()
-                _failed(report, committed.key)
+        while self.next in self.waiting:
+            committed, key = self.waiting.pop(self.next)
+            self.next += 1
+            if committed is None:
+                self.report.failed.append(key)
                 continue
-            outcome = committed.outcome
-            _count(report, outcome)
-            log.info("[%s] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", committed.place, committed.key,
-                     outcome.status, outcome.total, outcome.loaded, outcome.row_rejects, outcome.duplicate)
+            if not FINISH_BEHIND:
+                future = Future()
+                try:
+                    future.set_result(committed.finish(self.s3))
+                except Exception as exc:
+                    future.set_exception(exc)
+            else:
+                if self.pool is None:
+                    self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradeflow-ingest-behind")
+                future = self.pool.submit(committed.finish, self.s3)
+            self.jobs.append((committed, future))
+
+    def settle(self, conn: psycopg.Connection, wait: bool = False) -> None:
+        """Record and count the files finished so far, in order (all of them, waiting, when `wait`)."""
+        report = self.report
+        with self.lock:
+            while self.jobs and (wait or self.jobs[0][1].done()):
+                committed, future = self.jobs.pop(0)
+                try:
+                    future.result()
+                    committed.mark_archived(conn)
+                except Exception:
+                    conn.rollback()
+                    _failed(report, committed.key)
+                    continue
+                outcome = committed.outcome
+                _count(report, outcome)
+                log.info("[%s] %s: %s (%d rows: %d loaded, %d rejected, %d duplicate)", committed.place,
+                         committed.key, outcome.status, outcome.total, outcome.loaded, outcome.row_rejects,
+                         outcome.duplicate)
 
 
 def _wait_quietly(future) -> None:
@@ -531,7 +569,7 @@ def _new_rejects(conn: psycopg.Connection, inst: Institution, sha: str, file_id:
 
 
 def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: dict, earlier: list[dict],
-                       ahead: _Ahead | None = None):
+                       turn: _Turn | None = None):
     """Record the file and load it, or record why it is a duplicate or cannot be read."""
     inst, obj, parsed = file.inst, file.obj, file.parsed
     name = file_row["name"]
@@ -557,7 +595,7 @@ def _classify_and_load(conn: psycopg.Connection, file: IncomingFile, file_row: d
     if parsed.kind in ("exam", "reviews"):  # small files, read whole by their own readers
         loader = _load_exam if parsed.kind == "exam" else _load_reviews
         return file_id, loader(conn, file)
-    return file_id, _load_submissions(conn, file, ahead)
+    return file_id, _load_submissions(conn, file, turn)
 
 
 def _today(inst: Institution):
@@ -689,7 +727,7 @@ def _clash_rejects(conn: psycopg.Connection, inst: Institution, name: str, day,
     return rejects, loaded
 
 
-def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahead | None = None) -> _Outcome:
+def _load_submissions(conn: psycopg.Connection, file: IncomingFile, turn: _Turn | None = None) -> _Outcome:
     """Validate and stage the file in chunks of CHUNK_ROWS rows (or CHUNK_CHARS characters), then load it with
     one statement per table.
 
@@ -707,7 +745,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
     rejected_exams = _rejected_exams(inst, conn)
     db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})
     db.execute(conn, "ingest/create_stage")
-    checked = ahead.checked(file.key, known, rejected_exams) if ahead else None
+    checked = turn.checked(file.key, known, rejected_exams) if turn else None
     unreadable = None
     try:
         if checked is not None:
@@ -718,8 +756,9 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, ahead: _Ahea
                 total, staged, rejects, keys = _check_and_stage(conn, file, known, rejected_exams)
     except FileRejected as exc:  # nothing of the file reaches the tables: the stage is dropped at commit
         unreadable = str(exc)
-    if ahead:
-        ahead.start_after(file.key, known, rejected_exams)
+        keys = None
+    if turn:
+        turn.staged(file.key, known, rejected_exams, keys)
     if unreadable is not None:
         return _Outcome("rejected", rejects=[Reject(name, None, None, None, unreadable)])
     try:
@@ -785,6 +824,8 @@ class _FileKeys:
 
         self.chunks = 0
         self.within = False
+        self.hashes: list = []  # per chunk: hash() of each of its submission ids (numpy int64), for _Lanes
+        self.unique = None
         self.firsts = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(); on disk: no memory per chunk
 
     def add(self, good) -> None:
@@ -801,6 +842,11 @@ class _FileKeys:
                 or pc.max(subs.column("exam_id_count_distinct")).as_py() > 1
         firsts = good.select(_FIRST_COLUMNS).filter(pc.is_in(good.column("row_number"),
                                                              value_set=subs.column("row_number_min")))
+        import numpy as np
+
+        ids = subs.column("submission_id").to_pylist()
+        self.hashes.append(np.fromiter(map(hash, ids), np.int64, len(ids)))
+        self.unique = None
         subs = None
         for piece in _csv_pieces(firsts):
             self.firsts.write(piece)
@@ -810,6 +856,15 @@ class _FileKeys:
         """Whether the rows may clash as far as the chunks alone tell: a chunk clashes within itself, or the file
         has several chunks (then stage_clash_across_chunks.sql decides)."""
         return self.within or self.chunks > 1
+
+    def submission_hashes(self):
+        """The distinct hash() values of the staged rows' submission ids (sorted numpy int64)."""
+        import numpy as np
+
+        if self.unique is None:
+            self.unique = np.unique(np.concatenate(self.hashes)) if self.hashes else np.empty(0, np.int64)
+            self.hashes = [self.unique]
+        return self.unique
 
     def close(self) -> None:
         self.firsts.close()
@@ -915,7 +970,8 @@ class _Ahead:
         self.following = {obj.key: nxt for obj, nxt in zip(ordered, ordered[1:], strict=False)}
         self.pool = self.memory = None
         self.job: tuple[str, Any] | None = None  # (key, Future of _Checked)
-        self.current: _Checked | None = None
+        self.lock = threading.Lock()  # start_after runs on the lanes' threads, take on the sweep's
+        self.started: set[str] = set()  # the keys read ahead so far
 
     def __enter__(self) -> _Ahead:
         return self
@@ -933,9 +989,15 @@ class _Ahead:
         """Read and check the file after `key` in the worker, if it is a submissions file to be read."""
         nxt = self.following.get(key)
         parsed = parse_incoming_key(nxt.key) if nxt is not None else None
-        if not READ_AHEAD or self.job is not None or parsed is None or parsed.kind != "submissions" \
-                or _too_big(self.inst, parsed, nxt):
-            return
+        with self.lock:
+            if not READ_AHEAD or self.job is not None or parsed is None or parsed.kind != "submissions" \
+                    or _too_big(self.inst, parsed, nxt) or nxt.key in self.started:
+                return
+            self.started.add(nxt.key)  # once: a lane's file staged after the worker moved past its next one
+            self._start(nxt, parsed, known, rejected_exams)
+
+    def _start(self, nxt: storage.S3Object, parsed: IncomingPath, known: dict[str, set[str]],
+               rejected_exams: dict[str, str]) -> None:
         if self.pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -948,23 +1010,26 @@ class _Ahead:
 
     def take(self, key: str) -> _Checked | None:
         """The file read ahead, if it is this one (waiting for the worker); None when it was not, or failed."""
-        if self.job is None or self.job[0] != key:
-            return None
-        checked, self.job = self._result(self.job[1]), None
+        with self.lock:
+            job = self.job
+            if job is None or job[0] != key:
+                return None
+            self.job = None
+        checked = self._result(job[1])
         if checked.error is not None or checked.data is None:
             log.warning("Reading %s ahead failed (%r); it is read again now", key, checked.error)
             checked.close()
             return None
-        self.current = checked
+        # The file after it is read now, with the same known questions and rejected exams (a submissions file does
+        # not change them; each file's transaction compares): the worker never waits for a lane to stage a file.
+        self.start_after(key, checked.known, checked.rejected_exams)
         return checked
 
-    def checked(self, key: str, known: dict[str, set[str]], rejected_exams: dict[str, str]) -> _Checked | None:
-        """The file's result from the worker when it was checked with these very known questions and rejected
-        exams (its transaction's); None otherwise (the caller checks the file itself)."""
-        checked, self.current = self.current, None
-        if checked is None or checked.key != key or checked.known != known or checked.rejected_exams != rejected_exams:
-            return None
-        return checked
+    def reading(self, key: str | None) -> bool:
+        """Whether the file after `key` is being read ahead (or was, and is not taken yet)."""
+        nxt = self.following.get(key) if key is not None else None
+        with self.lock:
+            return nxt is not None and self.job is not None and self.job[0] == nxt.key
 
     @staticmethod
     def _result(future) -> _Checked:
@@ -972,6 +1037,146 @@ class _Ahead:
             return future.result()
         except Exception as exc:  # _check_ahead keeps its errors; anything else: the file is read in its turn
             return _Checked("", {}, {}, error=exc)
+
+
+class _Turn:
+    """One file's turn in the sweep: the file (and what the worker read ahead of it), and what its lane tells the
+    sweep once the file is staged: its checksum and its submissions (to decide whether the next file may load on
+    the other lane meanwhile); `settled` is set then, or when the turn ends without staging anything."""
+
+    def __init__(self, number: int, obj: storage.S3Object, parsed: IncomingPath | None, ahead: _Ahead,
+                 read_ahead: _Checked | None) -> None:
+        self.number, self.obj, self.parsed, self.ahead, self.read_ahead = number, obj, parsed, ahead, read_ahead
+        self.sha: str | None = read_ahead.sha if read_ahead is not None else None
+        self.submissions = None  # numpy array of the staged submissions' hashes (_FileKeys.submission_hashes)
+        self.beside: list = []  # the Futures of the files loading when this one started (_Lanes.run)
+        self.settled = threading.Event()
+
+    @property
+    def loads_submissions(self) -> bool:
+        return self.parsed is not None and self.parsed.kind == "submissions"
+
+    def checked(self, key: str, known: dict[str, set[str]], rejected_exams: dict[str, str]) -> _Checked | None:
+        """The worker's result for the file when it was checked with these very known questions and rejected
+        exams (its transaction's); None otherwise (the caller checks the file itself)."""
+        checked = self.read_ahead
+        if checked is None or checked.key != key or checked.known != known or checked.rejected_exams != rejected_exams:
+            # Checked again now, its rows may name other submissions than the worker saw: not beside another file.
+            from concurrent.futures import wait
+
+            wait(self.beside)
+            return None
+        return checked
+
+    def staged(self, key: str, known: dict[str, set[str]], rejected_exams: dict[str, str],
+               keys: _FileKeys | None) -> None:
+        """The file is staged: the worker reads the next file now, and the sweep may start it on another lane."""
+        if keys is not None:
+            self.submissions = keys.submission_hashes()
+        self.ahead.start_after(key, known, rejected_exams)
+        self.settled.set()
+
+    def close(self) -> None:
+        self.settled.set()
+        if self.read_ahead is not None:
+            self.read_ahead.close()
+
+
+class _Lanes:
+    """The connections a sweep loads files on: its own, and (LANES > 1, a drop of two submissions files or more)
+    one more made the same way (db.sibling), each with one thread. Files are started in the sweep's order; a
+    submissions file starts while the file before it is still loading (inserting its answers, on the other
+    lane) only when its rows were read ahead and share no submission and no checksum with any file still
+    loading: then neither file's transaction can see, clash with or wait on the other's rows, and each file
+    is loaded exactly as it would be alone after the other. Any other file waits until every lane is idle.
+    Each file is still one transaction; file ids, receipts and the report follow the sweep's order."""
+
+    def __init__(self, inst: Institution, conn: psycopg.Connection, ordered: list[storage.S3Object]) -> None:
+        self.conns, self.own = [conn], []
+        self.pools: list = []
+        self.running: list[tuple[_Turn, Any]] = []  # (turn, Future of its job)
+        self.last: tuple[_Turn, Any] | None = None
+        kinds = [parse_incoming_key(o.key) for o in ordered]
+        if LANES > 1 and sum(1 for p in kinds if p is not None and p.kind == "submissions") > 1:
+            try:
+                other = db.sibling(conn)
+            except Exception as exc:  # e.g. the server's connection limit: the sweep loads one file at a time
+                log.warning("Ingest %s loads one file at a time: a second connection could not be opened (%s)",
+                            inst.id, exc)
+                other = None
+            if other is not None:
+                self.conns.append(other)
+                self.own.append(other)
+
+    def __enter__(self) -> _Lanes:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gradeflow-ingest-lane{n}")
+                      for n in range(len(self.conns))]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for _turn, future in self.running:
+            _wait_quietly(future)
+        for pool in self.pools:
+            pool.shutdown()
+        for conn in self.own:
+            conn.close()
+
+    def wait_staged(self, ahead: _Ahead) -> None:
+        """Until the file started last is staged (or its turn ended), unless the file after it is read ahead already:
+        a file is taken from the worker only once it is certain whether the worker reads it."""
+        if self.last is not None:
+            turn, future = self.last
+            while not turn.settled.wait(0.02) and not future.done() and not ahead.reading(turn.obj.key):
+                pass
+
+    def run(self, turn: _Turn, job) -> None:
+        """Start `turn` on a free lane once it may run beside the files still loading (waiting for them if not)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        while True:
+            self._reap()
+            if not self.running or (len(self.running) < len(self.conns)
+                                    and all(other.settled.is_set() and _beside(turn, other)
+                                            for other, _ in self.running)):
+                break
+            # a lane ends its file, or the file loading is staged (then it is known whether this one may start)
+            wait([future for _, future in self.running], timeout=0.02, return_when=FIRST_COMPLETED)
+        turn.beside = [future for _, future in self.running]
+        busy = {lane for lane, _ in enumerate(self.conns) if any(f.lane == lane for _, f in self.running)}
+        lane = min(set(range(len(self.conns))) - busy)
+        future = self.pools[lane].submit(job, self.conns[lane])
+        future.lane = lane
+        self.running.append((turn, future))
+        self.last = (turn, future)
+
+    def join(self) -> None:
+        """Until every lane is idle; a lane's error (its connection lost) is raised here."""
+        from concurrent.futures import wait
+
+        wait([future for _, future in self.running])
+        self._reap()
+
+    def _reap(self) -> None:
+        done = [(turn, future) for turn, future in self.running if future.done()]
+        self.running = [(turn, future) for turn, future in self.running if not future.done()]
+        for _turn, future in done:
+            if future.exception() is not None:
+                self.join()
+                raise future.exception()
+
+
+def _beside(turn: _Turn, other: _Turn) -> bool:
+    """Whether `turn` may load while `other` is loading: two submissions files, this one read ahead, the other
+    staged, different bytes, no submission in common (their hashes: a shared hash only makes them wait)."""
+    import numpy as np
+
+    checked = turn.read_ahead
+    if not (turn.loads_submissions and other.loads_submissions) or checked is None or checked.keys is None \
+            or other.submissions is None or other.sha is None or checked.sha == other.sha:
+        return False
+    return not np.intersect1d(checked.keys.submission_hashes(), other.submissions, assume_unique=True).size
 
 
 def _outside_day_window(inst: Institution, day, name: str, good) -> tuple[Any, list[Reject]]:
