@@ -7,6 +7,11 @@ commit are the file's receipt written and the original copied to archive/ and re
 (in a worker thread, while the next file loads), so a crash at any point loses nothing, a rerun loads
 nothing twice, and a file committed but not archived gets its missing receipt and archive from the next sweep.
 
+Files load in arrival order, each in its own transaction. A worker thread reads and checks the next submissions
+file while one loads; a file read ahead that shares no submission and no checksum with the file still loading
+starts on a second connection (`_Lanes`) while that one inserts its answers: neither can see, clash with or wait
+on the other's rows, so each loads exactly as it would after the other. Anything else waits its turn.
+
 A re-sent file counts as already loaded only for the rows that actually loaded: rows refused for a
 reason that can change (an unknown exam or question) are read again, rows loaded before are counted
 as duplicates and rejects already reported are not reported twice. One sweep per institution runs
@@ -1146,6 +1151,9 @@ class _Lanes:
         turn.beside = [future for _, future in self.running]
         busy = {lane for lane, _ in enumerate(self.conns) if any(f.lane == lane for _, f in self.running)}
         lane = min(set(range(len(self.conns))) - busy)
+        if self.running:
+            log.info("[%d] %s loads beside %s (lane %d): no submission in common", turn.number, turn.obj.key,
+                     ", ".join(other.obj.key for other, _ in self.running), lane + 1)
         future = self.pools[lane].submit(job, self.conns[lane])
         future.lane = lane
         self.running.append((turn, future))
