@@ -75,6 +75,42 @@ def test_a_partly_loaded_file_resent_after_its_exam_loads_only_the_missing_rows(
     assert _count(conn, "answers") == 8 and _count(conn, "rejected_rows") == 4
 
 
+def test_a_resend_with_nothing_new_to_wait_on_is_settled_without_reading_it(conn, s3, monkeypatch, caplog):
+    """Issue 18: a re-sent file whose waiting rows still wait on the same definitions (its fingerprint,
+    ingested_files.checked_with, equals the earlier drop's) is that drop's duplicate, rows_waiting carried over,
+    neither staged nor checked ahead; once an exam arrives the fingerprint differs and the file is read again."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="gradeflow.intake.ingest")
+    put(s3, EXAM_KEY, exam_bytes())
+    rows = answers_for("s1", "st1") + [{**r, "exam_id": "chem-1"} for r in answers_for("s2", "st2")]
+    put(s3, f"incoming/northfield/{DAY}/submissions/mixed.csv", csv_bytes(rows))
+    first = _ingest(conn, s3)
+    names, fetch_all, execute = [], db.fetch_all, db.execute
+    monkeypatch.setattr(db, "fetch_all", lambda c, name, params=None: names.append(name) or fetch_all(c, name, params))
+    monkeypatch.setattr(db, "execute", lambda c, name, params=None: names.append(name) or execute(c, name, params))
+    put(s3, f"incoming/northfield/{DAY}/submissions/a-new.csv", csv_bytes(answers_for("s3", "st3")))
+    put(s3, f"incoming/northfield/{DAY}/submissions/mixed.csv", csv_bytes(rows))  # read ahead after a-new.csv
+    second = _ingest(conn, s3)
+    assert names.count("ingest/create_stage") == 1  # a-new.csv's: mixed.csv is not staged
+    assert any("mixed.csv ahead: settled by an earlier drop" in r.getMessage() for r in caplog.records)
+    put(s3, f"incoming/northfield/{DAY}/exams/chem-1.json", json.dumps({**EXAM, "exam_id": "chem-1"}).encode())
+    put(s3, f"incoming/northfield/{DAY}/submissions/mixed.csv", csv_bytes(rows))
+    third = _ingest(conn, s3)
+    assert names.count("ingest/create_stage") == 2  # the exam arrived: read again
+    assert (first.rows_loaded, first.rows_rejected) == (4, 4)
+    assert (second.rows_loaded, second.rows_rejected, second.rows_duplicate, second.files_duplicate) == (4, 0, 8, 1)
+    assert (third.rows_loaded, third.rows_rejected, third.rows_duplicate) == (4, 0, 4)
+    files = conn.execute("SELECT file_name, status, rows_total, rows_loaded, rows_duplicate, rows_waiting, "
+                         "duplicate_of, checked_with IS NOT NULL FROM ingested_files WHERE kind = 'submissions' "
+                         "ORDER BY file_id")
+    first_id = conn.execute("SELECT min(file_id) FROM ingested_files WHERE file_name = 'mixed.csv'").fetchone()[0]
+    assert files.fetchall() == [("mixed.csv", "loaded", 8, 4, 0, 4, None, True),
+                                ("a-new.csv", "loaded", 4, 4, 0, 0, None, True),
+                                ("mixed.csv", "duplicate", 8, 0, 8, 4, first_id, True),
+                                ("mixed.csv", "loaded", 8, 4, 4, 0, None, True)]
+
+
 def test_a_timestamp_postgres_cannot_store_is_a_row_reject_and_the_file_loads(conn, s3):
     put(s3, EXAM_KEY, exam_bytes())
     rows = answers_for("s1", "st1")

@@ -25,7 +25,8 @@ class IncomingFile:
     (gradeflow.intake.contract.parse_incoming_key; None when it is not a recognised path); `day` is its day
     folder (today in the institution's zone for an unrecognised path). `data` is the spooled bytes
     (gradeflow.core.storage.read_spooled), read once by the step that loads them.
-    `file_id` is its `ingested_files` row, None until the file is recorded.
+    `file_id` is its `ingested_files` row, None until the file is recorded. `checks`: for a submissions file, the
+    known questions and rejected exams its transaction read, which its rows are checked against.
     """
 
     inst: Institution
@@ -35,6 +36,7 @@ class IncomingFile:
     sha: str
     data: IO[bytes]
     file_id: int | None = None
+    checks: tuple[dict[str, set[str]], dict[str, str]] | None = None  # known questions, rejected exams (submissions)
 
     @property
     def key(self) -> str:

@@ -1,0 +1,12 @@
+-- A re-sent submissions file whose waiting rows have nothing new to wait on (issue 18 item 2).
+--
+-- A drop that left rows waiting (an unknown exam or question: rows_waiting > 0) made every later drop of the same
+-- bytes be read and checked again, row by row, in case the definitions they wait on had arrived. checked_with is the
+-- fingerprint of everything a submissions file's rows were checked against (gradeflow.intake.ingest._fingerprint:
+-- the known questions and rejected exams its transaction read, its day folder, its format, the institution's day
+-- window and time zone, the version of the row checks). Same bytes checked against the same inputs give the same
+-- rows: those that loaded are loaded, the others refused with the reasons reported then, so a later drop of the
+-- bytes with the same fingerprint settles as a duplicate of that drop (its rows_waiting carried over, so a drop after
+-- the definitions arrive is read again). NULL (files of other kinds, and every drop before this migration): never
+-- matched, read again as before.
+ALTER TABLE ingested_files ADD COLUMN checked_with text;
