@@ -498,6 +498,7 @@ class _Receipt:
         """Format the receipt from its rows and put its missing parts (both, unless resumed); return the JSON's key."""
         import tempfile
         from datetime import datetime
+        from itertools import repeat
 
         head = dict(self.head)
         rejects_key = head.pop("rejects_key")
@@ -508,15 +509,15 @@ class _Receipt:
             writer = csv.writer(table)
             writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
             count, before = 0, "\n  "
-            for sid, student, exam, at, answers in csv.reader(io.TextIOWrapper(self.rows, encoding="utf-8",
-                                                                               newline="")):
-                at, answers = datetime.fromisoformat(at).isoformat(), int(answers)  # as psycopg's datetime writes it
+            for sid, student, exam, at, answers in _receipt_batches(self.rows):
+                at = [datetime.fromisoformat(a).isoformat() for a in at]  # as psycopg's datetime writes it
                 # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-                items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
-                                                      _json_text(at), answers))
-                writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
-                                 spreadsheet_safe(at), answers, name, sha))
-                count, before = count + 1, ",\n  "
+                items.write(before + ",\n  ".join(map(_RECEIPT_ITEM.__mod__, zip(
+                    map(_json_text, sid), map(_json_text, student), map(_json_text, exam), map(_json_text, at),
+                    answers, strict=True))))
+                writer.writerows(zip(_safe(sid), _safe(student), _safe(exam), _safe(at), answers, repeat(name),
+                                     repeat(sha), strict=False))
+                count, before = count + len(sid), ",\n  "
             whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                                indent=1)
             if "json" in self.parts:
@@ -540,6 +541,39 @@ class _Receipt:
 
     def close(self) -> None:
         self.rows.close()
+
+
+def _safe(values: list[str]) -> list[str]:
+    """spreadsheet_safe of each value; the values themselves when none starts like a formula (the common case, checked
+    by str.startswith alone, without a Python call per value)."""
+    from operator import methodcaller
+
+    from gradeflow.core.text import FORMULA_STARTS
+
+    if not any(map(methodcaller("startswith", FORMULA_STARTS), values)):
+        return values
+    return [spreadsheet_safe(v) for v in values]
+
+
+def _receipt_batches(rows) -> Iterator[tuple[list, list, list, list, list]]:
+    """The receipt's rows (receipt_loaded.sql's CSV in a binary file) as columns, about 1 MiB of them at a time
+    (Arrow's CSV reader: the receipt is formatted a batch at a time, never the file's rows at once)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rows.seek(0, io.SEEK_END)
+    if not rows.tell():
+        return
+    rows.seek(0)
+    names = ["submission_id", "student_id", "exam_id", "submitted_at", "answers"]
+    reader = pacsv.open_csv(rows, read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
+                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                            convert_options=pacsv.ConvertOptions(
+                                column_types={**{n: pa.string() for n in names[:4]}, "answers": pa.int64()},
+                                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    for batch in reader:
+        if batch.num_rows:
+            yield tuple(batch.column(i).to_pylist() for i in range(5))
 
 
 def _settle_resend(conn: psycopg.Connection, file: IncomingFile, outcome: _Outcome) -> None:
