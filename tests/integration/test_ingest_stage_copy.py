@@ -21,7 +21,7 @@ LAKE = get_institution("lakeshore")
 
 
 def _row(n: int, answer: str = "B") -> bytes:
-    return f'"{n}","s{n}","st{n}","bio-101","q1","{answer}","{n:064x}","2026-11-23T09:00:00+00:00"\n'.encode()
+    return f'"{n}","s{n}","st{n}","bio-101","q1","{answer}","{n:064x}"\n'.encode()
 
 
 def test_the_queued_writer_sends_every_piece_in_order_from_its_own_thread(conn, monkeypatch):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def clean_text(value: object) -> bool:
@@ -25,7 +25,7 @@ def clean_text(value: object) -> bool:
 def spreadsheet_safe(value: object) -> object:
     """A value made safe for a spreadsheet (OWASP CSV injection): text that starts like a formula
     gets a leading single quote. Only CSV exports are changed; the database keeps the raw value."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
 

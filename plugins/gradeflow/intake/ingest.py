@@ -498,7 +498,6 @@ class _Receipt:
         """Format the receipt from its rows and put its missing parts (both, unless resumed); return the JSON's key."""
         import tempfile
         from datetime import datetime
-        from itertools import repeat
 
         head = dict(self.head)
         rejects_key = head.pop("rejects_key")
@@ -509,15 +508,15 @@ class _Receipt:
             writer = csv.writer(table)
             writer.writerow(["submission_id", "student_id", "exam_id", "submitted_at", "answers", "file", "sha256"])
             count, before = 0, "\n  "
-            for sid, student, exam, at, answers in _receipt_batches(self.rows):
-                at = [datetime.fromisoformat(a).isoformat() for a in at]  # as psycopg's datetime writes it
+            for sid, student, exam, at, answers in csv.reader(io.TextIOWrapper(self.rows, encoding="utf-8",
+                                                                               newline="")):
+                at, answers = datetime.fromisoformat(at).isoformat(), int(answers)  # as psycopg's datetime writes it
                 # json.dumps(receipt, indent=1) of the whole receipt, one submission at a time (two levels deep)
-                items.write(before + ",\n  ".join(map(_RECEIPT_ITEM.__mod__, zip(
-                    map(_json_text, sid), map(_json_text, student), map(_json_text, exam), map(_json_text, at),
-                    answers, strict=True))))
-                writer.writerows(zip(_safe(sid), _safe(student), _safe(exam), _safe(at), answers, repeat(name),
-                                     repeat(sha), strict=False))
-                count, before = count + len(sid), ",\n  "
+                items.write(before + _RECEIPT_ITEM % (_json_text(sid), _json_text(student), _json_text(exam),
+                                                      _json_text(at), answers))
+                writer.writerow((spreadsheet_safe(sid), spreadsheet_safe(student), spreadsheet_safe(exam),
+                                 spreadsheet_safe(at), answers, name, sha))
+                count, before = count + 1, ",\n  "
             whole = json.dumps({**head, "submissions_accepted": count, "rejects_key": rejects_key, "submissions": []},
                                indent=1)
             if "json" in self.parts:
@@ -541,39 +540,6 @@ class _Receipt:
 
     def close(self) -> None:
         self.rows.close()
-
-
-def _safe(values: list[str]) -> list[str]:
-    """spreadsheet_safe of each value; the values themselves when none starts like a formula (the common case, checked
-    by str.startswith alone, without a Python call per value)."""
-    from operator import methodcaller
-
-    from gradeflow.core.text import FORMULA_STARTS
-
-    if not any(map(methodcaller("startswith", FORMULA_STARTS), values)):
-        return values
-    return [spreadsheet_safe(v) for v in values]
-
-
-def _receipt_batches(rows) -> Iterator[tuple[list, list, list, list, list]]:
-    """The receipt's rows (receipt_loaded.sql's CSV in a binary file) as columns, about 1 MiB of them at a time
-    (Arrow's CSV reader: the receipt is formatted a batch at a time, never the file's rows at once)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    rows.seek(0, io.SEEK_END)
-    if not rows.tell():
-        return
-    rows.seek(0)
-    names = ["submission_id", "student_id", "exam_id", "submitted_at", "answers"]
-    reader = pacsv.open_csv(rows, read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 20),
-                            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                            convert_options=pacsv.ConvertOptions(
-                                column_types={**{n: pa.string() for n in names[:4]}, "answers": pa.int64()},
-                                strings_can_be_null=False, quoted_strings_can_be_null=False))
-    for batch in reader:
-        if batch.num_rows:
-            yield tuple(batch.column(i).to_pylist() for i in range(5))
 
 
 def _settle_resend(conn: psycopg.Connection, file: IncomingFile, outcome: _Outcome) -> None:
@@ -1232,8 +1198,9 @@ class _Lanes:
     def __enter__(self) -> _Lanes:
         from concurrent.futures import ThreadPoolExecutor
 
-        self.pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gradeflow-ingest-lane{n}")
-                      for n in range(len(self.conns))]
+        if len(self.conns) > 1:
+            self.pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gradeflow-ingest-lane{n}")
+                          for n in range(len(self.conns))]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -1270,7 +1237,16 @@ class _Lanes:
         if self.running:
             log.info("[%d] %s loads beside %s (lane %d): no submission in common", turn.number, turn.obj.key,
                      ", ".join(other.obj.key for other, _ in self.running), lane + 1)
-        future = self.pools[lane].submit(job, self.conns[lane])
+        if len(self.conns) == 1:  # one lane: the sweep's own thread loads the file, as a sweep always did
+            from concurrent.futures import Future
+
+            future = Future()
+            try:
+                future.set_result(job(self.conns[lane]))
+            except BaseException as exc:  # raised by join or the next run, as from a lane's thread
+                future.set_exception(exc)
+        else:
+            future = self.pools[lane].submit(job, self.conns[lane])
         future.lane = lane
         self.running.append((turn, future))
         self.last = (turn, future)
@@ -1341,7 +1317,7 @@ def _analyse(conn: psycopg.Connection, table: str, rows: int, force: bool = Fals
 
 STAGE_PIECE_BYTES = 1024 * 1024  # answers hashed, written as CSV and sent to COPY at a time: never a chunk's copy
 _STAGE_COPY = ("COPY stage_answers (row_number, submission_id, student_id, exam_id, question_id, answer_text,"
-               " answer_sha256, submitted_at) FROM STDIN (FORMAT csv)")
+               " answer_sha256) FROM STDIN (FORMAT csv)")
 
 
 def _check_and_stage(conn: psycopg.Connection, file: IncomingFile, known: dict[str, set[str]],
@@ -1425,12 +1401,12 @@ def _copy_stage(conn: psycopg.Connection, text, statement: str = _STAGE_COPY) ->
 
 def _stage_text(good) -> Iterator[memoryview]:
     """The COPY text (CSV written by Arrow) of a chunk of validated rows with their answer hash, a piece of about
-    STAGE_PIECE_BYTES of answers at a time, so the hashes and the CSV text never add a copy of the chunk."""
+    STAGE_PIECE_BYTES of answers at a time, so the hashes and the CSV text never add a copy of the chunk. Not their
+    submitted_at: a submission's is its first row's, which the chunk's first rows carry (_FileKeys, stage_firsts)."""
     for start, length in _row_pieces(good.column("answer"), STAGE_PIECE_BYTES):
         part = good.slice(start, length)
         yield _copy_text(part.select(["row_number", "submission_id", "student_id", "exam_id", "question_id", "answer"])
-                         .append_column("answer_sha256", answer_hashes(part.column("answer")))
-                         .append_column("submitted_at", part.column("submitted_at")))
+                         .append_column("answer_sha256", answer_hashes(part.column("answer"))))
 
 
 def _row_pieces(answers, piece_bytes: int) -> list[tuple[int, int]]:
