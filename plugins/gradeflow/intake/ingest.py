@@ -199,7 +199,7 @@ def _take_turn(inst: Institution, conn: psycopg.Connection, s3, turn: _Turn, beh
         return
     finally:
         turn.close()
-    if committed.outcome.status in ("loaded", "duplicate") and turn.loads_submissions and turn.ahead.settled:
+    if committed.outcome.status in ("loaded", "duplicate") and turn.loads_submissions:
         turn.ahead.settled.add(turn.sha, turn.fingerprint, committed.outcome.waiting)
     behind.submit(turn.number, replace(committed, place=f"{turn.number}/{files}"))
 
@@ -776,7 +776,7 @@ def _load_submissions(conn: psycopg.Connection, file: IncomingFile, turn: _Turn 
     from gradeflow.intake.columns import system_memory_pool  # pyarrow: imported when a file loads, not at DAG parse
 
     inst, parsed, file_id, name = file.inst, file.parsed, file.file_id, file.name
-    known, rejected_exams = file.checks or (_known_questions(inst, conn), _rejected_exams(inst, conn))
+    known, rejected_exams = file.checks  # read by its transaction before anything else (_ingest_spooled)
     db.fetch_all(conn, "ingest/set_work_mem", {"work_mem": STAGE_WORK_MEM})
     db.execute(conn, "ingest/create_stage")
     checked = turn.checked(file.key, known, rejected_exams) if turn else None
@@ -988,7 +988,7 @@ def _check_ahead(ahead: _Ahead, obj: storage.S3Object, parsed: IncomingPath, kno
     checked = _Checked(obj.key, known, rejected_exams)
     try:
         checked.data, checked.sha = storage.read_spooled(s3, obj.key, in_memory=SPOOL_IN_MEMORY)
-        if settled is not None and settled.covers(checked.sha, _fingerprint(inst, parsed, known, rejected_exams)):
+        if settled.covers(checked.sha, _fingerprint(inst, parsed, known, rejected_exams)):
             checked.settled = True  # its transaction finds the drop that settles it (or reads it in its turn)
             log.debug("Read %s ahead: settled by an earlier drop of the same bytes, not checked", obj.key)
             return checked
@@ -1050,7 +1050,7 @@ class _Ahead:
     chunk, as without it). Its result is used only with the same known questions and rejected exams that the
     file's own transaction reads (else, or when the worker failed, the file is read again in its turn)."""
 
-    def __init__(self, inst: Institution, s3, ordered: list[storage.S3Object], settled: _Settled | None = None) -> None:
+    def __init__(self, inst: Institution, s3, ordered: list[storage.S3Object], settled: _Settled) -> None:
         self.inst, self.s3, self.settled = inst, s3, settled
         self.following = {obj.key: nxt for obj, nxt in zip(ordered, ordered[1:], strict=False)}
         self.pool = self.memory = None
